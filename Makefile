@@ -1,0 +1,28 @@
+# The two commands in the README are the contract: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+
+.PHONY: setup test unit e2e demo bench clean
+
+setup:
+	@command -v $(PYTHON) >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
+	$(PYTHON) scripts/stack.py install --venv $(VENV)
+
+test: setup
+	$(VENV)/bin/pytest
+
+unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+e2e: setup
+	$(VENV)/bin/pytest tests/e2e
+
+demo: setup
+	$(VENV)/bin/python scripts/demo.py
+
+bench: setup
+	$(VENV)/bin/python bench/poll.py
+
+clean:
+	$(PYTHON) scripts/stack.py down
+	rm -rf .stack .basewatch

@@ -1,0 +1,3 @@
+from basewatch.cli import main
+
+raise SystemExit(main())

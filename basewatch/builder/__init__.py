@@ -1,0 +1,1 @@
+"""The builder half: run builds on a container engine, push the images, keep the logs."""

@@ -1,0 +1,156 @@
+"""Docker Engine through the docker SDK. Blocking: the runner calls it from a worker thread."""
+from __future__ import annotations
+
+import threading
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from basewatch.builder.engine import BuildRequest, BuildResult, LogSink
+from basewatch.errors import EngineError
+from basewatch.watcher.reference import ImageReference
+
+_UNREACHABLE = (requests.exceptions.ConnectionError, docker.errors.DockerException)
+
+
+def split_tag(image: str) -> tuple[str, str]:
+    """`host:port/repo:tag` -> (`host:port/repo`, `tag`); no tag means `latest`."""
+    repository, _, tag = image.rpartition(":")
+    if "/" in tag or not repository:  # the colon was a registry port
+        return image, "latest"
+    return repository, tag
+
+
+def engine_name(reference: str) -> str:
+    """How the engine names an image: docker.io images by their familiar name."""
+    return ImageReference.parse(reference).familiar
+
+
+class DockerEngine:
+    """One engine session per run, so cancel() can cut a build or push short."""
+
+    def __init__(self, docker_host: str, timeout: float = 600.0):
+        self.docker_host = docker_host
+        self.timeout = timeout
+        self._clients: set[docker.APIClient] = set()
+        self._lock = threading.Lock()
+
+    def _client(self) -> docker.APIClient:
+        try:
+            client = docker.APIClient(base_url=self.docker_host, version="auto",
+                                      timeout=self.timeout)
+        except _UNREACHABLE as exc:
+            raise EngineError(f"cannot reach the Docker Engine at {self.docker_host}: "
+                              f"{_reason(exc)}") from None
+        with self._lock:
+            self._clients.add(client)
+        return client
+
+    def _release(self, client: docker.APIClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+        client.close()
+
+    def ping(self) -> None:
+        client = self._client()
+        try:
+            client.ping()
+        except _UNREACHABLE as exc:
+            raise EngineError(f"cannot reach the Docker Engine at {self.docker_host}: "
+                              f"{_reason(exc)}") from None
+        finally:
+            self._release(client)
+
+    def cancel(self) -> None:
+        """Close every open session: the streams in progress fail and the run ends."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
+
+    def build(self, request: BuildRequest, log: LogSink) -> BuildResult:
+        client = self._client()
+        try:
+            image_id = self._stream_build(client, request, log)
+            for tag in request.tags:
+                client.tag(image_id, *split_tag(tag))
+            return BuildResult(image_id, self._base_digests(client, request.bases))
+        except _UNREACHABLE as exc:
+            raise EngineError(f"build failed: {_reason(exc)}") from None
+        finally:
+            self._release(client)
+
+    def _stream_build(self, client: docker.APIClient, request: BuildRequest,
+                      log: LogSink) -> str:
+        image_id = None
+        # pull=True: a rebuild must really use the base's new digest, not a cached copy.
+        chunks = client.build(
+            path=str(request.context), dockerfile=request.dockerfile, tag=request.tags[0],
+            buildargs=request.build_args, target=request.target, platform=request.platform,
+            pull=True, rm=True, forcerm=True, network_mode="host", decode=True)
+        for chunk in chunks:
+            if "stream" in chunk:
+                log(chunk["stream"])
+                if chunk["stream"].startswith("Successfully built "):
+                    image_id = chunk["stream"].split()[-1]
+            elif "status" in chunk and (line := _status_line(chunk)):
+                log(line)
+            if "error" in chunk or "errorDetail" in chunk:
+                message = chunk.get("error") or chunk["errorDetail"].get("message", "")
+                log(f"ERROR: {message}\n")
+                raise EngineError(f"build failed: {message.strip()}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+        if image_id is None:
+            raise EngineError("build failed: the engine reported no image")
+        return image_id
+
+    def _base_digests(self, client: docker.APIClient, bases: list[str]) -> dict[str, str]:
+        digests: dict[str, str] = {}
+        for base in bases:
+            name = ImageReference.parse(base)
+            try:
+                repo_digests = client.inspect_image(engine_name(base)).get("RepoDigests") or []
+            except docker.errors.ImageNotFound:
+                continue
+            for entry in repo_digests:
+                repo, _, digest = entry.partition("@")
+                if ImageReference.parse(repo).name == name.name:
+                    digests[base] = digest
+        return digests
+
+    def push(self, tag: str, log: LogSink) -> str:
+        client = self._client()
+        repository, name_tag = split_tag(tag)
+        digest = None
+        try:
+            for chunk in client.push(repository, tag=name_tag, stream=True, decode=True):
+                # Push failures arrive as chunks, not exceptions: check every one.
+                if "error" in chunk or "errorDetail" in chunk:
+                    message = chunk.get("error") or chunk["errorDetail"].get("message", "")
+                    log(f"ERROR: {message}\n")
+                    raise EngineError(f"push of {tag} failed: {message.strip()}")
+                if "status" in chunk and (line := _status_line(chunk)):
+                    log(line)
+                if "aux" in chunk and "Digest" in chunk["aux"]:
+                    digest = chunk["aux"]["Digest"]
+        except _UNREACHABLE as exc:
+            raise EngineError(f"push of {tag} failed: {_reason(exc)}") from None
+        finally:
+            self._release(client)
+        if digest is None:
+            raise EngineError(f"push of {tag} failed: the engine reported no digest")
+        return digest
+
+
+def _status_line(chunk: dict) -> str:
+    # Progress bars repeat hundreds of times per layer; the log keeps the state changes only.
+    if chunk.get("progressDetail") or chunk.get("progress"):
+        return ""
+    return " ".join(p for p in (chunk.get("id", ""), chunk["status"]) if p) + "\n"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,125 @@
+"""Executes one queued run: build on the engine, push every tag, record what was built on what."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from basewatch.builder.engine import BuildRequest, Engine
+from basewatch.builder.run_log import RunLog, log_path
+from basewatch.config import TaskSettings
+from basewatch.errors import BasewatchError
+from basewatch.models import PushedImage, Run, RunStatus
+from basewatch.platforms import Platform
+from basewatch.store import Store
+from basewatch.templating import RunVariables, render
+
+log = logging.getLogger(__name__)
+
+FinishedHook = Callable[[Run], Awaitable[None]]
+
+
+class RunExecutor:
+    def __init__(self, store: Store, engine_factory: Callable[[], Engine], logs_dir: Path,
+                 run_registry: str | None = None, threads: int = 8,
+                 on_finished: FinishedHook | None = None):
+        self.store = store
+        self.engine_factory = engine_factory
+        self.logs_dir = logs_dir
+        self.run_registry = run_registry
+        self.on_finished = on_finished
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
+
+    def close(self) -> None:
+        # Builds still running in threads are cut short by cancel(); don't wait on them.
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def execute(self, run_id: str) -> None:
+        run = await self.store.runs.get(run_id)
+        if run is None or run.status is not RunStatus.QUEUED:
+            return  # canceled or already handled while it waited
+        task = await self.store.tasks.get(run.task)
+        run_log = RunLog(log_path(self.logs_dir, run.id))
+        try:
+            if task is None:
+                raise BasewatchError(f"task {run.task} no longer exists")
+            await self.store.runs.mark_started(run.id)
+            status, outputs, error = await self._build_and_push(run, task, run_log)
+        except BasewatchError as exc:
+            status, outputs, error = RunStatus.ERROR, [], str(exc)
+            run_log.line(f"Run ID: {run.id} errored: {error}")
+        except asyncio.CancelledError:
+            run_log.line(f"Run ID: {run.id} was canceled: the daemon is shutting down")
+            await asyncio.shield(self.store.runs.finish(
+                run.id, RunStatus.CANCELED, error="the daemon shut down during the run"))
+            raise
+        finally:
+            run_log.close()
+        await self.store.runs.finish(run.id, status, outputs, error)
+        finished = await self.store.runs.get(run.id)
+        log.info("run %s (%s) %s%s", run.id, run.task, status.value,
+                 f": {error}" if error else "")
+        if self.on_finished is not None:
+            await self.on_finished(finished)
+
+    async def _build_and_push(self, run: Run, task: TaskSettings, run_log: RunLog
+                              ) -> tuple[RunStatus, list[PushedImage], str | None]:
+        platform = Platform.parse(run.platform)
+        variables = RunVariables(id=run.id, date=datetime.now(timezone.utc),
+                                 registry=self.run_registry, os=platform.os,
+                                 architecture=platform.architecture)
+        tags = [render(image, variables) for image in task.image]
+        dependencies = await self.store.graph.dependencies(task.name)
+        request = BuildRequest(
+            context=task.context, dockerfile=task.file, tags=tags, platform=run.platform,
+            build_args=dict(task.build_args), target=task.target,
+            bases=[d.base for d in dependencies])
+        engine = self.engine_factory()
+        run_log.line(f"Run ID: {run.id} started: task {task.name}, trigger {run.trigger.value}"
+                     + (f" ({run.reason})" if run.reason else ""))
+        loop = asyncio.get_running_loop()
+
+        async def in_thread(function, *args):
+            future = loop.run_in_executor(self._threads, function, *args)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                engine.cancel()
+                raise
+
+        started = loop.time()
+        try:
+            async with asyncio.timeout(task.timeout):
+                result = await in_thread(engine.build, request, run_log.write)
+                base_digests = await self._platform_digests(result.base_digests, run.platform)
+                await self.store.runs.record_base_digests(run.id, base_digests)
+                outputs = []
+                if task.push:
+                    for tag in tags:
+                        run_log.line(f"Pushing {tag}")
+                        digest = await in_thread(engine.push, tag, run_log.write)
+                        run_log.line(f"Pushed {tag}: digest: {digest}")
+                        outputs.append(PushedImage(tag, digest))
+        except TimeoutError:
+            message = f"the run exceeded its timeout of {task.timeout:.0f}s"
+            run_log.line(f"Run ID: {run.id} timed out: {message}")
+            return RunStatus.TIMEOUT, [], message
+        except BasewatchError as exc:
+            run_log.line(f"Run ID: {run.id} failed: {exc}")
+            return RunStatus.FAILED, [], str(exc)
+        await self.store.graph.record_build(task.name, base_digests)
+        run_log.line(f"Run ID: {run.id} was successful after {loop.time() - started:.0f}s")
+        return RunStatus.SUCCEEDED, outputs, None
+
+    async def _platform_digests(self, digests: dict[str, str], platform: str) -> dict[str, str]:
+        """The engine reports an index digest for a multi-arch base; we compare platform digests."""
+        result = {}
+        for base, digest in digests.items():
+            watched = await self.store.graph.get_watched(base, platform)
+            if watched and watched.index_digest == digest and watched.digest:
+                digest = watched.digest
+            result[base] = digest
+        return result

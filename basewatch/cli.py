@@ -1,0 +1,93 @@
+"""The `basewatch` command: a thin door into the same services the daemon uses."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from basewatch import __version__
+from basewatch.config import load_config
+from basewatch.errors import BasewatchError
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="basewatch",
+        description="Rebuild every image built on a base image when that base is patched.")
+    parser.add_argument("--version", action="version", version=f"basewatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.add_argument("--config", "-c", type=Path, required=True, help="the YAML config file")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=cmd_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config", type=Path)
+    check.set_defaults(handler=cmd_check_config)
+
+    bases = commands.add_parser("bases", help="show the base images a Dockerfile is built on")
+    bases.add_argument("path", type=Path, help="a Dockerfile, or a folder holding one")
+    bases.add_argument("--file", "-f", default="Dockerfile",
+                       help="the Dockerfile's name when PATH is a folder")
+    bases.add_argument("--build-arg", type=_key_value, action="append", default=[],
+                       metavar="KEY=VALUE")
+    bases.add_argument("--target")
+    bases.add_argument("--json", action="store_true", help="print JSON")
+    bases.set_defaults(handler=cmd_bases)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from basewatch.daemon import Daemon
+
+    config = load_config(args.config)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    asyncio.run(Daemon(config).serve_forever())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: valid ({len(config.tasks)} tasks, "
+          f"{len(config.registries)} registries)")
+    return 0
+
+
+def cmd_bases(args: argparse.Namespace) -> int:
+    from basewatch.watcher.dockerfile import analyse_dockerfile_path
+
+    path = args.path / args.file if args.path.is_dir() else args.path
+    bases = analyse_dockerfile_path(path, dict(args.build_arg), args.target)
+    report = bases.to_json()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"runtime:   {report['runtime']}")
+        for base in report["buildtime"]:
+            print(f"buildtime: {base}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except BasewatchError as exc:
+        for line in str(exc).splitlines():
+            print(f"basewatch: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,191 @@
+"""The configuration file, validated at the edge so the core only ever sees valid objects."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+
+from basewatch.errors import ConfigError
+from basewatch.platforms import Platform
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `30s`, `5m`, `1h30m`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
+        hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = float(hours * 3600 + minutes * 60 + secs)
+    else:
+        raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegistrySettings(_Strict):
+    """How to reach one registry, keyed by the host written in image references."""
+
+    host: str
+    endpoint: str | None = None
+    poll_interval: Duration | None = None
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError(f"{value!r} is not an http(s)://host[:port] URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "RegistrySettings":
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give password or password_env, not both")
+        return self
+
+
+class BaseImageTrigger(_Strict):
+    enabled: bool = True
+    type: Literal["runtime", "all"] = "runtime"
+
+
+class TaskSettings(_Strict):
+    name: str = Field(pattern=_TASK_NAME)
+    context: Path
+    file: str = "Dockerfile"
+    image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    build_args: dict[str, str] = Field(default_factory=dict)
+    target: str | None = None
+    platform: str = "linux/amd64"
+    base_image_trigger: BaseImageTrigger = BaseImageTrigger()
+    push: bool = True
+    timeout: Duration = 3600.0
+
+    @field_validator("platform")
+    @classmethod
+    def _platform_is_valid(cls, value: str) -> str:
+        platform = Platform.parse(value)
+        if platform.os == "windows":
+            raise ValueError("windows images cannot be built on a Linux engine")
+        return str(platform)
+
+    @field_validator("build_args", mode="before")
+    @classmethod
+    def _stringify_build_args(cls, value: object) -> object:
+        # YAML reads VERSION: 1 as an int; build args are always strings to Docker.
+        if isinstance(value, dict):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+
+class Config(_Strict):
+    state_dir: Path = Path(".basewatch")
+    listen: str = "127.0.0.1:8080"
+    max_concurrent_runs: int = Field(2, ge=1, le=256)
+    poll_interval: Duration = 60.0
+    registries: list[RegistrySettings] = Field(default_factory=list)
+    tasks: list[TaskSettings] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        for what, names in (("task name", [t.name for t in self.tasks]),
+                            ("registry host", [r.host for r in self.registries])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {what}: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def registry(self, host: str) -> RegistrySettings | None:
+        return next((r for r in self.registries if r.host == host), None)
+
+
+def _key_path(location: tuple) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line per problem: `FILE: key.path: what is wrong`."""
+    lines = []
+    for item in error.errors():
+        location = tuple(p for p in item["loc"] if not str(p).startswith("function-"))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{source}: {_key_path(location)}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file; relative paths in it are relative to the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+    return _resolve_paths(config, path.resolve().parent)
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    tasks = [t.model_copy(update={"context": (base / t.context).resolve()}) for t in config.tasks]
+    return config.model_copy(update={"state_dir": (base / config.state_dir).resolve(),
+                                     "tasks": tasks})

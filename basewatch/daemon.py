@@ -1,0 +1,154 @@
+"""The long-lived daemon: wires the watcher, the run queue, the builder and the HTTP edge.
+
+Shutdown order is written down: stop taking requests, stop watching, cancel runs in progress
+(they are marked Canceled), close the engine threads, the registry client and the database.
+Queued runs stay queued in the database and resume on the next start.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from aiohttp import web
+
+from basewatch.builder.docker_engine import DockerEngine
+from basewatch.builder.runner import RunExecutor
+from basewatch.config import Config
+from basewatch.errors import BasewatchError
+from basewatch.http.app import create_app
+from basewatch.runqueue import RunQueue
+from basewatch.store import Store
+from basewatch.watcher.digest_watch import DigestWatcher
+from basewatch.watcher.fanout import FanOut
+from basewatch.watcher.registration import TaskRegistrar
+from basewatch.watcher.registry import RegistryClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class Daemon:
+    def __init__(self, config: Config, docker_host: str | None = None):
+        self.config = config
+        self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        self.store: Store | None = None
+        self.registry_client: RegistryClient | None = None
+        self._runner: web.AppRunner | None = None
+        self._watch_task: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        config = self.config
+        self.store = store = await Store.open(config.state_dir / "basewatch.db")
+        interrupted = await store.runs.fail_unfinished(
+            "the daemon stopped while the run was in progress")
+        if interrupted:
+            log.warning("runs interrupted by the last shutdown: %s", ", ".join(interrupted))
+        self.registry_client = RegistryClient(config.registries)
+        self.executor = RunExecutor(
+            store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
+            run_registry=config.registries[0].host if config.registries else None,
+            threads=config.max_concurrent_runs * 2)
+        self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
+        self.fanout = FanOut(store, self.queue.submit)
+        self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
+                                     self._poll_interval)
+        self.registrar = TaskRegistrar(store, self.registry_client)
+
+        await self._report_engine()
+        await self.sync_config_tasks()
+        self.queue.start()
+        for run in await store.runs.queued():
+            self.queue.submit(run.id)
+        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
+        self._runner = web.AppRunner(create_app(self.health), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.listen_host, config.listen_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+        log.info("basewatch is watching %d base references for %d tasks; listening on %s",
+                 len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+
+    def _poll_interval(self, registry_host: str) -> float:
+        settings = self.config.registry(registry_host)
+        if settings is not None and settings.poll_interval is not None:
+            return settings.poll_interval
+        return self.config.poll_interval
+
+    async def _report_engine(self) -> str | None:
+        try:
+            await asyncio.to_thread(DockerEngine(self.docker_host).ping)
+        except BasewatchError as exc:
+            log.error("%s; builds will fail until it is back", exc)
+            return str(exc)
+        return None
+
+    async def sync_config_tasks(self) -> None:
+        """Register the config's tasks and forget config tasks that were removed from it."""
+        names = {task.name for task in self.config.tasks}
+        for task in self.config.tasks:
+            try:
+                bases = await self.registrar.register(task, "config")
+            except BasewatchError as exc:
+                log.error("task %s not registered: %s", task.name, exc)
+                continue
+            log.info("task %s: runtime base %s", task.name,
+                     bases.runtime if bases.runtime else "scratch")
+        for task in await self.store.tasks.all(source="config"):
+            if task.name not in names:
+                await self.store.tasks.delete(task.name)
+                log.info("task %s removed: no longer in the config", task.name)
+        await self.store.graph.prune()
+        self.watcher.refresh()
+
+    async def health(self) -> dict:
+        engine_error = await self._report_engine()
+        watched = await self.store.graph.watched()
+        failing = [w.base for w in watched if w.last_error]
+        return {
+            "status": "ok" if engine_error is None and not failing else "degraded",
+            "engine": "ok" if engine_error is None else engine_error,
+            "watched": len(watched),
+            "failing_references": failing,
+            "queued": self.queue.depth,
+            "running": sorted(self.queue.running),
+        }
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+            self._watch_task = None
+        if hasattr(self, "queue"):
+            await self.queue.stop()
+            self.executor.close()
+        if self.registry_client is not None:
+            await self.registry_client.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        self._stopped.set()
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await self.stop()

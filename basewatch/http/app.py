@@ -1,0 +1,20 @@
+"""The daemon's aiohttp application. A thin door: every handler asks a service for the answer."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+HealthProbe = Callable[[], Awaitable[dict]]
+
+
+def create_app(health: HealthProbe) -> web.Application:
+    app = web.Application()
+
+    async def healthz(request: web.Request) -> web.Response:
+        # Always 200 while the daemon runs: a dead engine or registry is reported, not fatal,
+        # and an orchestrator restarting the daemon would not bring either back.
+        return web.json_response(await health())
+
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,95 @@
+"""Plain data types shared by the watcher, the builder and the store. No behaviour lives here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class RunStatus(str, Enum):
+    QUEUED = "Queued"
+    STARTED = "Started"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+    ERROR = "Error"
+    TIMEOUT = "Timeout"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.STARTED, RunStatus.RUNNING)
+
+
+class Trigger(str, Enum):
+    MANUAL = "Manual"
+    COMMIT = "Commit"
+    PULL_REQUEST = "Pull Request"
+    TIMER = "Timer"
+    IMAGE_UPDATE = "Image Update"
+
+
+class RunType(str, Enum):
+    QUICK_BUILD = "QuickBuild"
+    QUICK_RUN = "QuickRun"
+    AUTO_BUILD = "AutoBuild"
+    AUTO_RUN = "AutoRun"
+
+
+class DependencyKind(str, Enum):
+    RUNTIME = "runtime"
+    BUILDTIME = "buildtime"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """An edge of the graph: `task` is built on `base` (a canonical reference) for `platform`."""
+
+    task: str
+    base: str
+    platform: str
+    kind: DependencyKind
+    digest_at_build: str | None = None
+
+
+@dataclass(frozen=True)
+class WatchedDigest:
+    """What the watcher last saw of one base reference for one platform."""
+
+    base: str
+    platform: str
+    digest: str | None
+    index_digest: str | None = None
+    checked_at: datetime | None = None
+    changed_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    image: str
+    digest: str
+
+
+@dataclass
+class Run:
+    id: str
+    task: str
+    trigger: Trigger
+    run_type: RunType
+    status: RunStatus
+    platform: str
+    queued_at: datetime
+    reason: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    base_digests: dict[str, str] = field(default_factory=dict)
+    outputs: list[PushedImage] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(self.started_at.tzinfo)
+        return (end - self.started_at).total_seconds()

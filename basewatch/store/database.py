@@ -1,0 +1,73 @@
+"""The SQLite connection: WAL, foreign keys, migrations, and one transaction at a time."""
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiosqlite
+
+from basewatch.store.migrations import MIGRATIONS
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_text(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def from_text(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class Database:
+    def __init__(self, connection: aiosqlite.Connection):
+        self.connection = connection
+        # One shared connection: transactions must not interleave on it.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> "Database":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        connection.row_factory = aiosqlite.Row
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        database = cls(connection)
+        await database.migrate()
+        return database
+
+    async def migrate(self) -> None:
+        (version,) = await (await self.connection.execute("PRAGMA user_version")).fetchone()
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            async with self.transaction() as db:
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version={number}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                await self.connection.execute("ROLLBACK")
+                raise
+            await self.connection.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
+        async with self._lock:
+            return list(await self.connection.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: tuple = ()) -> aiosqlite.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        await self.connection.close()

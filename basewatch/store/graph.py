@@ -1,0 +1,102 @@
+"""The dependency graph's edges and what the watcher last saw of each base."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from basewatch.models import Dependency, DependencyKind, WatchedDigest
+from basewatch.store.database import Database, from_text, now, to_text
+
+
+def _watched(row) -> WatchedDigest:
+    return WatchedDigest(
+        base=row["base"], platform=row["platform"], digest=row["digest"],
+        index_digest=row["index_digest"], checked_at=from_text(row["checked_at"]),
+        changed_at=from_text(row["changed_at"]), last_error=row["last_error"],
+    )
+
+
+def _dependency(row) -> Dependency:
+    return Dependency(task=row["task"], base=row["base"], platform=row["platform"],
+                      kind=DependencyKind(row["kind"]), digest_at_build=row["digest_at_build"])
+
+
+class GraphStore:
+    def __init__(self, database: Database):
+        self.database = database
+
+    async def replace_dependencies(self, task: str, platform: str,
+                                   edges: Iterable[tuple[str, DependencyKind]],
+                                   digests: dict[str, str | None]) -> None:
+        """Set a task's edges; a base seen for the first time starts from `digests[base]`."""
+        stamp = to_text(now())
+        async with self.database.transaction() as db:
+            await db.execute("DELETE FROM dependencies WHERE task = ?", (task,))
+            for base, kind in edges:
+                digest = digests.get(base)
+                await db.execute(
+                    "INSERT INTO dependencies (task, base, platform, kind, digest_at_build)"
+                    " VALUES (?, ?, ?, ?, ?)", (task, base, platform, kind.value, digest))
+                await db.execute(
+                    "INSERT INTO watched_digests (base, platform, digest, checked_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (base, platform, digest, stamp if digest else None))
+            await self._prune(db)
+
+    async def _prune(self, db) -> None:
+        await db.execute(
+            "DELETE FROM watched_digests WHERE NOT EXISTS (SELECT 1 FROM dependencies d"
+            " WHERE d.base = watched_digests.base AND d.platform = watched_digests.platform)")
+
+    async def prune(self) -> None:
+        async with self.database.transaction() as db:
+            await self._prune(db)
+
+    async def watched(self) -> list[WatchedDigest]:
+        rows = await self.database.fetchall("SELECT * FROM watched_digests ORDER BY base, platform")
+        return [_watched(row) for row in rows]
+
+    async def get_watched(self, base: str, platform: str) -> WatchedDigest | None:
+        row = await self.database.fetchone(
+            "SELECT * FROM watched_digests WHERE base = ? AND platform = ?", (base, platform))
+        return _watched(row) if row else None
+
+    async def record_same(self, base: str, platform: str, index_digest: str | None) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE watched_digests SET checked_at = ?, last_error = NULL, index_digest = ?"
+                " WHERE base = ? AND platform = ?",
+                (to_text(now()), index_digest, base, platform))
+
+    async def record_first(self, base: str, platform: str, digest: str,
+                           index_digest: str | None) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE watched_digests SET digest = ?, index_digest = ?, checked_at = ?,"
+                " last_error = NULL WHERE base = ? AND platform = ?",
+                (digest, index_digest, to_text(now()), base, platform))
+
+    async def record_error(self, base: str, platform: str, error: str) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE watched_digests SET checked_at = ?, last_error = ?"
+                " WHERE base = ? AND platform = ?", (to_text(now()), error, base, platform))
+
+    async def dependencies(self, task: str | None = None) -> list[Dependency]:
+        sql, params = "SELECT * FROM dependencies", ()
+        if task is not None:
+            sql, params = sql + " WHERE task = ?", (task,)
+        rows = await self.database.fetchall(sql + " ORDER BY task, base", params)
+        return [_dependency(row) for row in rows]
+
+    async def dependents(self, base: str, platform: str) -> list[Dependency]:
+        rows = await self.database.fetchall(
+            "SELECT * FROM dependencies WHERE base = ? AND platform = ? ORDER BY task",
+            (base, platform))
+        return [_dependency(row) for row in rows]
+
+    async def record_build(self, task: str, base_digests: dict[str, str]) -> None:
+        async with self.database.transaction() as db:
+            for base, digest in base_digests.items():
+                await db.execute(
+                    "UPDATE dependencies SET digest_at_build = ? WHERE task = ? AND base = ?",
+                    (digest, task, base))

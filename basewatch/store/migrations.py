@@ -1,0 +1,52 @@
+"""Schema migrations, applied in order; PRAGMA user_version records how many have run."""
+
+MIGRATIONS: list[str] = [
+    # 1: tasks, the dependency graph, watched digests and runs.
+    """
+    CREATE TABLE tasks (
+        name        TEXT PRIMARY KEY,
+        source      TEXT NOT NULL CHECK (source IN ('config', 'api')),
+        definition  TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE watched_digests (
+        base          TEXT NOT NULL,
+        platform      TEXT NOT NULL,
+        digest        TEXT,
+        index_digest  TEXT,
+        checked_at    TEXT,
+        changed_at    TEXT,
+        last_error    TEXT,
+        PRIMARY KEY (base, platform)
+    );
+    CREATE TABLE dependencies (
+        task             TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+        base             TEXT NOT NULL,
+        platform         TEXT NOT NULL,
+        kind             TEXT NOT NULL CHECK (kind IN ('runtime', 'buildtime')),
+        digest_at_build  TEXT,
+        PRIMARY KEY (task, base)
+    );
+    CREATE INDEX dependencies_by_base ON dependencies (base, platform);
+    -- Runs outlive their task: history stays readable after a task is deleted.
+    CREATE TABLE runs (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT NOT NULL UNIQUE,
+        task          TEXT NOT NULL,
+        run_type      TEXT NOT NULL,
+        trigger       TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        platform      TEXT NOT NULL,
+        reason        TEXT NOT NULL DEFAULT '',
+        queued_at     TEXT NOT NULL,
+        started_at    TEXT,
+        finished_at   TEXT,
+        base_digests  TEXT NOT NULL DEFAULT '{}',
+        outputs       TEXT NOT NULL DEFAULT '[]',
+        error         TEXT
+    );
+    CREATE INDEX runs_by_task ON runs (task, seq);
+    CREATE INDEX runs_by_status ON runs (status);
+    """,
+]

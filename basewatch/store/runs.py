@@ -1,0 +1,132 @@
+"""Run history, and the queue of runs waiting for a builder (queued runs are persisted)."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+from basewatch.models import PushedImage, Run, RunStatus, RunType, Trigger
+from basewatch.store.database import Database, from_text, now, to_text
+
+RUN_ID_PREFIX = "ca"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run to queue: which task, why, and for which platform."""
+
+    task: str
+    trigger: Trigger
+    run_type: RunType
+    platform: str
+    reason: str = ""
+
+
+def _run(row) -> Run:
+    return Run(
+        id=row["id"], task=row["task"], trigger=Trigger(row["trigger"]),
+        run_type=RunType(row["run_type"]), status=RunStatus(row["status"]),
+        platform=row["platform"], reason=row["reason"], queued_at=from_text(row["queued_at"]),
+        started_at=from_text(row["started_at"]), finished_at=from_text(row["finished_at"]),
+        base_digests=json.loads(row["base_digests"]),
+        outputs=[PushedImage(**o) for o in json.loads(row["outputs"])], error=row["error"],
+    )
+
+
+async def insert_run(db, request: RunRequest) -> str:
+    """Insert a Queued run inside an open transaction; its id comes from a never-reused sequence."""
+    cursor = await db.execute(
+        "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (uuid.uuid4().hex, request.task, request.run_type.value, request.trigger.value,
+         RunStatus.QUEUED.value, request.platform, request.reason, to_text(now())))
+    run_id = f"{RUN_ID_PREFIX}{cursor.lastrowid}"
+    await db.execute("UPDATE runs SET id = ? WHERE seq = ?", (run_id, cursor.lastrowid))
+    return run_id
+
+
+class RunStore:
+    def __init__(self, database: Database):
+        self.database = database
+
+    async def create(self, request: RunRequest) -> Run:
+        async with self.database.transaction() as db:
+            run_id = await insert_run(db, request)
+        return await self.get(run_id)
+
+    async def get(self, run_id: str) -> Run | None:
+        row = await self.database.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run(row) if row else None
+
+    async def list(self, task: str | None = None, status: RunStatus | None = None,
+                   top: int = 15) -> list[Run]:
+        clauses, params = [], []
+        if task is not None:
+            clauses.append("task = ?")
+            params.append(task)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.database.fetchall(
+            f"SELECT * FROM runs{where} ORDER BY seq DESC LIMIT ?", (*params, top))
+        return [_run(row) for row in rows]
+
+    async def queued(self) -> list[Run]:
+        rows = await self.database.fetchall(
+            "SELECT * FROM runs WHERE status = ? ORDER BY seq", (RunStatus.QUEUED.value,))
+        return [_run(row) for row in rows]
+
+    async def mark_started(self, run_id: str) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("UPDATE runs SET status = ?, started_at = ? WHERE id = ?",
+                             (RunStatus.RUNNING.value, to_text(now()), run_id))
+
+    async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("UPDATE runs SET base_digests = ? WHERE id = ?",
+                             (json.dumps(base_digests), run_id))
+
+    async def finish(self, run_id: str, status: RunStatus, outputs: list[PushedImage] = (),
+                     error: str | None = None) -> None:
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ?"
+                " WHERE id = ?",
+                (status.value, to_text(now()),
+                 json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
+                 error, run_id))
+
+    async def fail_unfinished(self, reason: str) -> list[str]:
+        """Mark runs that were in progress when the daemon stopped; return their ids."""
+        async with self.database.transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id FROM runs WHERE status IN (?, ?)",
+                (RunStatus.STARTED.value, RunStatus.RUNNING.value))
+            ids = [row["id"] for row in rows]
+            await db.executemany(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                [(RunStatus.FAILED.value, to_text(now()), reason, run_id) for run_id in ids])
+        return ids
+
+    async def record_change_and_queue(self, base: str, platform: str, digest: str,
+                                      index_digest: str | None,
+                                      requests: list[RunRequest]) -> list[str]:
+        """Record a new base digest and queue its runs in one transaction, so a crash loses neither.
+
+        A task that already has a queued run for the same trigger gets no second one.
+        """
+        stamp = to_text(now())
+        queued: list[str] = []
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE watched_digests SET digest = ?, index_digest = ?, checked_at = ?,"
+                " changed_at = ?, last_error = NULL WHERE base = ? AND platform = ?",
+                (digest, index_digest, stamp, stamp, base, platform))
+            for request in requests:
+                pending = await db.execute_fetchall(
+                    "SELECT 1 FROM runs WHERE task = ? AND trigger = ? AND status = ? LIMIT 1",
+                    (request.task, request.trigger.value, RunStatus.QUEUED.value))
+                if not pending:
+                    queued.append(await insert_run(db, request))
+        return queued

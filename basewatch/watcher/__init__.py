@@ -1,0 +1,1 @@
+"""Watching base images: references, Dockerfile analysis, digest polling."""

@@ -1,0 +1,47 @@
+"""Turns one base digest change into one queued run per dependent task."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from basewatch.config import TaskSettings
+from basewatch.models import Dependency, DependencyKind, RunType, Trigger
+from basewatch.store import Store
+from basewatch.store.runs import RunRequest
+from basewatch.watcher.digest_watch import DigestChange
+
+log = logging.getLogger(__name__)
+
+
+def triggers(dependency: Dependency, task: TaskSettings, new_digest: str) -> bool:
+    """Whether a change of `dependency.base` to `new_digest` should rebuild `task`."""
+    trigger = task.base_image_trigger
+    if not trigger.enabled:
+        return False
+    if dependency.kind is DependencyKind.BUILDTIME and trigger.type != "all":
+        return False
+    # Already built on this digest (a manual run got there first): nothing to do.
+    return dependency.digest_at_build != new_digest
+
+
+class FanOut:
+    def __init__(self, store: Store, submit: Callable[[str], None]):
+        self.store = store
+        self.submit = submit
+
+    async def on_change(self, change: DigestChange) -> list[str]:
+        dependents = await self.store.graph.dependents(change.base, change.platform)
+        tasks = {task.name: task for task in await self.store.tasks.all()}
+        reason = f"base {change.base} changed to {change.new}"
+        requests = [
+            RunRequest(dep.task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD, change.platform, reason)
+            for dep in dependents
+            if dep.task in tasks and triggers(dep, tasks[dep.task], change.new)
+        ]
+        run_ids = await self.store.runs.record_change_and_queue(
+            change.base, change.platform, change.new, change.index_digest, requests)
+        if run_ids:
+            log.info("base %s changed: queued %s", change.base, ", ".join(run_ids))
+        for run_id in run_ids:
+            self.submit(run_id)
+        return run_ids

@@ -1,0 +1,351 @@
+"""Reading manifest digests from OCI distribution registries (Docker Hub, ACR, distribution...)."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from basewatch import __version__
+from basewatch.config import RegistrySettings
+from basewatch.errors import RegistryError
+from basewatch.platforms import Platform
+from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
+from basewatch.watcher.reference import ImageReference
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+# Without the index types a registry answers 404 for a multi-arch tag.
+ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+
+_LOOPBACK = re.compile(r"^(localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$")
+_DIGEST_CACHE_SIZE = 4096
+_USER_AGENT = f"basewatch/{__version__}"
+_EXPONENTIAL = wait_exponential(multiplier=0.2, max=5.0)  # 0.2 s, 0.4 s, 0.8 s ... 5 s
+_UNAUTHORIZED_HINT = "(config registries[].username/password_env or ~/.docker/config.json)"
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    digest: str  # Docker-Content-Digest
+    media_type: str  # Content-Type
+
+
+@dataclass(frozen=True)
+class PlatformDigest:
+    digest: str  # the manifest for the platform; the tag's own digest when it is single-platform
+    index_digest: str | None  # the index (manifest list) when the tag is multi-arch
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    reason: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class _Transient(Exception):
+    """A failure worth retrying: connection error, timeout, 5xx or 429."""
+
+    def __init__(self, problem: str, advice: str, retry_after: float | None = None):
+        super().__init__(problem)
+        self.problem, self.advice, self.retry_after = problem, advice, retry_after
+
+
+class RegistryClient:
+    """An async client for the few registry API calls basewatch needs; one per daemon."""
+
+    def __init__(self, registries: Sequence[RegistrySettings] = (), *,
+                 docker_config: Path | None = None, max_connections: int = 100,
+                 attempts: int = 4, max_retry_after: float = 60.0, timeout: float = 30.0):
+        self._settings = {r.host: r for r in registries}
+        self._credentials = CredentialStore(registries, docker_config)
+        self._tokens = TokenCache()
+        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._challenges: dict[str, Challenge] = {}  # what each host asked for last
+        self._manifests: dict[tuple[str, str, str], tuple[ManifestHead, dict]] = {}
+        self._max_connections = max_connections
+        self._attempts = max(1, attempts)
+        self._max_retry_after = max_retry_after
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self.requests_sent = 0
+        self.rate_limit_remaining: dict[str, int] = {}
+
+    async def __aenter__(self) -> "RegistryClient":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def endpoint(self, registry: str) -> str:
+        """The base URL for a registry host as written in image references."""
+        settings = self._settings.get(registry)
+        if settings is not None and settings.endpoint:
+            return settings.endpoint
+        if registry == "docker.io":
+            return "https://registry-1.docker.io"
+        scheme = "http" if _LOOPBACK.match(registry) else "https"
+        return f"{scheme}://{registry}"
+
+    async def head_manifest(self, ref: ImageReference) -> ManifestHead:
+        """The digest and media type a tag (or digest) points at, from a HEAD request."""
+        response = await self._manifest_request("HEAD", ref)
+        digest = response.headers.get("docker-content-digest")
+        if not digest:  # some registries omit it on HEAD; the GET body tells the truth
+            head, _ = await self.get_manifest(ref)
+            return head
+        return ManifestHead(digest, _media_type(response))
+
+    async def get_manifest(self, ref: ImageReference) -> tuple[ManifestHead, dict]:
+        """The manifest itself; by-digest results are kept, since they never change."""
+        key = (ref.registry, ref.repository, ref.digest or "")
+        if ref.digest and key in self._manifests:
+            return self._manifests[key]
+        response = await self._manifest_request("GET", ref)
+        computed = "sha256:" + hashlib.sha256(response.body).hexdigest()
+        digest = response.headers.get("docker-content-digest") or computed
+        if ref.digest and ref.digest.startswith("sha256:") and computed != ref.digest:
+            raise RegistryError(f"{ref}: the registry sent a manifest whose digest is {computed};"
+                                " the registry or a proxy in between is corrupting content")
+        try:
+            manifest = json.loads(response.body)
+        except ValueError:
+            raise RegistryError(f"{ref}: the registry sent a manifest that is not JSON") from None
+        result = (ManifestHead(digest, _media_type(response)), manifest)
+        if ref.digest:
+            if len(self._manifests) >= _DIGEST_CACHE_SIZE:
+                del self._manifests[next(iter(self._manifests))]
+            self._manifests[key] = result
+        return result
+
+    async def platform_digest(self, ref: ImageReference, platform: Platform) -> PlatformDigest:
+        """The digest of the manifest `ref` serves for `platform`; an unchanged index costs a HEAD."""
+        head = await self.head_manifest(ref)
+        if head.media_type not in INDEX_TYPES:
+            return PlatformDigest(head.digest, None)
+        _, index = await self.get_manifest(dataclasses.replace(ref, digest=head.digest))
+        offered = []
+        for entry in index.get("manifests") or []:
+            fields = entry.get("platform") or {}
+            os_name, arch = fields.get("os") or "", fields.get("architecture") or ""
+            if not os_name or not arch or os_name == "unknown":  # attestations, not images
+                continue
+            try:
+                if platform.matches(os_name, arch, fields.get("variant")):
+                    return PlatformDigest(entry["digest"], head.digest)
+            except ValueError:
+                continue
+            offered.append("/".join(p for p in (os_name, arch, fields.get("variant")) if p))
+        raise RegistryError(f"{ref}: no {platform} image in the index (it has "
+                            f"{', '.join(offered) or 'no platforms'}); set the task's platform "
+                            "to one of those")
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _manifest_request(self, method: str, ref: ImageReference) -> _Response:
+        path = f"/v2/{ref.repository}/manifests/{ref.digest or ref.tag or 'latest'}"
+        response = await self._authorized(method, ref, path)
+        if response.status == 404:
+            what = "digest" if ref.digest else "tag"
+            raise RegistryError(f"{ref}: manifest unknown (the {what} does not exist in "
+                                f"{ref.registry})")
+        if response.status >= 400:
+            raise RegistryError(f"{ref}: registry {ref.registry} refused the request "
+                                f"({response.status} {response.reason}{_error_detail(response)})")
+        return response
+
+    async def _authorized(self, method: str, ref: ImageReference, path: str) -> _Response:
+        """Send with the auth the host asked for before; answer one new challenge, then give up."""
+        host = ref.registry
+        headers = {"Accept": ACCEPT}
+        authorization = await self._authorization(ref)
+        if authorization:
+            headers["Authorization"] = authorization
+        response = await self._send(method, self.endpoint(host) + path, headers, ref)
+        if response.status == 401 and "www-authenticate" in response.headers:
+            challenge = Challenge.parse(response.headers["www-authenticate"])
+            self._challenges[host] = challenge
+            retry_authorization = await self._authorization(ref, refresh=True)
+            if retry_authorization and retry_authorization != authorization:
+                headers["Authorization"] = retry_authorization
+                response = await self._send(method, self.endpoint(host) + path, headers, ref)
+        if response.status in (401, 403):
+            raise RegistryError(f"{ref}: unauthorized: check the credentials for {host} "
+                                f"{_UNAUTHORIZED_HINT}")
+        return response
+
+    async def _authorization(self, ref: ImageReference, refresh: bool = False) -> str | None:
+        """The Authorization header for `ref`, by the scheme its host last challenged with."""
+        challenge = self._challenges.get(ref.registry)
+        if challenge is None:
+            return None
+        credentials = self._credentials.get(ref.registry)
+        if challenge.scheme == "basic":
+            return credentials.basic_header if credentials else None
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            return None
+        scope = f"repository:{ref.repository}:pull"
+        key = (ref.registry, scope)
+        # One token request per scope, however many lookups are waiting for it.
+        async with self._token_locks.setdefault(key, asyncio.Lock()):
+            token = None if refresh else self._tokens.get(*key)
+            if token is None:
+                token, expires_in = await self._fetch_token(ref, challenge, scope)
+                self._tokens.put(ref.registry, scope, token, expires_in)
+        return f"Bearer {token}"
+
+    async def _fetch_token(self, ref: ImageReference, challenge: Challenge,
+                           scope: str) -> tuple[str, float | None]:
+        params = {"scope": scope}
+        if "service" in challenge.params:
+            params["service"] = challenge.params["service"]
+        realm = challenge.params["realm"]
+        url = str(URL(realm).update_query(params))
+        headers = {}
+        credentials = self._credentials.get(ref.registry)
+        if credentials:
+            headers["Authorization"] = credentials.basic_header
+        response = await self._send("GET", url, headers, ref)
+        if response.status in (401, 403):
+            raise RegistryError(f"{ref}: unauthorized: the token server {realm} refused the "
+                                f"credentials; check the credentials for {ref.registry} "
+                                f"{_UNAUTHORIZED_HINT}")
+        try:
+            body = json.loads(response.body)
+            token = body.get("token") or body["access_token"]
+            expires_in = float(body["expires_in"]) if body.get("expires_in") else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RegistryError(f"{ref}: the token server {realm} answered {response.status} "
+                                "without a token; check the registry's auth setup") from None
+        return token, expires_in
+
+    async def _send(self, method: str, url: str, headers: dict[str, str],
+                    ref: ImageReference) -> _Response:
+        """One request, retried on connection errors, 5xx and 429; other statuses returned."""
+        retrying = AsyncRetrying(stop=stop_after_attempt(self._attempts), wait=self._backoff,
+                                 retry=retry_if_exception_type(_Transient), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send_once(method, url, headers, ref)
+        except _Transient as exc:
+            tries = "once" if self._attempts == 1 else f"{self._attempts} times"
+            raise RegistryError(f"{ref}: {exc.problem} (tried {tries}); {exc.advice}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_once(self, method: str, url: str, headers: dict[str, str],
+                         ref: ImageReference) -> _Response:
+        host = ref.registry
+        self.requests_sent += 1
+        try:
+            async with self._client().request(method, url, headers=headers,
+                                              allow_redirects=True) as raw:
+                body = await raw.read()
+                response = _Response(raw.status, raw.reason or "",
+                                     {k.lower(): v for k, v in raw.headers.items()}, body)
+        except aiohttp.ClientSSLError as exc:  # retrying will not fix a certificate
+            raise RegistryError(f"{ref}: TLS with registry {host} at {_origin(url)} failed: {exc}; "
+                                "for a plain-HTTP registry set registries[].endpoint to "
+                                f"http://{host}") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise _Transient(f"cannot reach registry {host} at {_origin(url)}: {_reason(exc)}",
+                             "check that it is running and that its endpoint is right") from None
+        except asyncio.TimeoutError:
+            raise _Transient(f"registry {host} at {_origin(url)} did not answer within "
+                             f"{self._timeout.total:g}s", "try again later") from None
+        except aiohttp.ClientError as exc:
+            raise _Transient(f"lost the connection to registry {host} at {_origin(url)}: "
+                             f"{exc.__class__.__name__}: {exc}", "try again later") from None
+        self._note_rate_limit(host, response)
+        if response.status == 429:
+            raise _Transient(f"registry {host} is rate limiting us (429 Too Many Requests"
+                             f"{_rate_limit_note(response)})",
+                             "poll less often, or log in for a higher limit",
+                             self._retry_after(response))
+        if response.status >= 500:
+            raise _Transient(f"registry {host} failed ({response.status} {response.reason})",
+                             "try again later, or check the registry's health")
+        return response
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use so it binds to the loop that runs the daemon.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  headers={"User-Agent": _USER_AGENT})
+        return self._session
+
+    def _backoff(self, retry_state) -> float:
+        exc = retry_state.outcome.exception()
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return exc.retry_after
+        return _EXPONENTIAL(retry_state)
+
+    def _retry_after(self, response: _Response) -> float:
+        value = response.headers.get("retry-after", "").strip()
+        seconds = 1.0
+        if value.isdigit():
+            seconds = float(value)
+        elif value:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                pass
+        return min(max(seconds, 0.0), self._max_retry_after)
+
+    def _note_rate_limit(self, host: str, response: _Response) -> None:
+        # Docker Hub: `ratelimit-remaining: 100;w=21600` (pulls left in the window, in seconds).
+        value = response.headers.get("ratelimit-remaining", "")
+        count = value.partition(";")[0].strip()
+        if count.isdigit():
+            self.rate_limit_remaining[host] = int(count)
+
+
+def _media_type(response: _Response) -> str:
+    return response.headers.get("content-type", "").partition(";")[0].strip()
+
+
+def _origin(url: str) -> str:
+    return str(URL(url).origin())
+
+
+def _reason(exc: aiohttp.ClientConnectorError) -> str:
+    # asyncio words it as "Connect call failed ('127.0.0.1', 1)"; the errno says it plainly.
+    if exc.errno and exc.errno > 0:  # negative ones are getaddrinfo's, whose strerror is fine
+        return os.strerror(exc.errno).lower()
+    return exc.strerror or str(exc)
+
+
+def _rate_limit_note(response: _Response) -> str:
+    remaining = response.headers.get("ratelimit-remaining")
+    return f", {remaining.partition(';')[0]} pulls left" if remaining else ""
+
+
+def _error_detail(response: _Response) -> str:
+    """`: CODE message` from a registry's JSON error body, when it sent one."""
+    try:
+        errors = json.loads(response.body)["errors"]
+        return f": {errors[0]['code']} {errors[0].get('message', '')}".rstrip()
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""

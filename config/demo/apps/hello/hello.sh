@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "hello from an image built on: $(cat /etc/base-release)"

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""The local stack basewatch runs against: Docker Engine and distribution registries on loopback.
+
+Used by `make demo`, `make test` and the test fixtures. Standard library only, because it runs
+before the virtualenv exists.
+
+    stack.py install            apt packages that are missing, then the virtualenv
+    stack.py up   [--dir D]     reuse a working engine or start one; start a registry on :5000
+    stack.py down [--dir D]     stop only what `up` started
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+APT_PACKAGES = {
+    # command that proves it is there -> Debian package
+    "dockerd": "docker.io",
+    "docker-registry": "docker-registry",
+    "git": "git",
+}
+APT_FILES = {"/bin/busybox": "busybox-static"}
+
+
+def log(message: str) -> None:
+    print(f"stack: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- install
+
+
+def missing_apt_packages() -> list[str]:
+    missing = [pkg for cmd, pkg in APT_PACKAGES.items() if shutil.which(cmd) is None]
+    missing += [pkg for path, pkg in APT_FILES.items() if not _is_static_busybox(path)]
+    return missing
+
+
+def _is_static_busybox(path: str) -> bool:
+    # Debian's plain `busybox` package is dynamically linked: useless inside a FROM scratch image.
+    if not os.path.exists(path):
+        return False
+    result = subprocess.run(["dpkg", "-s", "busybox-static"], capture_output=True)
+    return result.returncode == 0
+
+
+def install_apt() -> None:
+    missing = missing_apt_packages()
+    if not missing:
+        return
+    _apt_install(missing)
+
+
+def _apt_install(packages: list[str]) -> None:
+    log(f"installing {' '.join(packages)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+
+
+def install_venv(venv: Path) -> None:
+    python = venv / "bin" / "python"
+    if subprocess.run([sys.executable, "-c", "import ensurepip"], capture_output=True).returncode:
+        # Debian splits venv support out of python3.
+        _apt_install(["python3-venv"])
+    if not python.exists():
+        log(f"creating {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    stamp = venv / ".installed"
+    pyproject = REPO / "pyproject.toml"
+    if stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime:
+        return
+    log("installing Python dependencies")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[test]"], check=True
+    )
+    stamp.touch()
+
+
+# ---------------------------------------------------------------- probes
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 2.0):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def engine_answers(docker_host: str) -> bool:
+    if not docker_host.startswith("unix://"):
+        return False
+    conn = _UnixHTTPConnection(docker_host[len("unix://"):])
+    try:
+        conn.request("GET", "/_ping")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def registry_answers(address: str) -> bool:
+    conn = http.client.HTTPConnection(address, timeout=2)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status in (200, 401)
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, what: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+# ---------------------------------------------------------------- services
+
+
+@dataclass
+class Engine:
+    """A Docker Engine: one this script started (process set) or one it found."""
+
+    docker_host: str
+    process: subprocess.Popen | None = None
+
+    @classmethod
+    def find(cls) -> "Engine | None":
+        for host in (os.environ.get("DOCKER_HOST", ""), "unix:///var/run/docker.sock"):
+            if host and engine_answers(host):
+                return cls(host)
+        return None
+
+    @classmethod
+    def start(cls, root: Path) -> "Engine":
+        root.mkdir(parents=True, exist_ok=True)
+        sock = root / "docker.sock"
+        host = f"unix://{sock}"
+        with open(root / "dockerd.log", "ab") as logfile:
+            process = subprocess.Popen(
+                [
+                    "dockerd", "--iptables=false", "--bridge=none", "--storage-driver=vfs",
+                    f"--host={host}", f"--data-root={root / 'data'}",
+                    f"--exec-root={root / 'exec'}", f"--pidfile={root / 'pid'}",
+                ],
+                stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        engine = cls(host, process)
+        try:
+            _wait(lambda: engine_answers(host), f"dockerd (log: {root / 'dockerd.log'})", process)
+        except Exception:
+            engine.stop()
+            raise
+        return engine
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process.pid, self.process)
+            self.process = None
+
+
+@dataclass
+class Registry:
+    """A CNCF distribution registry on a loopback port."""
+
+    root: Path
+    port: int
+    process: subprocess.Popen | None = None
+    notify_url: str | None = None
+    notify_headers: dict[str, list[str]] = field(default_factory=dict)
+    auth: dict | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def config(self) -> dict:
+        config: dict = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.root / "data")},
+                        "delete": {"enabled": True}},
+            "http": {"addr": self.address, "secret": "basewatch-test"},
+        }
+        if self.notify_url:
+            config["notifications"] = {"endpoints": [{
+                "name": "basewatch", "url": self.notify_url, "headers": self.notify_headers,
+                "timeout": "2s", "threshold": 5, "backoff": "1s",
+            }]}
+        if self.auth:
+            config["auth"] = self.auth
+        return config
+
+    def start(self) -> "Registry":
+        self.root.mkdir(parents=True, exist_ok=True)
+        # distribution reads YAML; JSON is a subset of it.
+        config_path = self.root / "config.yml"
+        config_path.write_text(json.dumps(self.config(), indent=2))
+        with open(self.root / "registry.log", "ab") as logfile:
+            self.process = subprocess.Popen(
+                ["docker-registry", "serve", str(config_path)],
+                stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        _wait(lambda: registry_answers(self.address), f"registry on {self.address}", self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process.pid, self.process)
+            self.process = None
+
+
+def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None:
+            if process.poll() is not None:
+                return
+        else:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def cmd_up(state_dir: Path, registry_port: int) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_file = state_dir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    started: dict[str, int] = state.get("started", {})
+
+    engine = Engine.find()
+    if engine is None and "dockerd" in started:
+        engine = Engine(f"unix://{state_dir / 'engine' / 'docker.sock'}")
+        if not engine_answers(engine.docker_host):
+            engine = None
+    if engine is None:
+        engine = Engine.start(state_dir / "engine")
+        started["dockerd"] = engine.process.pid
+        log(f"started Docker Engine at {engine.docker_host}")
+    else:
+        log(f"using Docker Engine at {engine.docker_host}")
+
+    registry_address = f"127.0.0.1:{registry_port}"
+    if registry_answers(registry_address):
+        log(f"using registry at {registry_address}")
+    else:
+        registry = Registry(state_dir / "registry", registry_port).start()
+        started["registry"] = registry.process.pid
+        log(f"started registry at {registry_address}")
+
+    state = {"started": started, "docker_host": engine.docker_host, "registry": registry_address}
+    state_file.write_text(json.dumps(state, indent=2))
+    (state_dir / "env").write_text(
+        f"export DOCKER_HOST={engine.docker_host}\nexport BASEWATCH_REGISTRY={registry_address}\n"
+    )
+
+
+def cmd_down(state_dir: Path) -> None:
+    state_file = state_dir / "state.json"
+    if not state_file.exists():
+        return
+    state = json.loads(state_file.read_text())
+    for name, pid in state.get("started", {}).items():
+        log(f"stopping {name} (pid {pid})")
+        _terminate(pid)
+    state_file.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    install = sub.add_parser("install", help="install missing apt packages and the virtualenv")
+    install.add_argument("--venv", type=Path, default=REPO / ".venv")
+    install.add_argument("--no-venv", action="store_true")
+    up = sub.add_parser("up", help="reuse or start an engine and a registry")
+    up.add_argument("--dir", type=Path, default=REPO / ".stack")
+    up.add_argument("--registry-port", type=int, default=5000)
+    down = sub.add_parser("down", help="stop what `up` started")
+    down.add_argument("--dir", type=Path, default=REPO / ".stack")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "install":
+            install_apt()
+            if not args.no_venv:
+                install_venv(args.venv)
+        elif args.command == "up":
+            cmd_up(args.dir.resolve(), args.registry_port)
+        else:
+            cmd_down(args.dir.resolve())
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Fixtures that start the real stack: a Docker Engine and CNCF distribution registries."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+import stack  # noqa: E402  (scripts/stack.py: shared with `make demo`)
+
+
+@pytest.fixture(scope="session")
+def docker_host(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A working Docker Engine: the one DOCKER_HOST names, or one started for this session."""
+    engine = stack.Engine.find()
+    if engine is not None:
+        yield engine.docker_host
+        return
+    # Short path: unix socket paths are limited to 108 bytes.
+    engine = stack.Engine.start(tmp_path_factory.mktemp("engine"))
+    try:
+        yield engine.docker_host
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def start_registry(tmp_path: Path):
+    """Start a registry on a free loopback port: start_registry(notify_url=..., auth=...)."""
+    started: list[stack.Registry] = []
+
+    def start(**options) -> stack.Registry:
+        root = tmp_path / f"registry{len(started)}"
+        registry = stack.Registry(root, stack.free_port(), **options)
+        started.append(registry)
+        return registry.start()
+
+    yield start
+    for registry in started:
+        registry.stop()
+
+
+@pytest.fixture
+def registry(start_registry) -> stack.Registry:
+    """One plain registry on a free loopback port."""
+    return start_registry()

@@ -1,0 +1,118 @@
+"""The core loop on the real engine and registry: a patched base rebuilds its runtime dependents."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from basewatch.config import load_config
+from basewatch.daemon import Daemon
+from basewatch.models import RunStatus, Trigger
+
+pytestmark = pytest.mark.e2e
+
+DOCKERFILES = {
+    # the base is the runtime stage's only image
+    "single": "FROM {reg}/base:1\nRUN echo single > /app\n",
+    # multi-stage: built with tools, runs on the base
+    "multi": ("FROM {reg}/tools:1 AS build\nRUN echo multi > /artifact\n"
+              "FROM {reg}/base:1 AS runtime\nCOPY --from=build /artifact /app\n"),
+    # the base is used only to build; the runtime stage is tools
+    "buildonly": ("FROM {reg}/base:1 AS build\nRUN echo buildonly > /artifact\n"
+                  "FROM {reg}/tools:1\nCOPY --from=build /artifact /app\n"),
+}
+
+
+def write_config(tmp_path: Path, registry: str, trigger_type: str) -> Path:
+    tasks = []
+    for name, dockerfile in DOCKERFILES.items():
+        context = tmp_path / "apps" / name
+        context.mkdir(parents=True)
+        (context / "Dockerfile").write_text(dockerfile.format(reg=registry))
+        tasks.append({
+            "name": name, "context": f"apps/{name}",
+            "image": [f"{registry}/apps/{name}:{{{{.Run.ID}}}}", f"{registry}/apps/{name}:latest"],
+            "base_image_trigger": {"enabled": True, "type": trigger_type},
+        })
+    config = {
+        "state_dir": "state", "listen": "127.0.0.1:0", "max_concurrent_runs": 2,
+        "poll_interval": "1s", "registries": [{"host": registry}], "tasks": tasks,
+    }
+    path = tmp_path / "basewatch.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def wait_for(predicate, timeout: float, what: str):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if result := await predicate():
+            return result
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def finished_runs(daemon: Daemon, task: str):
+    return [r for r in await daemon.store.runs.list(task=task) if r.status.finished]
+
+
+@pytest.mark.parametrize("trigger_type, rebuilt", [
+    ("runtime", {"single", "multi"}),
+    ("all", {"single", "multi", "buildonly"}),
+])
+async def test_patched_base_rebuilds_dependents(tmp_path, registry, base_images, docker_host,
+                                                trigger_type, rebuilt):
+    reg = registry.address
+    await asyncio.to_thread(base_images.build, f"{reg}/base:1", {"/etc/base-release": "1\n"})
+    await asyncio.to_thread(base_images.build, f"{reg}/tools:1", {"/etc/tools": "1\n"})
+    daemon = Daemon(load_config(write_config(tmp_path, reg, trigger_type)), docker_host)
+    await daemon.start()
+    try:
+        deps = await daemon.store.graph.dependencies()
+        assert {(d.task, d.base, d.kind.value) for d in deps if d.base.endswith("base:1")} == {
+            ("single", f"{reg}/base:1", "runtime"), ("multi", f"{reg}/base:1", "runtime"),
+            ("buildonly", f"{reg}/base:1", "buildtime")}
+        assert all(d.digest_at_build for d in deps), "registration records the current digest"
+
+        # Patch the base in the registry only: the engine keeps the old one under the same tag,
+        # so a rebuild that did not pull would not contain the patch.
+        old_base = (await daemon.store.graph.get_watched(f"{reg}/base:1", "linux/amd64")).digest
+        await asyncio.to_thread(base_images.build, "patched-base:1",
+                                {"/etc/base-release": "1\n", "/etc/patch": "CVE fixed\n"},
+                                False)
+        image = base_images.client.images.get("patched-base:1")
+        image.tag(f"{reg}/base", "1")
+        new_base = await asyncio.to_thread(base_images.push, f"{reg}/base:1")
+        assert new_base != old_base
+        await asyncio.to_thread(  # the old base again, locally only
+            base_images.build, f"{reg}/base:1", {"/etc/base-release": "1\n"}, False)
+
+        async def all_rebuilt():
+            runs = {name: await finished_runs(daemon, name) for name in rebuilt}
+            return runs if all(runs.values()) else None
+
+        await wait_for(all_rebuilt, 60, f"rebuilds of {sorted(rebuilt)}")
+        # A few more poll cycles: nothing else may be queued.
+        await asyncio.sleep(3)
+        for name in DOCKERFILES:
+            history = await daemon.store.runs.list(task=name)
+            if name in rebuilt:
+                assert len(history) == 1, history
+                run = history[0]
+                log_text = (tmp_path / "state" / "logs" / f"{run.id}.log").read_text()
+                assert run.status is RunStatus.SUCCEEDED, (run.error, log_text)
+                assert run.trigger is Trigger.IMAGE_UPDATE
+                assert run.base_digests[f"{reg}/base:1"] == new_base
+                assert {o.image for o in run.outputs} == {
+                    f"{reg}/apps/{name}:{run.id}", f"{reg}/apps/{name}:latest"}
+                content = await asyncio.to_thread(base_images.read_file,
+                                                  f"{reg}/apps/{name}:{run.id}", "/etc/patch")
+                if name != "buildonly":
+                    assert content == "CVE fixed\n"
+                assert f"Run ID: {run.id} was successful" in log_text
+            else:
+                assert history == [], f"{name} must not be rebuilt in {trigger_type} mode"
+    finally:
+        await daemon.stop()
