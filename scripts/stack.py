@@ -186,10 +186,23 @@ class Engine:
             raise
         return engine
 
-    def stop(self) -> None:
+    def stop(self, remove: Path | None = None) -> None:
+        """Stop the engine if this script started it; then delete `remove`, its state folder."""
         if self.process is not None:
             _terminate(self.process.pid, self.process)
             self.process = None
+        if remove is not None:
+            # A killed dockerd leaves its network namespace mounted; rmtree would fail on it.
+            _unmount_below(remove)
+            shutil.rmtree(remove, ignore_errors=True)
+
+
+def _unmount_below(root: Path) -> None:
+    prefix = str(root.resolve())
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @dataclass

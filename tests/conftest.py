@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,18 +14,19 @@ import stack  # noqa: E402  (scripts/stack.py: shared with `make demo`)
 
 
 @pytest.fixture(scope="session")
-def docker_host(tmp_path_factory: pytest.TempPathFactory) -> str:
+def docker_host() -> str:
     """A working Docker Engine: the one DOCKER_HOST names, or one started for this session."""
     engine = stack.Engine.find()
     if engine is not None:
         yield engine.docker_host
         return
-    # Short path: unix socket paths are limited to 108 bytes.
-    engine = stack.Engine.start(tmp_path_factory.mktemp("engine"))
+    # Outside pytest's tmp_path: the engine's mounts must be gone before anything deletes it.
+    root = Path(tempfile.mkdtemp(prefix="basewatch-engine-"))
+    engine = stack.Engine.start(root)
     try:
         yield engine.docker_host
     finally:
-        engine.stop()
+        engine.stop(remove=root)
 
 
 @pytest.fixture

@@ -1,17 +1,66 @@
 """Docker Engine through the docker SDK. Blocking: the runner calls it from a worker thread."""
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from basewatch.builder.engine import BuildRequest, BuildResult, LogSink
 from basewatch.errors import EngineError
 from basewatch.watcher.reference import ImageReference
 
 _UNREACHABLE = (requests.exceptions.ConnectionError, docker.errors.DockerException)
+# What a stream cut short (by cancel() or a dying engine) raises mid-read.
+_BROKEN = (*_UNREACHABLE, urllib3.exceptions.HTTPError, OSError)
+
+
+class _CancellableAPIClient(docker.APIClient):
+    """An APIClient whose streams in progress can be cut from another thread.
+
+    Closing a requests session does not wake a thread blocked reading a socket; shutting the
+    socket down does, and dockerd then cancels the build or push it was serving.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._streams: list = []
+        self._cut = False
+
+    def _stream_helper(self, response, decode=False):
+        self._streams.append(response)
+        if self._cut:
+            self.cut()
+        return super()._stream_helper(response, decode=decode)
+
+    def _socket(self, response) -> socket.socket | None:
+        try:
+            raw = self._get_raw_response_socket(response)
+        except (AttributeError, docker.errors.APIError):
+            return None  # already closed
+        # A plain-HTTP stream gives a SocketIO wrapper; the socket is behind it.
+        return getattr(raw, "_sock", raw)
+
+    def close(self) -> None:
+        # A stream cut short never goes back to the pool, so the pool would not close it.
+        for response in self._streams:
+            if (sock := self._socket(response)) is not None:
+                sock.close()
+            response.close()
+        super().close()
+
+    def cut(self) -> None:
+        self._cut = True
+        for response in list(self._streams):
+            if (sock := self._socket(response)) is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # the stream ended on its own meanwhile
 
 
 def split_tag(image: str) -> tuple[str, str]:
@@ -33,18 +82,33 @@ class DockerEngine:
     def __init__(self, docker_host: str, timeout: float = 600.0):
         self.docker_host = docker_host
         self.timeout = timeout
-        self._clients: set[docker.APIClient] = set()
+        self._clients: set[_CancellableAPIClient] = set()
         self._lock = threading.Lock()
+        self._canceled = False
+
+    def _unreachable(self, reason: str) -> EngineError:
+        return EngineError(f"cannot reach the Docker Engine at {self.docker_host}: {reason}")
+
+    def _broken(self, what: str, exc: Exception) -> EngineError:
+        if self._canceled:
+            return EngineError(f"{what} was canceled")
+        return EngineError(f"{what} failed: {_reason(exc)}")
 
     def _client(self) -> docker.APIClient:
+        socket_path = self.docker_host.removeprefix("unix://")
+        if self.docker_host.startswith("unix://") and not os.path.exists(socket_path):
+            # Checked first: the SDK leaks its socket when connecting to a missing path.
+            raise self._unreachable(f"no socket at {socket_path} (is dockerd running? "
+                                    "set DOCKER_HOST)")
         try:
-            client = docker.APIClient(base_url=self.docker_host, version="auto",
-                                      timeout=self.timeout)
+            client = _CancellableAPIClient(base_url=self.docker_host, version="auto",
+                                           timeout=self.timeout)
         except _UNREACHABLE as exc:
-            raise EngineError(f"cannot reach the Docker Engine at {self.docker_host}: "
-                              f"{_reason(exc)}") from None
+            raise self._unreachable(_reason(exc)) from None
         with self._lock:
             self._clients.add(client)
+            if self._canceled:
+                client.cut()
         return client
 
     def _release(self, client: docker.APIClient) -> None:
@@ -57,17 +121,17 @@ class DockerEngine:
         try:
             client.ping()
         except _UNREACHABLE as exc:
-            raise EngineError(f"cannot reach the Docker Engine at {self.docker_host}: "
-                              f"{_reason(exc)}") from None
+            raise self._unreachable(_reason(exc)) from None
         finally:
             self._release(client)
 
     def cancel(self) -> None:
-        """Close every open session: the streams in progress fail and the run ends."""
+        """Cut every stream in progress: the build or push fails at once and the run ends."""
         with self._lock:
+            self._canceled = True
             clients = list(self._clients)
         for client in clients:
-            client.close()
+            client.cut()
 
     def build(self, request: BuildRequest, log: LogSink) -> BuildResult:
         client = self._client()
@@ -76,8 +140,8 @@ class DockerEngine:
             for tag in request.tags:
                 client.tag(image_id, *split_tag(tag))
             return BuildResult(image_id, self._base_digests(client, request.bases))
-        except _UNREACHABLE as exc:
-            raise EngineError(f"build failed: {_reason(exc)}") from None
+        except _BROKEN as exc:
+            raise self._broken("build", exc) from None
         finally:
             self._release(client)
 
@@ -135,8 +199,8 @@ class DockerEngine:
                     log(line)
                 if "aux" in chunk and "Digest" in chunk["aux"]:
                     digest = chunk["aux"]["Digest"]
-        except _UNREACHABLE as exc:
-            raise EngineError(f"push of {tag} failed: {_reason(exc)}") from None
+        except _BROKEN as exc:
+            raise self._broken(f"push of {tag}", exc) from None
         finally:
             self._release(client)
         if digest is None:

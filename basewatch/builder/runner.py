@@ -88,6 +88,10 @@ class RunExecutor:
                 return await asyncio.shield(future)
             except asyncio.CancelledError:
                 engine.cancel()
+                # Wait for the thread to notice, so nothing is left building behind our back.
+                await asyncio.wait([future], timeout=10)
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: the cancellation is what gets reported
                 raise
 
         started = loop.time()

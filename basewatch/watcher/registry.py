@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from yarl import URL
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from yarl import URL
 
 from basewatch import __version__
 from basewatch.config import RegistrySettings
@@ -140,7 +140,7 @@ class RegistryClient:
         return result
 
     async def platform_digest(self, ref: ImageReference, platform: Platform) -> PlatformDigest:
-        """The digest of the manifest `ref` serves for `platform`; an unchanged index costs a HEAD."""
+        """The manifest digest `ref` serves for `platform`; an unchanged index costs one HEAD."""
         head = await self.head_manifest(ref)
         if head.media_type not in INDEX_TYPES:
             return PlatformDigest(head.digest, None)
@@ -186,7 +186,7 @@ class RegistryClient:
         if response.status == 401 and "www-authenticate" in response.headers:
             challenge = Challenge.parse(response.headers["www-authenticate"])
             self._challenges[host] = challenge
-            retry_authorization = await self._authorization(ref, refresh=True)
+            retry_authorization = await self._authorization(ref, rejected=authorization)
             if retry_authorization and retry_authorization != authorization:
                 headers["Authorization"] = retry_authorization
                 response = await self._send(method, self.endpoint(host) + path, headers, ref)
@@ -195,8 +195,11 @@ class RegistryClient:
                                 f"{_UNAUTHORIZED_HINT}")
         return response
 
-    async def _authorization(self, ref: ImageReference, refresh: bool = False) -> str | None:
-        """The Authorization header for `ref`, by the scheme its host last challenged with."""
+    async def _authorization(self, ref: ImageReference, rejected: str | None = None) -> str | None:
+        """The Authorization header for `ref`, by the scheme its host last challenged with.
+
+        `rejected` is a header the registry just refused: a cached token equal to it is replaced.
+        """
         challenge = self._challenges.get(ref.registry)
         if challenge is None:
             return None
@@ -209,8 +212,8 @@ class RegistryClient:
         key = (ref.registry, scope)
         # One token request per scope, however many lookups are waiting for it.
         async with self._token_locks.setdefault(key, asyncio.Lock()):
-            token = None if refresh else self._tokens.get(*key)
-            if token is None:
+            token = self._tokens.get(*key)
+            if token is None or f"Bearer {token}" == rejected:
                 token, expires_in = await self._fetch_token(ref, challenge, scope)
                 self._tokens.put(ref.registry, scope, token, expires_in)
         return f"Bearer {token}"
@@ -226,7 +229,8 @@ class RegistryClient:
         credentials = self._credentials.get(ref.registry)
         if credentials:
             headers["Authorization"] = credentials.basic_header
-        response = await self._send("GET", url, headers, ref)
+        response = await self._send("GET", url, headers, ref,
+                                    server=f"the token server for {ref.registry}")
         if response.status in (401, 403):
             raise RegistryError(f"{ref}: unauthorized: the token server {realm} refused the "
                                 f"credentials; check the credentials for {ref.registry} "
@@ -240,23 +244,23 @@ class RegistryClient:
                                 "without a token; check the registry's auth setup") from None
         return token, expires_in
 
-    async def _send(self, method: str, url: str, headers: dict[str, str],
-                    ref: ImageReference) -> _Response:
+    async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageReference,
+                    server: str | None = None) -> _Response:
         """One request, retried on connection errors, 5xx and 429; other statuses returned."""
         retrying = AsyncRetrying(stop=stop_after_attempt(self._attempts), wait=self._backoff,
                                  retry=retry_if_exception_type(_Transient), reraise=True)
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send_once(method, url, headers, ref)
+                    return await self._send_once(method, url, headers, ref,
+                                                 server or f"registry {ref.registry}")
         except _Transient as exc:
             tries = "once" if self._attempts == 1 else f"{self._attempts} times"
             raise RegistryError(f"{ref}: {exc.problem} (tried {tries}); {exc.advice}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, method: str, url: str, headers: dict[str, str],
-                         ref: ImageReference) -> _Response:
-        host = ref.registry
+                         ref: ImageReference, server: str) -> _Response:
         self.requests_sent += 1
         try:
             async with self._client().request(method, url, headers=headers,
@@ -265,26 +269,26 @@ class RegistryClient:
                 response = _Response(raw.status, raw.reason or "",
                                      {k.lower(): v for k, v in raw.headers.items()}, body)
         except aiohttp.ClientSSLError as exc:  # retrying will not fix a certificate
-            raise RegistryError(f"{ref}: TLS with registry {host} at {_origin(url)} failed: {exc}; "
+            raise RegistryError(f"{ref}: TLS with {server} at {_origin(url)} failed: {exc}; "
                                 "for a plain-HTTP registry set registries[].endpoint to "
-                                f"http://{host}") from None
+                                f"http://{ref.registry}") from None
         except aiohttp.ClientConnectorError as exc:
-            raise _Transient(f"cannot reach registry {host} at {_origin(url)}: {_reason(exc)}",
+            raise _Transient(f"cannot reach {server} at {_origin(url)}: {_reason(exc)}",
                              "check that it is running and that its endpoint is right") from None
         except asyncio.TimeoutError:
-            raise _Transient(f"registry {host} at {_origin(url)} did not answer within "
+            raise _Transient(f"{server} at {_origin(url)} did not answer within "
                              f"{self._timeout.total:g}s", "try again later") from None
         except aiohttp.ClientError as exc:
-            raise _Transient(f"lost the connection to registry {host} at {_origin(url)}: "
+            raise _Transient(f"lost the connection to {server} at {_origin(url)}: "
                              f"{exc.__class__.__name__}: {exc}", "try again later") from None
-        self._note_rate_limit(host, response)
+        self._note_rate_limit(ref.registry, response)
         if response.status == 429:
-            raise _Transient(f"registry {host} is rate limiting us (429 Too Many Requests"
+            raise _Transient(f"{server} is rate limiting us (429 Too Many Requests"
                              f"{_rate_limit_note(response)})",
                              "poll less often, or log in for a higher limit",
                              self._retry_after(response))
         if response.status >= 500:
-            raise _Transient(f"registry {host} failed ({response.status} {response.reason})",
+            raise _Transient(f"{server} failed ({response.status} {response.reason})",
                              "try again later, or check the registry's health")
         return response
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
-from tests.support.oci import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, ImagePusher
-from tests.support.token_server import TokenServer
 
 from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryError
 from basewatch.platforms import Platform
 from basewatch.watcher.reference import ImageReference
 from basewatch.watcher.registry import ManifestHead, PlatformDigest, RegistryClient
+from tests.support.oci import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, ImagePusher
+from tests.support.token_server import TokenServer
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +56,10 @@ async def test_each_platform_resolves_to_its_own_manifest(registry, session, ind
     ref = ImageReference.parse(f"{registry.address}/base/multi:1")
     async with RegistryClient() as client:
         assert await client.head_manifest(ref) == ManifestHead(index.digest, index_type)
-        assert await client.platform_digest(ref, AMD64) == PlatformDigest(amd64.digest, index.digest)
-        assert await client.platform_digest(ref, ARM64) == PlatformDigest(arm64.digest, index.digest)
+        assert await client.platform_digest(ref, AMD64) == PlatformDigest(amd64.digest,
+                                                                          index.digest)
+        assert await client.platform_digest(ref, ARM64) == PlatformDigest(arm64.digest,
+                                                                          index.digest)
         with pytest.raises(RegistryError, match=r"no linux/arm/v7 image in the index \(it has "
                                                 r"linux/amd64, linux/arm64\)"):
             await client.platform_digest(ref, ARM_V7)

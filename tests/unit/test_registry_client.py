@@ -1,4 +1,4 @@
-"""RegistryClient against an in-process fake registry that fails, throttles and challenges on cue."""
+"""RegistryClient against an in-process fake registry that fails, throttles and challenges."""
 from __future__ import annotations
 
 import asyncio
@@ -40,6 +40,7 @@ class FakeRegistry:
         self.users = {"alice": "secret"}
         self.anonymous_tokens = True
         self.token_field = "token"
+        self.realm: str | None = None  # where the bearer challenge sends clients; default /token
         self.log: list[tuple[str, str, str | None]] = []  # method, path with query, Authorization
         self._issued: set[str] = set()
         app = web.Application()
@@ -54,10 +55,12 @@ class FakeRegistry:
     def ref(self, text: str) -> ImageReference:
         return ImageReference.parse(f"{self.address}/{text}")
 
-    def put(self, repository: str, tag: str, manifest: dict, media_type: str = OCI_MANIFEST) -> str:
+    def put(self, repository: str, tag: str, manifest: dict,
+            media_type: str = OCI_MANIFEST) -> str:
         body = canonical_json(manifest)
         digest = sha256_digest(body)
-        self.manifests[(repository, tag)] = self.manifests[(repository, digest)] = (media_type, body)
+        self.manifests[(repository, tag)] = (media_type, body)
+        self.manifests[(repository, digest)] = (media_type, body)
         return digest
 
     def put_index(self, repository: str, tag: str, platforms: dict[str, str],
@@ -65,10 +68,16 @@ class FakeRegistry:
         entries = []
         for platform, digest in platforms.items():
             os_name, arch, *variant = platform.split("/")
-            fields = {"os": os_name, "architecture": arch} | ({"variant": variant[0]} if variant else {})
-            entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": 1, "platform": fields})
+            fields = {"os": os_name, "architecture": arch}
+            if variant:
+                fields["variant"] = variant[0]
+            entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": 1,
+                            "platform": fields})
         return self.put(repository, tag, {"schemaVersion": 2, "mediaType": media_type,
                                           "manifests": entries}, media_type)
+
+    def revoke_tokens(self) -> None:
+        self._issued.clear()
 
     def requests(self, method: str | None = None, path: str = "") -> int:
         return sum(1 for m, p, _ in self.log if (method is None or m == method) and path in p)
@@ -94,7 +103,8 @@ class FakeRegistry:
         if self.auth == "basic" and given not in {basic(u, p) for u, p in self.users.items()}:
             return 'Basic realm="fake"'
         if self.auth == "bearer" and given not in {f"Bearer {t}" for t in self._issued}:
-            return (f'Bearer realm="http://{self.address}/token",service="fake-registry",'
+            realm = self.realm or f"http://{self.address}/token"
+            return (f'Bearer realm="{realm}",service="fake-registry",'
                     f'scope="repository:{name}:pull"')
         return None
 
@@ -105,7 +115,7 @@ class FakeRegistry:
             return web.json_response({"details": "bad credentials"}, status=401)
         if given is None and not self.anonymous_tokens:
             return web.json_response({"details": "login required"}, status=401)
-        token = f"token-{len(self._issued)}"
+        token = f"token-{self.requests(path='/token') - 1}"
         self._issued.add(token)
         return web.json_response({self.token_field: token, "expires_in": 300})
 
@@ -262,6 +272,37 @@ async def test_bearer_token_for_another_repository_is_fetched_before_asking(fake
         await client.head_manifest(fake.ref("other:1"))
     assert fake.requests(path="/token") == 2
     assert fake.requests("HEAD", "/other/") == 1  # no 401 round trip for the second repository
+
+
+async def test_concurrent_lookups_share_one_token_request(fake):
+    fake.auth = "bearer"
+    async with RegistryClient() as client:
+        heads = await asyncio.gather(*(client.head_manifest(fake.ref("app:1")) for _ in range(20)))
+    assert len(set(heads)) == 1
+    assert fake.requests(path="/token") == 1
+
+
+async def test_a_rejected_cached_token_is_replaced_once(fake):
+    fake.auth = "bearer"
+    async with RegistryClient() as client:
+        await client.head_manifest(fake.ref("app:1"))
+        fake.revoke_tokens()  # e.g. the registry's token key was rotated
+        await client.head_manifest(fake.ref("app:1"))
+    assert fake.requests(path="/token") == 2
+    assert [a for m, _, a in fake.log if m == "HEAD"] == [None, "Bearer token-0", "Bearer token-0",
+                                                          "Bearer token-1"]
+
+
+async def test_unreachable_token_server_is_named(fake):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    fake.auth, fake.realm = "bearer", f"http://127.0.0.1:{port}/token"
+    async with RegistryClient(attempts=1) as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.head_manifest(fake.ref("app:1"))
+    assert (f"cannot reach the token server for {fake.address} at http://127.0.0.1:{port}: "
+            "connection refused") in str(caught.value)
 
 
 async def test_bearer_uses_configured_credentials_and_access_token_field(fake):
@@ -492,8 +533,9 @@ async def test_manifest_requests_accept_every_manifest_type():
 
 
 def test_endpoint_mapping():
-    client = RegistryClient([RegistrySettings(host="mirror.internal", endpoint="http://10.0.0.5:5000"),
-                             RegistrySettings(host="docker.io", endpoint="https://hub-mirror.example")])
+    client = RegistryClient([
+        RegistrySettings(host="mirror.internal", endpoint="http://10.0.0.5:5000"),
+        RegistrySettings(host="docker.io", endpoint="https://hub-mirror.example")])
     assert client.endpoint("mirror.internal") == "http://10.0.0.5:5000"
     assert client.endpoint("docker.io") == "https://hub-mirror.example"
     assert RegistryClient().endpoint("docker.io") == "https://registry-1.docker.io"

@@ -1,0 +1,107 @@
+"""`basewatch serve` as a person runs it: a real process, real signals, a real engine."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import stack
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+
+def start_daemon(config: dict, tmp_path: Path, docker_host: str) -> tuple[subprocess.Popen, str]:
+    port = stack.free_port()
+    config = {"state_dir": "state", "listen": f"127.0.0.1:{port}", **config}
+    path = tmp_path / "basewatch.yml"
+    path.write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "basewatch", "serve", "--config", str(path)],
+        env=dict(os.environ, DOCKER_HOST=docker_host), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def health(url: str, process: subprocess.Popen, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the daemon never answered /healthz")
+
+
+def stop(process: subprocess.Popen) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    return output
+
+
+def write_app(tmp_path: Path, name: str, dockerfile: str | None) -> str:
+    context = tmp_path / "apps" / name
+    context.mkdir(parents=True)
+    if dockerfile is not None:
+        (context / "Dockerfile").write_text(dockerfile)
+    return f"apps/{name}"
+
+
+def test_daemon_keeps_running_without_engine_or_registry(tmp_path):
+    dead_registry = f"127.0.0.1:{stack.free_port()}"
+    config = {
+        "poll_interval": "1s",
+        "tasks": [
+            {"name": "app", "context": write_app(tmp_path, "app", f"FROM {dead_registry}/b:1\n"),
+             "image": f"{dead_registry}/app:latest"},
+            {"name": "broken", "context": write_app(tmp_path, "broken", None),
+             "image": f"{dead_registry}/broken:latest"},
+        ],
+    }
+    process, url = start_daemon(config, tmp_path, f"unix://{tmp_path}/no-engine.sock")
+    report = health(url, process)
+    assert report["status"] == "degraded"
+    assert "cannot reach the Docker Engine" in report["engine"]
+    deadline = time.monotonic() + 15
+    while not report["failing_references"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        report = health(url, process)
+    assert report["failing_references"] == [f"{dead_registry}/b:1"]
+    output = stop(process)
+    assert "task broken not registered" in output and "no such dockerfile" in output.lower()
+    assert f"cannot reach registry {dead_registry}" in output
+
+
+def test_sigterm_cancels_the_run_in_progress(tmp_path, registry, base_images, docker_host):
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    config = {
+        "poll_interval": "1s", "registries": [{"host": reg}],
+        "tasks": [{"name": "slow", "image": f"{reg}/slow:latest",
+                   "context": write_app(tmp_path, "slow", f"FROM {reg}/base:1\nRUN sleep 60\n")}],
+    }
+    process, url = start_daemon(config, tmp_path, docker_host)
+    health(url, process)
+    base_images.build(f"{reg}/base:1", {"/etc/release": "2\n"})
+    deadline = time.monotonic() + 30
+    while not health(url, process)["running"]:
+        assert time.monotonic() < deadline, "the rebuild never started"
+        time.sleep(0.3)
+    output = stop(process)
+    assert "shutting down" in output
+    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
+        rows = db.execute("SELECT id, status, error FROM runs").fetchall()
+    assert rows == [("ca1", "Canceled", "the daemon shut down during the run")]
+    log = (tmp_path / "state" / "logs" / "ca1.log").read_text()
+    assert "was canceled" in log

@@ -1,0 +1,163 @@
+"""The change policy: what a digest check records, and when it queues runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from basewatch.config import TaskSettings
+from basewatch.errors import RegistryError
+from basewatch.models import DependencyKind, RunStatus, RunType, Trigger
+from basewatch.store import Store
+from basewatch.store.runs import RunRequest
+from basewatch.watcher.digest_watch import DigestWatcher
+from basewatch.watcher.fanout import FanOut
+
+BASE = "127.0.0.1:5000/base:1"
+PLATFORM = "linux/amd64"
+
+
+@dataclass
+class Seen:
+    digest: str
+    index_digest: str | None = None
+
+
+class FakeRegistry:
+    """Answers with whatever digest the test sets, or fails the way a registry can."""
+
+    def __init__(self, digest: str):
+        self.digest = digest
+        self.failure: Exception | None = None
+        self.calls = 0
+
+    async def platform_digest(self, ref, platform):
+        self.calls += 1
+        if self.failure is not None:
+            raise self.failure
+        return Seen(self.digest)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    store = await Store.open(tmp_path / "basewatch.db")
+    yield store
+    await store.close()
+
+
+async def add_task(store: Store, name: str, kind: DependencyKind, digest: str | None,
+                   trigger_type: str = "runtime", enabled: bool = True) -> None:
+    task = TaskSettings(name=name, context=Path("/nowhere"), image=[f"reg/{name}"],
+                        base_image_trigger={"enabled": enabled, "type": trigger_type})
+    await store.tasks.upsert(task, "config")
+    await store.graph.replace_dependencies(name, PLATFORM, [(BASE, kind)], {BASE: digest})
+
+
+def make_watcher(store: Store, registry: FakeRegistry, submitted: list[str]) -> DigestWatcher:
+    fanout = FanOut(store, submitted.append)
+    return DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 1.0)
+
+
+async def test_change_queues_one_run_per_runtime_dependent(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    await add_task(store, "other", DependencyKind.RUNTIME, "sha256:old")
+    await add_task(store, "builder", DependencyKind.BUILDTIME, "sha256:old")
+    await add_task(store, "all", DependencyKind.BUILDTIME, "sha256:old", trigger_type="all")
+    await add_task(store, "off", DependencyKind.RUNTIME, "sha256:old", enabled=False)
+    registry, submitted = FakeRegistry("sha256:new"), []
+    watcher = make_watcher(store, registry, submitted)
+
+    change = await watcher.check(BASE, PLATFORM)
+
+    assert change.old == "sha256:old" and change.new == "sha256:new"
+    runs = {run.task: run for run in await store.runs.queued()}
+    assert set(runs) == {"app", "other", "all"}
+    assert sorted(submitted) == sorted(run.id for run in runs.values())
+    assert all(run.trigger is Trigger.IMAGE_UPDATE for run in runs.values())
+    assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:new"
+
+
+async def test_same_digest_again_queues_nothing(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry, submitted = FakeRegistry("sha256:old"), []
+    watcher = make_watcher(store, registry, submitted)
+    for _ in range(3):
+        assert await watcher.check(BASE, PLATFORM) is None
+    assert submitted == [] and await store.runs.queued() == []
+
+
+async def test_first_observation_is_a_baseline(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, None)  # registry was down at registration
+    registry, submitted = FakeRegistry("sha256:first"), []
+    watcher = make_watcher(store, registry, submitted)
+    assert await watcher.check(BASE, PLATFORM) is None
+    assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:first"
+    registry.digest = "sha256:second"
+    assert await watcher.check(BASE, PLATFORM) is not None
+    assert len(submitted) == 1
+
+
+async def test_errors_trigger_nothing_and_are_recorded(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry, submitted = FakeRegistry("sha256:new"), []
+    registry.failure = RegistryError("cannot reach registry 127.0.0.1:5000")
+    watcher = make_watcher(store, registry, submitted)
+    stats = await watcher.poll_once()
+    assert (stats.checked, stats.errors, stats.changed) == (1, 1, 0)
+    watched = await store.graph.get_watched(BASE, PLATFORM)
+    assert watched.digest == "sha256:old" and "cannot reach" in watched.last_error
+    assert submitted == []
+    # Back off a failing reference: its next interval is longer than the normal one.
+    assert watcher._interval(BASE, PLATFORM) > 1.0 * (1 + watcher.jitter)
+    registry.failure = None
+    stats = await watcher.poll_once()
+    assert (stats.errors, stats.changed) == (0, 1)
+    assert (await store.graph.get_watched(BASE, PLATFORM)).last_error is None
+
+
+async def test_a_queued_run_is_not_queued_twice(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:a")
+    registry, submitted = FakeRegistry("sha256:b"), []
+    watcher = make_watcher(store, registry, submitted)
+    await watcher.check(BASE, PLATFORM)
+    registry.digest = "sha256:c"  # patched again before the first rebuild started
+    await watcher.check(BASE, PLATFORM)
+    queued = await store.runs.queued()
+    assert [run.task for run in queued] == ["app"]
+    assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:c"
+
+
+async def test_already_built_on_the_new_digest_is_skipped(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:a")
+    await store.graph.record_build("app", {BASE: "sha256:b"})  # a manual run got there first
+    registry, submitted = FakeRegistry("sha256:b"), []
+    await make_watcher(store, registry, submitted).check(BASE, PLATFORM)
+    assert submitted == []
+
+
+async def test_run_ids_are_never_reused(store):
+    request = RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, PLATFORM)
+    first = await store.runs.create(request)
+    second = await store.runs.create(request)
+    assert (first.id, second.id) == ("ca1", "ca2")
+    async with store.database.transaction() as db:
+        await db.execute("DELETE FROM runs WHERE id = 'ca2'")
+    assert (await store.runs.create(request)).id == "ca3"
+    assert (await store.runs.get("ca1")).status is RunStatus.QUEUED
+
+
+async def test_interrupted_runs_are_marked_failed(store):
+    run = await store.runs.create(RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, PLATFORM))
+    await store.runs.mark_started(run.id)
+    assert await store.runs.fail_unfinished("the daemon stopped") == [run.id]
+    failed = await store.runs.get(run.id)
+    assert failed.status is RunStatus.FAILED and failed.error == "the daemon stopped"
+
+
+async def test_migrations_run_once(tmp_path):
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.close()
+    store = await Store.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
+    assert await store.tasks.all() == []
+    await store.close()
