@@ -1,6 +1,7 @@
 """The configuration file, validated at the edge so the core only ever sees valid objects."""
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from basewatch.errors import ConfigError
 from basewatch.platforms import Platform
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 _TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
@@ -30,12 +31,25 @@ def parse_duration(value: object) -> float:
         seconds = float(hours * 3600 + minutes * 60 + secs)
     else:
         raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _build_arg_value(value: object) -> object:
+    # YAML reads VERSION: 1 as an int; build args are always strings to Docker. Floats and
+    # booleans are refused: YAML has already changed them (20.10 -> 20.1, yes -> True).
+    if isinstance(value, (bool, float)):
+        raise ValueError(f"YAML reads this as the {type(value).__name__} {value!r}; quote it")
+    return "" if value is None else str(value) if isinstance(value, int) else value
+
+
+BuildArgValue = Annotated[str, BeforeValidator(_build_arg_value)]
 
 
 def _as_list(value: object) -> object:
@@ -76,16 +90,24 @@ class BaseImageTrigger(_Strict):
 
 
 class TaskSettings(_Strict):
-    name: str = Field(pattern=_TASK_NAME)
+    name: str
     context: Path
     file: str = "Dockerfile"
     image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
-    build_args: dict[str, str] = Field(default_factory=dict)
+    build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
     target: str | None = None
     platform: str = "linux/amd64"
     base_image_trigger: BaseImageTrigger = BaseImageTrigger()
     push: bool = True
     timeout: Duration = 3600.0
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_valid(cls, value: str) -> str:
+        if not re.match(_TASK_NAME, value):
+            raise ValueError(f"{value!r} is not a task name: use up to 100 letters, digits, "
+                             "'.', '_' and '-', starting with a letter or digit")
+        return value
 
     @field_validator("platform")
     @classmethod
@@ -94,15 +116,6 @@ class TaskSettings(_Strict):
         if platform.os == "windows":
             raise ValueError("windows images cannot be built on a Linux engine")
         return str(platform)
-
-    @field_validator("build_args", mode="before")
-    @classmethod
-    def _stringify_build_args(cls, value: object) -> object:
-        # YAML reads VERSION: 1 as an int; build args are always strings to Docker.
-        if isinstance(value, dict):
-            return {str(k): "" if v is None else str(v) for k, v in value.items()}
-        return value
-
 
 class Config(_Strict):
     state_dir: Path = Path(".basewatch")
@@ -122,16 +135,21 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
-        for what, names in (("task name", [t.name for t in self.tasks]),
-                            ("registry host", [r.host for r in self.registries])):
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"duplicate {what}: {', '.join(duplicates)}")
+        # The message starts with the key path: format_validation_error shows it as such.
+        for key, what, names in (("tasks", "task name", [t.name for t in self.tasks]),
+                                 ("registries", "registry host",
+                                  [r.host for r in self.registries])):
+            seen: set[str] = set()
+            for index, name in enumerate(names):
+                if name in seen:
+                    field = "name" if key == "tasks" else "host"
+                    raise ValueError(f"{key}[{index}].{field}: duplicate {what}: {name}")
+                seen.add(name)
         return self
 
     @property
     def listen_host(self) -> str:
-        return self.listen.rpartition(":")[0]
+        return self.listen.rpartition(":")[0].strip("[]")
 
     @property
     def listen_port(self) -> int:
@@ -156,17 +174,36 @@ def format_validation_error(source: str, error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{source}: {_key_path(location)}: {message}")
+        if location:
+            lines.append(f"{source}: {_key_path(location)}: {message}")
+        else:  # model-wide checks name their key path in the message
+            lines.append(f"{source}: {message}")
     return "\n".join(lines)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice, where PyYAML would keep the last silently."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark)
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file; relative paths in it are relative to the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:

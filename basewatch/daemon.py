@@ -36,11 +36,20 @@ class Daemon:
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
+        self.queue: RunQueue | None = None
+        self.executor: RunExecutor | None = None
+        self.watcher: DigestWatcher | None = None
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task | None = None
-        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # nothing half-started is left behind
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         self.store = store = await Store.open(config.state_dir / "basewatch.db")
         interrupted = await store.runs.fail_unfinished(
@@ -70,7 +79,6 @@ class Daemon:
         try:
             await site.start()
         except OSError as exc:
-            await self.stop()
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
@@ -128,15 +136,17 @@ class Daemon:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
             self._watch_task = None
-        if hasattr(self, "queue"):
+        if self.queue is not None:
             await self.queue.stop()
+        if self.executor is not None:
             self.executor.close()
         if self.registry_client is not None:
             await self.registry_client.close()
         if self.store is not None:
+            if self.watcher is not None:
+                await self.watcher.flush()
             await self.store.close()
             self.store = None
-        self._stopped.set()
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from basewatch.errors import BasewatchError
 
-_GO_TEMPLATE = re.compile(r"\{\{\s*\.(Run|Values)\.([A-Za-z0-9_]+)\s*\}\}")
-# ACR's short aliases, usable where a task file or tag is not Go-templated.
-_ALIASES = {"ID": "ID", "Registry": "Registry", "RegistryName": "RegistryName",
-            "Date": "Date", "OS": "OS", "Architecture": "Architecture", "Commit": "Commit",
-            "Branch": "Branch", "SharedVolume": "SharedVolume"}
-_ALIAS = re.compile(r"\$(" + "|".join(sorted(_ALIASES, key=len, reverse=True)) + r")\b")
+# `{{.Run.ID}}` / `{{.Values.x}}`, and ACR's short aliases (`$ID`, `$Registry`...), in one
+# pattern so that a substituted value is never expanded again.
+_ALIASES = ("ID", "Registry", "RegistryName", "Date", "OS", "Architecture", "Commit", "Branch",
+            "SharedVolume")
+_VARIABLE = re.compile(r"\{\{\s*\.(Run|Values)\.([A-Za-z0-9_]+)\s*\}\}|\$("
+                       + "|".join(sorted(_ALIASES, key=len, reverse=True)) + r")\b")
+
+
+_IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$|^\[.*\]$")
 
 
 class TemplateError(BasewatchError):
@@ -32,14 +35,16 @@ class RunVariables:
     def as_dict(self) -> dict[str, str]:
         values = {
             "ID": self.id,
-            # ACR's format: 20190503-043342z
-            "Date": self.date.strftime("%Y%m%d-%H%M%Sz"),
+            # ACR's format, always in UTC: 20190503-043342z
+            "Date": self.date.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%Sz"),
             "OS": self.os, "Architecture": self.architecture,
             "Commit": self.commit, "Branch": self.branch, "SharedVolume": "/workspace",
         }
         if self.registry:
             values["Registry"] = self.registry
-            values["RegistryName"] = self.registry.split(".")[0].split(":")[0]
+            host = self.registry.rsplit(":", 1)[0] if ":" in self.registry else self.registry
+            # myregistry.azurecr.io -> myregistry; an IP address is a name of its own.
+            values["RegistryName"] = host if _IP_ADDRESS.match(host) else host.split(".")[0]
         return values
 
 
@@ -48,26 +53,24 @@ def render(text: str, run: RunVariables, values: dict[str, str] | None = None) -
     run_values = run.as_dict()
     values = values or {}
 
-    def go(match: re.Match) -> str:
-        scope, name = match.groups()
+    def substitute(match: re.Match) -> str:
+        scope, name, alias = match.groups()
+        if alias is not None:
+            scope, name, written = "Run", alias, f"${alias}"
+        else:
+            written = f"{{{{.{scope}.{name}}}}}"
         table = run_values if scope == "Run" else values
         if name not in table:
-            raise TemplateError(_unknown(f"{{{{.{scope}.{name}}}}}", scope, name))
+            raise TemplateError(_unknown(written, scope, name, table))
         return table[name]
 
-    def alias(match: re.Match) -> str:
-        name = _ALIASES[match.group(1)]
-        if name not in run_values:
-            raise TemplateError(_unknown(f"${match.group(1)}", "Run", name))
-        return run_values[name]
-
-    return _ALIAS.sub(alias, _GO_TEMPLATE.sub(go, text))
+    return _VARIABLE.sub(substitute, text)
 
 
-def _unknown(written: str, scope: str, name: str) -> str:
+def _unknown(written: str, scope: str, name: str, known: dict[str, str]) -> str:
     if scope == "Run" and name in ("Registry", "RegistryName"):
         return (f"{written} has no value: add a `registries:` entry to the config; the first"
                 " one's host is the run's registry")
     if scope == "Values":
         return f"{written} has no value: pass it with --set {name}=..."
-    return f"{written} is not a run variable"
+    return f"{written} is not a run variable; known: {', '.join(sorted(known))}"

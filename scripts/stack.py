@@ -215,6 +215,7 @@ class Registry:
     notify_url: str | None = None
     notify_headers: dict[str, list[str]] = field(default_factory=dict)
     auth: dict | None = None
+    env: dict[str, str] = field(default_factory=dict)  # e.g. GOGC for the registry process
 
     @property
     def address(self) -> str:
@@ -225,7 +226,9 @@ class Registry:
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(self.root / "data")},
-                        "delete": {"enabled": True}},
+                        "delete": {"enabled": True},
+                        # As in the distribution's own default config: blob stats cached.
+                        "cache": {"blobdescriptor": "inmemory"}},
             "http": {"addr": self.address, "secret": "basewatch-test"},
         }
         if self.notify_url:
@@ -244,7 +247,7 @@ class Registry:
         config_path.write_text(json.dumps(self.config(), indent=2))
         with open(self.root / "registry.log", "ab") as logfile:
             self.process = subprocess.Popen(
-                ["docker-registry", "serve", str(config_path)],
+                ["docker-registry", "serve", str(config_path)], env={**os.environ, **self.env},
                 stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
             )
         _wait(lambda: registry_answers(self.address), f"registry on {self.address}", self.process)

@@ -60,8 +60,9 @@ class RunExecutor:
             run_log.close()
         await self.store.runs.finish(run.id, status, outputs, error)
         finished = await self.store.runs.get(run.id)
+        pushed = ", ".join(f"{o.image}@{o.digest}" for o in outputs)
         log.info("run %s (%s) %s%s", run.id, run.task, status.value,
-                 f": {error}" if error else "")
+                 f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
         if self.on_finished is not None:
             await self.on_finished(finished)
 
@@ -78,6 +79,7 @@ class RunExecutor:
             build_args=dict(task.build_args), target=task.target,
             bases=[d.base for d in dependencies])
         engine = self.engine_factory()
+        log.info("run %s (%s) started: building %s", run.id, task.name, ", ".join(tags))
         run_log.line(f"Run ID: {run.id} started: task {task.name}, trigger {run.trigger.value}"
                      + (f" ({run.reason})" if run.reason else ""))
         loop = asyncio.get_running_loop()

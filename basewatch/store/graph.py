@@ -60,12 +60,14 @@ class GraphStore:
             "SELECT * FROM watched_digests WHERE base = ? AND platform = ?", (base, platform))
         return _watched(row) if row else None
 
-    async def record_same(self, base: str, platform: str, index_digest: str | None) -> None:
+    async def record_same(self, checks: Iterable[tuple[str, str, str | None]]) -> None:
+        """Record unchanged (base, platform, index digest) checks, many in one transaction."""
+        stamp = to_text(now())
         async with self.database.transaction() as db:
-            await db.execute(
+            await db.executemany(
                 "UPDATE watched_digests SET checked_at = ?, last_error = NULL, index_digest = ?"
                 " WHERE base = ? AND platform = ?",
-                (to_text(now()), index_digest, base, platform))
+                [(stamp, index_digest, base, platform) for base, platform, index_digest in checks])
 
     async def record_first(self, base: str, platform: str, digest: str,
                            index_digest: str | None) -> None:

@@ -9,10 +9,11 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Protocol
 
 from basewatch.errors import BasewatchError
+from basewatch.models import WatchedDigest
 from basewatch.platforms import Platform
 from basewatch.store.graph import GraphStore
 from basewatch.watcher.reference import ImageReference
@@ -20,6 +21,10 @@ from basewatch.watcher.reference import ImageReference
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_FACTOR = 8
+# Re-read the watched set this often even without refresh(), as a safety net.
+RELOAD_SECONDS = 30.0
+
+Key = tuple[str, str]  # (base reference, platform)
 
 
 class PlatformDigestLike(Protocol):
@@ -49,6 +54,13 @@ class PollStats:
 
 
 class DigestWatcher:
+    """Compares registry digests with the store's, through an in-memory view of the watched set.
+
+    The watcher is the only writer of watched digests after registration, so its view stays
+    true; unchanged checks are written in batches, because one transaction per check would cap
+    a poll cycle at a few hundred references a second.
+    """
+
     def __init__(self, graph: GraphStore, source: DigestSource,
                  on_change: Callable[[DigestChange], Awaitable[None]],
                  interval_for: Callable[[str], float], concurrency: int = 64,
@@ -59,15 +71,29 @@ class DigestWatcher:
         self.interval_for = interval_for
         self.jitter = jitter
         self._limit = asyncio.Semaphore(concurrency)
-        self._next_due: dict[tuple[str, str], float] = {}
-        self._failures: dict[tuple[str, str], int] = {}
-        self._in_flight: set[tuple[str, str]] = set()
+        self._watched: dict[Key, WatchedDigest] = {}
+        self._unchanged: dict[Key, str | None] = {}
+        self._next_due: dict[Key, float] = {}
+        self._failures: dict[Key, int] = {}
+        self._in_flight: set[Key] = set()
+        self._reload = asyncio.Event()
         self._wake = asyncio.Event()
         self._checks: set[asyncio.Task] = set()
 
     def refresh(self) -> None:
         """The set of watched references changed: re-read it now."""
+        self._reload.set()
         self._wake.set()
+
+    async def _load(self) -> None:
+        await self.flush()
+        self._watched = {(w.base, w.platform): w for w in await self.graph.watched()}
+
+    async def flush(self) -> None:
+        """Write the unchanged checks gathered since the last flush."""
+        if self._unchanged:
+            batch, self._unchanged = self._unchanged, {}
+            await self.graph.record_same([(b, p, index) for (b, p), index in batch.items()])
 
     async def check(self, base: str, platform: str) -> DigestChange | None:
         key = (base, platform)
@@ -76,12 +102,12 @@ class DigestWatcher:
         self._in_flight.add(key)
         try:
             async with self._limit:
-                return await self._compare(base, platform)
+                return await self._compare(key)
         finally:
             self._in_flight.discard(key)
 
-    async def _compare(self, base: str, platform: str) -> DigestChange | None:
-        key = (base, platform)
+    async def _compare(self, key: Key) -> DigestChange | None:
+        base, platform = key
         try:
             seen = await self.source.platform_digest(ImageReference.parse(base),
                                                      Platform.parse(platform))
@@ -91,14 +117,16 @@ class DigestWatcher:
             await self.graph.record_error(base, platform, str(exc))
             return None
         self._failures.pop(key, None)
-        current = await self.graph.get_watched(base, platform)
+        current = self._watched.get(key) or await self.graph.get_watched(base, platform)
         if current is None:
             return None  # no task depends on it any more
+        self._watched[key] = replace(current, digest=seen.digest, index_digest=seen.index_digest,
+                                     last_error=None)
         if current.digest is None:
             await self.graph.record_first(base, platform, seen.digest, seen.index_digest)
             return None
         if current.digest == seen.digest:
-            await self.graph.record_same(base, platform, seen.index_digest)
+            self._unchanged[key] = seen.index_digest
             return None
         change = DigestChange(base, platform, current.digest, seen.digest, seen.index_digest)
         log.info("base %s (%s) changed: %s -> %s", base, platform, change.old, change.new)
@@ -107,23 +135,14 @@ class DigestWatcher:
 
     async def poll_once(self) -> PollStats:
         """Check every watched reference now, concurrently."""
-        watched = await self.graph.watched()
-        results = await asyncio.gather(*(self._counted_check(w.base, w.platform)
-                                         for w in watched))
-        stats = PollStats(checked=len(watched))
-        for outcome in results:
-            if outcome == "changed":
-                stats.changed += 1
-            elif outcome == "error":
-                stats.errors += 1
-        return stats
-
-    async def _counted_check(self, base: str, platform: str) -> str:
-        failures = self._failures.get((base, platform), 0)
-        change = await self.check(base, platform)
-        if self._failures.get((base, platform), 0) > failures:
-            return "error"
-        return "changed" if change else "same"
+        await self._load()
+        keys = list(self._watched)
+        errors_before = {key: self._failures.get(key, 0) for key in keys}
+        changes = await asyncio.gather(*(self.check(*key) for key in keys))
+        await self.flush()
+        return PollStats(
+            checked=len(keys), changed=sum(1 for change in changes if change),
+            errors=sum(1 for key in keys if self._failures.get(key, 0) > errors_before[key]))
 
     def _interval(self, base: str, platform: str) -> float:
         interval = self.interval_for(ImageReference.parse(base).registry)
@@ -141,29 +160,36 @@ class DigestWatcher:
             await asyncio.gather(*self._checks, return_exceptions=True)
 
     async def _schedule(self) -> None:
+        loaded_at = float("-inf")
         while True:
             self._wake.clear()
-            watched = {(w.base, w.platform) for w in await self.graph.watched()}
             now = time.monotonic()
-            for key in list(self._next_due):
-                if key not in watched:
-                    del self._next_due[key]
-            for key in watched - self._next_due.keys():
-                # Spread the first checks over a jitter window instead of a burst at start-up.
-                self._next_due[key] = now + random.uniform(0, self._interval(*key) * self.jitter)
+            if self._reload.is_set() or now - loaded_at > RELOAD_SECONDS:
+                self._reload.clear()
+                await self._load()
+                loaded_at = now
+                self._reconcile(now)
             due = [key for key, when in self._next_due.items() if when <= now]
             for key in due:
-                self._next_due[key] = float("inf")
-            for key in due:
+                self._next_due[key] = float("inf")  # in flight; rescheduled when done
                 check = asyncio.create_task(self._check_and_reschedule(*key))
                 self._checks.add(check)
                 check.add_done_callback(self._checks.discard)
+            await self.flush()
             pending = [when for when in self._next_due.values() if when != float("inf")]
-            delay = max(0.0, min(pending) - time.monotonic()) if pending else 60.0
+            delay = max(0.0, min(pending) - time.monotonic()) if pending else RELOAD_SECONDS
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 60.0))
+                await asyncio.wait_for(self._wake.wait(), timeout=min(delay, RELOAD_SECONDS))
             except TimeoutError:
                 pass
+
+    def _reconcile(self, now: float) -> None:
+        for key in list(self._next_due):
+            if key not in self._watched:
+                del self._next_due[key]
+        for key in self._watched.keys() - self._next_due.keys():
+            # Spread the first checks over a jitter window instead of a burst at start-up.
+            self._next_due[key] = now + random.uniform(0, self._interval(*key) * self.jitter)
 
     async def _check_and_reschedule(self, base: str, platform: str) -> None:
         try:

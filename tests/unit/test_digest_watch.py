@@ -1,6 +1,7 @@
 """The change policy: what a digest check records, and when it queues runs."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,3 +162,40 @@ async def test_migrations_run_once(tmp_path):
     store = await Store.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
     assert await store.tasks.all() == []
     await store.close()
+
+
+async def test_a_base_shared_by_many_tasks_is_checked_once_per_cycle(store):
+    for n in range(5):
+        await add_task(store, f"app{n}", DependencyKind.RUNTIME, "sha256:old")
+    registry, submitted = FakeRegistry("sha256:old"), []
+    watcher = make_watcher(store, registry, submitted)
+    stats = await watcher.poll_once()
+    assert (stats.checked, registry.calls) == (1, 1)
+    registry.digest = "sha256:new"
+    stats = await watcher.poll_once()
+    assert (stats.checked, stats.changed, registry.calls) == (1, 1, 2)
+    assert len(submitted) == 5
+
+
+async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry, submitted = FakeRegistry("sha256:old"), []
+    fanout = FanOut(store, submitted.append)
+    watcher = DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 0.2)
+    loop = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(100):
+            if registry.calls >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert registry.calls >= 3, "the scheduler re-checks each interval"
+        registry.digest = "sha256:new"
+        for _ in range(100):
+            if submitted:
+                break
+            await asyncio.sleep(0.05)
+        assert len(submitted) == 1
+        assert (await store.graph.get_watched(BASE, PLATFORM)).checked_at is not None
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
