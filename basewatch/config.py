@@ -13,6 +13,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 
 from basewatch.errors import ConfigError
 from basewatch.platforms import Platform
+from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 _TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -198,14 +199,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file; relative paths in it are relative to the file."""
     path = Path(path)
+    text = read_text_file(path, "config file", ConfigError)
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

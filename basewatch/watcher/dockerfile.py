@@ -10,12 +10,14 @@ from pathlib import Path
 from dockerfile_parse import DockerfileParser
 
 from basewatch.errors import DockerfileError, ImageReferenceError
+from basewatch.textfiles import read_text_file
+from basewatch.watcher.dockerfile_words import (ARG_NAME, ArgScope, ExpansionError, WordExpander,
+                                                 split_words)
 from basewatch.watcher.reference import ImageReference
 
 # The same directive rules dockerfile-parse tokenises with, so both agree on the escape character.
 _ESCAPE_DIRECTIVE = re.compile(r"\s*#\s*escape\s*=\s*(\\|`)\s*$", re.I)
 _SYNTAX_DIRECTIVE = re.compile(r"\s*#\s*syntax\s*=.*$", re.I)
-_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
 # BuildKit defines these in the global scope without an ARG line; they can still come as build args.
 _AUTOMATIC_ARGS = ("BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
@@ -39,16 +41,7 @@ def analyse_dockerfile_path(path: Path | str, build_args: Mapping[str, str] | No
                             target: str | None = None) -> DockerfileBases:
     """Read the Dockerfile at `path` and analyse it."""
     path = Path(path)
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DockerfileError(f"{path}: no such Dockerfile") from None
-    except IsADirectoryError:
-        raise DockerfileError(f"{path}: is a directory; give the path of the Dockerfile") from None
-    except UnicodeDecodeError:
-        raise DockerfileError(f"{path}: not a text file (Dockerfiles must be UTF-8)") from None
-    except OSError as exc:
-        raise DockerfileError(f"{path}: cannot read Dockerfile: {exc.strerror}") from None
+    content = read_text_file(path, "Dockerfile", DockerfileError, encoding="utf-8-sig")
     return analyse_dockerfile(content, build_args, target, source=str(path))
 
 
@@ -73,30 +66,6 @@ class _Stage:
     copied_images: list[ImageReference] = field(default_factory=list)
 
 
-class _ExpansionError(Exception):
-    """Why a word could not be expanded, phrased to follow the instruction: 'FROM uses ...'."""
-
-
-@dataclass
-class _Scope:
-    """ARG values visible at one point: None means declared without a value."""
-
-    values: dict[str, str | None | _ExpansionError]
-    where: str  # where a missing ARG should be declared, for the error message
-
-    def get(self, name: str, declared: bool = False) -> str | None:
-        """The value of `name`; with declared=True, an undeclared ARG is an error, not unset."""
-        if name not in self.values:
-            if not declared:
-                return None
-            raise _ExpansionError(f"uses ARG {name}, which is not declared {self.where}; "
-                                  f"add 'ARG {name}=...' there")
-        value = self.values[name]
-        if isinstance(value, _ExpansionError):
-            raise value  # its own default needed an ARG that has no value
-        return value
-
-
 class _Analysis:
     """One pass over the instructions, resolving ARGs in FROM and COPY --from as Docker does."""
 
@@ -104,7 +73,7 @@ class _Analysis:
         self.content, self.build_args, self.source = content, build_args, source
         self.escape = _escape_character(content)
         self.line = 0
-        self.meta = _Scope({name: build_args.get(name) for name in _AUTOMATIC_ARGS},
+        self.meta = ArgScope({name: build_args.get(name) for name in _AUTOMATIC_ARGS},
                            "before the first FROM")
 
     def stages(self) -> list[_Stage]:
@@ -120,7 +89,7 @@ class _Analysis:
             self.line = instruction["startline"] + 1
             if keyword == "FROM":
                 stages.append(self._from(value, stages))
-                scope = _Scope({}, "in this stage (ARGs from before FROM must be repeated)")
+                scope = ArgScope({}, "in this stage (ARGs from before FROM must be repeated)")
             elif keyword == "ARG":
                 self._declare(value, scope)
             elif not stages:
@@ -130,7 +99,7 @@ class _Analysis:
         return stages
 
     def _from(self, value: str, stages: list[_Stage]) -> _Stage:
-        words = _split_words(value, self.escape)
+        words = split_words(value, self.escape)
         while words and words[0].startswith("--"):
             flag = words.pop(0)
             # Only --platform is valid, and it never changes which image is the base.
@@ -153,8 +122,8 @@ class _Analysis:
             base = self._reference(image, words[0], "FROM")
         return _Stage(len(stages), name, base)
 
-    def _copy(self, value: str, stages: list[_Stage], scope: _Scope) -> None:
-        for word in _split_words(value, self.escape):
+    def _copy(self, value: str, stages: list[_Stage], scope: ArgScope) -> None:
+        for word in split_words(value, self.escape):
             if not word.startswith("--"):
                 return  # flags come before the sources
             if word.lower().startswith("--from="):
@@ -166,20 +135,20 @@ class _Analysis:
                 if self._stage_index(source, stages[:-1]) is None and source.lower() != "scratch":
                     stages[-1].copied_images.append(self._reference(source, raw, "COPY --from"))
 
-    def _declare(self, value: str, scope: _Scope) -> None:
+    def _declare(self, value: str, scope: ArgScope) -> None:
         """Add the ARGs of one ARG instruction to `scope`, with build args taking precedence."""
-        for word in _split_words(value, self.escape):
+        for word in split_words(value, self.escape):
             name, has_default, default = word.partition("=")
-            if not _ARG_NAME.fullmatch(name):
+            if not ARG_NAME.fullmatch(name):
                 raise self._error(f"ARG {name!r} is not a valid argument name")
             if name in self.build_args:
                 scope.values[name] = self.build_args[name]
             elif has_default:
                 try:
-                    scope.values[name] = _Expander(default, scope, self.escape).word()
-                except _ExpansionError as exc:
+                    scope.values[name] = WordExpander(default, scope, self.escape).word()
+                except ExpansionError as exc:
                     # Only an error if a FROM or COPY uses it, so keep it until then.
-                    scope.values[name] = _ExpansionError(f"uses ARG {name}, whose default {exc}")
+                    scope.values[name] = ExpansionError(f"uses ARG {name}, whose default {exc}")
             elif scope is not self.meta:
                 # Inside a stage, a bare ARG brings in the value declared before the first FROM.
                 scope.values[name] = self.meta.values.get(name)
@@ -192,10 +161,10 @@ class _Analysis:
             return int(text) if int(text) < len(stages) else None
         return next((s.index for s in stages if s.name == text.lower()), None)
 
-    def _expand(self, word: str, scope: _Scope, instruction: str) -> str:
+    def _expand(self, word: str, scope: ArgScope, instruction: str) -> str:
         try:
-            return _Expander(word, scope, self.escape).word()
-        except _ExpansionError as exc:
+            return WordExpander(word, scope, self.escape).word()
+        except ExpansionError as exc:
             raise self._error(f"{instruction} {exc}") from None
 
     def _reference(self, text: str, raw: str, instruction: str) -> ImageReference:
@@ -207,96 +176,6 @@ class _Analysis:
 
     def _error(self, message: str) -> DockerfileError:
         return DockerfileError(f"{self.source} line {self.line}: {message}")
-
-
-class _Expander:
-    """Docker's shell-style word processing: quotes, escapes, $X and ${X[:]-+? word}."""
-
-    def __init__(self, text: str, scope: _Scope, escape: str):
-        self.text, self.scope, self.escape, self.pos = text, scope, escape, 0
-
-    def word(self, stop: str = "", evaluate: bool = True) -> str:
-        """Process up to `stop` (or the end); with evaluate=False only skip over it."""
-        out = []
-        while self.pos < len(self.text) and self.text[self.pos] != stop:
-            char = self._next()
-            if char == self.escape and self.pos < len(self.text):
-                out.append(self._next())
-            elif char == "'":
-                end = self.text.find("'", self.pos)
-                end = len(self.text) if end < 0 else end
-                out.append(self.text[self.pos:end])
-                self.pos = end + 1
-            elif char == '"':
-                out.append(self._double_quoted(evaluate))
-            elif char == "$":
-                out.append(self._dollar(evaluate))
-            else:
-                out.append(char)
-        return "".join(out)
-
-    def _double_quoted(self, evaluate: bool) -> str:
-        out = []
-        while self.pos < len(self.text) and self.text[self.pos] != '"':
-            char = self._next()
-            if char == self.escape and self._peek() in ('"', "$", self.escape):
-                out.append(self._next())
-            elif char == "$":
-                out.append(self._dollar(evaluate))
-            else:
-                out.append(char)
-        self.pos += 1
-        return "".join(out)
-
-    def _dollar(self, evaluate: bool) -> str:
-        braced = self._peek() == "{"
-        self.pos += braced
-        match = _ARG_NAME.match(self.text, self.pos)
-        if not match:
-            if braced:
-                raise _ExpansionError(f"has a bad substitution in {self.text!r}")
-            return "$"
-        name, self.pos = match[0], match.end()
-        if not braced or self._peek() == "}":
-            self.pos += braced
-            return self._required(name, evaluate)
-        colon = self._peek() == ":"
-        self.pos += colon
-        operator = self._next()
-        if operator not in ("-", "+", "?"):
-            raise _ExpansionError(f"has a bad substitution in {self.text!r}")
-        # With a fallback written out, an undeclared ARG is merely unset, as Docker treats it.
-        value = self.scope.get(name) if evaluate else ""
-        # `:` makes an empty value count as unset, as in the POSIX shell.
-        is_set = value is not None and (value != "" or not colon)
-        wanted = (operator == "-" and not is_set) or (operator == "+" and is_set)
-        word = self.word("}", evaluate and wanted)
-        if self._next() != "}":
-            raise _ExpansionError(f"has a bad substitution in {self.text!r}")
-        if operator == "?":
-            if evaluate and not is_set:
-                raise _no_value(name, word)
-            return value or ""
-        return word if wanted else (value if operator == "-" else "")
-
-    def _required(self, name: str, evaluate: bool) -> str:
-        value = self.scope.get(name, declared=True) if evaluate else ""
-        if value is None:
-            raise _no_value(name, "")
-        return value
-
-    def _next(self) -> str:
-        self.pos += 1
-        return self.text[self.pos - 1] if self.pos <= len(self.text) else ""
-
-    def _peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-
-def _no_value(name: str, reason: str) -> _ExpansionError:
-    hint = f" ({reason})" if reason else ""
-    return _ExpansionError(f"uses ARG {name}, which has no value{hint}; "
-                           f"pass --build-arg {name}=...")
 
 
 def _target_index(stages: list[_Stage], target: str | None, source: str) -> int:
@@ -315,27 +194,6 @@ def _root_image(stages: list[_Stage], index: int) -> ImageReference | None:
     while isinstance(base, int):
         base = stages[base].base
     return base
-
-
-def _split_words(text: str, escape: str) -> list[str]:
-    """Split on whitespace outside quotes, keeping quotes and escapes for the expander."""
-    words, current, quote, escaped = [], [], "", False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == escape and quote != "'":
-            escaped = True
-        elif char in "'\"" and quote in ("", char):
-            quote = "" if quote else char
-        elif char.isspace() and not quote:
-            if current:
-                words.append("".join(current))
-                current = []
-            continue
-        current.append(char)
-    if current:
-        words.append("".join(current))
-    return words
 
 
 def _escape_character(content: str) -> str:
