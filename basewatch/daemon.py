@@ -14,6 +14,7 @@ import signal
 from aiohttp import web
 
 from basewatch.builder.docker_engine import DockerEngine
+from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config
 from basewatch.errors import BasewatchError
@@ -59,6 +60,7 @@ class Daemon:
         self.registry_client = RegistryClient(config.registries)
         self.executor = RunExecutor(
             store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
+            ImageSources(config.registries),
             run_registry=config.registries[0].host if config.registries else None,
             threads=config.max_concurrent_runs * 2)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)

@@ -133,13 +133,38 @@ class DockerEngine:
         for client in clients:
             client.cut()
 
+    def pull(self, source: str, name: str, platform: str, auth: dict | None,
+             log: LogSink) -> str:
+        """Pull `source` for `platform`, tag it `name` when they differ; return its digest."""
+        client = self._client()
+        repository, tag = _split_reference(source)
+        digest = source.partition("@")[2] or None
+        try:
+            for chunk in client.pull(repository, tag=tag, platform=platform, auth_config=auth,
+                                     stream=True, decode=True):
+                _raise_on_error(chunk, f"pull of {source}", log)
+                status = chunk.get("status", "")
+                if status.startswith("Digest: "):
+                    digest = status.removeprefix("Digest: ").strip()
+                if line := _status_line(chunk):
+                    log(line)
+            if name != source:
+                client.tag(source, *_split_reference(name))
+        except _BROKEN as exc:
+            raise self._broken(f"pull of {source}", exc) from None
+        finally:
+            self._release(client)
+        if digest is None:
+            raise EngineError(f"pull of {source} failed: the engine reported no digest")
+        return digest
+
     def build(self, request: BuildRequest, log: LogSink) -> BuildResult:
         client = self._client()
         try:
             image_id = self._stream_build(client, request, log)
             for tag in request.tags:
                 client.tag(image_id, *split_tag(tag))
-            return BuildResult(image_id, self._base_digests(client, request.bases))
+            return BuildResult(image_id)
         except _BROKEN as exc:
             raise self._broken("build", exc) from None
         finally:
@@ -148,53 +173,34 @@ class DockerEngine:
     def _stream_build(self, client: docker.APIClient, request: BuildRequest,
                       log: LogSink) -> str:
         image_id = None
-        # pull=True: a rebuild must really use the base's new digest, not a cached copy.
+        # pull=False: the runner has just pulled every base, from where the watcher reads it.
         chunks = client.build(
             path=str(request.context), dockerfile=request.dockerfile, tag=request.tags[0],
             buildargs=request.build_args, target=request.target, platform=request.platform,
-            pull=True, rm=True, forcerm=True, network_mode="host", decode=True)
+            pull=False, rm=True, forcerm=True, network_mode="host", decode=True)
         for chunk in chunks:
+            _raise_on_error(chunk, "build", log)
             if "stream" in chunk:
                 log(chunk["stream"])
                 if chunk["stream"].startswith("Successfully built "):
                     image_id = chunk["stream"].split()[-1]
             elif "status" in chunk and (line := _status_line(chunk)):
                 log(line)
-            if "error" in chunk or "errorDetail" in chunk:
-                message = chunk.get("error") or chunk["errorDetail"].get("message", "")
-                log(f"ERROR: {message}\n")
-                raise EngineError(f"build failed: {message.strip()}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
         if image_id is None:
             raise EngineError("build failed: the engine reported no image")
         return image_id
 
-    def _base_digests(self, client: docker.APIClient, bases: list[str]) -> dict[str, str]:
-        digests: dict[str, str] = {}
-        for base in bases:
-            name = ImageReference.parse(base)
-            try:
-                repo_digests = client.inspect_image(engine_name(base)).get("RepoDigests") or []
-            except docker.errors.ImageNotFound:
-                continue
-            for entry in repo_digests:
-                repo, _, digest = entry.partition("@")
-                if ImageReference.parse(repo).name == name.name:
-                    digests[base] = digest
-        return digests
-
-    def push(self, tag: str, log: LogSink) -> str:
+    def push(self, tag: str, auth: dict | None, log: LogSink) -> str:
         client = self._client()
         repository, name_tag = split_tag(tag)
         digest = None
         try:
-            for chunk in client.push(repository, tag=name_tag, stream=True, decode=True):
+            for chunk in client.push(repository, tag=name_tag, auth_config=auth, stream=True,
+                                     decode=True):
                 # Push failures arrive as chunks, not exceptions: check every one.
-                if "error" in chunk or "errorDetail" in chunk:
-                    message = chunk.get("error") or chunk["errorDetail"].get("message", "")
-                    log(f"ERROR: {message}\n")
-                    raise EngineError(f"push of {tag} failed: {message.strip()}")
+                _raise_on_error(chunk, f"push of {tag}", log)
                 if "status" in chunk and (line := _status_line(chunk)):
                     log(line)
                 if "aux" in chunk and "Digest" in chunk["aux"]:
@@ -206,6 +212,21 @@ class DockerEngine:
         if digest is None:
             raise EngineError(f"push of {tag} failed: the engine reported no digest")
         return digest
+
+
+def _split_reference(reference: str) -> tuple[str, str]:
+    """A pull's (repository, tag-or-digest)."""
+    if "@" in reference:
+        repository, _, digest = reference.partition("@")
+        return repository, digest
+    return split_tag(reference)
+
+
+def _raise_on_error(chunk: dict, what: str, log: LogSink) -> None:
+    if "error" in chunk or "errorDetail" in chunk:
+        message = chunk.get("error") or chunk["errorDetail"].get("message", "")
+        log(f"ERROR: {message}\n")
+        raise EngineError(f"{what} failed: {message.strip()}")
 
 
 def _status_line(chunk: dict) -> str:

@@ -16,14 +16,11 @@ class BuildRequest:
     platform: str
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
-    # Canonical references of the bases, so the engine can report which digests it built on.
-    bases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class BuildResult:
     image_id: str
-    base_digests: dict[str, str]
 
 
 class Engine(Protocol):
@@ -31,8 +28,11 @@ class Engine(Protocol):
 
     def ping(self) -> None: ...
 
+    def pull(self, source: str, name: str, platform: str, auth: dict | None,
+             log: LogSink) -> str: ...
+
     def build(self, request: BuildRequest, log: LogSink) -> BuildResult: ...
 
-    def push(self, tag: str, log: LogSink) -> str: ...
+    def push(self, tag: str, auth: dict | None, log: LogSink) -> str: ...
 
     def cancel(self) -> None: ...

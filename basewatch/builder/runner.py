@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
+from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.run_log import RunLog, log_path
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
@@ -24,10 +26,11 @@ FinishedHook = Callable[[Run], Awaitable[None]]
 
 class RunExecutor:
     def __init__(self, store: Store, engine_factory: Callable[[], Engine], logs_dir: Path,
-                 run_registry: str | None = None, threads: int = 8,
+                 sources: ImageSources, run_registry: str | None = None, threads: int = 8,
                  on_finished: FinishedHook | None = None):
         self.store = store
         self.engine_factory = engine_factory
+        self.sources = sources
         self.logs_dir = logs_dir
         self.run_registry = run_registry
         self.on_finished = on_finished
@@ -73,11 +76,10 @@ class RunExecutor:
                                  registry=self.run_registry, os=platform.os,
                                  architecture=platform.architecture)
         tags = [render(image, variables) for image in task.image]
-        dependencies = await self.store.graph.dependencies(task.name)
+        bases = [d.base for d in await self.store.graph.dependencies(task.name)]
         request = BuildRequest(
             context=task.context, dockerfile=task.file, tags=tags, platform=run.platform,
-            build_args=dict(task.build_args), target=task.target,
-            bases=[d.base for d in dependencies])
+            build_args=dict(task.build_args), target=task.target)
         engine = self.engine_factory()
         log.info("run %s (%s) started: building %s", run.id, task.name, ", ".join(tags))
         run_log.line(f"Run ID: {run.id} started: task {task.name}, trigger {run.trigger.value}"
@@ -99,14 +101,23 @@ class RunExecutor:
         started = loop.time()
         try:
             async with asyncio.timeout(task.timeout):
-                result = await in_thread(engine.build, request, run_log.write)
-                base_digests = await self._platform_digests(result.base_digests, run.platform)
+                pulled = {}
+                for base in bases:
+                    # Always pulled, so a rebuild really uses the base's new digest.
+                    source = self.sources.pull_source(base)
+                    run_log.line(f"Pulling {source}")
+                    pulled[base] = await in_thread(
+                        engine.pull, source, engine_name(base), run.platform,
+                        self.sources.auth(base), run_log.write)
+                base_digests = await self._platform_digests(pulled, run.platform)
                 await self.store.runs.record_base_digests(run.id, base_digests)
+                await in_thread(engine.build, request, run_log.write)
                 outputs = []
                 if task.push:
                     for tag in tags:
                         run_log.line(f"Pushing {tag}")
-                        digest = await in_thread(engine.push, tag, run_log.write)
+                        digest = await in_thread(engine.push, tag, self.sources.auth(tag),
+                                                 run_log.write)
                         run_log.line(f"Pushed {tag}: digest: {digest}")
                         outputs.append(PushedImage(tag, digest))
         except TimeoutError:

@@ -39,6 +39,21 @@ _EXPONENTIAL = wait_exponential(multiplier=0.2, max=5.0)  # 0.2 s, 0.4 s, 0.8 s 
 _UNAUTHORIZED_HINT = "(config registries[].username/password_env or ~/.docker/config.json)"
 
 
+def default_endpoint(registry: str) -> str:
+    """Where a registry's API is when the config says nothing about it."""
+    if registry == "docker.io":
+        return "https://registry-1.docker.io"
+    scheme = "http" if _LOOPBACK.match(registry) else "https"
+    return f"{scheme}://{registry}"
+
+
+def endpoint_for(registry: str, settings: RegistrySettings | None) -> str:
+    """The base URL for a registry host: its configured endpoint (a mirror), or the default."""
+    if settings is not None and settings.endpoint:
+        return settings.endpoint
+    return default_endpoint(registry)
+
+
 @dataclass(frozen=True)
 class ManifestHead:
     digest: str  # Docker-Content-Digest
@@ -100,13 +115,7 @@ class RegistryClient:
 
     def endpoint(self, registry: str) -> str:
         """The base URL for a registry host as written in image references."""
-        settings = self._settings.get(registry)
-        if settings is not None and settings.endpoint:
-            return settings.endpoint
-        if registry == "docker.io":
-            return "https://registry-1.docker.io"
-        scheme = "http" if _LOOPBACK.match(registry) else "https"
-        return f"{scheme}://{registry}"
+        return endpoint_for(registry, self._settings.get(registry))
 
     async def head_manifest(self, ref: ImageReference) -> ManifestHead:
         """The digest and media type a tag (or digest) points at, from a HEAD request."""

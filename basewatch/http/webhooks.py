@@ -1,0 +1,99 @@
+"""`POST /webhooks/registry`: registry push notifications in, digest re-checks out.
+
+The edge only authenticates, bounds and parses the request, and drops redelivered events;
+what a push means (a re-check of the tag's digest, never a build by itself) is `on_push`'s.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import BasicAuth, hdrs, web
+
+from basewatch.errors import BasewatchError
+from basewatch.watcher.notifications import (NotificationError, PushNotification, RecentEvents,
+                                             parse_notifications)
+
+log = logging.getLogger(__name__)
+
+PATH = "/webhooks/registry"
+MAX_BODY_BYTES = 1024 * 1024
+RECENT_REGISTRY_EVENTS = web.AppKey("recent_registry_events", RecentEvents)
+
+OnPush = Callable[[list[PushNotification]], Awaitable[int]]
+
+
+def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPush) -> None:
+    """Register the endpoint; `on_push` gets the new pushes and returns how many it re-checks."""
+    app[RECENT_REGISTRY_EVENTS] = recent = RecentEvents()
+
+    async def registry_webhook(request: web.Request) -> web.Response:
+        if not token:
+            return _error(503, "notifications are not configured: set notifications.token_env "
+                               "in the config")
+        if not _authorized(request, token):
+            return _error(401, "missing or wrong notification token",
+                          headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'})
+        body = await _read_bounded(request)
+        if body is None:
+            return _error(413, f"notification body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            pushes, ignored = parse_notifications(request.headers.get(hdrs.CONTENT_TYPE, ""), body)
+        except NotificationError as error:
+            return _error(400, str(error))
+        new = [push for push in pushes if recent.first_time(push.id)]
+        rechecked = 0
+        if new:
+            try:
+                rechecked = await on_push(new)
+            except Exception as error:
+                # Nothing was done, so let the registry's retry through the de-duplication.
+                for push in new:
+                    recent.forget(push.id)
+                if isinstance(error, BasewatchError):
+                    log.warning("registry notification not handled: %s", error)
+                    return _error(503, str(error))
+                log.exception("registry notification not handled")
+                return _error(503, "internal error while handling the notification; "
+                                   "see the daemon log")
+            log.info("registry notification: %s",
+                     ", ".join(f"{p.registry or '?'}/{p.repository}:{p.tag}" for p in new))
+        return web.json_response({"accepted": len(new), "duplicates": len(pushes) - len(new),
+                                  "ignored": ignored, "rechecked": rechecked}, status=202)
+
+    app.router.add_post(PATH, registry_webhook)
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    """The token as a bearer token, a basic-auth password, or `?token=` (Docker Hub, Quay)."""
+    offered = [request.query.get("token")]
+    header = request.headers.get(hdrs.AUTHORIZATION, "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer":
+        offered.append(credentials.strip())
+    elif scheme.lower() == "basic":
+        try:
+            offered.append(BasicAuth.decode(header).password)
+        except ValueError:
+            pass
+    expected = token.encode()
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a stranger chooses these.
+    return any(candidate is not None and hmac.compare_digest(candidate.encode(), expected)
+               for candidate in offered)
+
+
+async def _read_bounded(request: web.Request) -> bytes | None:
+    """The body, or None when it is over MAX_BODY_BYTES (checked as it arrives, too)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
