@@ -39,7 +39,15 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def parse_optional_duration(value: object) -> float:
+    """Like parse_duration, but zero (`0`, `0s`) is allowed: the feature is off."""
+    if value in (0, "0", "0s") and not isinstance(value, bool):
+        return 0.0
+    return parse_duration(value)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+OptionalDuration = Annotated[float, BeforeValidator(parse_optional_duration)]
 
 
 def _build_arg_value(value: object) -> object:
@@ -123,6 +131,7 @@ class Config(_Strict):
     listen: str = "127.0.0.1:8080"
     max_concurrent_runs: int = Field(2, ge=1, le=256)
     poll_interval: Duration = 60.0
+    settle_window: OptionalDuration = 0.0
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 

@@ -18,7 +18,9 @@ from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config
 from basewatch.errors import BasewatchError
+from basewatch.graph import published_images
 from basewatch.http.app import create_app
+from basewatch.models import Run, RunStatus
 from basewatch.runqueue import RunQueue
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestWatcher
@@ -55,19 +57,21 @@ class Daemon:
         self.store = store = await Store.open(config.state_dir / "basewatch.db")
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
-        if interrupted:
-            log.warning("runs interrupted by the last shutdown: %s", ", ".join(interrupted))
+        for failed, rerun in interrupted:
+            log.warning("run %s was interrupted when the daemon stopped: marked Failed%s",
+                        failed, f", re-queued as {rerun}" if rerun else " (already a re-run)")
         self.registry_client = RegistryClient(config.registries)
+        run_registry = config.registries[0].host if config.registries else None
+        self.registrar = TaskRegistrar(store, self.registry_client, run_registry)
         self.executor = RunExecutor(
             store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
-            ImageSources(config.registries),
-            run_registry=config.registries[0].host if config.registries else None,
-            threads=config.max_concurrent_runs * 2)
+            ImageSources(config.registries), run_registry=run_registry,
+            threads=config.max_concurrent_runs * 2, on_finished=self._cascade,
+            upstream_of=self._upstream_of)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
-        self.fanout = FanOut(store, self.queue.submit)
+        self.fanout = FanOut(store, self.queue.submit, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval)
-        self.registrar = TaskRegistrar(store, self.registry_client)
 
         await self._report_engine()
         await self.sync_config_tasks()
@@ -84,6 +88,22 @@ class Daemon:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+
+    async def _upstream_of(self, task: str) -> set[str]:
+        return (await self.registrar.graph()).ancestors(task)
+
+    async def _cascade(self, run: Run) -> None:
+        """A task that pushed an image another task is built on: check that image now, so the
+        downstream rebuild starts without waiting for the next poll."""
+        if run.status is not RunStatus.SUCCEEDED or not run.outputs:
+            return
+        task = await self.store.tasks.get(run.task)
+        if task is None:
+            return
+        published = published_images(task, self.registrar.run_registry)
+        checked = await self.watcher.check_references(published.__contains__)
+        if checked:
+            log.info("run %s pushed %d watched base(s): checked at once", run.id, checked)
 
     def _poll_interval(self, registry_host: str) -> float:
         settings = self.config.registry(registry_host)
@@ -112,7 +132,7 @@ class Daemon:
                      bases.runtime if bases.runtime else "scratch")
         for task in await self.store.tasks.all(source="config"):
             if task.name not in names:
-                await self.store.tasks.delete(task.name)
+                await self.registrar.unregister(task.name)
                 log.info("task %s removed: no longer in the config", task.name)
         await self.store.graph.prune()
         self.watcher.refresh()

@@ -86,6 +86,8 @@ class Run:
     base_digests: dict[str, str] = field(default_factory=dict)
     outputs: list[PushedImage] = field(default_factory=list)
     error: str | None = None
+    not_before: datetime | None = None  # the end of its settle window
+    retry_of: str | None = None  # the interrupted run this one re-runs
 
     @property
     def duration_seconds(self) -> float | None:

@@ -22,28 +22,50 @@ from basewatch.templating import RunVariables, render
 log = logging.getLogger(__name__)
 
 FinishedHook = Callable[[Run], Awaitable[None]]
+UpstreamOf = Callable[[str], Awaitable[set[str]]]
+# How often a run waiting on an upstream build asks again.
+UPSTREAM_RECHECK_SECONDS = 0.5
 
 
 class RunExecutor:
     def __init__(self, store: Store, engine_factory: Callable[[], Engine], logs_dir: Path,
                  sources: ImageSources, run_registry: str | None = None, threads: int = 8,
-                 on_finished: FinishedHook | None = None):
+                 on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None):
         self.store = store
         self.engine_factory = engine_factory
         self.sources = sources
         self.logs_dir = logs_dir
         self.run_registry = run_registry
         self.on_finished = on_finished
+        self.upstream_of = upstream_of
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
     def close(self) -> None:
         # Builds still running in threads are cut short by cancel(); don't wait on them.
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    async def execute(self, run_id: str) -> None:
+    async def execute(self, run_id: str) -> float | None:
+        """Run it; or, when it must wait, how many seconds until it should be asked again."""
         run = await self.store.runs.get(run_id)
         if run is None or run.status is not RunStatus.QUEUED:
-            return  # canceled or already handled while it waited
+            return None  # canceled or already handled while it waited
+        if wait := await self._must_wait(run):
+            return wait
+        await self._execute(run)
+        return None
+
+    async def _must_wait(self, run: Run) -> float | None:
+        now = datetime.now(timezone.utc)
+        if run.not_before is not None and run.not_before > now:
+            return (run.not_before - now).total_seconds()  # still settling
+        if self.upstream_of is not None:
+            # Built in topological order: not while a task it is built on is being rebuilt.
+            upstream = await self.upstream_of(run.task)
+            if upstream and upstream & await self.store.runs.pending_tasks():
+                return UPSTREAM_RECHECK_SECONDS
+        return None
+
+    async def _execute(self, run: Run) -> None:
         task = await self.store.tasks.get(run.task)
         run_log = RunLog(log_path(self.logs_dir, run.id))
         try:
@@ -55,9 +77,10 @@ class RunExecutor:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
             run_log.line(f"Run ID: {run.id} errored: {error}")
         except asyncio.CancelledError:
-            run_log.line(f"Run ID: {run.id} was canceled: the daemon is shutting down")
-            await asyncio.shield(self.store.runs.finish(
-                run.id, RunStatus.CANCELED, error="the daemon shut down during the run"))
+            rerun = await asyncio.shield(self.store.runs.cancel_and_requeue(
+                run, "the daemon shut down during the run"))
+            run_log.line(f"Run ID: {run.id} was canceled: the daemon is shutting down"
+                         + (f"; it will run again as {rerun}" if rerun else ""))
             raise
         finally:
             run_log.close()

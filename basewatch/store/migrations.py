@@ -49,4 +49,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_task ON runs (task, seq);
     CREATE INDEX runs_by_status ON runs (status);
     """,
+    # 2: the settle window (a run waits until not_before) and re-queue-once after a crash.
+    """
+    ALTER TABLE runs ADD COLUMN not_before TEXT;
+    ALTER TABLE runs ADD COLUMN retry_of TEXT
+    """,
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from basewatch.models import PushedImage, Run, RunStatus, RunType, Trigger
 from basewatch.store.database import Database, from_text, now, to_text
@@ -20,6 +21,8 @@ class RunRequest:
     run_type: RunType
     platform: str
     reason: str = ""
+    not_before: datetime | None = None
+    retry_of: str | None = None
 
 
 def _run(row) -> Run:
@@ -30,19 +33,31 @@ def _run(row) -> Run:
         started_at=from_text(row["started_at"]), finished_at=from_text(row["finished_at"]),
         base_digests=json.loads(row["base_digests"]),
         outputs=[PushedImage(**o) for o in json.loads(row["outputs"])], error=row["error"],
+        not_before=from_text(row["not_before"]), retry_of=row["retry_of"],
     )
 
 
 async def insert_run(db, request: RunRequest) -> str:
     """Insert a Queued run inside an open transaction; its id comes from a never-reused sequence."""
     cursor = await db.execute(
-        "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
+        " not_before, retry_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (uuid.uuid4().hex, request.task, request.run_type.value, request.trigger.value,
-         RunStatus.QUEUED.value, request.platform, request.reason, to_text(now())))
+         RunStatus.QUEUED.value, request.platform, request.reason, to_text(now()),
+         to_text(request.not_before), request.retry_of))
     run_id = f"{RUN_ID_PREFIX}{cursor.lastrowid}"
     await db.execute("UPDATE runs SET id = ? WHERE seq = ?", (run_id, cursor.lastrowid))
     return run_id
+
+
+async def _requeue_once(db, run: Run, cause: str) -> str | None:
+    """Queue an interrupted run again, unless it was itself a re-run: nothing is lost, and
+    nothing loops."""
+    if run.retry_of is not None:
+        return None
+    return await insert_run(db, RunRequest(run.task, run.trigger, run.run_type, run.platform,
+                                           f"re-run of {run.id}, interrupted by {cause}",
+                                           retry_of=run.id))
 
 
 class RunStore:
@@ -97,17 +112,29 @@ class RunStore:
                  json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
                  error, run_id))
 
-    async def fail_unfinished(self, reason: str) -> list[str]:
-        """Mark runs that were in progress when the daemon stopped; return their ids."""
+    async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]:
+        """Mark runs that were in progress when the daemon stopped Failed, and queue each again
+        once (a re-run that is itself interrupted is not re-run). Returns (failed, re-run) ids.
+        """
         async with self.database.transaction() as db:
             rows = await db.execute_fetchall(
-                "SELECT id FROM runs WHERE status IN (?, ?)",
+                "SELECT * FROM runs WHERE status IN (?, ?) ORDER BY seq",
                 (RunStatus.STARTED.value, RunStatus.RUNNING.value))
-            ids = [row["id"] for row in rows]
+            interrupted = [_run(row) for row in rows]
             await db.executemany(
                 "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                [(RunStatus.FAILED.value, to_text(now()), reason, run_id) for run_id in ids])
-        return ids
+                [(RunStatus.FAILED.value, to_text(now()), reason, run.id)
+                 for run in interrupted])
+            return [(run.id, await _requeue_once(db, run, "a daemon restart"))
+                    for run in interrupted]
+
+    async def cancel_and_requeue(self, run: Run, reason: str) -> str | None:
+        """Mark a run Canceled because the daemon is stopping, and queue it again once."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                (RunStatus.CANCELED.value, to_text(now()), reason, run.id))
+            return await _requeue_once(db, run, "the daemon stopping")
 
     async def record_change_and_queue(self, base: str, platform: str, digest: str,
                                       index_digest: str | None,
@@ -125,8 +152,20 @@ class RunStore:
                 (digest, index_digest, stamp, stamp, base, platform))
             for request in requests:
                 pending = await db.execute_fetchall(
-                    "SELECT 1 FROM runs WHERE task = ? AND trigger = ? AND status = ? LIMIT 1",
-                    (request.task, request.trigger.value, RunStatus.QUEUED.value))
+                    "SELECT id, not_before FROM runs WHERE task = ? AND trigger = ? AND status = ?"
+                    " LIMIT 1", (request.task, request.trigger.value, RunStatus.QUEUED.value))
                 if not pending:
                     queued.append(await insert_run(db, request))
+                elif request.not_before is not None:
+                    # Still settling: a further push extends the window instead of adding a run.
+                    await db.execute(
+                        "UPDATE runs SET not_before = MAX(COALESCE(not_before, ''), ?)"
+                        " WHERE id = ?", (to_text(request.not_before), pending[0]["id"]))
         return queued
+
+    async def pending_tasks(self) -> set[str]:
+        """Tasks with a run queued or in progress."""
+        rows = await self.database.fetchall(
+            "SELECT DISTINCT task FROM runs WHERE status IN (?, ?, ?)",
+            (RunStatus.QUEUED.value, RunStatus.STARTED.value, RunStatus.RUNNING.value))
+        return {row["task"] for row in rows}

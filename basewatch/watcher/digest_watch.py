@@ -76,6 +76,7 @@ class DigestWatcher:
         self._next_due: dict[Key, float] = {}
         self._failures: dict[Key, int] = {}
         self._in_flight: set[Key] = set()
+        self._again: set[Key] = set()  # asked for while in flight: check once more after
         self._reload = asyncio.Event()
         self._wake = asyncio.Event()
         self._checks: set[asyncio.Task] = set()
@@ -96,15 +97,32 @@ class DigestWatcher:
             await self.graph.record_same([(b, p, index) for (b, p), index in batch.items()])
 
     async def check(self, base: str, platform: str) -> DigestChange | None:
+        """Compare one reference now. Asked while a check of it runs, it runs once more after,
+        so a push notified mid-check is never missed."""
         key = (base, platform)
         if key in self._in_flight:
+            self._again.add(key)
             return None
         self._in_flight.add(key)
         try:
-            async with self._limit:
-                return await self._compare(key)
+            change = None
+            while True:
+                async with self._limit:
+                    change = await self._compare(key) or change
+                if key not in self._again:
+                    return change
+                self._again.discard(key)
         finally:
             self._in_flight.discard(key)
+
+    async def check_references(self, wanted: Callable[[str], bool]) -> int:
+        """Check now every watched reference (any platform) for which `wanted(base)` holds;
+        return how many were checked. For pushes we hear of: cascades and notifications."""
+        if not self._watched:
+            await self._load()
+        keys = [key for key in self._watched if wanted(key[0])]
+        await asyncio.gather(*(self.check(*key) for key in keys))
+        return len(keys)
 
     async def _compare(self, key: Key) -> DigestChange | None:
         base, platform = key

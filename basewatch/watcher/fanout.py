@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from basewatch.config import TaskSettings
@@ -25,16 +26,23 @@ def triggers(dependency: Dependency, task: TaskSettings, new_digest: str) -> boo
 
 
 class FanOut:
-    def __init__(self, store: Store, submit: Callable[[str], None]):
+    """`settle` seconds after the last change, the runs start: a burst of pushes of one base
+    gives one run per dependent (each further push extends the window)."""
+
+    def __init__(self, store: Store, submit: Callable[[str, float], None], settle: float = 0.0):
         self.store = store
         self.submit = submit
+        self.settle = settle
 
     async def on_change(self, change: DigestChange) -> list[str]:
         dependents = await self.store.graph.dependents(change.base, change.platform)
         tasks = {task.name: task for task in await self.store.tasks.all()}
         reason = f"base {change.base} changed to {change.new}"
+        not_before = (datetime.now(timezone.utc) + timedelta(seconds=self.settle)
+                      if self.settle else None)
         requests = [
-            RunRequest(dep.task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD, change.platform, reason)
+            RunRequest(dep.task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD, change.platform, reason,
+                       not_before=not_before)
             for dep in dependents
             if dep.task in tasks and triggers(dep, tasks[dep.task], change.new)
         ]
@@ -43,5 +51,5 @@ class FanOut:
         if run_ids:
             log.info("base %s changed: queued %s", change.base, ", ".join(run_ids))
         for run_id in run_ids:
-            self.submit(run_id)
+            self.submit(run_id, self.settle)
         return run_ids

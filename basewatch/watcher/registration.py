@@ -6,7 +6,8 @@ import logging
 
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
-from basewatch.models import DependencyKind
+from basewatch.graph import TaskGraph, published_images
+from basewatch.models import Dependency, DependencyKind
 from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestSource
@@ -17,22 +18,52 @@ log = logging.getLogger(__name__)
 
 
 class TaskRegistrar:
-    def __init__(self, store: Store, source: DigestSource):
+    """Keeps the tasks and their edges in the store, and the task graph they form in memory."""
+
+    def __init__(self, store: Store, source: DigestSource, run_registry: str | None = None):
         self.store = store
         self.source = source
+        self.run_registry = run_registry
+        self._graph: TaskGraph | None = None
 
     async def register(self, task: TaskSettings, source: str) -> DockerfileBases:
-        """Analyse first, store after: a bad Dockerfile leaves the previous registration intact."""
+        """Analyse and check first, store after: a bad Dockerfile or a cycle leaves the previous
+        registration intact."""
         bases = await asyncio.to_thread(analyse_dockerfile_path, task.context / task.file,
                                         task.build_args, task.target)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:
             edges.insert(0, (str(bases.runtime), DependencyKind.RUNTIME))
+        await self._check_acyclic(task, edges)
         digests = dict(await asyncio.gather(
             *(self._current_digest(base, task.platform) for base, _ in edges)))
         await self.store.tasks.upsert(task, source)
         await self.store.graph.replace_dependencies(task.name, task.platform, edges, digests)
+        self._graph = None
         return bases
+
+    async def unregister(self, name: str) -> bool:
+        deleted = await self.store.tasks.delete(name)
+        self._graph = None
+        return deleted
+
+    async def graph(self) -> TaskGraph:
+        """The task graph of what is registered now (cached until the next change)."""
+        if self._graph is None:
+            tasks = await self.store.tasks.all()
+            self._graph = TaskGraph(
+                {t.name: published_images(t, self.run_registry) for t in tasks},
+                await self.store.graph.dependencies())
+        return self._graph
+
+    async def _check_acyclic(self, task: TaskSettings,
+                             edges: list[tuple[str, DependencyKind]]) -> None:
+        tasks = {t.name: t for t in await self.store.tasks.all()}
+        tasks[task.name] = task
+        dependencies = [d for d in await self.store.graph.dependencies() if d.task != task.name]
+        dependencies += [Dependency(task.name, base, task.platform, kind) for base, kind in edges]
+        TaskGraph({name: published_images(t, self.run_registry) for name, t in tasks.items()},
+                  dependencies).check_acyclic()
 
     async def _current_digest(self, base: str, platform: str) -> tuple[str, str | None]:
         """The digest the task counts as built on, so the first patch already triggers."""

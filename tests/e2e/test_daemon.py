@@ -101,7 +101,9 @@ def test_sigterm_cancels_the_run_in_progress(tmp_path, registry, base_images, do
     output = stop(process)
     assert "shutting down" in output
     with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        rows = db.execute("SELECT id, status, error FROM runs").fetchall()
-    assert rows == [("ca1", "Canceled", "the daemon shut down during the run")]
+        rows = db.execute("SELECT id, status, error, retry_of FROM runs").fetchall()
+    # Canceled, and queued again once: the next start builds it.
+    assert rows == [("ca1", "Canceled", "the daemon shut down during the run", None),
+                    ("ca2", "Queued", None, "ca1")]
     log = (tmp_path / "state" / "logs" / "ca1.log").read_text()
     assert "was canceled" in log

@@ -56,7 +56,7 @@ async def add_task(store: Store, name: str, kind: DependencyKind, digest: str | 
 
 
 def make_watcher(store: Store, registry: FakeRegistry, submitted: list[str]) -> DigestWatcher:
-    fanout = FanOut(store, submitted.append)
+    fanout = FanOut(store, lambda run_id, delay: submitted.append(run_id))
     return DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 1.0)
 
 
@@ -151,9 +151,17 @@ async def test_run_ids_are_never_reused(store):
 async def test_interrupted_runs_are_marked_failed(store):
     run = await store.runs.create(RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, PLATFORM))
     await store.runs.mark_started(run.id)
-    assert await store.runs.fail_unfinished("the daemon stopped") == [run.id]
+    [(failed_id, rerun_id)] = await store.runs.fail_unfinished("the daemon stopped")
     failed = await store.runs.get(run.id)
+    assert failed_id == run.id
     assert failed.status is RunStatus.FAILED and failed.error == "the daemon stopped"
+    rerun = await store.runs.get(rerun_id)
+    assert rerun.status is RunStatus.QUEUED and rerun.retry_of == run.id
+    assert rerun.task == run.task and rerun.trigger is run.trigger
+    # A re-run interrupted in its turn is not queued a third time.
+    await store.runs.mark_started(rerun.id)
+    assert await store.runs.fail_unfinished("the daemon stopped") == [(rerun.id, None)]
+    assert await store.runs.queued() == []
 
 
 async def test_migrations_run_once(tmp_path):
@@ -180,7 +188,7 @@ async def test_a_base_shared_by_many_tasks_is_checked_once_per_cycle(store):
 async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
     registry, submitted = FakeRegistry("sha256:old"), []
-    fanout = FanOut(store, submitted.append)
+    fanout = FanOut(store, lambda run_id, delay: submitted.append(run_id))
     watcher = DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 0.2)
     loop = asyncio.create_task(watcher.run())
     try:
