@@ -126,12 +126,19 @@ class TaskSettings(_Strict):
             raise ValueError("windows images cannot be built on a Linux engine")
         return str(platform)
 
+class NotificationSettings(_Strict):
+    """Registry push notifications: the shared secret registries send, read from the env."""
+
+    token_env: str
+
+
 class Config(_Strict):
     state_dir: Path = Path(".basewatch")
     listen: str = "127.0.0.1:8080"
     max_concurrent_runs: int = Field(2, ge=1, le=256)
     poll_interval: Duration = 60.0
     settle_window: OptionalDuration = 0.0
+    notifications: NotificationSettings | None = None
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 

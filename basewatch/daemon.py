@@ -20,11 +20,14 @@ from basewatch.config import Config
 from basewatch.errors import BasewatchError
 from basewatch.graph import published_images
 from basewatch.http.app import create_app
+from basewatch.http.webhooks import add_registry_webhook
 from basewatch.models import Run, RunStatus
 from basewatch.runqueue import RunQueue
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
+from basewatch.watcher.notifications import PushNotification
+from basewatch.watcher.reference import ImageReference
 from basewatch.watcher.registration import TaskRegistrar
 from basewatch.watcher.registry import RegistryClient
 
@@ -54,6 +57,7 @@ class Daemon:
 
     async def _start(self) -> None:
         config = self.config
+        notification_token = self._notification_token()
         self.store = store = await Store.open(config.state_dir / "basewatch.db")
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
@@ -79,7 +83,9 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        self._runner = web.AppRunner(create_app(self.health), access_log=None)
+        app = create_app(self.health)
+        add_registry_webhook(app, notification_token, self.on_push_notifications)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.listen_host, config.listen_port)
         try:
@@ -88,6 +94,28 @@ class Daemon:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+
+    def _notification_token(self) -> str | None:
+        settings = self.config.notifications
+        if settings is None:
+            return None
+        token = os.environ.get(settings.token_env)
+        if not token:
+            raise BasewatchError(f"notifications.token_env: the environment variable "
+                                 f"{settings.token_env} is not set")
+        return token
+
+    async def on_push_notifications(self, pushes: list[PushNotification]) -> int:
+        """Re-check the watched references a push names. Matched on repository and tag only:
+        a registry names itself by whatever host its client used, and a wrong match costs no
+        more than one HEAD."""
+        pushed = {(push.repository, push.tag) for push in pushes}
+
+        def named(base: str) -> bool:
+            ref = ImageReference.parse(base)
+            return (ref.repository, ref.tag) in pushed
+
+        return await self.watcher.check_references(named)
 
     async def _upstream_of(self, task: str) -> set[str]:
         return (await self.registrar.graph()).ancestors(task)

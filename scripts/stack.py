@@ -4,13 +4,15 @@
 Used by `make demo`, `make test` and the test fixtures. Standard library only, because it runs
 before the virtualenv exists.
 
-    stack.py install            apt packages that are missing, then the virtualenv
+    stack.py install            apt packages that are missing, cross-platform emulation (qemu,
+                                binfmt_misc, arm busybox), then the virtualenv
     stack.py up   [--dir D]     reuse a working engine or start one; start a registry on :5000
     stack.py down [--dir D]     stop only what `up` started
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -29,8 +31,33 @@ APT_PACKAGES = {
     "dockerd": "docker.io",
     "docker-registry": "docker-registry",
     "git": "git",
+    # Cross-platform `RUN` steps (linux/arm64, linux/arm/v7 images built here) run under qemu.
+    "qemu-aarch64-static": "qemu-user-static",
+    "update-binfmts": "binfmt-support",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+# The static busybox of each foreign platform, downloaded from Debian into the repo's cache.
+ARCH_CACHE = REPO / ".stack" / "arch"
+BUSYBOX = Path("/bin/busybox")  # the native one, from busybox-static
+_INSTALL = "python3 scripts/stack.py install"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    debian: str  # dpkg's name: busybox-static:<debian>
+    binfmt: str  # update-binfmts' name for its qemu handler, when the host is another
+
+
+# Platforms as Docker writes them (os/arch[/variant]) -> what building for them needs.
+ARCHITECTURES = {
+    "linux/amd64": Architecture("amd64", "qemu-x86_64"),
+    "linux/arm64": Architecture("arm64", "qemu-aarch64"),
+    "linux/arm/v7": Architecture("armhf", "qemu-arm"),
+}
+_PLATFORM_ALIASES = {"linux/arm64/v8": "linux/arm64", "linux/aarch64": "linux/arm64",
+                     "linux/arm": "linux/arm/v7", "linux/armhf": "linux/arm/v7",
+                     "linux/x86_64": "linux/amd64"}
 
 
 def log(message: str) -> None:
@@ -40,8 +67,13 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------- install
 
 
+def _has_command(command: str) -> bool:
+    # update-binfmts lives in /usr/sbin, which a non-login PATH may lack.
+    return bool(shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin"))
+
+
 def missing_apt_packages() -> list[str]:
-    missing = [pkg for cmd, pkg in APT_PACKAGES.items() if shutil.which(cmd) is None]
+    missing = [pkg for cmd, pkg in APT_PACKAGES.items() if not _has_command(cmd)]
     missing += [pkg for path, pkg in APT_FILES.items() if not _is_static_busybox(path)]
     return missing
 
@@ -66,6 +98,185 @@ def _apt_install(packages: list[str]) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+
+
+# ---------------------------------------------------------------- cross-platform builds
+
+
+class EmulationError(RuntimeError):
+    """This machine cannot build images for a foreign platform; the message says why."""
+
+
+def normalise_platform(platform: str) -> str:
+    text = platform.strip().lower()
+    return _PLATFORM_ALIASES.get(text, text)
+
+
+def native_platform() -> str:
+    return normalise_platform(f"linux/{os.uname().machine}")
+
+
+def foreign_platforms() -> list[str]:
+    return [platform for platform in ARCHITECTURES if platform != native_platform()]
+
+
+def busybox_for(platform: str) -> Path:
+    """A static busybox for `platform` (linux/amd64, linux/arm64, linux/arm/v7), downloaded once.
+
+    Raises EmulationError when it cannot be had. Whether qemu runs it is `setup_emulation`'s job.
+    """
+    name = normalise_platform(platform)
+    if name == native_platform():
+        if not _is_static_busybox(str(BUSYBOX)):
+            raise EmulationError(f"no static busybox at {BUSYBOX}: run `{_INSTALL}` "
+                                 "(it installs busybox-static)")
+        return BUSYBOX
+    arch = _architecture(name)
+    path = ARCH_CACHE / arch.debian / "busybox"
+    if not path.exists():
+        _fetch_busybox(arch, path)
+    return path
+
+
+def _architecture(platform: str) -> Architecture:
+    try:
+        return ARCHITECTURES[platform]
+    except KeyError:
+        raise EmulationError(f"no busybox for platform {platform}: this stack knows "
+                             f"{', '.join(ARCHITECTURES)}") from None
+
+
+def _fetch_busybox(arch: Architecture, path: Path) -> None:
+    """`apt-get download busybox-static:ARCH`, then extract its bin/busybox to `path`."""
+    package = f"busybox-static:{arch.debian}"
+    foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    update_error = None
+    if arch.debian not in foreign:
+        log(f"adding the dpkg architecture {arch.debian}, to download {package}")
+        subprocess.run(["dpkg", "--add-architecture", arch.debian], check=True)
+        update_error = _apt_update()
+    download = ARCH_CACHE / "download" / arch.debian
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir(parents=True)
+    error = _apt_download(package, download)
+    if error and arch.debian in foreign:  # the lists may predate the package's current version
+        update_error = _apt_update()
+        error = _apt_download(package, download)
+    if error:
+        after = f" (after apt-get update failed: {update_error})" if update_error else ""
+        raise EmulationError(f"apt-get download {package} failed: {error}{after}")
+    debs = sorted(download.glob("busybox-static_*.deb"))
+    if not debs:
+        raise EmulationError(f"apt-get download {package} left no .deb in {download}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(download / "root")], check=True)
+    binary = download / "root" / "bin" / "busybox"
+    if not binary.exists():
+        raise EmulationError(f"{debs[-1].name} has no bin/busybox")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".partial")
+    shutil.copy(binary, staging)
+    staging.chmod(0o755)
+    staging.replace(path)  # a concurrent reader never sees half a file
+    shutil.rmtree(download, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        download.parent.rmdir()  # when no other download is in progress
+    log(f"{package} extracted to {path}")
+
+
+def _apt_update() -> str | None:
+    """`apt-get update`; the error, or None. One failing source need not stop a download."""
+    log("apt-get update")
+    result = subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True,
+                            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    # apt exits 0 even when some index files failed; it says so on stderr.
+    error = _last_line(result.stderr) if result.returncode or "E: " in result.stderr else None
+    if error:
+        log(f"warning: apt-get update: {error}")
+    return error
+
+
+def _apt_download(package: str, folder: Path) -> str | None:
+    """Download a .deb into `folder`; the error, or None."""
+    log(f"downloading {package}")
+    # As root, apt warns that its _apt user cannot write to `folder`; the download still works.
+    result = subprocess.run(["apt-get", "download", "-qq", package], cwd=folder,
+                            capture_output=True, text=True,
+                            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    return _last_line(result.stderr) if result.returncode else None
+
+
+def setup_emulation(platform: str) -> None:
+    """Make `RUN` steps for `platform` run here under qemu; raise EmulationError saying why not.
+
+    Idempotent: mounts binfmt_misc only when it is not mounted, enables only a disabled handler.
+    """
+    name = normalise_platform(platform)
+    if name == native_platform():
+        return
+    arch = _architecture(name)
+    handler = BINFMT_MISC / arch.binfmt
+    if _binfmt_enabled(handler):
+        return
+    if not _has_command("update-binfmts") or not os.path.exists(
+            f"/usr/share/binfmts/{arch.binfmt}"):
+        raise EmulationError(f"cannot build for {name}: qemu-user-static and binfmt-support "
+                             f"are not installed; run `{_INSTALL}` as root")
+    if not (BINFMT_MISC / "register").exists():
+        result = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_MISC)],
+                                capture_output=True, text=True)
+        if result.returncode:
+            raise EmulationError(f"cannot build for {name}: mounting binfmt_misc on "
+                                 f"{BINFMT_MISC} failed ({_last_line(result.stderr)}); it needs "
+                                 "root and a kernel with binfmt_misc, outside a container or in "
+                                 "a privileged one")
+    result = subprocess.run(["update-binfmts", "--enable", arch.binfmt], capture_output=True,
+                            text=True, env=dict(os.environ, PATH=_sbin_path()))
+    if result.returncode or not _binfmt_enabled(handler):
+        raise EmulationError(f"cannot build for {name}: `update-binfmts --enable {arch.binfmt}` "
+                             f"failed ({_last_line(result.stderr or result.stdout)})")
+    flags = _binfmt_field(handler, "flags")
+    if "F" not in flags:
+        # Without F the kernel opens the interpreter inside the container, which has none.
+        raise EmulationError(f"cannot build for {name}: the {arch.binfmt} binfmt handler lacks "
+                             f"the F (fix binary) flag (flags: {flags or 'none'})")
+    log(f"enabled {arch.binfmt} emulation for {name}")
+
+
+def _binfmt_enabled(handler: Path) -> bool:
+    try:
+        return handler.read_text().splitlines()[0].strip() == "enabled"
+    except (OSError, IndexError):
+        return False
+
+
+def _binfmt_field(handler: Path, name: str) -> str:
+    for line in handler.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def _sbin_path() -> str:
+    return os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def install_cross_platform() -> list[str]:
+    """Emulation and a busybox for every foreign platform; returns what could not be set up."""
+    problems = []
+    for platform in foreign_platforms():
+        try:
+            setup_emulation(platform)
+            busybox_for(platform)
+        except (EmulationError, subprocess.CalledProcessError, OSError) as exc:
+            problems.append(str(exc))  # each message names its platform or package
+    return problems
 
 
 def install_venv(venv: Path) -> None:
@@ -235,6 +446,9 @@ class Registry:
             config["notifications"] = {"endpoints": [{
                 "name": "basewatch", "url": self.notify_url, "headers": self.notify_headers,
                 "timeout": "2s", "threshold": 5, "backoff": "1s",
+                # Blob pushes and pulls are noise; 2.8 ignores `actions` without `mediatypes`.
+                "ignoredmediatypes": ["application/octet-stream"],
+                "ignore": {"mediatypes": ["application/octet-stream"], "actions": ["pull"]},
             }]}
         if self.auth:
             config["auth"] = self.auth
@@ -343,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "install":
             install_apt()
+            for problem in install_cross_platform():
+                # Only the multi-platform tests need it: they are skipped, the rest still runs.
+                log(f"warning: {problem}; the multi-platform tests will be skipped")
             if not args.no_venv:
                 install_venv(args.venv)
         elif args.command == "up":

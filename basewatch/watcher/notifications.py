@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from basewatch.errors import BasewatchError
+from basewatch.watcher.reference import TAG
 
 DISTRIBUTION_EVENTS = "application/vnd.docker.distribution.events.v1+json"
 CLOUDEVENTS = "application/cloudevents+json"
@@ -31,7 +31,6 @@ MANIFEST_MEDIA_TYPES = frozenset({
 })
 # The tag grammar of github.com/distribution/reference. Harbor puts the digest in `tag` for a
 # push by digest; "sha256:..." does not match, so that push counts as untagged.
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 # Harbor 2 Default format, Harbor 2 CloudEvents, Harbor 1.x. A tuple: `type` may be any JSON.
 _HARBOR_PUSH_TYPES = ("PUSH_ARTIFACT", "harbor.artifact.pushed", "pushImage")
 
@@ -201,7 +200,7 @@ def _parse_quay(payload: Payload) -> Parsed:
 
 
 def _is_tag(tag: str | None) -> bool:
-    return tag is not None and _TAG.fullmatch(tag) is not None
+    return tag is not None and TAG.fullmatch(tag) is not None
 
 
 def _host(url: str | None) -> str | None:

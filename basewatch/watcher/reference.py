@@ -18,7 +18,7 @@ _DOMAIN = re.compile(
     rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"(?P<algorithm>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*)"
                      r":(?P<hex>[0-9a-fA-F]{32,})")
 # go-digest only accepts algorithms it can compute, each with a fixed lowercase hex length.
@@ -113,7 +113,7 @@ def _split_registry(text: str) -> tuple[str, str]:
 
 
 def _check_tag(tag: str, text: str) -> None:
-    if not _TAG.fullmatch(tag):
+    if not TAG.fullmatch(tag):
         shown = repr(tag) if tag else "an empty tag"
         raise _invalid(text, f"{shown} is not a valid tag (up to 128 letters, digits, '_', '.' "
                              "or '-', not starting with '.' or '-')")

@@ -10,6 +10,7 @@ import yaml
 from basewatch.config import load_config
 from basewatch.daemon import Daemon
 from basewatch.models import RunStatus, Trigger
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +44,6 @@ def write_config(tmp_path: Path, registry: str, trigger_type: str) -> Path:
     path = tmp_path / "basewatch.yml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-async def wait_for(predicate, timeout: float, what: str):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if result := await predicate():
-            return result
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 async def finished_runs(daemon: Daemon, task: str):

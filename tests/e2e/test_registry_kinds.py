@@ -15,8 +15,8 @@ import yaml
 from basewatch.config import load_config
 from basewatch.daemon import Daemon
 from basewatch.models import RunStatus
-from tests.e2e.test_core_loop import wait_for
 from tests.support.token_server import TokenServer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
