@@ -46,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     bases.add_argument("--target")
     bases.add_argument("--json", action="store_true", help="print JSON")
     bases.set_defaults(handler=cmd_bases)
+
+    graph = commands.add_parser("graph", help="show what the running daemon watches")
+    _daemon_options(graph)
+    graph.add_argument("--format", choices=["text", "dot", "json"], default="text")
+    graph.set_defaults(handler=cmd_graph)
     return parser
+
+
+def _daemon_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the daemon's URL (default: $BASEWATCH_URL, else "
+                                      "http://127.0.0.1:8080)")
+    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -78,6 +89,18 @@ def cmd_bases(args: argparse.Namespace) -> int:
         print(f"runtime:   {report['runtime']}")
         for base in report["buildtime"]:
             print(f"buildtime: {base}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from basewatch.client import DaemonClient
+    from basewatch.graph_view import render_dot, render_text
+
+    view = DaemonClient(args.url, args.token).get_json("/api/graph")
+    if args.format == "json":
+        print(json.dumps(view, indent=2))
+    else:
+        print(render_dot(view) if args.format == "dot" else render_text(view))
     return 0
 
 

@@ -139,6 +139,7 @@ class Config(_Strict):
     poll_interval: Duration = 60.0
     settle_window: OptionalDuration = 0.0
     notifications: NotificationSettings | None = None
+    api_token_env: str | None = None  # the variable holding the API's bearer token
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 

@@ -19,6 +19,7 @@ from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config
 from basewatch.errors import BasewatchError
 from basewatch.graph import published_images
+from basewatch.graph_view import build_graph_view
 from basewatch.http.app import create_app
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.models import Run, RunStatus
@@ -57,7 +58,9 @@ class Daemon:
 
     async def _start(self) -> None:
         config = self.config
-        notification_token = self._notification_token()
+        notification_token = self._secret("notifications.token_env",
+                                          config.notifications and config.notifications.token_env)
+        api_token = self._secret("api_token_env", config.api_token_env)
         self.store = store = await Store.open(config.state_dir / "basewatch.db")
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
@@ -83,7 +86,7 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        app = create_app(self.health)
+        app = create_app(self.health, self, api_token)
         add_registry_webhook(app, notification_token, self.on_push_notifications)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -95,15 +98,21 @@ class Daemon:
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
 
-    def _notification_token(self) -> str | None:
-        settings = self.config.notifications
-        if settings is None:
+    @staticmethod
+    def _secret(key: str, variable: str | None) -> str | None:
+        """A secret the config names by environment variable; configured but unset is fatal."""
+        if variable is None:
             return None
-        token = os.environ.get(settings.token_env)
-        if not token:
-            raise BasewatchError(f"notifications.token_env: the environment variable "
-                                 f"{settings.token_env} is not set")
-        return token
+        value = os.environ.get(variable)
+        if not value:
+            raise BasewatchError(f"{key}: the environment variable {variable} is not set")
+        return value
+
+    async def graph_view(self) -> dict:
+        tasks = await self.store.tasks.all()
+        return build_graph_view(
+            await self.store.graph.watched(), await self.store.graph.dependencies(),
+            {t.name: published_images(t, self.registrar.run_registry) for t in tasks})
 
     async def on_push_notifications(self, pushes: list[PushNotification]) -> int:
         """Re-check the watched references a push names. Matched on repository and tag only:

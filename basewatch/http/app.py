@@ -5,11 +5,14 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from basewatch.http.api import ApiServices, add_api, api_auth
+
 HealthProbe = Callable[[], Awaitable[dict]]
 
 
-def create_app(health: HealthProbe) -> web.Application:
-    app = web.Application()
+def create_app(health: HealthProbe, services: ApiServices, api_token: str | None
+               ) -> web.Application:
+    app = web.Application(middlewares=[api_auth(api_token)])
 
     async def healthz(request: web.Request) -> web.Response:
         # Always 200 while the daemon runs: a dead engine or registry is reported, not fatal,
@@ -17,4 +20,5 @@ def create_app(health: HealthProbe) -> web.Application:
         return web.json_response(await health())
 
     app.router.add_get("/healthz", healthz)
+    add_api(app, services)
     return app

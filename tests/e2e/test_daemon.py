@@ -18,14 +18,15 @@ import yaml
 pytestmark = pytest.mark.e2e
 
 
-def start_daemon(config: dict, tmp_path: Path, docker_host: str) -> tuple[subprocess.Popen, str]:
+def start_daemon(config: dict, tmp_path: Path, docker_host: str,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = stack.free_port()
     config = {"state_dir": "state", "listen": f"127.0.0.1:{port}", **config}
     path = tmp_path / "basewatch.yml"
     path.write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
         [sys.executable, "-m", "basewatch", "serve", "--config", str(path)],
-        env=dict(os.environ, DOCKER_HOST=docker_host), stdout=subprocess.PIPE,
+        env={**os.environ, "DOCKER_HOST": docker_host, **(env or {})}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     return process, f"http://127.0.0.1:{port}"
 
