@@ -22,6 +22,7 @@ from basewatch.graph import published_images
 from basewatch.graph_view import build_graph_view
 from basewatch.http.app import create_app
 from basewatch.http.webhooks import add_registry_webhook
+from basewatch.metrics import Metrics
 from basewatch.models import Run, RunStatus
 from basewatch.runqueue import RunQueue
 from basewatch.store import Store
@@ -43,6 +44,7 @@ class Daemon:
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
+        self.metrics = Metrics()
         self.queue: RunQueue | None = None
         self.executor: RunExecutor | None = None
         self.watcher: DigestWatcher | None = None
@@ -72,13 +74,16 @@ class Daemon:
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry)
         self.executor = RunExecutor(
             store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
-            ImageSources(config.registries), run_registry=run_registry,
+            ImageSources(config.registries), self.registry_client, run_registry=run_registry,
             threads=config.max_concurrent_runs * 2, on_finished=self._cascade,
-            upstream_of=self._upstream_of)
+            upstream_of=self._upstream_of, metrics=self.metrics)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.fanout = FanOut(store, self.queue.submit, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
-                                     self._poll_interval)
+                                     self._poll_interval, metrics=self.metrics)
+        self.metrics.watch_queue(lambda: self.queue.depth)
+        self.metrics.watch_references(lambda: self.watcher.watched_count)
+        self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
         await self._report_engine()
         await self.sync_config_tasks()
@@ -86,8 +91,8 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        app = create_app(self.health, self, api_token)
-        add_registry_webhook(app, notification_token, self.on_push_notifications)
+        app = create_app(self.health, self, api_token, self.metrics)
+        add_registry_webhook(app, notification_token, self.on_push_notifications, self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.listen_host, config.listen_port)

@@ -12,6 +12,7 @@ import urllib3.exceptions
 
 from basewatch.builder.engine import BuildRequest, BuildResult, LogSink
 from basewatch.errors import EngineError
+from basewatch.platforms import Platform
 from basewatch.watcher.reference import ImageReference
 
 _UNREACHABLE = (requests.exceptions.ConnectionError, docker.errors.DockerException)
@@ -162,6 +163,7 @@ class DockerEngine:
         client = self._client()
         try:
             image_id = self._stream_build(client, request, log)
+            self._check_platform(client, image_id, request.platform)
             for tag in request.tags:
                 client.tag(image_id, *split_tag(tag))
             return BuildResult(image_id)
@@ -169,6 +171,17 @@ class DockerEngine:
             raise self._broken("build", exc) from None
         finally:
             self._release(client)
+
+    @staticmethod
+    def _check_platform(client: docker.APIClient, image_id: str, wanted: str) -> None:
+        """The classic builder builds on a base of another architecture with only a warning;
+        pushing that image under this platform's tags would be worse than failing."""
+        image = client.inspect_image(image_id)
+        built = "/".join(p for p in (image.get("Os"), image.get("Architecture"),
+                                     image.get("Variant")) if p)
+        if Platform.parse(built) != Platform.parse(wanted):
+            raise EngineError(f"build produced a {built} image, not {wanted}: a base image has "
+                              "no variant for that platform")
 
     def _stream_build(self, client: docker.APIClient, request: BuildRequest,
                       log: LogSink) -> str:

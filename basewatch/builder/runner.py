@@ -8,16 +8,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from basewatch.builder.base_leases import BaseLeases
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.run_log import RunLog, log_path
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
+from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
 from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.templating import RunVariables, render
+from basewatch.watcher.digest_watch import DigestSource
+from basewatch.watcher.reference import ImageReference
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +33,20 @@ UPSTREAM_RECHECK_SECONDS = 0.5
 
 class RunExecutor:
     def __init__(self, store: Store, engine_factory: Callable[[], Engine], logs_dir: Path,
-                 sources: ImageSources, run_registry: str | None = None, threads: int = 8,
-                 on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None):
+                 sources: ImageSources, digests: DigestSource,
+                 run_registry: str | None = None, threads: int = 8,
+                 on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
+                 metrics: Metrics | None = None):
         self.store = store
         self.engine_factory = engine_factory
         self.sources = sources
+        self.digests = digests
         self.logs_dir = logs_dir
         self.run_registry = run_registry
         self.on_finished = on_finished
         self.upstream_of = upstream_of
+        self.metrics = metrics
+        self._leases = BaseLeases()
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
     def close(self) -> None:
@@ -86,6 +95,11 @@ class RunExecutor:
             run_log.close()
         await self.store.runs.finish(run.id, status, outputs, error)
         finished = await self.store.runs.get(run.id)
+        if self.metrics is not None:
+            self.metrics.runs.labels(run.trigger.value, status.value).inc()
+            if finished.duration_seconds is not None:
+                self.metrics.run_duration.labels(run.trigger.value).observe(
+                    finished.duration_seconds)
         pushed = ", ".join(f"{o.image}@{o.digest}" for o in outputs)
         log.info("run %s (%s) %s%s", run.id, run.task, status.value,
                  f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
@@ -124,17 +138,20 @@ class RunExecutor:
         started = loop.time()
         try:
             async with asyncio.timeout(task.timeout):
-                pulled = {}
-                for base in bases:
-                    # Always pulled, so a rebuild really uses the base's new digest.
-                    source = self.sources.pull_source(base)
-                    run_log.line(f"Pulling {source}")
-                    pulled[base] = await in_thread(
-                        engine.pull, source, engine_name(base), run.platform,
-                        self.sources.auth(base), run_log.write)
+                # From the pulls to the end of the build, no other platform may re-pull these
+                # bases: the engine keeps one local image per name.
+                async with self._leases.hold(map(engine_name, bases), run.platform):
+                    pulled = {}
+                    for base in bases:
+                        # Always pulled, so a rebuild really uses the base's new digest.
+                        source = self.sources.pull_source(base)
+                        run_log.line(f"Pulling {source}")
+                        pulled[base] = await in_thread(
+                            engine.pull, source, engine_name(base), run.platform,
+                            self.sources.auth(base), run_log.write)
+                    await in_thread(engine.build, request, run_log.write)
                 base_digests = await self._platform_digests(pulled, run.platform)
                 await self.store.runs.record_base_digests(run.id, base_digests)
-                await in_thread(engine.build, request, run_log.write)
                 outputs = []
                 if task.push:
                     for tag in tags:
@@ -155,11 +172,22 @@ class RunExecutor:
         return RunStatus.SUCCEEDED, outputs, None
 
     async def _platform_digests(self, digests: dict[str, str], platform: str) -> dict[str, str]:
-        """The engine reports an index digest for a multi-arch base; we compare platform digests."""
+        """The engine reports an index digest for a multi-arch base; the watcher compares
+        platform digests, so that is what a run records."""
         result = {}
         for base, digest in digests.items():
             watched = await self.store.graph.get_watched(base, platform)
-            if watched and watched.index_digest == digest and watched.digest:
+            if watched is not None and digest == watched.index_digest and watched.digest:
                 digest = watched.digest
+            elif watched is None or digest != watched.digest:
+                # The index moved since the watcher's last look: ask the registry (by digest,
+                # so cached and immutable).
+                ref = ImageReference.parse(base)
+                try:
+                    digest = (await self.digests.platform_digest(
+                        ImageReference(ref.registry, ref.repository, None, digest),
+                        Platform.parse(platform))).digest
+                except BasewatchError as exc:
+                    log.warning("cannot resolve %s@%s for %s: %s", base, digest, platform, exc)
             result[base] = digest
         return result

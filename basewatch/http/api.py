@@ -2,12 +2,12 @@
 calls on the daemon's services and back."""
 from __future__ import annotations
 
-import hmac
 from typing import Awaitable, Callable, Protocol
 
 from aiohttp import hdrs, web
 
 from basewatch.errors import BasewatchError
+from basewatch.http.common import json_error, token_matches
 
 API_PREFIX = "/api/"
 
@@ -16,14 +16,9 @@ class ApiServices(Protocol):
     async def graph_view(self) -> dict: ...
 
 
-def json_error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers or None)
-
-
 def _authorized(request: web.Request, token: str) -> bool:
     scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode())
+    return scheme.lower() == "bearer" and token_matches(given.strip(), token)
 
 
 def api_auth(token: str | None) -> Callable:
@@ -39,7 +34,7 @@ def api_auth(token: str | None) -> Callable:
         if not _authorized(request, token):
             return json_error(401, "missing or wrong API token: send Authorization: Bearer "
                                    "<token> (the CLI reads BASEWATCH_TOKEN)",
-                              **{hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'})
+                              {hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'})
         try:
             return await handler(request)
         except BasewatchError as exc:

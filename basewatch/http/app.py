@@ -4,15 +4,18 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from basewatch.http.api import ApiServices, add_api, api_auth
+from basewatch.metrics import Metrics
 
 HealthProbe = Callable[[], Awaitable[dict]]
 
 
-def create_app(health: HealthProbe, services: ApiServices, api_token: str | None
-               ) -> web.Application:
+def create_app(health: HealthProbe, services: ApiServices, api_token: str | None,
+               metrics: Metrics) -> web.Application:
     app = web.Application(middlewares=[api_auth(api_token)])
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
 
     async def healthz(request: web.Request) -> web.Response:
         # Always 200 while the daemon runs: a dead engine or registry is reported, not fatal,

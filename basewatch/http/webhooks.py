@@ -5,13 +5,14 @@ what a push means (a re-check of the tag's digest, never a build by itself) is `
 """
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Awaitable, Callable
 
 from aiohttp import BasicAuth, hdrs, web
 
 from basewatch.errors import BasewatchError
+from basewatch.http.common import json_error, token_matches
+from basewatch.metrics import Metrics
 from basewatch.watcher.notifications import (NotificationError, PushNotification, RecentEvents,
                                              parse_notifications)
 
@@ -24,25 +25,37 @@ RECENT_REGISTRY_EVENTS = web.AppKey("recent_registry_events", RecentEvents)
 OnPush = Callable[[list[PushNotification]], Awaitable[int]]
 
 
-def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPush) -> None:
+def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPush,
+                         metrics: Metrics | None = None) -> None:
     """Register the endpoint; `on_push` gets the new pushes and returns how many it re-checks."""
     app[RECENT_REGISTRY_EVENTS] = recent = RecentEvents()
 
+    def rejected(reason: str, response: web.Response) -> web.Response:
+        if metrics is not None:
+            metrics.notifications_rejected.labels(reason).inc()
+        return response
+
     async def registry_webhook(request: web.Request) -> web.Response:
         if not token:
-            return _error(503, "notifications are not configured: set notifications.token_env "
-                               "in the config")
+            return rejected("not_configured", json_error(
+                503, "notifications are not configured: set notifications.token_env in the "
+                     "config"))
         if not _authorized(request, token):
-            return _error(401, "missing or wrong notification token",
-                          headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'})
+            return rejected("unauthorized", json_error(
+                401, "missing or wrong notification token",
+                headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'}))
         body = await _read_bounded(request)
         if body is None:
-            return _error(413, f"notification body is larger than {MAX_BODY_BYTES} bytes")
+            return rejected("too_large", json_error(
+                413, f"notification body is larger than {MAX_BODY_BYTES} bytes"))
         try:
             pushes, ignored = parse_notifications(request.headers.get(hdrs.CONTENT_TYPE, ""), body)
         except NotificationError as error:
-            return _error(400, str(error))
+            return rejected("bad_request", json_error(400, str(error)))
         new = [push for push in pushes if recent.first_time(push.id)]
+        if metrics is not None:
+            for push in new:
+                metrics.notifications_received.labels(push.source).inc()
         rechecked = 0
         if new:
             try:
@@ -53,9 +66,9 @@ def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPus
                     recent.forget(push.id)
                 if isinstance(error, BasewatchError):
                     log.warning("registry notification not handled: %s", error)
-                    return _error(503, str(error))
+                    return json_error(503, str(error))
                 log.exception("registry notification not handled")
-                return _error(503, "internal error while handling the notification; "
+                return json_error(503, "internal error while handling the notification; "
                                    "see the daemon log")
             log.info("registry notification: %s",
                      ", ".join(f"{p.registry or '?'}/{p.repository}:{p.tag}" for p in new))
@@ -77,10 +90,7 @@ def _authorized(request: web.Request, token: str) -> bool:
             offered.append(BasicAuth.decode(header).password)
         except ValueError:
             pass
-    expected = token.encode()
-    # Bytes, not str: compare_digest refuses non-ASCII strings, and a stranger chooses these.
-    return any(candidate is not None and hmac.compare_digest(candidate.encode(), expected)
-               for candidate in offered)
+    return any(token_matches(candidate, token) for candidate in offered)
 
 
 async def _read_bounded(request: web.Request) -> bytes | None:
@@ -94,6 +104,3 @@ async def _read_bounded(request: web.Request) -> bytes | None:
             return None
     return bytes(body)
 
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Protocol
 
 from basewatch.errors import BasewatchError
+from basewatch.metrics import Metrics
 from basewatch.models import WatchedDigest
 from basewatch.platforms import Platform
 from basewatch.store.graph import GraphStore
@@ -64,12 +65,13 @@ class DigestWatcher:
     def __init__(self, graph: GraphStore, source: DigestSource,
                  on_change: Callable[[DigestChange], Awaitable[None]],
                  interval_for: Callable[[str], float], concurrency: int = 64,
-                 jitter: float = 0.1):
+                 jitter: float = 0.1, metrics: Metrics | None = None):
         self.graph = graph
         self.source = source
         self.on_change = on_change
         self.interval_for = interval_for
         self.jitter = jitter
+        self.metrics = metrics
         self._limit = asyncio.Semaphore(concurrency)
         self._watched: dict[Key, WatchedDigest] = {}
         self._unchanged: dict[Key, str | None] = {}
@@ -80,6 +82,10 @@ class DigestWatcher:
         self._reload = asyncio.Event()
         self._wake = asyncio.Event()
         self._checks: set[asyncio.Task] = set()
+
+    @property
+    def watched_count(self) -> int:
+        return len(self._watched)
 
     def refresh(self) -> None:
         """The set of watched references changed: re-read it now."""
@@ -124,13 +130,20 @@ class DigestWatcher:
         await asyncio.gather(*(self.check(*key) for key in keys))
         return len(keys)
 
+    def _count(self, ref: ImageReference, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.digest_checks.labels(ref.registry, result).inc()
+            if result == "changed":
+                self.metrics.digest_changes.labels(ref.registry).inc()
+
     async def _compare(self, key: Key) -> DigestChange | None:
         base, platform = key
+        ref = ImageReference.parse(base)
         try:
-            seen = await self.source.platform_digest(ImageReference.parse(base),
-                                                     Platform.parse(platform))
+            seen = await self.source.platform_digest(ref, Platform.parse(platform))
         except BasewatchError as exc:
             self._failures[key] = self._failures.get(key, 0) + 1
+            self._count(ref, "error")
             log.warning("cannot check %s (%s): %s", base, platform, exc)
             await self.graph.record_error(base, platform, str(exc))
             return None
@@ -141,11 +154,14 @@ class DigestWatcher:
         self._watched[key] = replace(current, digest=seen.digest, index_digest=seen.index_digest,
                                      last_error=None)
         if current.digest is None:
+            self._count(ref, "first")
             await self.graph.record_first(base, platform, seen.digest, seen.index_digest)
             return None
         if current.digest == seen.digest:
+            self._count(ref, "same")
             self._unchanged[key] = seen.index_digest
             return None
+        self._count(ref, "changed")
         change = DigestChange(base, platform, current.digest, seen.digest, seen.index_digest)
         log.info("base %s (%s) changed: %s -> %s", base, platform, change.old, change.new)
         await self.on_change(change)

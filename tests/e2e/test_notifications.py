@@ -6,6 +6,7 @@ import asyncio
 import aiohttp
 import pytest
 import stack
+from prometheus_client.parser import text_string_to_metric_families
 
 from basewatch.config import Config, NotificationSettings, RegistrySettings, TaskSettings
 from basewatch.daemon import Daemon
@@ -15,6 +16,16 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.e2e
 
 TOKEN = "s3cret-notification-token"
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format -> {'name{label="v",...}': value}, labels sorted by name."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
 
 
 async def test_push_notification_rebuilds_without_polling(tmp_path, start_registry, base_images,
@@ -54,6 +65,17 @@ async def test_push_notification_rebuilds_without_polling(tmp_path, start_regist
             async with session.post(hook, json={"events": []},
                                     headers={"Authorization": "Bearer wrong"}) as response:
                 assert response.status == 401
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200  # no token: Prometheus scrapes it as it is
+                metrics = parse_metrics(await response.text())
+        assert metrics['basewatch_notifications_received_total{source="distribution"}'] >= 1
+        assert metrics['basewatch_notifications_rejected_total{reason="unauthorized"}'] == 1
+        assert metrics[f'basewatch_digest_checks_total{{registry="{reg}",result="changed"}}'] == 1
+        assert metrics[f'basewatch_digest_changes_total{{registry="{reg}"}}'] == 1
+        assert metrics['basewatch_runs_total{status="Succeeded",trigger="Image Update"}'] == 1
+        assert metrics['basewatch_run_duration_seconds_count{trigger="Image Update"}'] == 1
+        assert metrics["basewatch_watched_references"] == 1
+        assert metrics["basewatch_queue_depth"] == 0
     finally:
         await daemon.stop()
 

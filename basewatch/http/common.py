@@ -1,0 +1,16 @@
+"""What every HTTP handler of the daemon shares: JSON errors and constant-time token checks."""
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None
+               ) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def token_matches(offered: str | None, token: str) -> bool:
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a stranger chooses these.
+    return offered is not None and hmac.compare_digest(offered.encode(), token.encode())

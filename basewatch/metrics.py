@@ -1,0 +1,64 @@
+"""Prometheus metrics. Each daemon owns its registry, so two daemons in one process (tests)
+never share counters. Components record through this object; nothing else imports
+prometheus_client."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _RateLimitCollector(Collector):
+    """Registry rate-limit headroom, read at scrape time from the registry client."""
+
+    def __init__(self, remaining: Callable[[], dict[str, int]]):
+        self._remaining = remaining
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "basewatch_registry_rate_limit_remaining",
+            "Pulls left in the registry's rate-limit window (Docker Hub's ratelimit-remaining)",
+            labels=["registry"])
+        for registry, remaining in sorted(self._remaining().items()):
+            family.add_metric([registry], remaining)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.watched_references = Gauge(
+            "basewatch_watched_references", "Base references (per platform) being watched",
+            registry=r)
+        self.digest_checks = Counter(
+            "basewatch_digest_checks_total", "Digest checks, by registry and result "
+            "(same, changed, first, error)", ["registry", "result"], registry=r)
+        self.digest_changes = Counter(
+            "basewatch_digest_changes_total", "Base digest changes seen", ["registry"],
+            registry=r)
+        self.notifications_received = Counter(
+            "basewatch_notifications_received_total", "Registry push notifications accepted",
+            ["source"], registry=r)
+        self.notifications_rejected = Counter(
+            "basewatch_notifications_rejected_total", "Registry notification requests refused",
+            ["reason"], registry=r)
+        self.runs = Counter(
+            "basewatch_runs_total", "Finished runs, by trigger and status", ["trigger", "status"],
+            registry=r)
+        self.run_duration = Histogram(
+            "basewatch_run_duration_seconds", "Run duration, from start to finish", ["trigger"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600, float("inf")), registry=r)
+        self.queue_depth = Gauge(
+            "basewatch_queue_depth", "Runs queued and not yet started", registry=r)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        self.queue_depth.set_function(depth)
+
+    def watch_references(self, count: Callable[[], int]) -> None:
+        self.watched_references.set_function(count)
+
+    def watch_rate_limits(self, remaining: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_RateLimitCollector(remaining))
