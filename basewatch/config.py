@@ -75,6 +75,7 @@ class RegistrySettings(_Strict):
     host: str
     endpoint: str | None = None
     poll_interval: Duration | None = None
+    max_requests_per_second: float | None = Field(None, gt=0)
     username: str | None = None
     password: str | None = None
     password_env: str | None = None

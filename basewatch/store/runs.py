@@ -37,16 +37,26 @@ def _run(row) -> Run:
     )
 
 
-async def insert_run(db, request: RunRequest) -> str:
-    """Insert a Queued run inside an open transaction; its id comes from a never-reused sequence."""
-    cursor = await db.execute(
+async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
+    """Insert Queued runs inside an open transaction; ids come from a never-reused sequence."""
+    if not requests:
+        return []
+    batch = uuid.uuid4().hex  # a placeholder id per row until the sequence numbers exist
+    stamp = to_text(now())
+    await db.executemany(
         "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
         " not_before, retry_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (uuid.uuid4().hex, request.task, request.run_type.value, request.trigger.value,
-         RunStatus.QUEUED.value, request.platform, request.reason, to_text(now()),
-         to_text(request.not_before), request.retry_of))
-    run_id = f"{RUN_ID_PREFIX}{cursor.lastrowid}"
-    await db.execute("UPDATE runs SET id = ? WHERE seq = ?", (run_id, cursor.lastrowid))
+        [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
+          r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of)
+         for n, r in enumerate(requests)])
+    rows = await db.execute_fetchall(
+        "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
+        (RUN_ID_PREFIX, f"{batch}-%"))
+    return [row["id"] for row in sorted(rows, key=lambda row: row["seq"])]
+
+
+async def insert_run(db, request: RunRequest) -> str:
+    (run_id,) = await insert_runs(db, [request])
     return run_id
 
 
@@ -144,23 +154,20 @@ class RunStore:
         A task that already has a queued run for the same trigger gets no second one.
         """
         stamp = to_text(now())
-        queued: list[str] = []
         async with self.database.transaction() as db:
             await db.execute(
                 "UPDATE watched_digests SET digest = ?, index_digest = ?, checked_at = ?,"
                 " changed_at = ?, last_error = NULL WHERE base = ? AND platform = ?",
                 (digest, index_digest, stamp, stamp, base, platform))
-            for request in requests:
-                pending = await db.execute_fetchall(
-                    "SELECT id, not_before FROM runs WHERE task = ? AND trigger = ? AND status = ?"
-                    " LIMIT 1", (request.task, request.trigger.value, RunStatus.QUEUED.value))
-                if not pending:
-                    queued.append(await insert_run(db, request))
-                elif request.not_before is not None:
-                    # Still settling: a further push extends the window instead of adding a run.
-                    await db.execute(
-                        "UPDATE runs SET not_before = MAX(COALESCE(not_before, ''), ?)"
-                        " WHERE id = ?", (to_text(request.not_before), pending[0]["id"]))
+            pending = {(row["task"], row["trigger"]): row["id"] for row in await db.execute_fetchall(
+                "SELECT task, trigger, id FROM runs WHERE status = ?", (RunStatus.QUEUED.value,))}
+            new = [r for r in requests if (r.task, r.trigger.value) not in pending]
+            queued = await insert_runs(db, new)
+            # Still settling: a further push extends the window instead of adding a run.
+            await db.executemany(
+                "UPDATE runs SET not_before = MAX(COALESCE(not_before, ''), ?) WHERE id = ?",
+                [(to_text(r.not_before), pending[(r.task, r.trigger.value)]) for r in requests
+                 if r.not_before is not None and (r.task, r.trigger.value) in pending])
         return queued
 
     async def pending_tasks(self) -> set[str]:

@@ -49,7 +49,9 @@ class FanOut:
         run_ids = await self.store.runs.record_change_and_queue(
             change.base, change.platform, change.new, change.index_digest, requests)
         if run_ids:
-            log.info("base %s changed: queued %s", change.base, ", ".join(run_ids))
+            listed = ", ".join(run_ids) if len(run_ids) <= 10 else \
+                f"{len(run_ids)} runs ({run_ids[0]} to {run_ids[-1]})"
+            log.info("base %s changed: queued %s", change.base, listed)
         for run_id in run_ids:
             self.submit(run_id, self.settle)
         return run_ids

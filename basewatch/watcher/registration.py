@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class TaskRegistrar:
-    """Keeps the tasks and their edges in the store, and the task graph they form in memory."""
+    """Keeps the tasks and their edges in the store, and the task graph they form in memory
+    (read from the store once, then kept in step with every change made through here)."""
 
     def __init__(self, store: Store, source: DigestSource, run_registry: str | None = None):
         self.store = store
         self.source = source
         self.run_registry = run_registry
+        self._published: dict[str, set[str]] = {}
+        self._edges: dict[str, list[Dependency]] = {}
         self._graph: TaskGraph | None = None
 
     async def register(self, task: TaskSettings, source: str) -> DockerfileBases:
@@ -34,36 +37,37 @@ class TaskRegistrar:
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:
             edges.insert(0, (str(bases.runtime), DependencyKind.RUNTIME))
-        await self._check_acyclic(task, edges)
+        await self.graph()
+        published = {**self._published, task.name: published_images(task, self.run_registry)}
+        dependencies = {**self._edges, task.name: [
+            Dependency(task.name, base, task.platform, kind) for base, kind in edges]}
+        graph = _graph_of(published, dependencies)
+        graph.check_acyclic()
         digests = dict(await asyncio.gather(
             *(self._current_digest(base, task.platform) for base, _ in edges)))
         await self.store.tasks.upsert(task, source)
         await self.store.graph.replace_dependencies(task.name, task.platform, edges, digests)
-        self._graph = None
+        self._published, self._edges, self._graph = published, dependencies, graph
         return bases
 
     async def unregister(self, name: str) -> bool:
+        await self.graph()
         deleted = await self.store.tasks.delete(name)
-        self._graph = None
+        self._published.pop(name, None)
+        self._edges.pop(name, None)
+        self._graph = _graph_of(self._published, self._edges)
         return deleted
 
     async def graph(self) -> TaskGraph:
-        """The task graph of what is registered now (cached until the next change)."""
+        """The task graph of what is registered now."""
         if self._graph is None:
-            tasks = await self.store.tasks.all()
-            self._graph = TaskGraph(
-                {t.name: published_images(t, self.run_registry) for t in tasks},
-                await self.store.graph.dependencies())
+            self._published = {t.name: published_images(t, self.run_registry)
+                               for t in await self.store.tasks.all()}
+            self._edges = {}
+            for dependency in await self.store.graph.dependencies():
+                self._edges.setdefault(dependency.task, []).append(dependency)
+            self._graph = _graph_of(self._published, self._edges)
         return self._graph
-
-    async def _check_acyclic(self, task: TaskSettings,
-                             edges: list[tuple[str, DependencyKind]]) -> None:
-        tasks = {t.name: t for t in await self.store.tasks.all()}
-        tasks[task.name] = task
-        dependencies = [d for d in await self.store.graph.dependencies() if d.task != task.name]
-        dependencies += [Dependency(task.name, base, task.platform, kind) for base, kind in edges]
-        TaskGraph({name: published_images(t, self.run_registry) for name, t in tasks.items()},
-                  dependencies).check_acyclic()
 
     async def _current_digest(self, base: str, platform: str) -> tuple[str, str | None]:
         """The digest the task counts as built on, so the first patch already triggers."""
@@ -77,3 +81,7 @@ class TaskRegistrar:
             log.warning("cannot read the digest of %s yet: %s", base, exc)
             return base, None
         return base, seen.digest
+
+
+def _graph_of(published: dict[str, set[str]], edges: dict[str, list[Dependency]]) -> TaskGraph:
+    return TaskGraph(published, (d for dependencies in edges.values() for d in dependencies))

@@ -22,6 +22,7 @@ from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryError
 from basewatch.platforms import Platform
 from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
+from basewatch.watcher.pacing import RequestPacer
 from basewatch.watcher.reference import ImageReference
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -89,6 +90,8 @@ class RegistryClient:
                  docker_config: Path | None = None, max_connections: int = 100,
                  attempts: int = 4, max_retry_after: float = 60.0, timeout: float = 30.0):
         self._settings = {r.host: r for r in registries}
+        self._pacers = {r.host: RequestPacer(r.max_requests_per_second) for r in registries
+                        if r.max_requests_per_second}
         self._credentials = CredentialStore(registries, docker_config)
         self._tokens = TokenCache()
         self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -270,6 +273,8 @@ class RegistryClient:
 
     async def _send_once(self, method: str, url: str, headers: dict[str, str],
                          ref: ImageReference, server: str) -> _Response:
+        if (pacer := self._pacers.get(ref.registry)) is not None:
+            await pacer.wait()
         self.requests_sent += 1
         try:
             async with self._client().request(method, url, headers=headers,

@@ -547,3 +547,31 @@ def test_endpoint_mapping():
     assert client.endpoint("127.3.2.1") == "http://127.3.2.1"
     assert client.endpoint("[::1]:5000") == "http://[::1]:5000"
     assert client.endpoint("localhost.example.com") == "https://localhost.example.com"
+
+
+async def test_request_rate_cap_spaces_requests_to_one_registry():
+    """Twenty checks falling due at once reach a registry capped at 20/s over about a second."""
+    from basewatch.watcher.pacing import RequestPacer
+
+    pacer, starts = RequestPacer(20.0), []
+    loop = asyncio.get_running_loop()
+
+    async def request():
+        await pacer.wait()
+        starts.append(loop.time())
+
+    await asyncio.gather(*(request() for _ in range(20)))
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.05 * 0.9  # evenly spaced, never a burst
+    assert starts[-1] - starts[0] >= 19 * 0.05 * 0.9
+
+
+async def test_configured_rate_cap_paces_the_client(fake):
+    settings = RegistrySettings(host=fake.address, endpoint=f"http://{fake.address}",
+                                max_requests_per_second=10)
+    async with RegistryClient([settings]) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(client.head_manifest(fake.ref("app:1")) for _ in range(6)))
+        elapsed = time.monotonic() - started
+    assert len(fake.log) == 6
+    assert elapsed >= 5 * 0.1 * 0.9, "six requests at 10/s span at least half a second"
