@@ -22,6 +22,8 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/python bench/poll.py
+	$(VENV)/bin/python bench/latency.py
+	$(VENV)/bin/python bench/fanout.py
 
 clean:
 	$(PYTHON) scripts/stack.py down

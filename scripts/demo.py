@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config" / "demo.yml"
 BASE = "127.0.0.1:5000/demo/base:1"
 TASKS = ("hello", "web")
+URL = "http://127.0.0.1:8080"
+API_TOKEN, NOTIFY_TOKEN = "demo-api-token", "demo-notify-token"
 
 
 def say(message: str) -> None:
@@ -63,9 +65,12 @@ def main() -> int:
     args = parser.parse_args()
 
     state_dir = REPO / ".stack"
-    stack.cmd_up(state_dir, 5000)
+    # The registry tells the daemon about every push (docs/notifications.md).
+    stack.cmd_up(state_dir, 5000, notify_url=f"{URL}/webhooks/registry",
+                 notify_token=NOTIFY_TOKEN)
     env = dict(os.environ, DOCKER_HOST=json.loads((state_dir / "state.json").read_text())
-               ["docker_host"])
+               ["docker_host"], BASEWATCH_TOKEN=API_TOKEN, BASEWATCH_NOTIFY_TOKEN=NOTIFY_TOKEN,
+               BASEWATCH_URL=URL)
     client = docker.DockerClient(base_url=env["DOCKER_HOST"], version="auto", timeout=300)
     images = BaseImages(client, state_dir / "demo-images")
 
@@ -80,7 +85,7 @@ def main() -> int:
     rebuilt = threading.Event()
     threading.Thread(target=relay, args=(daemon, succeeded, rebuilt), daemon=True).start()
     try:
-        health = wait_healthy("http://127.0.0.1:8080/healthz", daemon)
+        health = wait_healthy(f"{URL}/healthz", daemon)
         say(f"the daemon is up: {json.dumps(health)}")
         time.sleep(2)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -90,6 +95,9 @@ def main() -> int:
         if not rebuilt.wait(timeout=180):
             say("the rebuilds did not finish within 180 s: see the log above")
             return 1
+        graph = subprocess.run([str(REPO / ".venv" / "bin" / "basewatch"), "graph"], env=env,
+                               capture_output=True, text=True)
+        say(f"basewatch graph (BASEWATCH_TOKEN={API_TOKEN}):\n{graph.stdout or graph.stderr}")
         say("both applications were rebuilt on the patched base and pushed. "
             + ("Stopping." if args.exit_after_rebuild else
                "The daemon keeps watching: push the base again to see it again; Ctrl-C stops."))

@@ -498,7 +498,8 @@ def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float
 # ---------------------------------------------------------------- CLI
 
 
-def cmd_up(state_dir: Path, registry_port: int) -> None:
+def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
+           notify_token: str | None = None) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     state_file = state_dir / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
@@ -520,7 +521,9 @@ def cmd_up(state_dir: Path, registry_port: int) -> None:
     if registry_answers(registry_address):
         log(f"using registry at {registry_address}")
     else:
-        registry = Registry(state_dir / "registry", registry_port).start()
+        headers = {"Authorization": [f"Bearer {notify_token}"]} if notify_token else {}
+        registry = Registry(state_dir / "registry", registry_port, notify_url=notify_url,
+                            notify_headers=headers).start()
         started["registry"] = registry.process.pid
         log(f"started registry at {registry_address}")
 
