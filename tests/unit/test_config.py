@@ -54,10 +54,13 @@ def test_example_config_loads_with_every_key():
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
     assert config.max_concurrent_runs == 2
     assert config.poll_interval == 60.0
+    assert config.settle_window == 0.0
+    assert config.api_token_env == "BASEWATCH_TOKEN"
+    assert config.notifications.token_env == "BASEWATCH_NOTIFY_TOKEN"
     [registry] = config.registries
     assert registry == RegistrySettings(host="127.0.0.1:5000", endpoint="http://127.0.0.1:5000",
-                                        poll_interval=30.0, username="ci",
-                                        password_env="REGISTRY_PASSWORD")
+                                        poll_interval=30.0, max_requests_per_second=20,
+                                        username="ci", password_env="REGISTRY_PASSWORD")
     [hello] = config.tasks
     assert hello.name == "hello"
     assert hello.context == folder / "apps" / "hello"
@@ -73,7 +76,9 @@ def test_demo_config_loads_and_its_contexts_hold_dockerfiles():
     path = REPO / "config" / "demo.yml"
     config = load_config(path)
     assert config.state_dir == REPO / ".basewatch"
-    assert config.poll_interval == 2.0
+    assert config.poll_interval == 30.0
+    assert (config.api_token_env, config.notifications.token_env) == (
+        "BASEWATCH_TOKEN", "BASEWATCH_NOTIFY_TOKEN")
     assert [t.name for t in config.tasks] == ["hello", "web"]
     for settings in config.tasks:
         assert settings.context.is_absolute()
