@@ -9,15 +9,9 @@ import sys
 from pathlib import Path
 
 from basewatch import __version__
+from basewatch.cli_runs import key_value, add_build_command, add_daemon_options, add_task_command
 from basewatch.config import load_config
 from basewatch.errors import BasewatchError
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,23 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     bases.add_argument("path", type=Path, help="a Dockerfile, or a folder holding one")
     bases.add_argument("--file", "-f", default="Dockerfile",
                        help="the Dockerfile's name when PATH is a folder")
-    bases.add_argument("--build-arg", type=_key_value, action="append", default=[],
+    bases.add_argument("--build-arg", type=key_value, action="append", default=[],
                        metavar="KEY=VALUE")
     bases.add_argument("--target")
     bases.add_argument("--json", action="store_true", help="print JSON")
     bases.set_defaults(handler=cmd_bases)
 
     graph = commands.add_parser("graph", help="show what the running daemon watches")
-    _daemon_options(graph)
+    add_daemon_options(graph)
     graph.add_argument("--format", choices=["text", "dot", "json"], default="text")
     graph.set_defaults(handler=cmd_graph)
+
+    add_build_command(commands)
+    add_task_command(commands)
     return parser
-
-
-def _daemon_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="the daemon's URL (default: $BASEWATCH_URL, else "
-                                      "http://127.0.0.1:8080)")
-    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -66,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    asyncio.run(Daemon(config).serve_forever())
+    asyncio.run(Daemon(config, config_path=args.config).serve_forever())
     return 0
 
 

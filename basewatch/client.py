@@ -2,10 +2,12 @@
 BASEWATCH_TOKEN (or flags)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import urllib.error
 import urllib.request
+from typing import BinaryIO, Iterator
 
 from basewatch.errors import BasewatchError
 
@@ -22,20 +24,49 @@ class DaemonClient:
         self.token = token or os.environ.get("BASEWATCH_TOKEN")
         self.timeout = timeout
 
-    def get_json(self, path: str) -> dict:
-        request = urllib.request.Request(self.url + path, headers=self._headers())
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+    def get_json(self, path: str) -> dict | list:
+        return self.request("GET", path)
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                data: BinaryIO | None = None, headers: dict[str, str] | None = None
+                ) -> dict | list | None:
+        """A JSON request (or `data` streamed as the body); the JSON answer, None for 204."""
+        all_headers = {**self._headers(), **(headers or {})}
+        if body is not None:
+            data = io.BytesIO(json.dumps(body).encode())
+            all_headers["Content-Type"] = "application/json"
+        with self._open(method, path, data, all_headers) as response:
+            if response.status == 204:
+                return None
+            try:
                 return json.load(response)
+            except json.JSONDecodeError:
+                raise DaemonError(f"{self.url}{path} did not answer with JSON: is "
+                                  "BASEWATCH_URL a basewatch daemon?") from None
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """The body of a GET as it arrives (a run's log, followed)."""
+        with self._open("GET", path, None, self._headers(), timeout=None) as response:
+            while chunk := response.read1(65536):
+                yield chunk
+
+    def _open(self, method: str, path: str, data, headers: dict[str, str],
+              timeout: float | None | object = ...):
+        if data is not None and hasattr(data, "seek") and "Content-Length" not in headers:
+            data.seek(0, io.SEEK_END)
+            headers["Content-Length"] = str(data.tell())
+            data.seek(0)
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers=headers)
+        try:
+            return urllib.request.urlopen(
+                request, timeout=self.timeout if timeout is ... else timeout)
         except urllib.error.HTTPError as exc:
             raise DaemonError(self._explain(exc)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DaemonError(f"cannot reach the daemon at {self.url}: {reason}; is "
                               "`basewatch serve` running? set BASEWATCH_URL") from None
-        except json.JSONDecodeError:
-            raise DaemonError(f"{self.url}{path} did not answer with JSON: is BASEWATCH_URL "
-                              "a basewatch daemon?") from None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}

@@ -11,16 +11,17 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       field_validator, model_validator)
 
-from basewatch.errors import ConfigError
+from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.platforms import Platform
 from basewatch.textfiles import read_text_file
+from basewatch.watcher.reference import ImageReference
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 _TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `90`, `30s`, `5m`, `1h30m`."""
+    """Seconds from `90`, `30s`, `5m`, `1h30m`, `30d`, `1d12h`."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
     if isinstance(value, (int, float)):
@@ -28,8 +29,8 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
-        hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = float(hours * 3600 + minutes * 60 + secs)
+        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
     else:
         raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
     if not math.isfinite(seconds):
@@ -133,14 +134,35 @@ class NotificationSettings(_Strict):
     token_env: str
 
 
+class LogArchiveSettings(_Strict):
+    """Where archived runs' logs are pushed, as OCI artifacts tagged with the run id."""
+
+    repository: str
+
+    @field_validator("repository")
+    @classmethod
+    def _repository_without_tag(cls, value: str) -> str:
+        try:
+            ImageReference.parse(value)
+        except ImageReferenceError as exc:
+            raise ValueError(str(exc)) from None
+        if "@" in value or ":" in value.strip().rpartition("/")[2]:
+            raise ValueError(f"{value!r} is not a repository without tag or digest, such as "
+                             "127.0.0.1:5000/basewatch/run-logs (the run id is the tag)")
+        return value.strip()
+
+
 class Config(_Strict):
     state_dir: Path = Path(".basewatch")
     listen: str = "127.0.0.1:8080"
     max_concurrent_runs: int = Field(2, ge=1, le=256)
     poll_interval: Duration = 60.0
     settle_window: OptionalDuration = 0.0
+    retention: Duration = 30 * 86400.0  # runs and logs older than this are purged, unless archived
+    log_archive: LogArchiveSettings | None = None
     notifications: NotificationSettings | None = None
     api_token_env: str | None = None  # the variable holding the API's bearer token
+    max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # a quick build's context, unpacked
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 

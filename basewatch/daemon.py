@@ -10,21 +10,24 @@ import asyncio
 import logging
 import os
 import signal
+import uuid
+from pathlib import Path
 
 from aiohttp import web
 
 from basewatch.builder.docker_engine import DockerEngine
 from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
-from basewatch.config import Config
+from basewatch.config import Config, load_config
 from basewatch.errors import BasewatchError
 from basewatch.graph import published_images
-from basewatch.graph_view import build_graph_view
 from basewatch.http.app import create_app
+from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.models import Run, RunStatus
 from basewatch.runqueue import RunQueue
+from basewatch.services import Services
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
@@ -39,8 +42,10 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 class Daemon:
-    def __init__(self, config: Config, docker_host: str | None = None):
+    def __init__(self, config: Config, docker_host: str | None = None,
+                 config_path: Path | None = None):
         self.config = config
+        self.config_path = config_path
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
@@ -76,7 +81,8 @@ class Daemon:
             store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
             ImageSources(config.registries), self.registry_client, run_registry=run_registry,
             threads=config.max_concurrent_runs * 2, on_finished=self._cascade,
-            upstream_of=self._upstream_of, metrics=self.metrics)
+            upstream_of=self._upstream_of, metrics=self.metrics,
+            max_context_bytes=config.max_context_bytes)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.fanout = FanOut(store, self.queue.submit, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
@@ -91,7 +97,9 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        app = create_app(self.health, self, api_token, self.metrics)
+        self.services = Services(store, self.registrar, self.executor, self.queue.submit)
+        app = create_app(self.health, self.services, api_token, self.metrics,
+                         self.receive_context)
         add_registry_webhook(app, notification_token, self.on_push_notifications, self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -113,11 +121,11 @@ class Daemon:
             raise BasewatchError(f"{key}: the environment variable {variable} is not set")
         return value
 
-    async def graph_view(self) -> dict:
-        tasks = await self.store.tasks.all()
-        return build_graph_view(
-            await self.store.graph.watched(), await self.store.graph.dependencies(),
-            {t.name: published_images(t, self.registrar.run_registry) for t in tasks})
+    async def receive_context(self, request: web.Request) -> Path:
+        """Extract an uploaded context tarball into a folder of its own (bounded in size)."""
+        destination = self.executor.quick_runs.upload_dir(uuid.uuid4().hex)
+        await receive_upload(request, destination, self.config.max_context_bytes)
+        return destination
 
     async def on_push_notifications(self, pushes: list[PushNotification]) -> int:
         """Re-check the watched references a push names. Matched on repository and tag only:
@@ -212,17 +220,44 @@ class Daemon:
             await self.store.close()
             self.store = None
 
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file's tasks. Queued runs stay queued; other settings
+        (listen, registries, tokens) take a restart."""
+        if self.config_path is None:
+            return
+        try:
+            config = load_config(self.config_path)
+        except BasewatchError as exc:
+            log.error("config not reloaded, the running tasks stay as they were: %s", exc)
+            return
+        unchanged = self.config.model_copy(update={"tasks": config.tasks})
+        if unchanged != config:
+            log.warning("config reloaded: tasks applied; other changed settings take effect "
+                        "after a restart")
+        self.config = self.config.model_copy(update={"tasks": config.tasks})
+        await self.sync_config_tasks()
+        log.info("config reloaded: %d tasks from the file", len(config.tasks))
+
     async def serve_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the config's tasks."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        reloads: set[asyncio.Task] = set()
+
+        def reload() -> None:
+            task = loop.create_task(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await self.start()
         try:
             await stop.wait()
             log.info("shutting down")
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+            await asyncio.gather(*reloads, return_exceptions=True)
             await self.stop()

@@ -88,6 +88,11 @@ class Run:
     error: str | None = None
     not_before: datetime | None = None  # the end of its settle window
     retry_of: str | None = None  # the interrupted run this one re-runs
+    spec: str | None = None  # a quick run's own task definition (JSON); task runs read the task
+    values: dict[str, str] = field(default_factory=dict)  # `--set` values
+    git_revision: str | None = None
+    archived: bool = False
+    archive_ref: str | None = None  # where the archived log was pushed
 
     @property
     def duration_seconds(self) -> float | None:

@@ -188,8 +188,8 @@ class DockerEngine:
         image_id = None
         # pull=False: the runner has just pulled every base, from where the watcher reads it.
         chunks = client.build(
-            path=str(request.context), dockerfile=request.dockerfile, tag=request.tags[0],
-            buildargs=request.build_args, target=request.target, platform=request.platform,
+            path=str(request.context), dockerfile=request.dockerfile,
+            tag=request.tags[0] if request.tags else None, buildargs=request.build_args, target=request.target, platform=request.platform,
             pull=False, rm=True, forcerm=True, network_mode="host", decode=True)
         for chunk in chunks:
             _raise_on_error(chunk, "build", log)

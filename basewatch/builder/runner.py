@@ -12,6 +12,7 @@ from basewatch.builder.base_leases import BaseLeases
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
+from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_log import RunLog, log_path
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
@@ -21,6 +22,7 @@ from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.templating import RunVariables, render
 from basewatch.watcher.digest_watch import DigestSource
+from basewatch.watcher.dockerfile import analyse_dockerfile_path
 from basewatch.watcher.reference import ImageReference
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class RunExecutor:
                  sources: ImageSources, digests: DigestSource,
                  run_registry: str | None = None, threads: int = 8,
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, max_context_bytes: int = 512 * 1024 * 1024):
         self.store = store
         self.engine_factory = engine_factory
         self.sources = sources
@@ -47,6 +49,9 @@ class RunExecutor:
         self.upstream_of = upstream_of
         self.metrics = metrics
         self._leases = BaseLeases()
+        self._engines: dict[str, Engine] = {}  # runs in progress, for cancel()
+        self._canceled: set[str] = set()
+        self.quick_runs = QuickRuns(logs_dir.parent / "contexts", max_context_bytes)
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
     def close(self) -> None:
@@ -74,14 +79,38 @@ class RunExecutor:
                 return UPSTREAM_RECHECK_SECONDS
         return None
 
-    async def _execute(self, run: Run) -> None:
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a queued or running run; False when it has already finished."""
+        if await self.store.runs.cancel_queued(run_id, "canceled by request"):
+            return True
+        engine = self._engines.get(run_id)
+        if engine is None:
+            return False
+        self._canceled.add(run_id)
+        await asyncio.get_running_loop().run_in_executor(self._threads, engine.cancel)
+        return True
+
+    async def _task_of(self, run: Run, run_log: RunLog) -> tuple[TaskSettings, list[str]]:
+        """The task a run builds, and the bases to pull: a registered task's recorded edges, or
+        for a quick run (its own spec) what its Dockerfile names."""
+        if run.spec is not None:
+            task, revision = await self.quick_runs.prepare(run, run_log)
+            if revision is not None:
+                await self.store.runs.record_git_revision(run.id, revision)
+            bases = await asyncio.to_thread(analyse_dockerfile_path, task.context / task.file,
+                                            task.build_args, task.target)
+            return task, [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
         task = await self.store.tasks.get(run.task)
+        if task is None:
+            raise BasewatchError(f"task {run.task} no longer exists")
+        return task, [d.base for d in await self.store.graph.dependencies(task.name)]
+
+    async def _execute(self, run: Run) -> None:
         run_log = RunLog(log_path(self.logs_dir, run.id))
         try:
-            if task is None:
-                raise BasewatchError(f"task {run.task} no longer exists")
             await self.store.runs.mark_started(run.id)
-            status, outputs, error = await self._build_and_push(run, task, run_log)
+            task, bases = await self._task_of(run, run_log)
+            status, outputs, error = await self._build_and_push(run, task, bases, run_log)
         except BasewatchError as exc:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
             run_log.line(f"Run ID: {run.id} errored: {error}")
@@ -93,6 +122,12 @@ class RunExecutor:
             raise
         finally:
             run_log.close()
+            self._engines.pop(run.id, None)
+            if run.spec is not None:
+                self.quick_runs.clean_up(run)
+        if run.id in self._canceled:
+            self._canceled.discard(run.id)
+            status, error = RunStatus.CANCELED, "canceled by request"
         await self.store.runs.finish(run.id, status, outputs, error)
         finished = await self.store.runs.get(run.id)
         if self.metrics is not None:
@@ -106,18 +141,19 @@ class RunExecutor:
         if self.on_finished is not None:
             await self.on_finished(finished)
 
-    async def _build_and_push(self, run: Run, task: TaskSettings, run_log: RunLog
+    async def _build_and_push(self, run: Run, task: TaskSettings, bases: list[str],
+                              run_log: RunLog
                               ) -> tuple[RunStatus, list[PushedImage], str | None]:
         platform = Platform.parse(run.platform)
         variables = RunVariables(id=run.id, date=datetime.now(timezone.utc),
                                  registry=self.run_registry, os=platform.os,
                                  architecture=platform.architecture)
-        tags = [render(image, variables) for image in task.image]
-        bases = [d.base for d in await self.store.graph.dependencies(task.name)]
+        tags = [render(image, variables, run.values) for image in task.image]
         request = BuildRequest(
             context=task.context, dockerfile=task.file, tags=tags, platform=run.platform,
-            build_args=dict(task.build_args), target=task.target)
-        engine = self.engine_factory()
+            build_args={k: render(v, variables, run.values) for k, v in task.build_args.items()},
+            target=task.target)
+        engine = self._engines[run.id] = self.engine_factory()
         log.info("run %s (%s) started: building %s", run.id, task.name, ", ".join(tags))
         run_log.line(f"Run ID: {run.id} started: task {task.name}, trigger {run.trigger.value}"
                      + (f" ({run.reason})" if run.reason else ""))

@@ -2,6 +2,8 @@
 calls on the daemon's services and back."""
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Awaitable, Callable, Protocol
 
 from aiohttp import hdrs, web
@@ -10,6 +12,9 @@ from basewatch.errors import BasewatchError
 from basewatch.http.common import json_error, token_matches
 
 API_PREFIX = "/api/"
+LOG_POLL_SECONDS = 0.2
+_STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
+           "InvalidRequestError": 400, "GraphError": 409}
 
 
 class ApiServices(Protocol):
@@ -38,13 +43,133 @@ def api_auth(token: str | None) -> Callable:
         try:
             return await handler(request)
         except BasewatchError as exc:
-            return json_error(400, str(exc))
+            return json_error(_STATUS.get(type(exc).__name__, 400), str(exc))
 
     return middleware
 
 
-def add_api(app: web.Application, services: ApiServices) -> None:
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body is not valid JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
+                                 content_type="application/json")
+    return body
+
+
+def add_api(app: web.Application, services, upload) -> None:
+    """`services`: basewatch.services.Services plus graph_view; `upload(request)`: store an
+    uploaded context and return where it went."""
+    routes = web.RouteTableDef()
+
+    @routes.get("/api/graph")
     async def graph(request: web.Request) -> web.Response:
         return web.json_response(await services.graph_view())
 
-    app.router.add_get("/api/graph", graph)
+    @routes.get("/api/tasks")
+    async def list_tasks(request: web.Request) -> web.Response:
+        return web.json_response(await services.list_tasks())
+
+    @routes.post("/api/tasks")
+    async def create_task(request: web.Request) -> web.Response:
+        return web.json_response(await services.create_task(await _json_body(request)),
+                                 status=201)
+
+    @routes.get("/api/tasks/{name}")
+    async def show_task(request: web.Request) -> web.Response:
+        return web.json_response(await services.get_task(request.match_info["name"]))
+
+    @routes.patch("/api/tasks/{name}")
+    async def update_task(request: web.Request) -> web.Response:
+        return web.json_response(await services.update_task(request.match_info["name"],
+                                                            await _json_body(request)))
+
+    @routes.delete("/api/tasks/{name}")
+    async def delete_task(request: web.Request) -> web.Response:
+        await services.delete_task(request.match_info["name"])
+        return web.Response(status=204)
+
+    @routes.post("/api/tasks/{name}/runs")
+    async def run_task(request: web.Request) -> web.Response:
+        body = await _json_body(request) if request.can_read_body else {}
+        values = body.get("values") or {}
+        if not isinstance(values, dict):
+            return json_error(400, "values must be an object of NAME: VALUE")
+        return web.json_response(await services.run_task(request.match_info["name"], values),
+                                 status=202)
+
+    @routes.post("/api/builds")
+    async def quick_build(request: web.Request) -> web.Response:
+        if request.content_type == "application/json":
+            body = await _json_body(request)
+        else:  # a context tarball, with the build spec as JSON in a header
+            try:
+                body = json.loads(request.headers.get("X-Basewatch-Build", "{}"))
+            except json.JSONDecodeError:
+                return json_error(400, "the X-Basewatch-Build header is not valid JSON")
+            if not isinstance(body, dict):
+                return json_error(400, "the X-Basewatch-Build header must be a JSON object")
+            body["context_path"] = str(await upload(request))
+        return web.json_response(await services.quick_build(body), status=202)
+
+    @routes.get("/api/runs")
+    async def list_runs(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            top = int(query.get("top", "15"))
+        except ValueError:
+            return json_error(400, "top must be a whole number")
+        return web.json_response(await services.list_runs(
+            query.get("task"), query.get("status"), query.get("image"), max(1, top)))
+
+    @routes.get("/api/runs/{run_id}")
+    async def show_run(request: web.Request) -> web.Response:
+        return web.json_response(await services.get_run(request.match_info["run_id"]))
+
+    @routes.post("/api/runs/{run_id}/cancel")
+    async def cancel_run(request: web.Request) -> web.Response:
+        return web.json_response(await services.cancel_run(request.match_info["run_id"]))
+
+    @routes.patch("/api/runs/{run_id}")
+    async def update_run(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if set(body) != {"archived"} or not isinstance(body["archived"], bool):
+            return json_error(400, 'send {"archived": true} or {"archived": false}')
+        return web.json_response(await services.update_run(request.match_info["run_id"],
+                                                           body["archived"]))
+
+    @routes.get("/api/runs/{run_id}/log")
+    async def run_log(request: web.Request) -> web.StreamResponse:
+        path, running = await services.run_log(request.match_info["run_id"])
+        follow = request.query.get("follow", "").lower() in ("1", "true", "yes")
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
+        await response.prepare(request)
+        offset = 0
+        while True:
+            # Read the file as it grows: the run may be in another worker's hands right now.
+            chunk = await asyncio.to_thread(_read_from, path, offset)
+            if chunk:
+                offset += len(chunk)
+                await response.write(chunk)
+            elif follow and await running():
+                await asyncio.sleep(LOG_POLL_SECONDS)
+            else:
+                # One last read: the run may have written its last lines just before it ended.
+                await response.write(await asyncio.to_thread(_read_from, path, offset))
+                break
+        await response.write_eof()
+        return response
+
+    app.add_routes(routes)
+
+
+def _read_from(path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            return log.read()
+    except FileNotFoundError:
+        return b""  # a queued run has no log yet

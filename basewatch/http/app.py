@@ -13,8 +13,9 @@ HealthProbe = Callable[[], Awaitable[dict]]
 
 
 def create_app(health: HealthProbe, services: ApiServices, api_token: str | None,
-               metrics: Metrics) -> web.Application:
-    app = web.Application(middlewares=[api_auth(api_token)])
+               metrics: Metrics, upload: Callable) -> web.Application:
+    # Context uploads are streamed to disk with their own limit; other bodies stay small.
+    app = web.Application(middlewares=[api_auth(api_token)], client_max_size=4 * 1024 * 1024)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
 
     async def healthz(request: web.Request) -> web.Response:
@@ -23,5 +24,5 @@ def create_app(health: HealthProbe, services: ApiServices, api_token: str | None
         return web.json_response(await health())
 
     app.router.add_get("/healthz", healthz)
-    add_api(app, services)
+    add_api(app, services, upload)
     return app

@@ -54,4 +54,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN not_before TEXT;
     ALTER TABLE runs ADD COLUMN retry_of TEXT
     """,
+    # 3: quick runs carry their own build spec; git revision, --set values, archiving.
+    """
+    ALTER TABLE runs ADD COLUMN spec TEXT;
+    ALTER TABLE runs ADD COLUMN run_values TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE runs ADD COLUMN git_revision TEXT;
+    ALTER TABLE runs ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN archive_ref TEXT;
+    CREATE INDEX runs_by_queued_at ON runs (queued_at)
+    """,
 ]

@@ -23,6 +23,8 @@ class RunRequest:
     reason: str = ""
     not_before: datetime | None = None
     retry_of: str | None = None
+    spec: str | None = None
+    values: dict[str, str] | None = None
 
 
 def _run(row) -> Run:
@@ -33,7 +35,9 @@ def _run(row) -> Run:
         started_at=from_text(row["started_at"]), finished_at=from_text(row["finished_at"]),
         base_digests=json.loads(row["base_digests"]),
         outputs=[PushedImage(**o) for o in json.loads(row["outputs"])], error=row["error"],
-        not_before=from_text(row["not_before"]), retry_of=row["retry_of"],
+        not_before=from_text(row["not_before"]), retry_of=row["retry_of"], spec=row["spec"],
+        values=json.loads(row["run_values"]), git_revision=row["git_revision"],
+        archived=bool(row["archived"]), archive_ref=row["archive_ref"],
     )
 
 
@@ -45,10 +49,10 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
     stamp = to_text(now())
     await db.executemany(
         "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
-        " not_before, retry_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " not_before, retry_of, spec, run_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
-          r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of)
-         for n, r in enumerate(requests)])
+          r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of, r.spec,
+          json.dumps(r.values or {})) for n, r in enumerate(requests)])
     rows = await db.execute_fetchall(
         "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
         (RUN_ID_PREFIX, f"{batch}-%"))
@@ -67,7 +71,7 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
         return None
     return await insert_run(db, RunRequest(run.task, run.trigger, run.run_type, run.platform,
                                            f"re-run of {run.id}, interrupted by {cause}",
-                                           retry_of=run.id))
+                                           retry_of=run.id, spec=run.spec, values=run.values))
 
 
 class RunStore:
@@ -84,8 +88,15 @@ class RunStore:
         return _run(row) if row else None
 
     async def list(self, task: str | None = None, status: RunStatus | None = None,
-                   top: int = 15) -> list[Run]:
+                   top: int = 15, image: str | None = None) -> list[Run]:
+        """Newest first; `image` matches a pushed image's name, with or without its tag."""
         clauses, params = [], []
+        if image is not None:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(runs.outputs) o WHERE"
+                           " json_extract(o.value, '$.image') = ? OR"
+                           " json_extract(o.value, '$.image') LIKE ? ESCAPE '\\')")
+            escaped = image.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params += [image, f"{escaped}:%"]
         if task is not None:
             clauses.append("task = ?")
             params.append(task)
@@ -106,6 +117,23 @@ class RunStore:
         async with self.database.transaction() as db:
             await db.execute("UPDATE runs SET status = ?, started_at = ? WHERE id = ?",
                              (RunStatus.RUNNING.value, to_text(now()), run_id))
+
+    async def record_git_revision(self, run_id: str, revision: str) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("UPDATE runs SET git_revision = ? WHERE id = ?", (revision, run_id))
+
+    async def cancel_queued(self, run_id: str, reason: str) -> bool:
+        """Mark a run that has not started Canceled; False when it is not queued (any more)."""
+        async with self.database.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
+                (RunStatus.CANCELED.value, to_text(now()), reason, run_id, RunStatus.QUEUED.value))
+            return cursor.rowcount > 0
+
+    async def set_archived(self, run_id: str, archived: bool, archive_ref: str | None) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("UPDATE runs SET archived = ?, archive_ref = ? WHERE id = ?",
+                             (int(archived), archive_ref, run_id))
 
     async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None:
         async with self.database.transaction() as db:

@@ -24,6 +24,19 @@ class TaskStore:
         row = await self.database.fetchone("SELECT definition FROM tasks WHERE name = ?", (name,))
         return TaskSettings.model_validate_json(row["definition"]) if row else None
 
+    async def get_with_source(self, name: str) -> tuple[TaskSettings, str] | None:
+        row = await self.database.fetchone(
+            "SELECT definition, source FROM tasks WHERE name = ?", (name,))
+        if row is None:
+            return None
+        return TaskSettings.model_validate_json(row["definition"]), row["source"]
+
+    async def with_sources(self) -> list[tuple[TaskSettings, str]]:
+        rows = await self.database.fetchall(
+            "SELECT definition, source FROM tasks ORDER BY name")
+        return [(TaskSettings.model_validate_json(row["definition"]), row["source"])
+                for row in rows]
+
     async def all(self, source: str | None = None) -> list[TaskSettings]:
         sql, params = "SELECT definition FROM tasks", ()
         if source is not None:

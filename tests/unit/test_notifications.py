@@ -10,8 +10,9 @@ import pytest
 from basewatch.watcher.notifications import (DISTRIBUTION_EVENTS, NotificationError,
                                              PushNotification, RecentEvents, parse_notifications)
 
-# In CI a copy of shared/ sits beside the clone, as /work/shared sits beside /work/main here.
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+# Providers' published example payloads, copied byte for byte from shared/fixtures/webhooks
+# (its README names each source), so the suite does not depend on where shared/ is laid.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 
 DIGEST = "sha256:" + "1" * 64
 INDEX_DIGEST = "sha256:" + "2" * 64
@@ -54,6 +55,7 @@ def distribution_event(number: int, action: str, media_type: str, digest: str,
 
 def test_the_fixture_folder_is_found():
     assert (FIXTURES / "README.md").is_file(), FIXTURES
+    assert len(list(FIXTURES.glob("*.json"))) == 8
 
 
 # --- published provider payloads -------------------------------------------------------------

@@ -14,7 +14,7 @@ from basewatch.errors import RegistryError
 from basewatch.http.webhooks import MAX_BODY_BYTES, PATH, add_registry_webhook
 from basewatch.watcher.notifications import DISTRIBUTION_EVENTS, PushNotification
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"  # see its README
 TOKEN = "s3cret-token"
 DIGEST = "sha256:" + "1" * 64
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

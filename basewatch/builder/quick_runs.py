@@ -1,0 +1,88 @@
+"""Quick runs (`basewatch build`): a build spec of their own instead of a registered task, and a
+context that was uploaded with the request or is fetched from git or a tarball URL."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from basewatch.builder.run_log import RunLog
+from basewatch.config import BuildArgValue, Duration, TaskSettings, _as_list
+from basewatch.models import Run
+from basewatch.platforms import Platform
+
+QUICK_TASK_NAME = "quick-build"
+
+
+class QuickBuildSpec(BaseModel):
+    """What `basewatch build` asks for; validated at the API edge, stored with the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    file: str = "Dockerfile"
+    build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
+    target: str | None = None
+    platform: str = "linux/amd64"
+    push: bool = True
+    timeout: Duration = 3600.0
+    # Exactly one of: a folder the daemon extracted an upload into, or a git / tarball URL.
+    context_path: str | None = None
+    context_url: str | None = None
+
+    @field_validator("platform")
+    @classmethod
+    def _platforms(cls, value: str) -> str:
+        platforms = [Platform.parse(p) for p in value.split(",") if p.strip()]
+        if not platforms:
+            raise ValueError("give at least one platform, e.g. linux/amd64")
+        for platform in platforms:
+            if platform.os == "windows":
+                raise ValueError(f"{platform} cannot be built on this daemon's Linux engine")
+        return ",".join(str(p) for p in platforms)
+
+
+class QuickRuns:
+    def __init__(self, contexts_dir: Path, max_context_bytes: int):
+        self.contexts_dir = contexts_dir
+        self.max_context_bytes = max_context_bytes
+
+    def upload_dir(self, upload_id: str) -> Path:
+        return self.contexts_dir / f"upload-{upload_id}"
+
+    async def prepare(self, run: Run, run_log: RunLog) -> tuple[TaskSettings, str | None]:
+        """The task to build for this run, with its context in place; and the git revision."""
+        from basewatch.builder import contexts  # the git and HTTP transports, only when used
+
+        spec = QuickBuildSpec.model_validate_json(run.spec)
+        revision = None
+        if spec.context_url is not None:
+            source = contexts.parse_context(spec.context_url)
+            destination = self.contexts_dir / f"run-{run.id}"
+            run_log.line(f"Fetching the context from {spec.context_url}")
+            if source.kind == "git":
+                revision = await contexts.fetch_git_context(source, destination)
+                run_log.line(f"Checked out {revision}")
+            else:
+                await contexts.fetch_tarball_context(source.location, destination,
+                                                     self.max_context_bytes)
+            context = contexts.context_dir(source, destination)
+        else:
+            context = Path(spec.context_path)
+        task = TaskSettings(name=QUICK_TASK_NAME, context=context, file=spec.file,
+                            image=spec.image or ["unused"], build_args=spec.build_args,
+                            target=spec.target, platform=run.platform.split(",")[0],
+                            push=spec.push and bool(spec.image), timeout=spec.timeout)
+        if not spec.image:
+            task = task.model_copy(update={"image": []})
+        return task, revision
+
+    def clean_up(self, run: Run) -> None:
+        """A quick run's context is of no use once it has finished: free the disk."""
+        spec = QuickBuildSpec.model_validate_json(run.spec)
+        shutil.rmtree(self.contexts_dir / f"run-{run.id}", ignore_errors=True)
+        if spec.context_path is not None and Path(spec.context_path).is_relative_to(
+                self.contexts_dir):
+            shutil.rmtree(spec.context_path, ignore_errors=True)

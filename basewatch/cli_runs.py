@@ -1,0 +1,273 @@
+"""`basewatch build` and `basewatch task ...`: thin commands over the daemon's API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+from basewatch.client import DaemonClient, DaemonError
+
+RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DURATION",
+               "OUTPUT IMAGE")
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the daemon's URL (default: $BASEWATCH_URL, else "
+                                      "http://127.0.0.1:8080)")
+    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN)")
+
+
+def _client(args: argparse.Namespace) -> DaemonClient:
+    return DaemonClient(args.url, args.token)
+
+
+# ---------------------------------------------------------------------- build
+
+
+def add_build_command(commands) -> None:
+    build = commands.add_parser("build", help="build (and push) an image from a context now")
+    build.add_argument("context", help="a local folder, a git URL (https://host/org/repo.git"
+                                       "#branch:folder) or a tarball URL")
+    build.add_argument("-t", "--image", action="append", default=[], metavar="IMAGE",
+                       help="a tag to push; run variables work: {{.Run.ID}}, $ID, $Registry")
+    build.add_argument("-f", "--file", default="Dockerfile")
+    build.add_argument("--build-arg", type=key_value, action="append", default=[],
+                       metavar="KEY=VALUE")
+    build.add_argument("--target")
+    build.add_argument("--platform", default="linux/amd64",
+                       help="os/arch[/variant]; a comma list builds each and pushes an index")
+    build.add_argument("--no-push", action="store_true")
+    build.add_argument("--no-logs", action="store_true", help="do not stream the log")
+    build.add_argument("--no-wait", action="store_true", help="return once the run is queued")
+    build.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+    add_daemon_options(build)
+    build.set_defaults(handler=cmd_build)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from basewatch.builder.contexts import pack_local_context, parse_context
+
+    client = _client(args)
+    spec = {"image": args.image, "file": args.file, "build_args": dict(args.build_arg),
+            "target": args.target, "platform": args.platform, "push": not args.no_push,
+            "timeout": args.timeout}
+    source = parse_context(args.context)
+    if source.kind == "local":
+        archive = pack_local_context(Path(source.location), args.file)
+        try:
+            with open(archive, "rb") as data:
+                run = client.request("POST", "/api/builds", data=data, headers={
+                    "Content-Type": "application/gzip", "X-Basewatch-Build": json.dumps(spec)})
+        finally:
+            archive.unlink(missing_ok=True)
+    else:
+        run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
+    return _follow(client, run, args.no_logs, args.no_wait)
+
+
+def _follow(client: DaemonClient, run: dict, no_logs: bool, no_wait: bool) -> int:
+    """ACR's output: the run id, the log as it happens, the result; the exit code is the run's."""
+    print(f"Queued a run with ID: {run['id']}", flush=True)
+    if no_wait:
+        return 0
+    if not no_logs:
+        print("Waiting for an agent...", flush=True)
+        for chunk in client.stream(f"/api/runs/{run['id']}/log?follow=1"):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    while True:
+        run = client.get_json(f"/api/runs/{run['id']}")
+        if run["status"] not in ("Queued", "Started", "Running"):
+            break
+        time.sleep(0.5)
+    seconds = round(run["duration_seconds"] or 0)
+    if run["status"] == "Succeeded":
+        print(f"Run ID: {run['id']} was successful after {seconds}s")
+        return 0
+    print(f"Run ID: {run['id']} failed after {seconds}s. Status: {run['status']}. "
+          f"Error: {run['error']}", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------------- task
+
+
+def add_task_command(commands) -> None:
+    task = commands.add_parser("task", help="manage tasks and their runs on the daemon")
+    sub = task.add_subparsers(dest="task_command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help)
+        add_daemon_options(parser)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    for name, handler, help in (("create", cmd_task_create, "register a task"),
+                                ("update", cmd_task_update, "change a task")):
+        parser = command(name, handler, help)
+        parser.add_argument("name")
+        parser.add_argument("--context", help="the build context: an absolute folder on the "
+                                              "daemon's host")
+        parser.add_argument("-f", "--file")
+        parser.add_argument("-t", "--image", action="append", metavar="IMAGE")
+        parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V")
+        parser.add_argument("--target")
+        parser.add_argument("--platform")
+        parser.add_argument("--timeout", type=int)
+        parser.add_argument("--push", type=_bool)
+        parser.add_argument("--base-image-trigger-enabled", type=_bool)
+        parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"])
+
+    command("show", cmd_task_show, "show a task").add_argument("name")
+    command("list", cmd_task_list, "list the tasks")
+    command("delete", cmd_task_delete, "delete a task").add_argument("name")
+    run = command("run", cmd_task_run, "run a task now")
+    run.add_argument("name")
+    run.add_argument("--set", type=key_value, action="append", default=[], metavar="K=V",
+                     help="a value for {{.Values.K}}")
+    run.add_argument("--no-logs", action="store_true")
+    run.add_argument("--no-wait", action="store_true")
+    logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
+                                          "followed while it runs)")
+    logs.add_argument("name", nargs="?", help="the task whose latest run to show")
+    logs.add_argument("--run-id")
+    runs = command("list-runs", cmd_task_list_runs, "list runs, newest first")
+    runs.add_argument("--name", help="only this task's runs")
+    runs.add_argument("--run-status", help="Queued, Running, Succeeded, Failed, ...")
+    runs.add_argument("--image", help="only runs that pushed this image (repo or repo:tag)")
+    runs.add_argument("--top", type=int, default=15)
+    for name, handler, help in (("show-run", cmd_task_show_run, "show a run"),
+                                ("cancel-run", cmd_task_cancel_run, "cancel a run")):
+        command(name, handler, help).add_argument("--run-id", required=True)
+    update_run = command("update-run", cmd_task_update_run, "archive a run (or not)")
+    update_run.add_argument("--run-id", required=True)
+    update_run.add_argument("--no-archive", type=_bool, required=True,
+                            help="false archives the run: kept past the retention, its log "
+                                 "pushed to the registry")
+
+
+def _task_body(args: argparse.Namespace) -> dict:
+    body = {"context": args.context, "file": args.file, "image": args.image,
+            "build_args": dict(args.build_arg) if args.build_arg else None,
+            "target": args.target, "platform": args.platform, "timeout": args.timeout,
+            "push": args.push}
+    trigger = {"enabled": args.base_image_trigger_enabled, "type": args.base_image_trigger_type}
+    if any(v is not None for v in trigger.values()):
+        body["base_image_trigger"] = {k: v for k, v in trigger.items() if v is not None}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def cmd_task_create(args) -> int:
+    if args.context is None or not args.image:
+        raise DaemonError("task create needs --context and at least one -t IMAGE")
+    task = _client(args).request("POST", "/api/tasks", body={"name": args.name,
+                                                             **_task_body(args)})
+    print(json.dumps(task, indent=2))
+    return 0
+
+
+def cmd_task_update(args) -> int:
+    task = _client(args).request("PATCH", f"/api/tasks/{_quote(args.name)}",
+                                 body=_task_body(args))
+    print(json.dumps(task, indent=2))
+    return 0
+
+
+def cmd_task_show(args) -> int:
+    print(json.dumps(_client(args).get_json(f"/api/tasks/{_quote(args.name)}"), indent=2))
+    return 0
+
+
+def cmd_task_list(args) -> int:
+    rows = [(t["name"], t["source"], t["platform"], ", ".join(t["image"]), str(t["context"]))
+            for t in _client(args).get_json("/api/tasks")]
+    _table(("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT"), rows)
+    return 0
+
+
+def cmd_task_delete(args) -> int:
+    _client(args).request("DELETE", f"/api/tasks/{_quote(args.name)}")
+    print(f"Deleted task {args.name}")
+    return 0
+
+
+def cmd_task_run(args) -> int:
+    client = _client(args)
+    run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs",
+                         body={"values": dict(args.set)})
+    return _follow(client, run, args.no_logs, args.no_wait)
+
+
+def cmd_task_logs(args) -> int:
+    client = _client(args)
+    run_id = args.run_id
+    if run_id is None:
+        query = f"?task={_quote(args.name)}&top=1" if args.name else "?top=1"
+        runs = client.get_json(f"/api/runs{query}")
+        if not runs:
+            raise DaemonError("no runs yet" + (f" for task {args.name}" if args.name else ""))
+        run_id = runs[0]["id"]
+    for chunk in client.stream(f"/api/runs/{_quote(run_id)}/log?follow=1"):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_task_list_runs(args) -> int:
+    query = {"top": str(args.top)}
+    for key, value in (("task", args.name), ("status", args.run_status), ("image", args.image)):
+        if value:
+            query[key] = value
+    runs = _client(args).get_json(f"/api/runs?{urllib.parse.urlencode(query)}")
+    rows = [(r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
+             (r["started_at"] or "")[:19].replace("T", " "),
+             f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
+             r["outputs"][0]["image"] if r["outputs"] else "") for r in runs]
+    _table(RUN_COLUMNS, rows)
+    return 0
+
+
+def cmd_task_show_run(args) -> int:
+    print(json.dumps(_client(args).get_json(f"/api/runs/{_quote(args.run_id)}"), indent=2))
+    return 0
+
+
+def cmd_task_cancel_run(args) -> int:
+    run = _client(args).request("POST", f"/api/runs/{_quote(args.run_id)}/cancel")
+    print(f"Run ID: {run['id']}: {run['status']}")
+    return 0
+
+
+def cmd_task_update_run(args) -> int:
+    run = _client(args).request("PATCH", f"/api/runs/{_quote(args.run_id)}",
+                                body={"archived": not args.no_archive})
+    print(json.dumps(run, indent=2))
+    return 0
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple]) -> None:
+    widths = [max([len(c)] + [len(str(row[i])) for row in rows]) for i, c in enumerate(columns)]
+    for line in (columns, tuple("-" * w for w in widths), *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())

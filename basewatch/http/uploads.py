@@ -1,0 +1,36 @@
+"""Context uploads for quick builds: streamed to disk under a size limit, then extracted safely."""
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=limit + 1, content_type="application/json",
+        text=json.dumps({"error": f"the build context is larger than the daemon's limit of "
+                                  f"{limit} bytes (max_context_bytes): add a .dockerignore"}))
+
+
+async def receive_upload(request: web.Request, destination: Path, limit: int) -> None:
+    """Save the request body (a context tarball) and extract it into `destination`."""
+    from basewatch.builder.contexts import extract_context
+
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=destination.parent) as spool:
+        size = 0
+        async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            spool.write(chunk)
+        spool.seek(0)
+        await asyncio.to_thread(extract_context, spool, destination, limit)

@@ -1,0 +1,202 @@
+"""What the API (and through it the CLI) can ask of the daemon: tasks, runs, quick builds.
+
+Both doors call these; neither holds logic of its own. Inputs arrive validated (pydantic at the
+edge); failures are domain errors with a message a person can act on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from pydantic import ValidationError
+
+from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
+from basewatch.builder.run_log import log_path
+from basewatch.builder.runner import RunExecutor
+from basewatch.config import TaskSettings, format_validation_error
+from basewatch.errors import BasewatchError
+from basewatch.graph import published_images
+from basewatch.graph_view import build_graph_view
+from basewatch.models import Run, RunStatus, RunType, Trigger
+from basewatch.store import Store
+from basewatch.store.runs import RunRequest
+from basewatch.watcher.registration import TaskRegistrar
+
+
+class NotFoundError(BasewatchError):
+    """No task or run by that name."""
+
+
+class ConflictError(BasewatchError):
+    """The request contradicts what exists (a task that exists, a config-file task...)."""
+
+
+class InvalidRequestError(BasewatchError):
+    """A request body that does not validate."""
+
+
+def validated(model, data: object, what: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(format_validation_error(what, exc).replace("\n", "; ")) \
+            from None
+
+
+def run_view(run: Run) -> dict:
+    return {
+        "id": run.id, "task": run.task or None, "type": run.run_type.value,
+        "trigger": run.trigger.value, "status": run.status.value, "platform": run.platform,
+        "reason": run.reason, "queued_at": _stamp(run.queued_at),
+        "started_at": _stamp(run.started_at), "finished_at": _stamp(run.finished_at),
+        "duration_seconds": run.duration_seconds, "base_digests": run.base_digests,
+        "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
+        "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
+        "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
+    }
+
+
+def _stamp(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def task_view(task: TaskSettings, source: str | None = None) -> dict:
+    view = task.model_dump(mode="json")
+    if source is not None:
+        view["source"] = source
+    return view
+
+
+class Services:
+    def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
+                 submit: Callable[[str], None], archive=None):
+        self.archive = archive  # a LogArchive when log_archive is configured
+        self.store = store
+        self.registrar = registrar
+        self.executor = executor
+        self.submit = submit
+
+    async def graph_view(self) -> dict:
+        tasks = await self.store.tasks.all()
+        return build_graph_view(
+            await self.store.graph.watched(), await self.store.graph.dependencies(),
+            {t.name: published_images(t, self.registrar.run_registry) for t in tasks})
+
+    # ------------------------------------------------------------------ tasks
+
+    async def list_tasks(self) -> list[dict]:
+        return [task_view(task, source) for task, source in await self.store.tasks.with_sources()]
+
+    async def get_task(self, name: str) -> dict:
+        task, source = await self._task(name)
+        view = task_view(task, source)
+        view["bases"] = [{"reference": d.base, "kind": d.kind.value, "platform": d.platform,
+                          "digest_at_build": d.digest_at_build}
+                         for d in await self.store.graph.dependencies(name)]
+        return view
+
+    async def create_task(self, body: dict) -> dict:
+        task = validated(TaskSettings, body, "task")
+        if await self.store.tasks.get(task.name) is not None:
+            raise ConflictError(f"task {task.name} exists already: update it, or delete it first")
+        await self._register(task)
+        return await self.get_task(task.name)
+
+    async def update_task(self, name: str, changes: dict) -> dict:
+        task, source = await self._task(name)
+        if source == "config":
+            raise ConflictError(f"task {name} comes from the config file: change it there and "
+                                "send the daemon SIGHUP")
+        if "name" in changes and changes["name"] != name:
+            raise InvalidRequestError("a task cannot be renamed: create a new one")
+        updated = validated(TaskSettings, {**task.model_dump(mode="json"), **changes}, "task")
+        await self._register(updated)
+        return await self.get_task(name)
+
+    async def delete_task(self, name: str) -> None:
+        _, source = await self._task(name)
+        if source == "config":
+            raise ConflictError(f"task {name} comes from the config file: remove it there and "
+                                "send the daemon SIGHUP")
+        await self.registrar.unregister(name)
+
+    async def _register(self, task: TaskSettings) -> None:
+        if not task.context.is_absolute():
+            raise InvalidRequestError(f"task.context: {task.context} must be an absolute path "
+                                      "on the daemon's host")
+        await self.registrar.register(task, "api")
+
+    async def _task(self, name: str) -> tuple[TaskSettings, str]:
+        found = await self.store.tasks.get_with_source(name)
+        if found is None:
+            raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
+        return found
+
+    # ------------------------------------------------------------------ runs
+
+    async def run_task(self, name: str, values: dict[str, str]) -> dict:
+        task, _ = await self._task(name)
+        run = await self.store.runs.create(RunRequest(
+            name, Trigger.MANUAL, RunType.AUTO_BUILD, task.platform, "manual run",
+            values={str(k): str(v) for k, v in values.items()}))
+        self.submit(run.id)
+        return run_view(run)
+
+    async def quick_build(self, body: dict) -> dict:
+        spec = validated(QuickBuildSpec, body, "build")
+        if (spec.context_path is None) == (spec.context_url is None):
+            raise InvalidRequestError("give the context as an upload or as a URL, not both")
+        if spec.push and not spec.image:
+            raise InvalidRequestError("give at least one image (-t) to push, or --no-push")
+        run = await self.store.runs.create(RunRequest(
+            "", Trigger.MANUAL, RunType.QUICK_BUILD, spec.platform, "quick build",
+            spec=spec.model_dump_json()))
+        self.submit(run.id)
+        return run_view(run)
+
+    async def list_runs(self, task: str | None, status: str | None, image: str | None,
+                        top: int) -> list[dict]:
+        try:
+            wanted = RunStatus(status) if status else None
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise InvalidRequestError(f"status {status!r} is not one of {known}") from None
+        if task == QUICK_TASK_NAME:
+            task = ""
+        runs = await self.store.runs.list(task=task, status=wanted, top=top, image=image)
+        return [run_view(run) for run in runs]
+
+    async def get_run(self, run_id: str) -> dict:
+        return run_view(await self._run(run_id))
+
+    async def cancel_run(self, run_id: str) -> dict:
+        run = await self._run(run_id)
+        if run.status.finished or not await self.executor.cancel(run_id):
+            raise ConflictError(f"run {run_id} has already finished ({run.status.value})")
+        return run_view(await self._run(run_id))
+
+    async def update_run(self, run_id: str, archived: bool) -> dict:
+        run = await self._run(run_id)
+        if archived and not run.status.finished:
+            raise ConflictError(f"run {run_id} is still {run.status.value}: archive it once it "
+                                "has finished")
+        reference = None
+        if archived and self.archive is not None:
+            reference = await self.archive.push(run_id, log_path(self.executor.logs_dir, run_id))
+        await self.store.runs.set_archived(run_id, archived, reference if archived else None)
+        return run_view(await self._run(run_id))
+
+    async def run_log(self, run_id: str) -> tuple[Path, Callable]:
+        """The run's log file, and a check of whether the run is still going (for following)."""
+        await self._run(run_id)
+
+        async def running() -> bool:
+            return not (await self._run(run_id)).status.finished
+
+        return log_path(self.executor.logs_dir, run_id), running
+
+    async def _run(self, run_id: str) -> Run:
+        run = await self.store.runs.get(run_id)
+        if run is None:
+            raise NotFoundError(f"no run with ID {run_id}: `basewatch task list-runs` shows them")
+        return run
