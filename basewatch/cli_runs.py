@@ -10,6 +10,7 @@ from pathlib import Path
 
 from basewatch.client import DaemonClient, DaemonError
 
+CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
 RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DURATION",
                "OUTPUT IMAGE")
 
@@ -71,7 +72,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             "timeout": args.timeout}
     source = parse_context(args.context)
     if source.kind == "local":
-        archive = pack_local_context(Path(source.location), args.file)
+        # The daemon enforces its own limit (max_context_bytes); this one only stops a runaway.
+        archive = pack_local_context(Path(source.location), args.file, limit=CLI_CONTEXT_LIMIT)
         try:
             with open(archive, "rb") as data:
                 run = client.request("POST", "/api/builds", data=data, headers={

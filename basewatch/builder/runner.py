@@ -12,6 +12,7 @@ from basewatch.builder.base_leases import BaseLeases
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
+from basewatch.builder.multiplatform import platform_tag, push_index
 from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_log import RunLog, log_path
 from basewatch.config import TaskSettings
@@ -144,15 +145,13 @@ class RunExecutor:
     async def _build_and_push(self, run: Run, task: TaskSettings, bases: list[str],
                               run_log: RunLog
                               ) -> tuple[RunStatus, list[PushedImage], str | None]:
-        platform = Platform.parse(run.platform)
+        platforms = run.platform.split(",")
+        first = Platform.parse(platforms[0])
         variables = RunVariables(id=run.id, date=datetime.now(timezone.utc),
-                                 registry=self.run_registry, os=platform.os,
-                                 architecture=platform.architecture)
+                                 registry=self.run_registry, os=first.os,
+                                 architecture=first.architecture)
         tags = [render(image, variables, run.values) for image in task.image]
-        request = BuildRequest(
-            context=task.context, dockerfile=task.file, tags=tags, platform=run.platform,
-            build_args={k: render(v, variables, run.values) for k, v in task.build_args.items()},
-            target=task.target)
+        build_args = {k: render(v, variables, run.values) for k, v in task.build_args.items()}
         engine = self._engines[run.id] = self.engine_factory()
         log.info("run %s (%s) started: building %s", run.id, task.name, ", ".join(tags))
         run_log.line(f"Run ID: {run.id} started: task {task.name}, trigger {run.trigger.value}"
@@ -171,31 +170,42 @@ class RunExecutor:
                     future.exception()  # retrieved: the cancellation is what gets reported
                 raise
 
+        async def build(platform: str, platform_tags: list[str]) -> dict[str, str]:
+            """Pull the bases for `platform`, build, tag; the base digests built on."""
+            request = BuildRequest(context=task.context, dockerfile=task.file, tags=platform_tags,
+                                   platform=platform, build_args=build_args, target=task.target)
+            # From the pulls to the end of the build, no other platform may re-pull these
+            # bases: the engine keeps one local image per name.
+            async with self._leases.hold(map(engine_name, bases), platform):
+                pulled = {}
+                for base in bases:
+                    # Always pulled, so a rebuild really uses the base's new digest.
+                    source = self.sources.pull_source(base)
+                    run_log.line(f"Pulling {source} ({platform})")
+                    pulled[base] = await in_thread(
+                        engine.pull, source, engine_name(base), platform,
+                        self.sources.auth(base), run_log.write)
+                await in_thread(engine.build, request, run_log.write)
+            return await self._platform_digests(pulled, platform)
+
+        async def push(tag: str) -> str:
+            run_log.line(f"Pushing {tag}")
+            digest = await in_thread(engine.push, tag, self.sources.auth(tag), run_log.write)
+            run_log.line(f"Pushed {tag}: digest: {digest}")
+            return digest
+
         started = loop.time()
+        outputs = []
         try:
             async with asyncio.timeout(task.timeout):
-                # From the pulls to the end of the build, no other platform may re-pull these
-                # bases: the engine keeps one local image per name.
-                async with self._leases.hold(map(engine_name, bases), run.platform):
-                    pulled = {}
-                    for base in bases:
-                        # Always pulled, so a rebuild really uses the base's new digest.
-                        source = self.sources.pull_source(base)
-                        run_log.line(f"Pulling {source}")
-                        pulled[base] = await in_thread(
-                            engine.pull, source, engine_name(base), run.platform,
-                            self.sources.auth(base), run_log.write)
-                    await in_thread(engine.build, request, run_log.write)
-                base_digests = await self._platform_digests(pulled, run.platform)
-                await self.store.runs.record_base_digests(run.id, base_digests)
-                outputs = []
-                if task.push:
-                    for tag in tags:
-                        run_log.line(f"Pushing {tag}")
-                        digest = await in_thread(engine.push, tag, self.sources.auth(tag),
-                                                 run_log.write)
-                        run_log.line(f"Pushed {tag}: digest: {digest}")
-                        outputs.append(PushedImage(tag, digest))
+                if len(platforms) == 1:
+                    base_digests = await build(platforms[0], tags)
+                    await self.store.runs.record_base_digests(run.id, base_digests)
+                    if task.push:
+                        outputs = [PushedImage(tag, await push(tag)) for tag in tags]
+                else:
+                    base_digests, outputs = await self._build_platforms(
+                        run, task, tags, platforms, build, push, run_log)
         except TimeoutError:
             message = f"the run exceeded its timeout of {task.timeout:.0f}s"
             run_log.line(f"Run ID: {run.id} timed out: {message}")
@@ -203,9 +213,33 @@ class RunExecutor:
         except BasewatchError as exc:
             run_log.line(f"Run ID: {run.id} failed: {exc}")
             return RunStatus.FAILED, [], str(exc)
-        await self.store.graph.record_build(task.name, base_digests)
+        if run.spec is None:
+            await self.store.graph.record_build(task.name, base_digests)
         run_log.line(f"Run ID: {run.id} was successful after {loop.time() - started:.0f}s")
         return RunStatus.SUCCEEDED, outputs, None
+
+    async def _build_platforms(self, run: Run, task: TaskSettings, tags: list[str],
+                               platforms: list[str], build, push, run_log: RunLog
+                               ) -> tuple[dict[str, str], list[PushedImage]]:
+        """Each platform built and pushed under a tag of its own, then one index per tag."""
+        base_digests: dict[str, str] = {}
+        # An index can only point at manifests in its own repository: one image per platform
+        # in each repository the tags name.
+        first_tags = {ImageReference.parse(tag).name: tag for tag in reversed(tags)}
+        images: dict[str, list[tuple[str, str]]] = {name: [] for name in first_tags}
+        for platform in platforms:
+            platform_tags = {name: platform_tag(tag, platform) for name, tag in first_tags.items()}
+            for base, digest in (await build(platform, list(platform_tags.values()))).items():
+                base_digests[f"{base} ({platform})"] = digest
+            for name, tag in platform_tags.items() if task.push else ():
+                images[name].append((platform, await push(tag)))
+        await self.store.runs.record_base_digests(run.id, base_digests)
+        outputs = []
+        for tag in tags if task.push else []:
+            digest = await push_index(self.digests, tag, images[ImageReference.parse(tag).name])
+            run_log.line(f"Pushed the index {tag} ({', '.join(platforms)}): digest: {digest}")
+            outputs.append(PushedImage(tag, digest))
+        return base_digests, outputs
 
     async def _platform_digests(self, digests: dict[str, str], platform: str) -> dict[str, str]:
         """The engine reports an index digest for a multi-arch base; the watcher compares

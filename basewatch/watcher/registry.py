@@ -59,6 +59,7 @@ def endpoint_for(registry: str, settings: RegistrySettings | None) -> str:
 class ManifestHead:
     digest: str  # Docker-Content-Digest
     media_type: str  # Content-Type
+    size: int | None = dataclasses.field(default=None, compare=False)  # for index entries
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,9 @@ class RegistryClient:
         if not digest:  # some registries omit it on HEAD; the GET body tells the truth
             head, _ = await self.get_manifest(ref)
             return head
-        return ManifestHead(digest, _media_type(response))
+        length = response.headers.get("content-length")
+        return ManifestHead(digest, _media_type(response),
+                            int(length) if length and length.isdigit() else None)
 
     async def get_manifest(self, ref: ImageReference) -> tuple[ManifestHead, dict]:
         """The manifest itself; by-digest results are kept, since they never change."""
@@ -144,7 +147,7 @@ class RegistryClient:
             manifest = json.loads(response.body)
         except ValueError:
             raise RegistryError(f"{ref}: the registry sent a manifest that is not JSON") from None
-        result = (ManifestHead(digest, _media_type(response)), manifest)
+        result = (ManifestHead(digest, _media_type(response), len(response.body)), manifest)
         if ref.digest:
             if len(self._manifests) >= _DIGEST_CACHE_SIZE:
                 del self._manifests[next(iter(self._manifests))]
@@ -175,9 +178,16 @@ class RegistryClient:
 
     # ------------------------------------------------------------------ HTTP
 
-    async def _manifest_request(self, method: str, ref: ImageReference) -> _Response:
+    async def put_manifest(self, ref: ImageReference, body: bytes, media_type: str) -> str:
+        """Push a manifest (an index of platform images) under `ref`'s tag; its digest."""
+        response = await self._manifest_request("PUT", ref, body, media_type)
+        return response.headers.get("docker-content-digest") or \
+            "sha256:" + hashlib.sha256(body).hexdigest()
+
+    async def _manifest_request(self, method: str, ref: ImageReference, body: bytes | None = None,
+                                media_type: str | None = None) -> _Response:
         path = f"/v2/{ref.repository}/manifests/{ref.digest or ref.tag or 'latest'}"
-        response = await self._authorized(method, ref, path)
+        response = await self._authorized(method, ref, path, body, media_type)
         if response.status == 404:
             what = "digest" if ref.digest else "tag"
             raise RegistryError(f"{ref}: manifest unknown (the {what} does not exist in "
@@ -187,27 +197,34 @@ class RegistryClient:
                                 f"({response.status} {response.reason}{_error_detail(response)})")
         return response
 
-    async def _authorized(self, method: str, ref: ImageReference, path: str) -> _Response:
+    async def _authorized(self, method: str, ref: ImageReference, path: str,
+                          body: bytes | None = None, media_type: str | None = None) -> _Response:
         """Send with the auth the host asked for before; answer one new challenge, then give up."""
         host = ref.registry
+        actions = "pull" if body is None else "pull,push"
         headers = {"Accept": ACCEPT}
-        authorization = await self._authorization(ref)
+        if media_type is not None:
+            headers["Content-Type"] = media_type
+        authorization = await self._authorization(ref, actions=actions)
         if authorization:
             headers["Authorization"] = authorization
-        response = await self._send(method, self.endpoint(host) + path, headers, ref)
+        response = await self._send(method, self.endpoint(host) + path, headers, ref, data=body)
         if response.status == 401 and "www-authenticate" in response.headers:
             challenge = Challenge.parse(response.headers["www-authenticate"])
             self._challenges[host] = challenge
-            retry_authorization = await self._authorization(ref, rejected=authorization)
+            retry_authorization = await self._authorization(ref, rejected=authorization,
+                                                            actions=actions)
             if retry_authorization and retry_authorization != authorization:
                 headers["Authorization"] = retry_authorization
-                response = await self._send(method, self.endpoint(host) + path, headers, ref)
+                response = await self._send(method, self.endpoint(host) + path, headers, ref,
+                                            data=body)
         if response.status in (401, 403):
             raise RegistryError(f"{ref}: unauthorized: check the credentials for {host} "
                                 f"{_UNAUTHORIZED_HINT}")
         return response
 
-    async def _authorization(self, ref: ImageReference, rejected: str | None = None) -> str | None:
+    async def _authorization(self, ref: ImageReference, rejected: str | None = None,
+                             actions: str = "pull") -> str | None:
         """The Authorization header for `ref`, by the scheme its host last challenged with.
 
         `rejected` is a header the registry just refused: a cached token equal to it is replaced.
@@ -220,7 +237,7 @@ class RegistryClient:
             return credentials.basic_header if credentials else None
         if challenge.scheme != "bearer" or "realm" not in challenge.params:
             return None
-        scope = f"repository:{ref.repository}:pull"
+        scope = f"repository:{ref.repository}:{actions}"
         key = (ref.registry, scope)
         # One token request per scope, however many lookups are waiting for it.
         async with self._token_locks.setdefault(key, asyncio.Lock()):
@@ -257,7 +274,7 @@ class RegistryClient:
         return token, expires_in
 
     async def _send(self, method: str, url: str, headers: dict[str, str], ref: ImageReference,
-                    server: str | None = None) -> _Response:
+                    server: str | None = None, data: bytes | None = None) -> _Response:
         """One request, retried on connection errors, 5xx and 429; other statuses returned."""
         retrying = AsyncRetrying(stop=stop_after_attempt(self._attempts), wait=self._backoff,
                                  retry=retry_if_exception_type(_Transient), reraise=True)
@@ -265,19 +282,20 @@ class RegistryClient:
             async for attempt in retrying:
                 with attempt:
                     return await self._send_once(method, url, headers, ref,
-                                                 server or f"registry {ref.registry}")
+                                                 server or f"registry {ref.registry}", data)
         except _Transient as exc:
             tries = "once" if self._attempts == 1 else f"{self._attempts} times"
             raise RegistryError(f"{ref}: {exc.problem} (tried {tries}); {exc.advice}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, method: str, url: str, headers: dict[str, str],
-                         ref: ImageReference, server: str) -> _Response:
+                         ref: ImageReference, server: str, data: bytes | None = None
+                         ) -> _Response:
         if (pacer := self._pacers.get(ref.registry)) is not None:
             await pacer.wait()
         self.requests_sent += 1
         try:
-            async with self._client().request(method, url, headers=headers,
+            async with self._client().request(method, url, headers=headers, data=data,
                                               allow_redirects=True) as raw:
                 body = await raw.read()
                 response = _Response(raw.status, raw.reason or "",

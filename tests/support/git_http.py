@@ -1,0 +1,91 @@
+"""Git's smart HTTP protocol, served by aiohttp in the test's event loop through `git http-backend`.
+
+    async with GitHttpServer(root) as server:      # root holds bare repositories, e.g. app.git
+        url = server.url("app.git")                # http://127.0.0.1:PORT/app.git
+
+Each request runs `git http-backend` as a CGI program: the request becomes its environment and
+stdin, its output (CGI headers, a blank line, the body) becomes the response.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+
+class GitHttpServer:
+    def __init__(self, root: Path):
+        self.root = root
+        self.requests: list[str] = []  # "METHOD /path?query", in order
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def url(self, repository: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{repository}"
+
+    async def start(self) -> "GitHttpServer":
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "GitHttpServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append(f"{request.method} {request.path_qs}")
+        body = await request.read()  # aiohttp has already undone any Content-Encoding: gzip
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "REQUEST_METHOD": request.method,
+            "PATH_INFO": request.path,
+            "QUERY_STRING": request.query_string,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": request.remote or "127.0.0.1",
+        }
+        if "Git-Protocol" in request.headers:  # protocol v2 is negotiated through this header
+            env["HTTP_GIT_PROTOCOL"] = request.headers["Git-Protocol"]
+        process = await asyncio.create_subprocess_exec(
+            "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        output, errors = await process.communicate(body)
+        if process.returncode != 0 and not output:
+            return web.Response(status=500, text=errors.decode(errors="replace"))
+        return _cgi_response(output)
+
+
+def _cgi_response(output: bytes) -> web.Response:
+    """Turn CGI output (headers, blank line, body) into a response; `Status:` sets the status."""
+    crlf, lf = output.find(b"\r\n\r\n"), output.find(b"\n\n")
+    if crlf != -1 and (lf == -1 or crlf < lf):
+        head, body = output[:crlf], output[crlf + 4:]
+    elif lf != -1:
+        head, body = output[:lf], output[lf + 2:]
+    else:
+        head, body = output, b""
+    status, headers = 200, {}
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if name.lower() == "status":
+            status = int(value.split()[0])
+        elif name.lower() not in ("content-length", "transfer-encoding"):
+            headers[name] = value  # aiohttp sets the framing headers itself
+    return web.Response(status=status, headers=headers, body=body)
