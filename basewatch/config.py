@@ -159,6 +159,7 @@ class Config(_Strict):
     poll_interval: Duration = 60.0
     settle_window: OptionalDuration = 0.0
     retention: Duration = 30 * 86400.0  # runs and logs older than this are purged, unless archived
+    purge_interval: Duration = 86400.0  # how often the retention purge runs
     log_archive: LogArchiveSettings | None = None
     notifications: NotificationSettings | None = None
     api_token_env: str | None = None  # the variable holding the API's bearer token

@@ -11,11 +11,13 @@ import logging
 import os
 import signal
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
 from basewatch.builder.docker_engine import DockerEngine
+from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config, load_config
@@ -26,6 +28,7 @@ from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.models import Run, RunStatus
+from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import Store
@@ -50,6 +53,7 @@ class Daemon:
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
         self.metrics = Metrics()
+        self.retention: RetentionSchedule | None = None
         self.queue: RunQueue | None = None
         self.executor: RunExecutor | None = None
         self.watcher: DigestWatcher | None = None
@@ -97,7 +101,14 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        self.services = Services(store, self.registrar, self.executor, self.queue.submit)
+        archive = LogArchive(config.log_archive.repository, config.registries) \
+            if config.log_archive else None
+        self.services = Services(store, self.registrar, self.executor, self.queue.submit,
+                                 archive)
+        self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
+                                           timedelta(seconds=config.retention),
+                                           timedelta(seconds=config.purge_interval))
+        self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
                          self.receive_context)
         add_registry_webhook(app, notification_token, self.on_push_notifications, self.metrics)
@@ -212,6 +223,8 @@ class Daemon:
             await self.queue.stop()
         if self.executor is not None:
             self.executor.close()
+        if self.retention is not None:
+            await self.retention.stop()
         if self.registry_client is not None:
             await self.registry_client.close()
         if self.store is not None:

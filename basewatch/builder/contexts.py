@@ -14,7 +14,6 @@ import os
 import posixpath
 import re
 import shutil
-import signal
 import stat
 import tarfile
 import tempfile

@@ -10,11 +10,12 @@ from aiohttp import hdrs, web
 
 from basewatch.errors import BasewatchError
 from basewatch.http.common import json_error, token_matches
+from basewatch.http.openapi import openapi_document
 
 API_PREFIX = "/api/"
 LOG_POLL_SECONDS = 0.2
 _STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
-           "InvalidRequestError": 400, "GraphError": 409}
+           "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502}
 
 
 class ApiServices(Protocol):
@@ -64,6 +65,12 @@ def add_api(app: web.Application, services, upload) -> None:
     """`services`: basewatch.services.Services plus graph_view; `upload(request)`: store an
     uploaded context and return where it went."""
     routes = web.RouteTableDef()
+
+    document = openapi_document()
+
+    @routes.get("/api/openapi.json")
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
 
     @routes.get("/api/graph")
     async def graph(request: web.Request) -> web.Response:

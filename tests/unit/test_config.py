@@ -57,6 +57,8 @@ def test_example_config_loads_with_every_key():
     assert config.settle_window == 0.0
     assert config.api_token_env == "BASEWATCH_TOKEN"
     assert config.notifications.token_env == "BASEWATCH_NOTIFY_TOKEN"
+    assert config.retention == 30 * 86400.0
+    assert config.log_archive.repository == "127.0.0.1:5000/basewatch/run-logs"
     [registry] = config.registries
     assert registry == RegistrySettings(host="127.0.0.1:5000", endpoint="http://127.0.0.1:5000",
                                         poll_interval=30.0, max_requests_per_second=20,
@@ -157,13 +159,16 @@ def test_registry_lookup_by_host(tmp_path):
     ("2m30s", 150.0),
     (" 5m ", 300.0),
     (timedelta(minutes=2), 120.0),
+    ("30d", 2592000.0),
+    ("1d12h", 129600.0),
+    ("2d30m", 174600.0),
 ])
 def test_parse_duration(value, seconds):
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["", "5x", "m", "1d", "30 s", "5m1h", "1.5m", "-5s", "s30",
-                                   None, [30], {"s": 30}])
+@pytest.mark.parametrize("value", ["", "5x", "m", "1w", "1h1d", "30 s", "5m1h", "1.5m", "-5s",
+                                   "s30", None, [30], {"s": 30}])
 def test_parse_duration_refuses_what_is_not_a_duration(value):
     with pytest.raises(ValueError, match="is not a duration such as 30s, 5m or 1h"):
         parse_duration(value)
@@ -206,12 +211,38 @@ def test_durations_in_every_place_they_are_read(tmp_path):
     ("poll_interval: yes\n", "poll_interval: expected a duration such as 30s, 5m or 1h"),
     ("registries: [{host: r.example, poll_interval: 0s}]\n",
      "registries[0].poll_interval: a duration must be positive"),
-    ("tasks: [{name: a, context: ., image: x, timeout: 1d}]\n",
-     "tasks[0].timeout: '1d' is not a duration such as 30s, 5m or 1h"),
+    ("tasks: [{name: a, context: ., image: x, timeout: 1w}]\n",
+     "tasks[0].timeout: '1w' is not a duration such as 30s, 5m or 1h"),
+    ("retention: 0d\n", "retention: a duration must be positive"),
 ])
 def test_bad_durations_name_their_key(tmp_path, content, line):
     path = write(tmp_path, content)
     assert problem(path) == f"{path}: {line}"
+
+
+def test_retention_defaults_to_30_days_and_log_archive_to_off(tmp_path):
+    config = load_config(write(tmp_path, {}))
+    assert (config.retention, config.log_archive) == (30 * 86400.0, None)
+
+
+@pytest.mark.parametrize("repository", ["127.0.0.1:5000/basewatch/run-logs",
+                                        "registry.example/logs", "run-logs"])
+def test_log_archive_repository_is_accepted(tmp_path, repository):
+    config = load_config(write(tmp_path, {"log_archive": {"repository": repository}}))
+    assert config.log_archive.repository == repository
+
+
+@pytest.mark.parametrize("repository, message", [
+    ("127.0.0.1:5000/logs:v1", "is not a repository without tag or digest"),
+    ("127.0.0.1:5000/logs@sha256:" + "a" * 64, "is not a repository without tag or digest"),
+    ("127.0.0.1:5000", "is not a repository without tag or digest"),
+    ("127.0.0.1:5000/Logs", "repository name must be lowercase"),
+    ("", "image reference is empty"),
+])
+def test_log_archive_repository_is_refused_with_the_reason(tmp_path, repository, message):
+    path = write(tmp_path, {"log_archive": {"repository": repository}})
+    line = problem(path)
+    assert line.startswith(f"{path}: log_archive.repository: ") and message in line, line
 
 
 # ------------------------------------------------------------------ tasks

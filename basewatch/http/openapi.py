@@ -1,0 +1,124 @@
+"""The OpenAPI document served at /api/openapi.json. Request bodies come from the same pydantic
+models that validate them, so the document cannot drift from what the API accepts."""
+from __future__ import annotations
+
+from basewatch import __version__
+from basewatch.builder.quick_runs import QuickBuildSpec
+from basewatch.config import TaskSettings
+
+_ERROR = {"description": "a message a person can act on",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_RUN = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}}
+_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _op(summary: str, ok: dict, *errors: int, body: dict | None = None,
+        parameters: list | None = None, public: bool = False) -> dict:
+    operation = {"summary": summary, "responses": {**ok, **{str(e): _ERROR for e in errors}}}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    if parameters:
+        operation["parameters"] = parameters
+    if public:
+        operation["security"] = []
+    else:
+        operation["responses"]["401"] = _ERROR
+    return operation
+
+
+def _json(ref: str) -> dict:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def openapi_document() -> dict:
+    runs_query = [{"name": name, "in": "query", "required": False, "schema": schema}
+                  for name, schema in (("task", {"type": "string"}),
+                                       ("status", {"type": "string"}),
+                                       ("image", {"type": "string"}),
+                                       ("top", {"type": "integer", "default": 15}))]
+    paths = {
+        "/healthz": {"get": _op("daemon, engine and registry health",
+                                {"200": {"description": "health report"}}, public=True)},
+        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}},
+                                public=True)},
+        "/webhooks/registry": {"post": _op(
+            "registry push notifications (CNCF distribution, Docker Hub, Harbor, ACR, Quay); "
+            "authenticated with the notification token",
+            {"202": {"description": "accepted, duplicates, ignored, rechecked"}},
+            400, 413, 503, public=True)},
+        "/api/openapi.json": {"get": _op("this document", {"200": {"description": "OpenAPI"}})},
+        "/api/graph": {"get": _op("watched bases, digests, dependents and cascades",
+                                  {"200": {"description": "the graph"}})},
+        "/api/tasks": {
+            "get": _op("list tasks", {"200": {"description": "tasks"}}),
+            "post": _op("create a task", {"201": {"description": "the task"}}, 400, 409,
+                        body=_json("Task")),
+        },
+        "/api/tasks/{name}": {
+            "get": _op("show a task and its bases", {"200": {"description": "the task"}}, 404,
+                       parameters=[_NAME]),
+            "patch": _op("update a task", {"200": {"description": "the task"}}, 400, 404, 409,
+                         body={"application/json": {"schema": {"type": "object"}}},
+                         parameters=[_NAME]),
+            "delete": _op("delete a task", {"204": {"description": "deleted"}}, 404, 409,
+                          parameters=[_NAME]),
+        },
+        "/api/tasks/{name}/runs": {"post": _op(
+            "run a task now", {"202": {"description": "queued", **_RUN}}, 400, 404,
+            body={"application/json": {"schema": {"type": "object", "properties": {
+                "values": {"type": "object", "additionalProperties": {"type": "string"}}}}}},
+            parameters=[_NAME])},
+        "/api/builds": {"post": _op(
+            "quick build: a JSON spec with context_url, or a context tarball (gzip) with the "
+            "spec in the X-Basewatch-Build header",
+            {"202": {"description": "queued", **_RUN}}, 400, 413,
+            body={**_json("QuickBuild"), "application/gzip": {"schema": {
+                "type": "string", "format": "binary"}}})},
+        "/api/runs": {"get": _op("list runs, newest first", {"200": {"description": "runs"}},
+                                 400, parameters=runs_query)},
+        "/api/runs/{run_id}": {
+            "get": _op("show a run", {"200": _RUN}, 404, parameters=[_RUN_ID]),
+            "patch": _op("archive a run, or not", {"200": _RUN}, 400, 404, 409,
+                         body={"application/json": {"schema": {
+                             "type": "object", "required": ["archived"],
+                             "properties": {"archived": {"type": "boolean"}}}}},
+                         parameters=[_RUN_ID]),
+        },
+        "/api/runs/{run_id}/cancel": {"post": _op("cancel a queued or running run",
+                                                  {"200": _RUN}, 404, 409,
+                                                  parameters=[_RUN_ID])},
+        "/api/runs/{run_id}/log": {"get": _op(
+            "a run's log; follow=1 streams it until the run ends",
+            {"200": {"description": "text", "content": {"text/plain": {}}}}, 404,
+            parameters=[_RUN_ID, {"name": "follow", "in": "query", "required": False,
+                                  "schema": {"type": "boolean"}}])},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "basewatch", "version": __version__,
+                 "description": "Rebuild every image built on a base image when it is patched."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "the token from api_token_env"}},
+            "schemas": {
+                "Task": TaskSettings.model_json_schema(mode="validation"),
+                "QuickBuild": QuickBuildSpec.model_json_schema(mode="validation"),
+                "Error": {"type": "object", "required": ["error"],
+                          "properties": {"error": {"type": "string"}}},
+                "Run": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "task": {"type": ["string", "null"]},
+                    "type": {"enum": ["QuickBuild", "QuickRun", "AutoBuild", "AutoRun"]},
+                    "trigger": {"enum": ["Manual", "Commit", "Pull Request", "Timer",
+                                         "Image Update"]},
+                    "status": {"enum": ["Queued", "Started", "Running", "Succeeded", "Failed",
+                                        "Canceled", "Error", "Timeout"]},
+                    "platform": {"type": "string"}, "outputs": {"type": "array"},
+                    "base_digests": {"type": "object"},
+                    "git_revision": {"type": ["string", "null"]},
+                    "archived": {"type": "boolean"}}},
+            },
+        },
+    }

@@ -1,0 +1,362 @@
+"""Build contexts: telling the kinds apart, packing a folder as Docker does, extracting safely."""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from basewatch.builder.contexts import (ContextError, ContextSpec, context_dir, extract_context,
+                                        pack_local_context, parse_context)
+
+MiB = 1 << 20
+
+
+# --- parse_context ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("app", ContextSpec("local", "app")),
+    ("./app", ContextSpec("local", "./app")),
+    (".", ContextSpec("local", ".")),
+    ("/srv/app", ContextSpec("local", "/srv/app")),
+    ("  ../app  ", ContextSpec("local", "../app")),
+    ("https://github.com/org/repo.git", ContextSpec("git", "https://github.com/org/repo.git")),
+    ("https://github.com/org/repo.git#main",
+     ContextSpec("git", "https://github.com/org/repo.git", "main")),
+    ("https://github.com/org/repo.git#release/1.2:docker/app",
+     ContextSpec("git", "https://github.com/org/repo.git", "release/1.2", "docker/app")),
+    ("https://github.com/org/repo.git#:src",
+     ContextSpec("git", "https://github.com/org/repo.git", None, "src")),
+    ("https://github.com/org/repo.git#main:", ContextSpec("git", "https://github.com/org/repo.git",
+                                                          "main")),
+    ("https://github.com/org/repo.git#main:./src/", ContextSpec(
+        "git", "https://github.com/org/repo.git", "main", "src")),
+    ("https://dev.example/org/repo#main:src",  # no .git, but a #fragment says git
+     ContextSpec("git", "https://dev.example/org/repo", "main", "src")),
+    ("http://127.0.0.1:8080/app.git", ContextSpec("git", "http://127.0.0.1:8080/app.git")),
+    ("file:///tmp/r.git#main", ContextSpec("git", "file:///tmp/r.git", "main")),
+    ("git@github.com:org/repo.git#v1:src",
+     ContextSpec("git", "git@github.com:org/repo.git", "v1", "src")),
+    ("git@github.com:org/repo.git", ContextSpec("git", "git@github.com:org/repo.git")),
+    ("deploy@git.example:team/repo", ContextSpec("git", "deploy@git.example:team/repo")),
+    ("ssh://git@host/org/repo.git", ContextSpec("git", "ssh://git@host/org/repo.git")),
+    ("ssh://git@host:2222/org/repo#0123abc", ContextSpec("git", "ssh://git@host:2222/org/repo",
+                                                         "0123abc")),
+    ("git://host/org/repo.git#main:src", ContextSpec("git", "git://host/org/repo.git", "main",
+                                                     "src")),
+    ("https://host/ctx.tar.gz", ContextSpec("tarball", "https://host/ctx.tar.gz")),
+    ("https://host/ctx.tgz", ContextSpec("tarball", "https://host/ctx.tgz")),
+    ("http://host/a/ctx.tar", ContextSpec("tarball", "http://host/a/ctx.tar")),
+    ("https://bucket.example/ctx.tar.gz?X-Signature=abc",
+     ContextSpec("tarball", "https://bucket.example/ctx.tar.gz?X-Signature=abc")),
+])
+def test_parse_context_tells_the_kinds_apart(text, expected):
+    assert parse_context(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("https://example.com/page", "cannot tell what https://example.com/page is"),
+    ("https://example.com/Dockerfile", "tarball URL (https://host/context.tar.gz"),
+    ("ftp://host/ctx.tar.gz", "ftp:// build contexts are not supported"),
+    ("https://host/repo.git#main:../secrets", "may not contain '..'"),
+    ("https://host/repo.git#main:src/../../x", "may not contain '..'"),
+    ("git@host:repo.git#main:/etc", "relative path"),
+    ("https://host/repo.git#--upload-pack=evil", "not a valid git branch"),
+    ("https://host/repo.git#a..b", "not a valid git branch"),
+    ("https://host/ctx.tar.gz#main", "takes no #ref:folder"),
+    ("file:///tmp/ctx.tar.gz", "must be http(s) URLs"),
+])
+def test_parse_context_refuses_with_one_clear_message(text, message):
+    with pytest.raises(ContextError) as raised:
+        parse_context(text)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_messages_do_not_repeat_passwords_or_query_strings():
+    with pytest.raises(ContextError) as raised:
+        parse_context("https://user:s3cret@host/page?token=t0ken")
+    assert "s3cret" not in str(raised.value) and "t0ken" not in str(raised.value)
+
+
+def test_context_dir_is_the_git_subfolder_or_the_destination(tmp_path):
+    assert context_dir(parse_context("git@h:r.git#main:src/app"), tmp_path) == tmp_path / "src/app"
+    assert context_dir(parse_context("git@h:r.git#main"), tmp_path) == tmp_path
+    assert context_dir(parse_context("https://h/c.tgz"), tmp_path) == tmp_path
+    assert context_dir(parse_context("./app"), tmp_path) == tmp_path
+
+
+# --- pack_local_context -------------------------------------------------------------------
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def packed_names(archive: Path) -> set[str]:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            return {member.name for member in tar.getmembers()}
+    finally:
+        archive.unlink()
+
+
+def test_pack_honours_dockerignore_as_docker_does(tmp_path):
+    folder = write(tmp_path / "app", {
+        "Dockerfile": "FROM scratch\n",
+        ".dockerignore": "# what the build does not need\n*.log\nnode_modules\n!keep.log\n"
+                         "Dockerfile\n.dockerignore\n",
+        "main.py": "print()\n", "debug.log": "x", "keep.log": "x",
+        "node_modules/left/index.js": "x", "sub/trace.log": "x",
+    })
+    names = packed_names(pack_local_context(folder, limit=MiB))
+    # The Dockerfile and .dockerignore are sent even when ignored; `*.log` is top-level only.
+    assert names == {"Dockerfile", ".dockerignore", "main.py", "keep.log", "sub",
+                     "sub/trace.log"}
+
+
+def test_pack_keeps_a_dockerfile_in_an_ignored_folder(tmp_path):
+    folder = write(tmp_path / "app", {"docker/Dockerfile.prod": "FROM scratch\n",
+                                      "docker/notes.txt": "x", ".dockerignore": "docker\n",
+                                      "main.py": "x"})
+    names = packed_names(pack_local_context(folder, "docker/Dockerfile.prod", limit=MiB))
+    assert names == {".dockerignore", "docker/Dockerfile.prod", "main.py"}
+
+
+def test_pack_without_dockerignore_sends_everything(tmp_path):
+    folder = write(tmp_path / "app", {"Dockerfile": "FROM scratch\n", "a/b/c.txt": "x"})
+    assert packed_names(pack_local_context(folder, limit=MiB)) == {"Dockerfile", "a", "a/b",
+                                                                    "a/b/c.txt"}
+
+
+def test_packed_context_extracts_to_the_same_files(tmp_path):
+    folder = write(tmp_path / "app", {"Dockerfile": "FROM scratch\n", "src/main.py": "print(1)\n"})
+    os.symlink("src/main.py", folder / "entry.py")
+    os.link(folder / "src/main.py", folder / "hard.py")
+    archive = pack_local_context(folder, limit=MiB)
+    try:
+        extract_context(archive, tmp_path / "out", limit=MiB)
+    finally:
+        archive.unlink()
+    out = tmp_path / "out"
+    assert (out / "src/main.py").read_text() == "print(1)\n"
+    assert os.readlink(out / "entry.py") == "src/main.py"
+    assert (out / "hard.py").read_text() == "print(1)\n"
+
+
+@pytest.mark.parametrize("setup, dockerfile, message", [
+    (lambda root: None, "Dockerfile", "does not exist"),
+    (lambda root: root.write_text("x"), "Dockerfile", "is not a folder"),
+    (lambda root: root.mkdir(), "Dockerfile", "there is no Dockerfile in"),
+    (lambda root: root.mkdir(), "build/Dockerfile.ci", "there is no build/Dockerfile.ci in"),
+    (lambda root: root.mkdir(), "../Dockerfile", "must be a path inside"),
+    (lambda root: root.mkdir(), "/etc/Dockerfile", "must be a path inside"),
+])
+def test_pack_errors(tmp_path, setup, dockerfile, message):
+    root = tmp_path / "app"
+    setup(root)
+    with pytest.raises(ContextError, match=message):
+        pack_local_context(root, dockerfile, limit=MiB)
+
+
+def test_pack_over_the_limit_names_the_size_the_limit_and_dockerignore(tmp_path):
+    folder = write(tmp_path / "app", {"Dockerfile": "FROM scratch\n"})
+    (folder / "data.bin").write_bytes(b"\0" * (3 * MiB))
+    with pytest.raises(ContextError) as raised:
+        pack_local_context(folder, limit=2 * MiB)
+    message = str(raised.value)
+    assert "3.0 MiB" in message and "2.0 MiB" in message and ".dockerignore" in message
+    # Ignoring the large file is the way out.
+    (folder / ".dockerignore").write_text("*.bin\n")
+    assert packed_names(pack_local_context(folder, limit=2 * MiB)) == {"Dockerfile",
+                                                                        ".dockerignore"}
+
+
+# --- extract_context ----------------------------------------------------------------------
+
+def entry(name: str, data: bytes | None = b"x", **attributes) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    for key, value in attributes.items():
+        setattr(info, key, value)
+    if data is not None and info.isreg():
+        info.size = len(data)
+    return info, data
+
+
+def make_tar(path: Path, entries, compress: bool = True) -> Path:
+    with tarfile.open(path, "w:gz" if compress else "w") as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None and info.isreg() else None)
+    return path
+
+
+@pytest.fixture
+def layout(tmp_path):
+    """tmp_path/run/context is the destination; tmp_path/outside must never change."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("unchanged")
+    return tmp_path
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root))
+        if path.is_symlink():
+            found[relative] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[relative] = path.read_bytes()
+        else:
+            found[relative] = "dir"
+    return found
+
+
+def test_extracts_a_normal_tar_with_dot_slash_names(layout):
+    archive = make_tar(layout / "ctx.tar.gz", [
+        entry("./", type=tarfile.DIRTYPE), entry("./Dockerfile", b"FROM scratch\n"),
+        entry("./src/app.py", b"print()\n", mode=0o755),
+        entry("./src/link.py", None, type=tarfile.SYMTYPE, linkname="app.py"),
+        entry("./lib", None, type=tarfile.SYMTYPE, linkname="src"),
+        entry("./copy", None, type=tarfile.LNKTYPE, linkname="./Dockerfile"),
+    ])
+    destination = layout / "run" / "context"
+    extract_context(archive, destination, limit=MiB)
+    assert snapshot(destination) == {
+        "Dockerfile": b"FROM scratch\n", "copy": b"FROM scratch\n", "lib": "-> src", "src": "dir",
+        "src/app.py": b"print()\n", "src/link.py": "-> app.py"}
+    assert os.access(destination / "src/app.py", os.X_OK)
+
+
+def test_extracts_a_plain_tar_from_a_stream(layout):
+    buffer = io.BytesIO()
+    make_tar(layout / "plain.tar", [entry("Dockerfile", b"FROM scratch\n")], compress=False)
+    buffer.write((layout / "plain.tar").read_bytes())
+    buffer.seek(0)
+    extract_context(buffer, layout / "context", limit=MiB)
+    assert (layout / "context/Dockerfile").read_bytes() == b"FROM scratch\n"
+    assert not buffer.closed  # the caller's stream stays the caller's
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([entry("../evil")], "climbs out with '..'"),
+    ([entry("src/../../evil")], "climbs out with '..'"),
+    ([entry("OUTSIDE/abs-evil")], "absolute path"),
+    ([entry("etc", None, type=tarfile.SYMTYPE, linkname="/etc"),
+      entry("etc/basewatch-evil")], "points outside the context"),
+    ([entry("out", None, type=tarfile.SYMTYPE, linkname="OUTSIDE"),
+      entry("out/evil")], "points outside the context"),
+    ([entry("sub/out", None, type=tarfile.SYMTYPE, linkname="../../../outside"),
+      entry("sub/out/evil")], "points outside the context"),
+    # A chain that is inside by spelling but outside once resolved: the data filter's check.
+    ([entry("b", None, type=tarfile.SYMTYPE, linkname="."),
+      entry("c", None, type=tarfile.SYMTYPE, linkname="b/b/../outside"),
+      entry("c/evil")], "unsafe build context"),
+    # Even a link that stays inside is never written through.
+    ([entry("real/", None, type=tarfile.DIRTYPE), entry("alias", None, type=tarfile.SYMTYPE,
+                                                        linkname="real"),
+      entry("alias/file")], "written through a symbolic link"),
+    ([entry("hard", None, type=tarfile.LNKTYPE, linkname="OUTSIDE/secret"),
+      entry("hard", b"overwritten")], "hard link"),
+    ([entry("hard", None, type=tarfile.LNKTYPE, linkname="../../outside/secret"),
+      entry("hard", b"overwritten")], "hard link"),
+    ([entry("null", None, type=tarfile.CHRTYPE, devmajor=1, devminor=3)], "device or a pipe"),
+    ([entry("disk", None, type=tarfile.BLKTYPE, devmajor=8, devminor=0)], "device or a pipe"),
+    ([entry("fifo", None, type=tarfile.FIFOTYPE)], "device or a pipe"),
+])
+def test_unsafe_archives_are_refused_and_nothing_is_written(layout, entries, message):
+    outside = str(layout / "outside")
+    entries = [(_swap(info, outside), data) for info, data in entries]
+    archive = make_tar(layout / "ctx.tar.gz", [entry("Dockerfile", b"FROM scratch\n")] + entries)
+    before = snapshot(layout)
+    with pytest.raises(ContextError, match=message):
+        extract_context(archive, layout / "run" / "context", limit=MiB)
+    assert not (layout / "run" / "context").exists()
+    assert snapshot(layout) == {**before, "run": "dir"}  # `run` was made as the parent
+    assert not os.path.exists("/etc/basewatch-evil")
+
+
+def _swap(info: tarfile.TarInfo, outside: str) -> tarfile.TarInfo:
+    """Replace the OUTSIDE placeholder by tmp_path/outside, an absolute path."""
+    info.name = info.name.replace("OUTSIDE", outside)
+    info.linkname = info.linkname.replace("OUTSIDE", outside)
+    return info
+
+
+def test_an_empty_destination_is_emptied_again_on_error(layout):
+    destination = layout / "context"
+    destination.mkdir()
+    archive = make_tar(layout / "ctx.tar.gz", [entry("Dockerfile"), entry("src/a"),
+                                               entry("../evil")])
+    with pytest.raises(ContextError):
+        extract_context(archive, destination, limit=MiB)
+    assert destination.is_dir() and list(destination.iterdir()) == []
+
+
+def test_a_destination_in_use_is_refused_and_left_alone(layout):
+    destination = layout / "context"
+    destination.mkdir()
+    (destination / "mine").write_text("keep")
+    archive = make_tar(layout / "ctx.tar.gz", [entry("Dockerfile")])
+    with pytest.raises(ContextError, match="must be a new or empty folder"):
+        extract_context(archive, destination, limit=MiB)
+    assert (destination / "mine").read_text() == "keep"
+
+
+def test_a_member_over_the_limit_is_refused_before_it_is_written(layout):
+    archive = make_tar(layout / "ctx.tar.gz", [entry("Dockerfile"),
+                                               entry("big.bin", b"\0" * (2 * MiB))])
+    with pytest.raises(ContextError, match="unpacks to more than the limit of 1.0 MiB"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+def test_many_small_members_count_towards_the_limit(layout):
+    archive = make_tar(layout / "ctx.tar.gz", [entry(f"f{i}", b"") for i in range(5000)])
+    with pytest.raises(ContextError, match="unpacks to more than the limit"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+def test_a_gzip_bomb_stops_at_the_limit(layout):
+    # 64 MiB of zeros in a member whose header is honest, about 64 KiB once compressed.
+    bomb = layout / "bomb.tar.gz"
+    with gzip.open(bomb, "wb") as raw:
+        header = tarfile.TarInfo("zeros")
+        header.size = 64 * MiB
+        raw.write(header.tobuf())
+        chunk = b"\0" * MiB
+        for _ in range(64):
+            raw.write(chunk)
+    assert bomb.stat().st_size < MiB
+    with pytest.raises(ContextError, match="unpacks to more than the limit"):
+        extract_context(bomb, layout / "context", limit=4 * MiB)
+    assert not (layout / "context").exists()
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"PK\x03\x04 a zip, not a tar", b"\x1f\x8b\x08\x00 broken gzip", os.urandom(4096),
+])
+def test_not_a_tar(layout, content):
+    archive = layout / "ctx.tar.gz"
+    archive.write_bytes(content)
+    with pytest.raises(ContextError, match="not a readable tar or tar.gz archive"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+def test_a_truncated_archive_leaves_nothing(layout):
+    archive = make_tar(layout / "ctx.tar.gz", [entry("Dockerfile"),
+                                               entry("data", os.urandom(200_000))])
+    archive.write_bytes(archive.read_bytes()[:100_000])
+    with pytest.raises(ContextError, match="not a readable"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
