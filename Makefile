@@ -24,6 +24,7 @@ bench: setup
 	$(VENV)/bin/python bench/poll.py
 	$(VENV)/bin/python bench/latency.py
 	$(VENV)/bin/python bench/fanout.py
+	$(VENV)/bin/python bench/build_overhead.py
 
 clean:
 	$(PYTHON) scripts/stack.py down

@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 import shutil
+import signal
 import stat
 import tarfile
 import tempfile
@@ -49,7 +50,7 @@ class ContextSpec:
 # --- telling the kinds apart -------------------------------------------------------------
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)")  # git@host:org/repo.git
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*@[A-Za-z0-9.-]+:(?!//)")  # git@host:org/repo
 _TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20~^:?*\[\\\x7f]")
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
@@ -146,10 +147,14 @@ def pack_local_context(folder: Path, dockerfile: str = "Dockerfile", *, limit: i
     if not (folder / dockerfile).is_file():
         raise ContextError(f"there is no {dockerfile} in {folder}")
     root = os.path.abspath(folder)
-    # The SDK's own matcher, fed as APIClient.build feeds it: the context is the same set of
-    # files `docker build` would send, including the Dockerfile and .dockerignore themselves.
-    files = sorted(exclude_paths(root, _dockerignore(folder), dockerfile=dockerfile))
-    size = 1024 + sum(_tar_bytes(_file_size(os.path.join(root, name))) for name in files)
+    try:
+        # The SDK's own matcher, fed as APIClient.build feeds it: the same files `docker build`
+        # would send, including the Dockerfile and .dockerignore even when they are ignored.
+        files = sorted(exclude_paths(root, _dockerignore(folder), dockerfile=dockerfile))
+        size = tarfile.RECORDSIZE + sum(_tar_bytes(_file_size(os.path.join(root, name)))
+                                        for name in files)
+    except OSError as error:
+        raise ContextError(f"could not read the build context {folder}: {error}") from error
     if size > limit:
         # Checked before packing (uncompressed, as the daemon counts it): no large temp file.
         raise ContextError(f"the build context {folder} is {_human(size)}, over the limit of "
@@ -172,7 +177,7 @@ def _dockerignore(folder: Path) -> list[str]:
     path = folder / ".dockerignore"
     if not path.is_file():
         return []
-    lines = (line.strip() for line in path.read_text().splitlines())
+    lines = (line.strip() for line in path.read_text(errors="replace").splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 
 
@@ -442,8 +447,10 @@ async def _git(*args: str) -> str:
     except BaseException:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+                os.killpg(process.pid, signal.SIGKILL)
+            # wait() also waits for the pipes: bounded, in case a helper left the group.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 5)
         raise
     if process.returncode != 0:
         raise _GitFailed(_git_reason(stderr) or f"git exited with {process.returncode}")

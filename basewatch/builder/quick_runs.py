@@ -61,7 +61,7 @@ class QuickRuns:
         if spec.context_url is not None:
             source = contexts.parse_context(spec.context_url)
             destination = self.contexts_dir / f"run-{run.id}"
-            run_log.line(f"Fetching the context from {spec.context_url}")
+            run_log.line(f"Fetching the context from {contexts.display_url(spec.context_url)}")
             if source.kind == "git":
                 revision = await contexts.fetch_git_context(source, destination)
                 run_log.line(f"Checked out {revision}")
