@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 
 from basewatch import __version__
-from basewatch.cli_runs import key_value, add_build_command, add_daemon_options, add_task_command
-from basewatch.config import load_config
+from basewatch.cli_runs import add_build_command, add_daemon_options, add_task_command, key_value
 from basewatch.errors import BasewatchError
 
 
@@ -51,7 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Heavy imports (pydantic, aiohttp, the docker SDK) stay inside the commands that need them:
+# every `basewatch build` pays the CLI's start-up time.
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from basewatch.config import load_config
     from basewatch.daemon import Daemon
 
     config = load_config(args.config)
@@ -62,6 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from basewatch.config import load_config
+
     config = load_config(args.config)
     print(f"{args.config}: valid ({len(config.tasks)} tasks, "
           f"{len(config.registries)} registries)")

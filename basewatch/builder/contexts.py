@@ -21,11 +21,13 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 from docker.utils.build import create_archive, exclude_paths
+
+if TYPE_CHECKING:  # the CLI imports this module: aiohttp's import time is the daemon's to pay
+    import aiohttp
 
 from basewatch.errors import BasewatchError
 
@@ -481,6 +483,8 @@ async def fetch_tarball_context(url: str, destination: Path, limit: int,
 
 async def _download(url: str, handle: BinaryIO, limit: int,
                     session: aiohttp.ClientSession | None, timeout: float) -> None:
+    import aiohttp
+
     shown = display_url(url)
     own = session is None
     if own:

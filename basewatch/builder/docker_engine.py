@@ -135,12 +135,19 @@ class DockerEngine:
             client.cut()
 
     def pull(self, source: str, name: str, platform: str, auth: dict | None,
-             log: LogSink) -> str:
-        """Pull `source` for `platform`, tag it `name` when they differ; return its digest."""
+             log: LogSink, current: str | None = None) -> str:
+        """Pull `source` for `platform`, tag it `name` when they differ; return its digest.
+
+        `current` is the digest the registry has now: when the engine already holds exactly
+        that image for this platform under `name`, there is nothing to pull.
+        """
         client = self._client()
         repository, tag = _split_reference(source)
         digest = source.partition("@")[2] or None
         try:
+            if current is not None and self._holds(client, name, repository, current, platform):
+                log(f"{source}: the engine has {current} already\n")
+                return current
             for chunk in client.pull(repository, tag=tag, platform=platform, auth_config=auth,
                                      stream=True, decode=True):
                 _raise_on_error(chunk, f"pull of {source}", log)
@@ -171,6 +178,18 @@ class DockerEngine:
             raise self._broken("build", exc) from None
         finally:
             self._release(client)
+
+    @staticmethod
+    def _holds(client: docker.APIClient, name: str, repository: str, digest: str,
+               platform: str) -> bool:
+        try:
+            image = client.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            return False
+        built = "/".join(p for p in (image.get("Os"), image.get("Architecture"),
+                                     image.get("Variant")) if p)
+        return f"{repository}@{digest}" in (image.get("RepoDigests") or []) and \
+            Platform.parse(built) == Platform.parse(platform)
 
     @staticmethod
     def _check_platform(client: docker.APIClient, image_id: str, wanted: str) -> None:

@@ -179,12 +179,14 @@ class RunExecutor:
             async with self._leases.hold(map(engine_name, bases), platform):
                 pulled = {}
                 for base in bases:
-                    # Always pulled, so a rebuild really uses the base's new digest.
+                    # Always checked against the registry, so a rebuild really uses the base's
+                    # new digest; pulled unless the engine holds exactly that image already.
                     source = self.sources.pull_source(base)
                     run_log.line(f"Pulling {source} ({platform})")
                     pulled[base] = await in_thread(
                         engine.pull, source, engine_name(base), platform,
-                        self.sources.auth(base), run_log.write)
+                        self.sources.auth(base), run_log.write,
+                        await self._registry_digest(base, platform))
                 await in_thread(engine.build, request, run_log.write)
             return await self._platform_digests(pulled, platform)
 
@@ -211,6 +213,9 @@ class RunExecutor:
             run_log.line(f"Run ID: {run.id} timed out: {message}")
             return RunStatus.TIMEOUT, [], message
         except BasewatchError as exc:
+            if run.id in self._canceled:
+                run_log.line(f"Run ID: {run.id} was canceled")
+                return RunStatus.CANCELED, [], "canceled by request"
             run_log.line(f"Run ID: {run.id} failed: {exc}")
             return RunStatus.FAILED, [], str(exc)
         if run.spec is None:
@@ -240,6 +245,15 @@ class RunExecutor:
             run_log.line(f"Pushed the index {tag} ({', '.join(platforms)}): digest: {digest}")
             outputs.append(PushedImage(tag, digest))
         return base_digests, outputs
+
+    async def _registry_digest(self, base: str, platform: str) -> str | None:
+        """What the engine would pull for `base` now (the index digest of a multi-arch tag)."""
+        try:
+            seen = await self.digests.platform_digest(ImageReference.parse(base),
+                                                      Platform.parse(platform))
+        except BasewatchError:
+            return None  # the engine's own pull will say what is wrong
+        return seen.index_digest or seen.digest
 
     async def _platform_digests(self, digests: dict[str, str], platform: str) -> dict[str, str]:
         """The engine reports an index digest for a multi-arch base; the watcher compares

@@ -13,7 +13,7 @@ from basewatch.http.common import json_error, token_matches
 from basewatch.http.openapi import openapi_document
 
 API_PREFIX = "/api/"
-LOG_POLL_SECONDS = 0.2
+LOG_POLL_SECONDS = 0.05  # a followed log is this far behind the build at most
 _STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
            "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502}
 

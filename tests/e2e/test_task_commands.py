@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -98,8 +101,17 @@ def test_failures_cancel_and_timeout(tmp_path, daemon):
             != "Running":
         assert time.monotonic() < deadline, "the slow run never started"
         time.sleep(0.3)
+    # `task logs` attaches to the run in progress and ends when the run does.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASEWATCH_")}
+    follower = subprocess.Popen([sys.executable, "-m", "basewatch", "task", "logs", "slow"],
+                                env={**env, "BASEWATCH_URL": url, "BASEWATCH_TOKEN": TOKEN},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    assert follower.poll() is None, "still following while the run is in progress"
     canceled = cli("task", "cancel-run", "--run-id", run_id, url=url)
     assert canceled.returncode == 0, canceled.stderr
+    followed, _ = follower.communicate(timeout=30)
+    assert "RUN sleep 60" in followed and f"Run ID: {run_id} was canceled" in followed
     deadline = time.monotonic() + 30
     while (shown := json.loads(cli("task", "show-run", "--run-id", run_id, url=url).stdout)
            )["status"] == "Running":
