@@ -55,13 +55,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp, \
+            stack.engine_for_session() as engine:
         workdir = Path(tmp)
-        engine = stack.Engine.find()
-        engine_root = None
-        if engine is None:
-            engine_root = Path(tempfile.mkdtemp(prefix="basewatch-engine-"))
-            engine = stack.Engine.start(engine_root)
         registry = stack.Registry(workdir / "registry", stack.free_port()).start()
         reg = registry.address
         port = stack.free_port()
@@ -112,7 +108,6 @@ def main() -> int:
                 daemon.terminate()
                 daemon.wait(timeout=60)
             registry.stop()
-            engine.stop(remove=engine_root)
     docker_median = statistics.median(times["docker"])
     basewatch_median = statistics.median(times["basewatch"])
     ratio = basewatch_median / docker_median

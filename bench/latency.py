@@ -102,22 +102,14 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp:
-        workdir = Path(tmp)
-        engine = stack.Engine.find()
-        engine_root = None
-        if engine is None:
-            engine_root = Path(tempfile.mkdtemp(prefix="basewatch-engine-"))
-            engine = stack.Engine.start(engine_root)
-        try:
-            for mode in ("notifications", "polling"):
-                latencies = asyncio.run(measure(mode, args.samples, workdir, engine.docker_host))
-                results[mode] = latencies
-                print(f"{mode:>13}: {len(latencies)} samples, median "
-                      f"{statistics.median(latencies):.3f} s, p95 {p95(latencies):.3f} s, "
-                      f"min {min(latencies):.3f} s, max {max(latencies):.3f} s", flush=True)
-        finally:
-            engine.stop(remove=engine_root)
+    with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp, \
+            stack.engine_for_session() as engine:
+        for mode in ("notifications", "polling"):
+            latencies = asyncio.run(measure(mode, args.samples, Path(tmp), engine.docker_host))
+            results[mode] = latencies
+            print(f"{mode:>13}: {len(latencies)} samples, median "
+                  f"{statistics.median(latencies):.3f} s, p95 {p95(latencies):.3f} s, "
+                  f"min {min(latencies):.3f} s, max {max(latencies):.3f} s", flush=True)
     median = statistics.median(results["notifications"])
     verdict = "PASS" if median < GOAL_SECONDS else "FAIL"
     print(f"summary: push-to-run-start median with notifications: {median:.3f} s "

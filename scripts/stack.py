@@ -21,9 +21,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 APT_PACKAGES = {
@@ -406,6 +408,23 @@ class Engine:
             # A killed dockerd leaves its network namespace mounted; rmtree would fail on it.
             _unmount_below(remove)
             shutil.rmtree(remove, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def engine_for_session() -> Iterator[Engine]:
+    """A working engine: the one DOCKER_HOST (or /var/run/docker.sock) names, else one started
+    in a temporary folder, stopped and removed afterwards. Outside pytest's tmp_path on purpose:
+    the engine's mounts must be gone before anything deletes its folder."""
+    engine = Engine.find()
+    if engine is not None:
+        yield engine
+        return
+    root = Path(tempfile.mkdtemp(prefix="basewatch-engine-"))
+    engine = Engine.start(root)
+    try:
+        yield engine
+    finally:
+        engine.stop(remove=root)
 
 
 def _unmount_below(root: Path) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,8 @@ import stack  # noqa: E402  (scripts/stack.py: shared with `make demo`)
 @pytest.fixture(scope="session")
 def docker_host() -> str:
     """A working Docker Engine: the one DOCKER_HOST names, or one started for this session."""
-    engine = stack.Engine.find()
-    if engine is not None:
+    with stack.engine_for_session() as engine:
         yield engine.docker_host
-        return
-    # Outside pytest's tmp_path: the engine's mounts must be gone before anything deletes it.
-    root = Path(tempfile.mkdtemp(prefix="basewatch-engine-"))
-    engine = stack.Engine.start(root)
-    try:
-        yield engine.docker_host
-    finally:
-        engine.stop(remove=root)
 
 
 @pytest.fixture
