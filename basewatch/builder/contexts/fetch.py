@@ -1,0 +1,175 @@
+"""Daemon side: materialising a git repository or a remote tarball into the run's own folder."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the daemon's to pay
+    import aiohttp
+
+from basewatch.builder.contexts.archive import (claim_destination, discard_destination,
+                                                extract_context, human_size)
+from basewatch.builder.contexts.spec import COMMIT, ContextError, ContextSpec, display_url
+
+
+# --- daemon side: git --------------------------------------------------------------------
+
+class _GitFailed(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _git_reason(stderr: bytes) -> str:
+    """What git said went wrong, on one line.
+
+    Its last line is often boilerplate ("and the repository exists."): take the lines up to its
+    first fatal/error line instead, which keeps a cause printed just before it, such as ssh's
+    "Permission denied (publickey).", and drops hints and warnings.
+    """
+    kept = []
+    for line in stderr.decode(errors="replace").splitlines():
+        line = line.strip()
+        if line and not line.startswith(("hint:", "warning:")):
+            kept.append(line)
+        if line.startswith(("fatal:", "error:")):
+            break
+    return " ".join(kept[-2:])
+
+
+async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float = 300) -> str:
+    """Check `spec` out into `destination` (new or empty); return the commit's sha."""
+    if spec.kind != "git":
+        raise ValueError(f"not a git context: {spec!r}")
+    where = display_url(spec.location) + (f"#{spec.ref}" if spec.ref else "")
+    created = claim_destination(destination)
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await _clone(spec, destination)
+                sha = (await _git("-C", str(destination), "rev-parse", "HEAD")).strip()
+        except TimeoutError:
+            raise ContextError(f"fetching {where} took longer than {timeout:.0f}s") from None
+        except _GitFailed as failure:
+            raise ContextError(f"git could not fetch {where}: {failure.reason}") from None
+        _check_folder(spec, destination, where)
+        return sha
+    except BaseException:
+        discard_destination(destination, created)
+        raise
+
+
+async def _clone(spec: ContextSpec, destination: Path) -> None:
+    branch = ["--branch", spec.ref] if spec.ref else []
+    try:
+        await _git("clone", "--quiet", "--depth", "1", *branch, "--", spec.location,
+                   str(destination))
+    except _GitFailed:
+        if spec.ref is None or not COMMIT.match(spec.ref):
+            raise
+        # --branch takes branches and tags only: a commit needs the history to check out from.
+        discard_destination(destination, created=False)
+        destination.mkdir(exist_ok=True)  # a failed clone may have removed it
+        await _git("clone", "--quiet", "--no-checkout", "--", spec.location, str(destination))
+        await _git("-C", str(destination), "-c", "advice.detachedHead=false", "checkout",
+                   "--quiet", "--detach", spec.ref)
+
+
+def _check_folder(spec: ContextSpec, checkout: Path, where: str) -> None:
+    if spec.folder is None:
+        return
+    root, folder = checkout.resolve(), (checkout / spec.folder).resolve()
+    if not folder.is_relative_to(root):  # a symbolic link in the repository
+        raise ContextError(f"the folder {spec.folder!r} of {where} leads outside the repository")
+    if not folder.is_dir():
+        raise ContextError(f"there is no folder {spec.folder!r} in {where}")
+
+
+def _git_env() -> dict[str, str]:
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C",
+               # no ext:: or other remote helpers that run commands
+               GIT_ALLOW_PROTOCOL="file:git:http:https:ssh")
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never wait for a password
+    return env
+
+
+async def _git(*args: str) -> str:
+    """Run git; its stdout, or _GitFailed with what git's stderr says went wrong."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "git", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=_git_env(),
+            start_new_session=True)  # its own process group: a timeout kills its helpers too
+    except FileNotFoundError:
+        raise ContextError("git is not installed on the daemon's host") from None
+    try:
+        stdout, stderr = await process.communicate()
+    except BaseException:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            # wait() also waits for the pipes: bounded, in case a helper left the group.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 5)
+        raise
+    if process.returncode != 0:
+        raise _GitFailed(_git_reason(stderr) or f"git exited with {process.returncode}")
+    return stdout.decode(errors="replace")
+
+
+# --- daemon side: remote tarballs --------------------------------------------------------
+
+async def fetch_tarball_context(url: str, destination: Path, limit: int,
+                                session: aiohttp.ClientSession | None = None, *,
+                                timeout: float = 300) -> None:
+    """Download the tarball at `url` (at most `limit` bytes) and extract it into `destination`.
+
+    The download goes to a temp file beside `destination` (in the run's folder), then away.
+    """
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise ContextError(f"{destination} must be a new or empty folder")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".context-",
+                                         suffix=".download", delete=False)
+    try:
+        with handle:
+            await _download(url, handle, limit, session, timeout)
+        await asyncio.to_thread(extract_context, Path(handle.name), destination, limit)
+    finally:
+        os.unlink(handle.name)
+
+
+async def _download(url: str, handle: BinaryIO, limit: int,
+                    session: aiohttp.ClientSession | None, timeout: float) -> None:
+    import aiohttp
+
+    shown = display_url(url)
+    own = session is None
+    if own:
+        session = aiohttp.ClientSession()
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            if not 200 <= response.status < 300:
+                raise ContextError(f"downloading {shown} failed: HTTP {response.status} "
+                                   f"{response.reason or ''}".rstrip())
+            over = ContextError(f"{shown} is larger than the limit of {human_size(limit)}")
+            if response.content_length is not None and response.content_length > limit:
+                raise over
+            received = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                received += len(chunk)
+                if received > limit:
+                    raise over
+                await asyncio.to_thread(handle.write, chunk)
+    except aiohttp.ClientError as error:
+        raise ContextError(f"could not download {shown}: {error}") from None
+    except TimeoutError:
+        raise ContextError(f"downloading {shown} took longer than {timeout:.0f}s") from None
+    finally:
+        if own:
+            await session.close()

@@ -1,0 +1,98 @@
+"""What a context argument names: a local folder, a git repository or a remote tarball."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+
+from basewatch.errors import BasewatchError
+
+
+class ContextError(BasewatchError):
+    """A build context is malformed, missing, too large, unsafe or could not be fetched."""
+
+
+ACCEPTED = ("a local folder, a git URL (https://host/org/repo.git#ref:folder, "
+            "git@host:org/repo.git, ssh://, git://, file://) or a tarball URL "
+            "(https://host/context.tar.gz, .tgz, .tar)")
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    kind: Literal["local", "git", "tarball"]
+    location: str             # folder path / repository URL (no #fragment) / tarball URL
+    ref: str | None = None    # git branch, tag or commit (None: the default branch)
+    folder: str | None = None  # git subfolder, relative and without ".."
+
+
+# --- telling the kinds apart -------------------------------------------------------------
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*@[A-Za-z0-9.-]+:(?!//)")  # git@host:org/repo
+_TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20~^:?*\[\\\x7f]")
+COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
+
+
+def parse_context(text: str) -> ContextSpec:
+    """Decide what kind of context `text` names (see ACCEPTED)."""
+    text = text.strip()
+    if not text:
+        raise ContextError(f"the build context is empty: give {ACCEPTED}")
+    scheme = _SCHEME.match(text)
+    if scheme is None and not _SCP_LIKE.match(text):
+        return ContextSpec("local", text)
+    location, has_fragment, fragment = text.partition("#")
+    name = scheme.group(1).lower() if scheme else None
+    if name in ("http", "https"):
+        path = urlsplit(location).path
+        if path.endswith(_TARBALL_SUFFIXES):
+            if has_fragment:
+                raise ContextError(f"{display_url(text)}: a tarball URL takes no #ref:folder")
+            return ContextSpec("tarball", text)
+        if not (path.rstrip("/").endswith(".git") or has_fragment):
+            raise ContextError(f"cannot tell what {display_url(text)} is: give {ACCEPTED}")
+    elif name is not None and name not in ("git", "ssh", "file"):
+        raise ContextError(f"{name}:// build contexts are not supported: give {ACCEPTED}")
+    elif name == "file" and location.endswith(_TARBALL_SUFFIXES):
+        raise ContextError(f"{display_url(text)}: tarball contexts must be http(s) URLs")
+    ref, _, folder = fragment.partition(":")
+    return ContextSpec("git", location, _checked_ref(ref, text), _checked_folder(folder, text))
+
+
+def _checked_ref(ref: str, text: str) -> str | None:
+    if not ref:
+        return None
+    # git passes the ref on as an argument: no leading "-", nothing git would refuse anyway
+    if ref.startswith(("-", "/")) or ref.endswith("/") or ".." in ref or _BAD_REF_CHARS.search(ref):
+        raise ContextError(f"{display_url(text)}: {ref!r} is not a valid git branch, tag or commit")
+    return ref
+
+
+def _checked_folder(folder: str, text: str) -> str | None:
+    if folder.startswith("/") or "\\" in folder or "\x00" in folder:
+        raise ContextError(f"{display_url(text)}: the folder after ':' must be a relative path "
+                           "inside the repository")
+    parts = [part for part in folder.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ContextError(f"{display_url(text)}: the folder after ':' may not contain '..'")
+    return "/".join(parts) or None
+
+
+def display_url(url: str) -> str:
+    """`url` without a password or query string, which may hold secrets, for messages."""
+    if not _SCHEME.match(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment))
+
+
+def context_dir(spec: ContextSpec, destination: Path) -> Path:
+    """Where the build context is once `spec` has been materialised into `destination`."""
+    if spec.kind == "git" and spec.folder:
+        return destination / spec.folder
+    return destination
