@@ -14,36 +14,22 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.support.loopback import LoopbackServer
 
-class GitHttpServer:
+
+class GitHttpServer(LoopbackServer):
     def __init__(self, root: Path):
+        super().__init__()
         self.root = root
         self.requests: list[str] = []  # "METHOD /path?query", in order
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def url(self, repository: str) -> str:
         return f"http://127.0.0.1:{self.port}/{repository}"
 
-    async def start(self) -> "GitHttpServer":
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "GitHttpServer":
-        return await self.start()
-
-    async def __aexit__(self, *exc_info) -> None:
-        await self.close()
+        return app
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path_qs}")

@@ -24,15 +24,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.support.loopback import LoopbackServer
+
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-class TokenServer:
+class TokenServer(LoopbackServer):
     def __init__(self, directory: Path, *, users: dict[str, str] | None = None,
                  public_prefix: str = "public/", service: str = "basewatch-registry",
                  issuer: str = "basewatch-test-tokens", expires_in: int = 300):
+        super().__init__()
         self.users = dict(users or {})
         self.public_prefix = public_prefix
         self.service = service
@@ -44,8 +47,6 @@ class TokenServer:
         directory.mkdir(parents=True, exist_ok=True)
         self.rootcertbundle = directory / "token-ca.pem"
         self.rootcertbundle.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def realm(self) -> str:
@@ -56,26 +57,10 @@ class TokenServer:
         return {"token": {"realm": self.realm, "service": self.service, "issuer": self.issuer,
                           "rootcertbundle": str(self.rootcertbundle)}}
 
-    async def start(self) -> "TokenServer":
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/token", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "TokenServer":
-        return await self.start()
-
-    async def __aexit__(self, *exc_info) -> None:
-        await self.close()
+        return app
 
     def issue(self, subject: str, access: list[dict]) -> str:
         """A signed token granting `access` ([{type, name, actions}]); also for pushing in tests."""
