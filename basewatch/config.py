@@ -164,6 +164,7 @@ class Config(_Strict):
     notifications: NotificationSettings | None = None
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # a quick build's context, unpacked
+    allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
+from basewatch.builder.contexts import parse_context
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
@@ -69,8 +70,10 @@ def task_view(task: TaskSettings, source: str | None = None) -> dict:
 
 class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
-                 submit: Callable[[str], None], archive=None):
+                 submit: Callable[[str], None], archive=None,
+                 allow_file_contexts: bool = False):
         self.archive = archive  # a LogArchive when log_archive is configured
+        self.allow_file_contexts = allow_file_contexts
         self.store = store
         self.registrar = registrar
         self.executor = executor
@@ -142,10 +145,18 @@ class Services:
         self.submit(run.id)
         return run_view(run)
 
-    async def quick_build(self, body: dict) -> dict:
+    async def quick_build(self, body: dict, uploaded: Path | None = None) -> dict:
+        """A quick run of `body` (a QuickBuildSpec), on an uploaded context or a context URL."""
+        if "context_path" in body:
+            raise InvalidRequestError("context_path is not accepted: upload the context, or "
+                                      "give context_url")
         spec = validated(QuickBuildSpec, body, "build")
+        if uploaded is not None:
+            spec = spec.model_copy(update={"context_path": str(uploaded)})
         if (spec.context_path is None) == (spec.context_url is None):
             raise InvalidRequestError("give the context as an upload or as a URL, not both")
+        if spec.context_url is not None:
+            self._check_context_url(spec.context_url)
         if spec.push and not spec.image:
             raise InvalidRequestError("give at least one image (-t) to push, or --no-push")
         run = await self.store.runs.create(RunRequest(
@@ -153,6 +164,16 @@ class Services:
             spec=spec.model_dump_json()))
         self.submit(run.id)
         return run_view(run)
+
+    def _check_context_url(self, url: str) -> None:
+        """Refused before anything is queued: a local path (the daemon's disk is not the
+        caller's), and file:// repositories unless the config allows them."""
+        source = parse_context(url)
+        if source.kind == "local":
+            raise InvalidRequestError(f"{url} is not a URL: upload a local folder instead")
+        if source.location.startswith("file://") and not self.allow_file_contexts:
+            raise InvalidRequestError("file:// contexts read the daemon's own disk and are "
+                                      "refused; set allow_file_contexts: true to allow them")
 
     async def list_runs(self, task: str | None, status: str | None, image: str | None,
                         top: int) -> list[dict]:

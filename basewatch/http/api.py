@@ -119,7 +119,8 @@ def add_api(app: web.Application, services, upload) -> None:
                 return json_error(400, "the X-Basewatch-Build header is not valid JSON")
             if not isinstance(body, dict):
                 return json_error(400, "the X-Basewatch-Build header must be a JSON object")
-            body["context_path"] = str(await upload(request))
+            return web.json_response(await services.quick_build(body, await upload(request)),
+                                     status=202)
         return web.json_response(await services.quick_build(body), status=202)
 
     @routes.get("/api/runs")

@@ -210,6 +210,7 @@ async def test_bad_input_gets_a_clear_message(tmp_path, daemon):
         (("build", "--platform", "windows/amd64", "-t", f"{reg}/x:1", str(ok)), "Linux engine"),
         (("build", str(ok)), "give at least one image"),
         (("build", "-t", f"{reg}/x:1", "https://example.invalid/not-a-context"), "cannot tell what"),
+        (("build", "-t", f"{reg}/x:1", f"file://{tmp_path}/repo.git"), "file:// contexts"),
     ]
     for args, message in cases:
         code, out, err = await cli(*args, url=url)
@@ -233,6 +234,16 @@ async def test_bad_input_gets_a_clear_message(tmp_path, daemon):
     assert refused.value.code == 400
     assert "unsafe build context" in json.load(refused.value)["error"]
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+    # The daemon's own folders are not the caller's to name.
+    request = urllib.request.Request(
+        f"{url}/api/builds", method="POST", headers={
+            "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        data=json.dumps({"image": [f"{reg}/x:1"], "context_path": "/etc"}).encode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert "context_path is not accepted" in json.load(refused.value)["error"]
 
     code, _, err = await cli("build", "-t", f"{reg}/x:1", str(ok), url=url, token="wrong")
     assert code == 2 and "(HTTP 401)" in err
