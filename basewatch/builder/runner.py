@@ -22,7 +22,7 @@ from basewatch.models import PushedImage, Run, RunStatus
 from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.templating import RunVariables, render
-from basewatch.watcher.digest_watch import DigestSource
+from basewatch.watcher.digest_watch import DigestSource, PlatformDigestLike
 from basewatch.watcher.dockerfile import analyse_dockerfile_path
 from basewatch.watcher.reference import ImageReference
 
@@ -177,18 +177,20 @@ class RunExecutor:
             # From the pulls to the end of the build, no other platform may re-pull these
             # bases: the engine keeps one local image per name.
             async with self._leases.hold(map(engine_name, bases), platform):
-                pulled = {}
+                built_on = {}
                 for base in bases:
                     # Always checked against the registry, so a rebuild really uses the base's
                     # new digest; pulled unless the engine holds exactly that image already.
                     source = self.sources.pull_source(base)
                     run_log.line(f"Pulling {source} ({platform})")
-                    pulled[base] = await in_thread(
+                    seen = await self._registry_digest(base, platform)
+                    pulled = await in_thread(
                         engine.pull, source, engine_name(base), platform,
                         self.sources.auth(base), run_log.write,
-                        await self._registry_digest(base, platform))
+                        seen and (seen.index_digest or seen.digest))
+                    built_on[base] = await self._platform_digest(base, pulled, seen, platform)
                 await in_thread(engine.build, request, run_log.write)
-            return await self._platform_digests(pulled, platform)
+            return built_on
 
         async def push(tag: str) -> str:
             run_log.line(f"Pushing {tag}")
@@ -246,32 +248,27 @@ class RunExecutor:
             outputs.append(PushedImage(tag, digest))
         return base_digests, outputs
 
-    async def _registry_digest(self, base: str, platform: str) -> str | None:
-        """What the engine would pull for `base` now (the index digest of a multi-arch tag)."""
+    async def _registry_digest(self, base: str, platform: str) -> PlatformDigestLike | None:
+        """What the registry holds for `base` on `platform` now (index and platform digests)."""
         try:
-            seen = await self.digests.platform_digest(ImageReference.parse(base),
+            return await self.digests.platform_digest(ImageReference.parse(base),
                                                       Platform.parse(platform))
         except BasewatchError:
             return None  # the engine's own pull will say what is wrong
-        return seen.index_digest or seen.digest
 
-    async def _platform_digests(self, digests: dict[str, str], platform: str) -> dict[str, str]:
+    async def _platform_digest(self, base: str, pulled: str, seen: PlatformDigestLike | None,
+                               platform: str) -> str:
         """The engine reports an index digest for a multi-arch base; the watcher compares
         platform digests, so that is what a run records."""
-        result = {}
-        for base, digest in digests.items():
-            watched = await self.store.graph.get_watched(base, platform)
-            if watched is not None and digest == watched.index_digest and watched.digest:
-                digest = watched.digest
-            elif watched is None or digest != watched.digest:
-                # The index moved since the watcher's last look: ask the registry (by digest,
-                # so cached and immutable).
-                ref = ImageReference.parse(base)
-                try:
-                    digest = (await self.digests.platform_digest(
-                        ImageReference(ref.registry, ref.repository, None, digest),
-                        Platform.parse(platform))).digest
-                except BasewatchError as exc:
-                    log.warning("cannot resolve %s@%s for %s: %s", base, digest, platform, exc)
-            result[base] = digest
-        return result
+        if seen is not None and pulled in (seen.index_digest, seen.digest):
+            return seen.digest
+        # The tag moved between the look and the pull: ask the registry by digest (immutable,
+        # so cached).
+        ref = ImageReference.parse(base)
+        try:
+            return (await self.digests.platform_digest(
+                ImageReference(ref.registry, ref.repository, None, pulled),
+                Platform.parse(platform))).digest
+        except BasewatchError as exc:
+            log.warning("cannot resolve %s@%s for %s: %s", base, pulled, platform, exc)
+            return pulled
