@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Iterable, Iterator
 
 import docker
 import docker.errors
@@ -148,14 +149,12 @@ class DockerEngine:
             if current is not None and self._holds(client, name, repository, current, platform):
                 log(f"{source}: the engine has {current} already\n")
                 return current
-            for chunk in client.pull(repository, tag=tag, platform=platform, auth_config=auth,
-                                     stream=True, decode=True):
-                _raise_on_error(chunk, f"pull of {source}", log)
+            chunks = client.pull(repository, tag=tag, platform=platform, auth_config=auth,
+                                 stream=True, decode=True)
+            for chunk in _follow(chunks, f"pull of {source}", log):
                 status = chunk.get("status", "")
                 if status.startswith("Digest: "):
                     digest = status.removeprefix("Digest: ").strip()
-                if line := _status_line(chunk):
-                    log(line)
             if name != source:
                 client.tag(source, *_split_reference(name))
         except _BROKEN as exc:
@@ -208,16 +207,12 @@ class DockerEngine:
         # pull=False: the runner has just pulled every base, from where the watcher reads it.
         chunks = client.build(
             path=str(request.context), dockerfile=request.dockerfile,
-            tag=request.tags[0] if request.tags else None, buildargs=request.build_args, target=request.target, platform=request.platform,
+            tag=request.tags[0] if request.tags else None, buildargs=request.build_args,
+            target=request.target, platform=request.platform,
             pull=False, rm=True, forcerm=True, network_mode="host", decode=True)
-        for chunk in chunks:
-            _raise_on_error(chunk, "build", log)
-            if "stream" in chunk:
-                log(chunk["stream"])
-                if chunk["stream"].startswith("Successfully built "):
-                    image_id = chunk["stream"].split()[-1]
-            elif "status" in chunk and (line := _status_line(chunk)):
-                log(line)
+        for chunk in _follow(chunks, "build", log):
+            if chunk.get("stream", "").startswith("Successfully built "):
+                image_id = chunk["stream"].split()[-1]
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
         if image_id is None:
@@ -229,12 +224,9 @@ class DockerEngine:
         repository, name_tag = split_tag(tag)
         digest = None
         try:
-            for chunk in client.push(repository, tag=name_tag, auth_config=auth, stream=True,
-                                     decode=True):
-                # Push failures arrive as chunks, not exceptions: check every one.
-                _raise_on_error(chunk, f"push of {tag}", log)
-                if "status" in chunk and (line := _status_line(chunk)):
-                    log(line)
+            chunks = client.push(repository, tag=name_tag, auth_config=auth, stream=True,
+                                 decode=True)
+            for chunk in _follow(chunks, f"push of {tag}", log):
                 if "aux" in chunk and "Digest" in chunk["aux"]:
                     digest = chunk["aux"]["Digest"]
         except _BROKEN as exc:
@@ -252,6 +244,19 @@ def _split_reference(reference: str) -> tuple[str, str]:
         repository, _, digest = reference.partition("@")
         return repository, digest
     return split_tag(reference)
+
+
+def _follow(chunks: Iterable[dict], what: str, log: LogSink) -> Iterator[dict]:
+    """Each chunk of an engine stream, once checked for an error and its text logged.
+
+    Failures arrive as chunks, not exceptions: every one is checked."""
+    for chunk in chunks:
+        _raise_on_error(chunk, what, log)
+        if "stream" in chunk:
+            log(chunk["stream"])
+        elif "status" in chunk and (line := _status_line(chunk)):
+            log(line)
+        yield chunk
 
 
 def _raise_on_error(chunk: dict, what: str, log: LogSink) -> None:
