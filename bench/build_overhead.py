@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +90,10 @@ def main() -> int:
             daemon = subprocess.Popen(
                 [str(REPO / ".venv" / "bin" / "basewatch"), "serve", "--config", str(config)],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_healthy(port)
+            try:
+                stack.daemon_health(f"http://127.0.0.1:{port}", daemon)
+            except RuntimeError as exc:
+                raise SystemExit(f"bench: {exc}") from None
             results = {name: measure(context, args.rounds, reg, env, name)
                        for name, context in contexts.items()}
         finally:
@@ -135,17 +137,6 @@ def measure(context: Path, rounds: int, reg: str, env: dict[str, str],
         print(f"{label} round {round_}{' (warm-up)' if not round_ else ''}: docker "
               f"{seconds['docker']:.2f} s, basewatch {seconds['basewatch']:.2f} s", flush=True)
     return statistics.median(times["docker"]), statistics.median(times["basewatch"])
-
-
-def wait_healthy(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("bench: the daemon did not come up")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import signal
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -86,7 +84,10 @@ def main() -> int:
                     env=env, stdout=log_file, stderr=subprocess.STDOUT)
             try:
                 started = time.monotonic()
-                wait_healthy(port, daemon)
+                try:
+                    stack.daemon_health(f"http://127.0.0.1:{port}", daemon, timeout=300)
+                except RuntimeError as exc:
+                    raise SystemExit(f"bench: {exc}") from None
                 print(f"daemon up with {args.tasks} tasks in {time.monotonic() - started:.1f} s",
                       flush=True)
                 asyncio.run(push_base(registry.address, "after"))
@@ -107,20 +108,6 @@ def main() -> int:
     print(f"summary: {count} runs queued in {seconds:.3f} s, peak {memory:.0f} MiB; goal: "
           f"{args.tasks} in < {GOAL_SECONDS:.0f} s and < {GOAL_MIB} MiB; verdict: {verdict}")
     return 0
-
-
-def wait_healthy(port: int, daemon: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            raise SystemExit(f"bench: the daemon exited with code {daemon.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                json.load(r)
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("bench: the daemon did not come up")
 
 
 def wait_for_fanout(log_path: Path, daemon: subprocess.Popen,

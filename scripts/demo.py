@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,19 +31,6 @@ API_TOKEN, NOTIFY_TOKEN = "demo-api-token", "demo-notify-token"
 
 def say(message: str) -> None:
     print(f"\n==> {message}\n", flush=True)
-
-
-def wait_healthy(url: str, daemon: subprocess.Popen, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            raise SystemExit(f"demo: the daemon exited with code {daemon.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return json.load(response)
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit("demo: the daemon did not answer /healthz in time")
 
 
 def relay(daemon: subprocess.Popen, succeeded: set[str], done: threading.Event) -> None:
@@ -85,7 +71,10 @@ def main() -> int:
     rebuilt = threading.Event()
     threading.Thread(target=relay, args=(daemon, succeeded, rebuilt), daemon=True).start()
     try:
-        health = wait_healthy(f"{URL}/healthz", daemon)
+        try:
+            health = stack.daemon_health(URL, daemon)
+        except RuntimeError as exc:
+            raise SystemExit(f"demo: {exc}") from None
         say(f"the daemon is up: {json.dumps(health)}")
         time.sleep(2)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

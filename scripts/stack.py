@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -347,6 +348,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def daemon_health(url: str, process: subprocess.Popen | None = None,
+                  timeout: float = 60) -> dict:
+    """A basewatch daemon's /healthz report (`url` is its base URL), once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the daemon exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                return json.load(response)
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the daemon at {url} did not answer /healthz within {timeout:.0f}s")
 
 
 def _wait(predicate, what: str, process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -1,14 +1,12 @@
 """`basewatch serve` as a person runs it: a real process, real signals, a real engine."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,15 +30,11 @@ def start_daemon(config: dict, tmp_path: Path, docker_host: str,
 
 
 def health(url: str, process: subprocess.Popen, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                return json.load(response)
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the daemon never answered /healthz")
+    try:
+        return stack.daemon_health(url, process, timeout)
+    except RuntimeError as exc:
+        output = process.stdout.read() if process.poll() is not None else ""
+        raise AssertionError(f"{exc}\n{output}") from None
 
 
 def stop(process: subprocess.Popen) -> str:
