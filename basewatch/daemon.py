@@ -22,7 +22,6 @@ from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config, load_config
 from basewatch.errors import BasewatchError
-from basewatch.graph import published_images
 from basewatch.http.app import create_app
 from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
@@ -158,10 +157,7 @@ class Daemon:
         downstream rebuild starts without waiting for the next poll."""
         if run.status is not RunStatus.SUCCEEDED or not run.outputs:
             return
-        task = await self.store.tasks.get(run.task)
-        if task is None:
-            return
-        published = published_images(task, self.registrar.run_registry)
+        published = (await self.registrar.published()).get(run.task, set())
         checked = await self.watcher.check_references(published.__contains__)
         if checked:
             log.info("run %s pushed %d watched base(s): checked at once", run.id, checked)

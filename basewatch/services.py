@@ -16,7 +16,6 @@ from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import TaskSettings, format_validation_error
 from basewatch.errors import BasewatchError
-from basewatch.graph import published_images
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, RunType, Trigger
 from basewatch.store import Store
@@ -80,10 +79,9 @@ class Services:
         self.submit = submit
 
     async def graph_view(self) -> dict:
-        tasks = await self.store.tasks.all()
         return build_graph_view(
             await self.store.graph.watched(), await self.store.graph.dependencies(),
-            {t.name: published_images(t, self.registrar.run_registry) for t in tasks})
+            await self.registrar.published())
 
     # ------------------------------------------------------------------ tasks
 

@@ -58,6 +58,11 @@ class TaskRegistrar:
         self._graph = _graph_of(self._published, self._edges)
         return deleted
 
+    async def published(self) -> dict[str, set[str]]:
+        """Each task's stable published images (what other tasks can be built on)."""
+        await self.graph()
+        return self._published
+
     async def graph(self) -> TaskGraph:
         """The task graph of what is registered now."""
         if self._graph is None:
