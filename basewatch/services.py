@@ -10,7 +10,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from basewatch.builder.contexts import parse_context
+from basewatch.builder.contexts.spec import parse_context
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor

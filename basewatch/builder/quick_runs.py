@@ -54,21 +54,23 @@ class QuickRuns:
 
     async def prepare(self, run: Run, run_log: RunLog) -> tuple[TaskSettings, str | None]:
         """The task to build for this run, with its context in place; and the git revision."""
-        from basewatch.builder import contexts  # the git and HTTP transports, only when used
+        # The git and HTTP transports, only when used.
+        from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
+        from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
 
         spec = QuickBuildSpec.model_validate_json(run.spec)
         revision = None
         if spec.context_url is not None:
-            source = contexts.parse_context(spec.context_url)
+            source = parse_context(spec.context_url)
             destination = self.contexts_dir / f"run-{run.id}"
-            run_log.line(f"Fetching the context from {contexts.display_url(spec.context_url)}")
+            run_log.line(f"Fetching the context from {display_url(spec.context_url)}")
             if source.kind == "git":
-                revision = await contexts.fetch_git_context(source, destination)
+                revision = await fetch_git_context(source, destination)
                 run_log.line(f"Checked out {revision}")
             else:
-                await contexts.fetch_tarball_context(source.location, destination,
-                                                     self.max_context_bytes)
-            context = contexts.context_dir(source, destination)
+                await fetch_tarball_context(source.location, destination,
+                                            self.max_context_bytes)
+            context = context_dir(source, destination)
         else:
             context = Path(spec.context_path)
         task = TaskSettings(name=QUICK_TASK_NAME, context=context, file=spec.file,

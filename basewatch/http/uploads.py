@@ -20,7 +20,7 @@ def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
 
 async def receive_upload(request: web.Request, destination: Path, limit: int) -> None:
     """Save the request body (a context tarball) and extract it into `destination`."""
-    from basewatch.builder.contexts import extract_context
+    from basewatch.builder.contexts.archive import extract_context
 
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from basewatch.builder.contexts import (ContextError, context_dir, fetch_git_context,
-                                        fetch_tarball_context, parse_context)
+from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
+from basewatch.builder.contexts.spec import ContextError, context_dir, parse_context
 from tests.support.git_http import GitHttpServer
 from tests.support.waiting import wait_for
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.builder.contexts import (ContextError, ContextSpec, context_dir, extract_context,
-                                        pack_local_context, parse_context)
+from basewatch.builder.contexts.archive import extract_context, pack_local_context
+from basewatch.builder.contexts.spec import ContextError, ContextSpec, context_dir, parse_context
 
 MiB = 1 << 20
 

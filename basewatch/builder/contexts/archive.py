@@ -16,8 +16,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from docker.utils.build import create_archive, exclude_paths
-
+from basewatch.builder.contexts.dockerignore import context_files
 from basewatch.builder.contexts.spec import ContextError
 
 
@@ -52,13 +51,13 @@ def pack_local_context(folder: Path, dockerfile: str = "Dockerfile", *, limit: i
         raise ContextError(f"there is no {dockerfile} in {folder}")
     root = os.path.abspath(folder)
     try:
-        # The SDK's own matcher, fed as APIClient.build feeds it: the same files `docker build`
-        # would send, including the Dockerfile and .dockerignore even when they are ignored.
-        files = sorted(exclude_paths(root, _dockerignore(folder), dockerfile=dockerfile))
+        files = context_files(Path(root), dockerfile)
         size = tarfile.RECORDSIZE + sum(_tar_bytes(_file_size(os.path.join(root, name)))
                                         for name in files)
     except OSError as error:
         raise ContextError(f"could not read the build context {folder}: {error}") from error
+    except ValueError as error:
+        raise ContextError(f"{folder}/.dockerignore: {error}") from None
     if size > limit:
         # Checked before packing (uncompressed, as the daemon counts it): no large temp file.
         raise ContextError(f"the build context {folder} is {human_size(size)}, over the limit of "
@@ -66,23 +65,16 @@ def pack_local_context(folder: Path, dockerfile: str = "Dockerfile", *, limit: i
     handle = tempfile.NamedTemporaryFile(prefix="basewatch-context-", suffix=".tar.gz",
                                          delete=False)
     try:
-        with handle:
-            create_archive(root=root, files=files, fileobj=handle, gzip=True)
+        with handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
+            for name in files:
+                # Not recursive: a folder's contents are in `files` only where not ignored.
+                tar.add(os.path.join(root, name), arcname=name, recursive=False)
     except BaseException as error:
         os.unlink(handle.name)
         if isinstance(error, OSError):
             raise ContextError(f"could not pack {folder}: {error}") from error
         raise
     return Path(handle.name)
-
-
-def _dockerignore(folder: Path) -> list[str]:
-    """The patterns of folder/.dockerignore, read the way APIClient.build reads them."""
-    path = folder / ".dockerignore"
-    if not path.is_file():
-        return []
-    lines = (line.strip() for line in path.read_text(errors="replace").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 def _file_size(path: str) -> int:
