@@ -19,6 +19,9 @@ from basewatch.watcher.reference import ImageReference
 _UNREACHABLE = (requests.exceptions.ConnectionError, docker.errors.DockerException)
 # What a stream cut short (by cancel() or a dying engine) raises mid-read.
 _BROKEN = (*_UNREACHABLE, urllib3.exceptions.HTTPError, OSError)
+# The API version each engine negotiated. Negotiating for every client costs a round trip per
+# pull, build and push; ping() always negotiates afresh, so a replaced engine is picked up.
+_NEGOTIATED: dict[str, str] = {}
 
 
 class _CancellableAPIClient(docker.APIClient):
@@ -94,19 +97,23 @@ class DockerEngine:
     def _broken(self, what: str, exc: Exception) -> EngineError:
         if self._canceled:
             return EngineError(f"{what} was canceled")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return self._unreachable(_reason(exc))  # gone since the version was negotiated
         return EngineError(f"{what} failed: {_reason(exc)}")
 
-    def _client(self) -> docker.APIClient:
+    def _client(self, negotiate: bool = False) -> docker.APIClient:
         socket_path = self.docker_host.removeprefix("unix://")
         if self.docker_host.startswith("unix://") and not os.path.exists(socket_path):
             # Checked first: the SDK leaks its socket when connecting to a missing path.
             raise self._unreachable(f"no socket at {socket_path} (is dockerd running? "
                                     "set DOCKER_HOST)")
+        version = None if negotiate else _NEGOTIATED.get(self.docker_host)
         try:
-            client = _CancellableAPIClient(base_url=self.docker_host, version="auto",
+            client = _CancellableAPIClient(base_url=self.docker_host, version=version or "auto",
                                            timeout=self.timeout)
         except _UNREACHABLE as exc:
             raise self._unreachable(_reason(exc)) from None
+        _NEGOTIATED[self.docker_host] = client.api_version
         with self._lock:
             self._clients.add(client)
             if self._canceled:
@@ -119,7 +126,7 @@ class DockerEngine:
         client.close()
 
     def ping(self) -> None:
-        client = self._client()
+        client = self._client(negotiate=True)
         try:
             client.ping()
         except _UNREACHABLE as exc:
