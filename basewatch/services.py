@@ -76,6 +76,7 @@ class Services:
         self.store = store
         self.registrar = registrar
         self.executor = executor
+        self.log_updates = executor.log_updates
         self.submit = submit
 
     async def graph_view(self) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -13,8 +14,8 @@ from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.multiplatform import platform_tag, push_index
-from basewatch.builder.quick_runs import QuickRuns
-from basewatch.builder.run_log import RunLog, log_path
+from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickRuns
+from basewatch.builder.run_log import LogUpdates, RunLog, log_path
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
 from basewatch.metrics import Metrics
@@ -53,6 +54,7 @@ class RunExecutor:
         self._engines: dict[str, Engine] = {}  # runs in progress, for cancel()
         self._canceled: set[str] = set()
         self.quick_runs = QuickRuns(logs_dir.parent / "contexts", max_context_bytes)
+        self.log_updates = LogUpdates()
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
     def close(self) -> None:
@@ -107,7 +109,8 @@ class RunExecutor:
         return task, [d.base for d in await self.store.graph.dependencies(task.name)]
 
     async def _execute(self, run: Run) -> None:
-        run_log = RunLog(log_path(self.logs_dir, run.id))
+        run_log = RunLog(log_path(self.logs_dir, run.id),
+                         on_write=functools.partial(self.log_updates.changed, run.id))
         try:
             await self.store.runs.mark_started(run.id)
             task, bases = await self._task_of(run, run_log)
@@ -130,6 +133,7 @@ class RunExecutor:
             self._canceled.discard(run.id)
             status, error = RunStatus.CANCELED, "canceled by request"
         await self.store.runs.finish(run.id, status, outputs, error)
+        self.log_updates.changed(run.id)
         finished = await self.store.runs.get(run.id)
         if self.metrics is not None:
             self.metrics.runs.labels(run.trigger.value, status.value).inc()
@@ -137,7 +141,7 @@ class RunExecutor:
                 self.metrics.run_duration.labels(run.trigger.value).observe(
                     finished.duration_seconds)
         pushed = ", ".join(f"{o.image}@{o.digest}" for o in outputs)
-        log.info("run %s (%s) %s%s", run.id, run.task, status.value,
+        log.info("run %s (%s) %s%s", run.id, run.task or QUICK_TASK_NAME, status.value,
                  f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
         if self.on_finished is not None:
             await self.on_finished(finished)

@@ -3,6 +3,7 @@ calls on the daemon's services and back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Awaitable, Callable, Protocol
 
@@ -13,7 +14,9 @@ from basewatch.http.common import json_error, token_matches
 from basewatch.http.openapi import openapi_document
 
 API_PREFIX = "/api/"
-LOG_POLL_SECONDS = 0.05  # a followed log is this far behind the build at most
+# A followed log wakes on every write; this only bounds the wait for a change nothing signals
+# (a queued run canceled, the daemon shutting down).
+LOG_RECHECK_SECONDS = 1.0
 _STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
            "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502}
 
@@ -156,18 +159,20 @@ def add_api(app: web.Application, services, upload) -> None:
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
         await response.prepare(request)
         offset = 0
-        while True:
-            # Read the file as it grows: the run may be in another worker's hands right now.
-            chunk = await asyncio.to_thread(_read_from, path, offset)
-            if chunk:
-                offset += len(chunk)
-                await response.write(chunk)
-            elif follow and await running():
-                await asyncio.sleep(LOG_POLL_SECONDS)
-            else:
-                # One last read: the run may have written its last lines just before it ended.
-                await response.write(await asyncio.to_thread(_read_from, path, offset))
-                break
+        with services.log_updates.follow(request.match_info["run_id"]) as changed:
+            while True:
+                changed.clear()  # before the read: a write after it wakes the wait below
+                chunk = await asyncio.to_thread(_read_from, path, offset)
+                if chunk:
+                    offset += len(chunk)
+                    await response.write(chunk)
+                elif follow and await running():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), LOG_RECHECK_SECONDS)
+                else:
+                    # One last read: the run may have written its last lines as it ended.
+                    await response.write(await asyncio.to_thread(_read_from, path, offset))
+                    break
         await response.write_eof()
         return response
 
