@@ -128,7 +128,9 @@ def add_task_command(commands) -> None:
         parser = command(name, handler, help)
         parser.add_argument("name")
         parser.add_argument("--context", help="the build context: an absolute folder on the "
-                                              "daemon's host")
+                                              "daemon's host, or a git URL (https://host/org/"
+                                              "repo.git#branch:folder) or tarball URL, "
+                                              "fetched afresh for every run")
         parser.add_argument("-f", "--file")
         parser.add_argument("-t", "--image", action="append", metavar="IMAGE")
         parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       field_validator, model_validator)
 
+from basewatch.builder.contexts.spec import ContextError, parse_context
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.platforms import Platform
 from basewatch.textfiles import read_text_file
@@ -66,6 +68,10 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def _as_text(value: object) -> object:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,7 +108,9 @@ class BaseImageTrigger(_Strict):
 
 class TaskSettings(_Strict):
     name: str
-    context: Path
+    context: Annotated[str, BeforeValidator(_as_text), Field(
+        description="a folder on the daemon's host, or a git URL (https://host/org/repo.git"
+                    "#ref:folder) or tarball URL, fetched afresh for every run")]
     file: str = "Dockerfile"
     image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
     build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
@@ -119,6 +127,19 @@ class TaskSettings(_Strict):
             raise ValueError(f"{value!r} is not a task name: use up to 100 letters, digits, "
                              "'.', '_' and '-', starting with a letter or digit")
         return value
+
+    @field_validator("context")
+    @classmethod
+    def _context_is_known(cls, value: str) -> str:
+        try:
+            parse_context(value)
+        except ContextError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def local_context(self) -> bool:
+        return parse_context(self.context).kind == "local"
 
     @field_validator("platform")
     @classmethod
@@ -261,6 +282,7 @@ def load_config(path: Path | str) -> Config:
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
-    tasks = [t.model_copy(update={"context": (base / t.context).resolve()}) for t in config.tasks]
+    tasks = [t.model_copy(update={"context": str((base / t.context).resolve())})
+             if t.local_context else t for t in config.tasks]
     return config.model_copy(update={"state_dir": (base / config.state_dir).resolve(),
                                      "tasks": tasks})

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.docker_engine import DockerEngine
 from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
-from basewatch.config import Config, load_config
+from basewatch.config import Config, TaskSettings, load_config
 from basewatch.errors import BasewatchError
 from basewatch.http.app import create_app
 from basewatch.http.uploads import receive_upload
@@ -79,13 +80,14 @@ class Daemon:
                         failed, f", re-queued as {rerun}" if rerun else " (already a re-run)")
         self.registry_client = RegistryClient(config.registries)
         run_registry = config.registries[0].host if config.registries else None
-        self.registrar = TaskRegistrar(store, self.registry_client, run_registry)
+        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes)
+        self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts)
         self.executor = RunExecutor(
             store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
-            ImageSources(config.registries), self.registry_client, run_registry=run_registry,
-            threads=config.max_concurrent_runs * 2, on_finished=self._cascade,
-            upstream_of=self._upstream_of, metrics=self.metrics,
-            max_context_bytes=config.max_context_bytes)
+            ImageSources(config.registries), self.registry_client, checkouts,
+            run_registry=run_registry, threads=config.max_concurrent_runs * 2,
+            on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,
+            on_context_changed=self._reregister)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.fanout = FanOut(store, self.queue.submit, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
@@ -175,6 +177,15 @@ class Daemon:
             log.error("%s; builds will fail until it is back", exc)
             return str(exc)
         return None
+
+    async def _reregister(self, task: TaskSettings, context: Path) -> None:
+        """A run fetched a Dockerfile whose bases moved since registration: follow it."""
+        found = await self.store.tasks.get_with_source(task.name)
+        if found is not None:
+            bases = await self.registrar.register(task, found[1], context)
+            log.info("task %s: its Dockerfile changed; runtime base now %s", task.name,
+                     bases.runtime if bases.runtime else "scratch")
+            self.watcher.refresh()
 
     async def sync_config_tasks(self) -> None:
         """Register the config's tasks and forget config tasks that were removed from it."""

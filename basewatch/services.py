@@ -123,9 +123,11 @@ class Services:
         await self.registrar.unregister(name)
 
     async def _register(self, task: TaskSettings) -> None:
-        if not task.context.is_absolute():
+        if not task.local_context:
+            self._check_remote_context(task.context)
+        elif not Path(task.context).is_absolute():
             raise InvalidRequestError(f"task.context: {task.context} must be an absolute path "
-                                      "on the daemon's host")
+                                      "on the daemon's host, or a git or tarball URL")
         await self.registrar.register(task, "api")
 
     async def _task(self, name: str) -> tuple[TaskSettings, str]:
@@ -167,10 +169,12 @@ class Services:
     def _check_context_url(self, url: str) -> None:
         """Refused before anything is queued: a local path (the daemon's disk is not the
         caller's), and file:// repositories unless the config allows them."""
-        source = parse_context(url)
-        if source.kind == "local":
+        if parse_context(url).kind == "local":
             raise InvalidRequestError(f"{url} is not a URL: upload a local folder instead")
-        if source.location.startswith("file://") and not self.allow_file_contexts:
+        self._check_remote_context(url)
+
+    def _check_remote_context(self, url: str) -> None:
+        if parse_context(url).location.startswith("file://") and not self.allow_file_contexts:
             raise InvalidRequestError("file:// contexts read the daemon's own disk and are "
                                       "refused; set allow_file_contexts: true to allow them")
 

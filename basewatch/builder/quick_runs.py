@@ -8,7 +8,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from basewatch.builder.run_log import RunLog
 from basewatch.config import BuildArgValue, Duration, TaskSettings, _as_list
 from basewatch.models import Run
 from basewatch.platforms import Platform
@@ -45,46 +44,27 @@ class QuickBuildSpec(BaseModel):
 
 
 class QuickRuns:
-    def __init__(self, contexts_dir: Path, max_context_bytes: int):
+    def __init__(self, contexts_dir: Path):
         self.contexts_dir = contexts_dir
-        self.max_context_bytes = max_context_bytes
 
     def upload_dir(self, upload_id: str) -> Path:
         return self.contexts_dir / f"upload-{upload_id}"
 
-    async def prepare(self, run: Run, run_log: RunLog) -> tuple[TaskSettings, str | None]:
-        """The task to build for this run, with its context in place; and the git revision."""
-        # The git and HTTP transports, only when used.
-        from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-        from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
-
+    def task_of(self, run: Run) -> TaskSettings:
+        """The task a quick run builds: its own spec, on the uploaded folder or the URL."""
         spec = QuickBuildSpec.model_validate_json(run.spec)
-        revision = None
-        if spec.context_url is not None:
-            source = parse_context(spec.context_url)
-            destination = self.contexts_dir / f"run-{run.id}"
-            run_log.line(f"Fetching the context from {display_url(spec.context_url)}")
-            if source.kind == "git":
-                revision = await fetch_git_context(source, destination)
-                run_log.line(f"Checked out {revision}")
-            else:
-                await fetch_tarball_context(source.location, destination,
-                                            self.max_context_bytes)
-            context = context_dir(source, destination)
-        else:
-            context = Path(spec.context_path)
-        task = TaskSettings(name=QUICK_TASK_NAME, context=context, file=spec.file,
-                            image=spec.image or ["unused"], build_args=spec.build_args,
-                            target=spec.target, platform=run.platform.split(",")[0],
+        task = TaskSettings(name=QUICK_TASK_NAME, context=spec.context_url or spec.context_path,
+                            file=spec.file, image=spec.image or ["unused"],
+                            build_args=spec.build_args, target=spec.target,
+                            platform=run.platform.split(",")[0],
                             push=spec.push and bool(spec.image), timeout=spec.timeout)
         if not spec.image:
             task = task.model_copy(update={"image": []})
-        return task, revision
+        return task
 
     def clean_up(self, run: Run) -> None:
-        """A quick run's context is of no use once it has finished: free the disk."""
+        """A quick run's upload is of no use once it has finished: free the disk."""
         spec = QuickBuildSpec.model_validate_json(run.spec)
-        shutil.rmtree(self.contexts_dir / f"run-{run.id}", ignore_errors=True)
         if spec.context_path is not None and Path(spec.context_path).is_relative_to(
                 self.contexts_dir):
             shutil.rmtree(spec.context_path, ignore_errors=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from basewatch.builder.base_leases import BaseLeases
+from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
@@ -30,6 +31,7 @@ from basewatch.watcher.reference import ImageReference
 log = logging.getLogger(__name__)
 
 FinishedHook = Callable[[Run], Awaitable[None]]
+ContextChangedHook = Callable[[TaskSettings, Path], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
@@ -37,10 +39,11 @@ UPSTREAM_RECHECK_SECONDS = 0.5
 
 class RunExecutor:
     def __init__(self, store: Store, engine_factory: Callable[[], Engine], logs_dir: Path,
-                 sources: ImageSources, digests: DigestSource,
+                 sources: ImageSources, digests: DigestSource, checkouts: Checkouts,
                  run_registry: str | None = None, threads: int = 8,
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
-                 metrics: Metrics | None = None, max_context_bytes: int = 512 * 1024 * 1024):
+                 metrics: Metrics | None = None,
+                 on_context_changed: ContextChangedHook | None = None):
         self.store = store
         self.engine_factory = engine_factory
         self.sources = sources
@@ -48,12 +51,14 @@ class RunExecutor:
         self.logs_dir = logs_dir
         self.run_registry = run_registry
         self.on_finished = on_finished
+        self.on_context_changed = on_context_changed
         self.upstream_of = upstream_of
         self.metrics = metrics
         self._leases = BaseLeases()
         self._engines: dict[str, Engine] = {}  # runs in progress, for cancel()
         self._canceled: set[str] = set()
-        self.quick_runs = QuickRuns(logs_dir.parent / "contexts", max_context_bytes)
+        self.quick_runs = QuickRuns(logs_dir.parent / "contexts")
+        self.checkouts = checkouts
         self.log_updates = LogUpdates()
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
@@ -93,28 +98,43 @@ class RunExecutor:
         await asyncio.get_running_loop().run_in_executor(self._threads, engine.cancel)
         return True
 
-    async def _task_of(self, run: Run, run_log: RunLog) -> tuple[TaskSettings, list[str]]:
-        """The task a run builds, and the bases to pull: a registered task's recorded edges, or
-        for a quick run (its own spec) what its Dockerfile names."""
+    async def _task_of(self, run: Run) -> TaskSettings:
+        """The task a run builds: a registered task, or a quick run's own spec."""
         if run.spec is not None:
-            task, revision = await self.quick_runs.prepare(run, run_log)
-            if revision is not None:
-                await self.store.runs.record_git_revision(run.id, revision)
-            bases = await asyncio.to_thread(analyse_dockerfile_path, task.context / task.file,
-                                            task.build_args, task.target)
-            return task, [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
+            return self.quick_runs.task_of(run)
         task = await self.store.tasks.get(run.task)
         if task is None:
             raise BasewatchError(f"task {run.task} no longer exists")
-        return task, [d.base for d in await self.store.graph.dependencies(task.name)]
+        return task
+
+    async def _bases_of(self, run: Run, task: TaskSettings, context: Path) -> list[str]:
+        """The bases to pull: what the Dockerfile being built names. A registered task's
+        recorded edges answer for a local folder; a fetched context may have changed since
+        registration, so its task is registered again from it when its bases moved."""
+        if run.spec is None and task.local_context:
+            return [d.base for d in await self.store.graph.dependencies(task.name)]
+        bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
+                                        task.build_args, task.target)
+        names = [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
+        if run.spec is None and self.on_context_changed is not None:
+            recorded = {d.base for d in await self.store.graph.dependencies(task.name)}
+            if set(names) != recorded:
+                await self.on_context_changed(task, context)
+        return names
 
     async def _execute(self, run: Run) -> None:
         run_log = RunLog(log_path(self.logs_dir, run.id),
                          on_write=functools.partial(self.log_updates.changed, run.id))
         try:
             await self.store.runs.mark_started(run.id)
-            task, bases = await self._task_of(run, run_log)
-            status, outputs, error = await self._build_and_push(run, task, bases, run_log)
+            task = await self._task_of(run)
+            async with self.checkouts.open(task.context, f"run-{run.id}",
+                                           run_log.line) as checkout:
+                if checkout.revision is not None:
+                    await self.store.runs.record_git_revision(run.id, checkout.revision)
+                bases = await self._bases_of(run, task, checkout.folder)
+                status, outputs, error = await self._build_and_push(
+                    run, task, checkout.folder, bases, run_log)
         except BasewatchError as exc:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
             run_log.line(f"Run ID: {run.id} errored: {error}")
@@ -146,8 +166,8 @@ class RunExecutor:
         if self.on_finished is not None:
             await self.on_finished(finished)
 
-    async def _build_and_push(self, run: Run, task: TaskSettings, bases: list[str],
-                              run_log: RunLog
+    async def _build_and_push(self, run: Run, task: TaskSettings, context: Path,
+                              bases: list[str], run_log: RunLog
                               ) -> tuple[RunStatus, list[PushedImage], str | None]:
         platforms = run.platform.split(",")
         first = Platform.parse(platforms[0])
@@ -176,7 +196,7 @@ class RunExecutor:
 
         async def build(platform: str, platform_tags: list[str]) -> dict[str, str]:
             """Pull the bases for `platform`, build, tag; the base digests built on."""
-            request = BuildRequest(context=task.context, dockerfile=task.file, tags=platform_tags,
+            request = BuildRequest(context=context, dockerfile=task.file, tags=platform_tags,
                                    platform=platform, build_args=build_args, target=task.target)
             # From the pulls to the end of the build, no other platform may re-pull these
             # bases: the engine keeps one local image per name.

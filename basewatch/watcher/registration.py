@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
@@ -14,6 +17,9 @@ from basewatch.watcher.digest_watch import DigestSource
 from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile_path
 from basewatch.watcher.reference import ImageReference
 
+if TYPE_CHECKING:
+    from basewatch.builder.contexts.checkout import Checkouts
+
 log = logging.getLogger(__name__)
 
 
@@ -21,18 +27,29 @@ class TaskRegistrar:
     """Keeps the tasks and their edges in the store, and the task graph they form in memory
     (read from the store once, then kept in step with every change made through here)."""
 
-    def __init__(self, store: Store, source: DigestSource, run_registry: str | None = None):
+    def __init__(self, store: Store, source: DigestSource, run_registry: str | None = None,
+                 checkouts: Checkouts | None = None):
         self.store = store
         self.source = source
         self.run_registry = run_registry
+        self.checkouts = checkouts
         self._published: dict[str, set[str]] = {}
         self._edges: dict[str, list[Dependency]] = {}
         self._graph: TaskGraph | None = None
 
-    async def register(self, task: TaskSettings, source: str) -> DockerfileBases:
+    async def register(self, task: TaskSettings, source: str,
+                       context: Path | None = None) -> DockerfileBases:
         """Analyse and check first, store after: a bad Dockerfile or a cycle leaves the previous
-        registration intact."""
-        bases = await asyncio.to_thread(analyse_dockerfile_path, task.context / task.file,
+        registration intact. `context` is the task's context already on disk; without it a
+        git or tarball context is fetched to read the Dockerfile."""
+        if context is None and not task.local_context:
+            if self.checkouts is None:
+                raise BasewatchError(f"task {task.name}: remote contexts cannot be fetched here")
+            async with self.checkouts.open(task.context,
+                                           f"register-{uuid.uuid4().hex}") as checkout:
+                return await self.register(task, source, checkout.folder)
+        context = context or Path(task.context)
+        bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
                                         task.build_args, task.target)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:

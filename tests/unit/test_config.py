@@ -65,7 +65,7 @@ def test_example_config_loads_with_every_key():
                                         username="ci", password_env="REGISTRY_PASSWORD")
     [hello] = config.tasks
     assert hello.name == "hello"
-    assert hello.context == folder / "apps" / "hello"
+    assert hello.context == str(folder / "apps" / "hello")
     assert hello.image == ["127.0.0.1:5000/apps/hello:{{.Run.ID}}",
                            "127.0.0.1:5000/apps/hello:latest"]
     assert hello.build_args == {"VERSION": "1"}
@@ -83,8 +83,8 @@ def test_demo_config_loads_and_its_contexts_hold_dockerfiles():
         "BASEWATCH_TOKEN", "BASEWATCH_NOTIFY_TOKEN")
     assert [t.name for t in config.tasks] == ["hello", "web"]
     for settings in config.tasks:
-        assert settings.context.is_absolute()
-        assert (settings.context / settings.file).is_file(), settings.context
+        assert Path(settings.context).is_absolute()
+        assert (Path(settings.context) / settings.file).is_file(), settings.context
     assert config.registry("127.0.0.1:5000").endpoint == "http://127.0.0.1:5000"
 
 
@@ -128,14 +128,14 @@ def test_relative_paths_are_resolved_against_the_config_folder_not_the_cwd(tmp_p
     config = load_config(Path("..") / path.relative_to(tmp_path))
     assert config.state_dir == tmp_path / "etc" / "state"
     assert [t.context for t in config.tasks] == [
-        folder / "apps" / "one", tmp_path / "shared" / "two", absolute]
+        str(folder / "apps" / "one"), str(tmp_path / "shared" / "two"), str(absolute)]
 
 
 def test_file_is_kept_relative_to_the_context(tmp_path):
     path = write(tmp_path, {"tasks": [task(file="docker/Dockerfile.prod")]})
     [settings] = load_config(path).tasks
     assert settings.file == "docker/Dockerfile.prod"
-    assert settings.context == tmp_path / "apps" / "app"
+    assert settings.context == str(tmp_path / "apps" / "app")
 
 
 def test_registry_lookup_by_host(tmp_path):
@@ -511,3 +511,17 @@ def test_config_objects_are_immutable(tmp_path):
     with pytest.raises(ValueError):
         config.listen = "0.0.0.0:1"  # type: ignore[misc]
     assert isinstance(config, Config)
+
+
+def test_a_task_context_may_be_a_git_or_tarball_url_and_is_kept_as_given(tmp_path):
+    git = "https://git.example.com/org/app.git#main:services/api"
+    tarball = "https://example.com/app.tar.gz"
+    path = write(tmp_path, {"tasks": [task(context=git), task(name="b", context=tarball)]})
+    assert [t.context for t in load_config(path).tasks] == [git, tarball]
+    assert not any(t.local_context for t in load_config(path).tasks)
+
+
+def test_an_unknown_kind_of_context_url_is_refused(tmp_path):
+    path = write(tmp_path, {"tasks": [task(context="ftp://example.com/app.tar.gz")]})
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}: tasks[0].context: ") and "ftp://" in problem

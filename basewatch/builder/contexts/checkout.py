@@ -1,0 +1,50 @@
+"""A build context on disk for one run or one registration: a local folder as it is, or a
+fresh fetch of the git repository or tarball a context URL names, removed afterwards."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
+from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
+
+
+@dataclass(frozen=True)
+class Checkout:
+    folder: Path                 # the build context
+    revision: str | None = None  # the commit checked out, for a git context
+
+
+class Checkouts:
+    """Fetches remote contexts into folders of their own under `root`."""
+
+    def __init__(self, root: Path, max_context_bytes: int):
+        self.root = root
+        self.max_context_bytes = max_context_bytes
+
+    @contextlib.asynccontextmanager
+    async def open(self, context: str, name: str,
+                   say: Callable[[str], None] | None = None) -> AsyncIterator[Checkout]:
+        """`context` on disk while the block runs; `name` is the folder a fetch goes into
+        (one per run or registration), `say` hears what is being fetched."""
+        source = parse_context(context)
+        if source.kind == "local":
+            yield Checkout(Path(source.location))
+            return
+        destination = self.root / name
+        say = say or (lambda line: None)
+        say(f"Fetching the context from {display_url(context)}")
+        try:
+            revision = None
+            if source.kind == "git":
+                revision = await fetch_git_context(source, destination)
+                say(f"Checked out {revision}")
+            else:
+                await fetch_tarball_context(source.location, destination,
+                                            self.max_context_bytes)
+            yield Checkout(context_dir(source, destination), revision)
+        finally:
+            shutil.rmtree(destination, ignore_errors=True)
