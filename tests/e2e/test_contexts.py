@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from aiohttp import web
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
 from basewatch.builder.contexts.spec import ContextError, context_dir, parse_context
 from tests.support.git_http import GitHttpServer
+from tests.support.tarballs import tarball
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -187,16 +186,6 @@ async def test_a_server_that_hangs_times_out_and_git_is_stopped(tmp_path):
 
 
 # --- tarballs over HTTP ----------------------------------------------------------------
-
-def tarball(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
 
 async def serve(routes: dict) -> tuple[web.AppRunner, int]:
     app = web.Application()

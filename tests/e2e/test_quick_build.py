@@ -12,12 +12,12 @@ import tarfile
 import urllib.request
 
 import pytest
-from aiohttp import web
 
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_graph import TOKEN
 from tests.e2e.test_multiarch import emulation  # noqa: F401  (a fixture)
 from tests.support.git_http import GitHttpServer
+from tests.support.tarballs import TarballServer, tarball
 
 pytestmark = pytest.mark.e2e
 
@@ -128,25 +128,11 @@ async def test_git_repository_over_http_with_branch_and_folder(tmp_path, daemon,
 
 async def test_tarball_url_and_failing_build(tmp_path, daemon, base_images):
     url, reg = daemon
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        for name, content in (("Dockerfile", f"FROM {reg}/base:1\nCOPY hello /hello\n"),
-                              ("hello", "from a tarball\n"),
-                              ("broken/Dockerfile", f"FROM {reg}/base:1\nRUN exit 9\n")):
-            data = content.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    async def serve(request: web.Request) -> web.Response:
-        return web.Response(body=archive.getvalue())
-
-    app = web.Application()
-    app.router.add_get("/ctx.tar.gz", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    served = f"http://127.0.0.1:{runner.addresses[0][1]}/ctx.tar.gz"
-    try:
+    archive = tarball({"Dockerfile": f"FROM {reg}/base:1\nCOPY hello /hello\n",
+                       "hello": "from a tarball\n",
+                       "broken/Dockerfile": f"FROM {reg}/base:1\nRUN exit 9\n"})
+    async with TarballServer({"ctx.tar.gz": archive}) as server:
+        served = server.url("ctx.tar.gz")
         code, out, err = await cli("build", "-t", f"{reg}/from-tar:latest", served, url=url)
         assert code == 0, err + out
         assert await asyncio.to_thread(base_images.read_file, f"{reg}/from-tar:latest",
@@ -156,8 +142,6 @@ async def test_tarball_url_and_failing_build(tmp_path, daemon, base_images):
         assert code == 1
         assert "returned a non-zero code: 9" in out and "Status: Failed" in err
         assert "Traceback" not in err
-    finally:
-        await runner.cleanup()
 
 
 async def test_two_platforms_make_one_index(tmp_path, daemon, base_images, emulation):  # noqa: F811

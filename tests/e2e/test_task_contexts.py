@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_quick_build import cli
 from tests.support.git_http import GitHttpServer
+from tests.support.tarballs import TarballServer, tarball
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -133,6 +134,25 @@ async def test_a_git_task_follows_its_dockerfile_to_a_new_base(tmp_path, daemon,
                                        "/etc/release") == "base2\n"
         code, out, _ = await cli("task", "show", "web", url=url, token="t0ken")
         assert [b["reference"] for b in json.loads(out)["bases"]] == [f"{reg}/base2:1"]
+
+
+async def test_a_tarball_task_is_fetched_for_every_run(tmp_path, daemon, base_images):
+    url, reg = daemon
+    served = {"app.tar.gz": tarball({"Dockerfile": f"FROM {reg}/base:1\nCOPY v /v\n",
+                                     "v": "1\n"})}
+    async with TarballServer(served) as server:
+        code, out, err = await cli("task", "create", "tarred", "--context",
+                                   server.url("app.tar.gz"), "-t", f"{reg}/tarred:latest",
+                                   url=url, token="t0ken")
+        assert code == 0, err
+        assert [b["reference"] for b in json.loads(out)["bases"]] == [f"{reg}/base:1"]
+        for version in ("1\n", "2\n"):
+            served["app.tar.gz"] = tarball({"Dockerfile": f"FROM {reg}/base:1\nCOPY v /v\n",
+                                            "v": version})
+            code, out, err = await cli("task", "run", "tarred", url=url, token="t0ken")
+            assert code == 0, out + err
+            assert await asyncio.to_thread(base_images.read_file, f"{reg}/tarred:latest",
+                                           "/v") == version
 
 
 async def test_a_git_context_that_cannot_be_fetched_registers_nothing(tmp_path, daemon):
