@@ -82,16 +82,21 @@ async def runs_of(url: str, task: str) -> list[dict]:
     return [line.split() for line in out.splitlines()[1:]]
 
 
+async def create_web(url: str, reg: str, server: GitHttpServer) -> dict:
+    """The task `web`, created through the CLI on the served repository's service folder."""
+    code, out, err = await cli("task", "create", "web", "--context",
+                               f"{server.url('app.git')}#main:service",
+                               "-t", f"{reg}/web:latest", url=url, token="t0ken")
+    assert code == 0, err
+    return json.loads(out)
+
+
 async def test_a_git_task_is_built_from_a_fresh_fetch_and_rebuilt_when_its_base_is_patched(
         tmp_path, daemon, base_images, repository):
     url, reg = daemon
     async with GitHttpServer(repository.bare.parent) as server:
-        context = f"{server.url('app.git')}#main:service"
-        code, out, err = await cli("task", "create", "web", "--context", context,
-                                   "-t", f"{reg}/web:latest", url=url, token="t0ken")
-        assert code == 0, err
-        task = json.loads(out)
-        assert task["context"] == context
+        task = await create_web(url, reg, server)
+        assert task["context"] == f"{server.url('app.git')}#main:service"
         assert [b["reference"] for b in task["bases"]] == [f"{reg}/base:1"]
 
         code, out, err = await cli("task", "run", "web", url=url, token="t0ken")
@@ -121,10 +126,7 @@ async def test_a_git_task_follows_its_dockerfile_to_a_new_base(tmp_path, daemon,
                                                                repository):
     url, reg = daemon
     async with GitHttpServer(repository.bare.parent) as server:
-        context = f"{server.url('app.git')}#main:service"
-        code, _, err = await cli("task", "create", "web", "--context", context,
-                                 "-t", f"{reg}/web:latest", url=url, token="t0ken")
-        assert code == 0, err
+        await create_web(url, reg, server)
         moved = repository.commit({"service/Dockerfile": f"FROM {reg}/base2:1\n"}, "new base")
 
         code, out, err = await cli("task", "run", "web", url=url, token="t0ken")
