@@ -81,7 +81,8 @@ class Daemon:
         self.registry_client = RegistryClient(config.registries)
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes)
-        self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts)
+        self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
+                                       on_change=self._tasks_changed)
         self.executor = RunExecutor(
             store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
             ImageSources(config.registries), self.registry_client, checkouts,
@@ -185,6 +186,11 @@ class Daemon:
             bases = await self.registrar.register(task, found[1], context)
             log.info("task %s: its Dockerfile changed; runtime base now %s", task.name,
                      bases.runtime if bases.runtime else "scratch")
+
+    def _tasks_changed(self) -> None:
+        """A task was registered, changed or removed: its bases are watched (or not) now, not
+        at the watcher's next periodic re-read."""
+        if self.watcher is not None:
             self.watcher.refresh()
 
     async def sync_config_tasks(self) -> None:

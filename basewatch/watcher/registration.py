@@ -5,7 +5,7 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
@@ -28,11 +28,13 @@ class TaskRegistrar:
     (read from the store once, then kept in step with every change made through here)."""
 
     def __init__(self, store: Store, source: DigestSource, run_registry: str | None = None,
-                 checkouts: Checkouts | None = None):
+                 checkouts: Checkouts | None = None,
+                 on_change: Callable[[], None] | None = None):
         self.store = store
         self.source = source
         self.run_registry = run_registry
         self.checkouts = checkouts
+        self.on_change = on_change  # told after every change to the tasks and their edges
         self._published: dict[str, set[str]] = {}
         self._edges: dict[str, list[Dependency]] = {}
         self._graph: TaskGraph | None = None
@@ -65,6 +67,7 @@ class TaskRegistrar:
         await self.store.tasks.upsert(task, source)
         await self.store.graph.replace_dependencies(task.name, task.platform, edges, digests)
         self._published, self._edges, self._graph = published, dependencies, graph
+        self._changed()
         return bases
 
     async def unregister(self, name: str) -> bool:
@@ -73,7 +76,12 @@ class TaskRegistrar:
         self._published.pop(name, None)
         self._edges.pop(name, None)
         self._graph = _graph_of(self._published, self._edges)
+        self._changed()
         return deleted
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def published(self) -> dict[str, set[str]]:
         """Each task's stable published images (what other tasks can be built on)."""

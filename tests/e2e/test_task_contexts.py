@@ -173,3 +173,22 @@ async def test_a_git_context_that_cannot_be_fetched_registers_nothing(tmp_path, 
                              f"file://{tmp_path}/git/served/app.git#main:service",
                              "-t", f"{reg}/x:1", url=url, token="t0ken")
     assert code != 0 and "file:// contexts" in err
+
+
+async def test_a_task_created_through_the_api_is_watched_at_once(tmp_path, daemon, base_images):
+    """Its base, watched by no other task, is polled from the moment the task exists: a patch
+    rebuilds it within a few poll intervals, not after the watcher's 30 s re-read."""
+    url, reg = daemon
+    await asyncio.to_thread(base_images.build, f"{reg}/lonely:1", {"/etc/release": "1\n"})
+    folder = tmp_path / "lonely-app"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {reg}/lonely:1\n")
+    code, _, err = await cli("task", "create", "lonely", "--context", str(folder),
+                             "-t", f"{reg}/lonely-app:latest", url=url, token="t0ken")
+    assert code == 0, err
+    await asyncio.to_thread(base_images.build, f"{reg}/lonely:1", {"/etc/release": "2\n"})
+
+    async def rebuilt():
+        return [r for r in await runs_of(url, "lonely") if "Image" in r and "Succeeded" in r]
+
+    await wait_for(rebuilt, 15, "lonely rebuilt on its patched base")
