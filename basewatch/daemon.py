@@ -106,7 +106,8 @@ class Daemon:
         archive = LogArchive(config.log_archive.repository, config.registries) \
             if config.log_archive else None
         self.services = Services(store, self.registrar, self.executor, self.queue.submit,
-                                 archive, config.allow_file_contexts)
+                                 archive, config.allow_file_contexts,
+                                 config.allowed_context_hosts)
         self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))

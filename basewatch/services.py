@@ -10,7 +10,8 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from basewatch.builder.contexts.spec import parse_context
+from basewatch.builder.contexts.spec import (context_host, display_url, host_allowed,
+                                             parse_context)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
@@ -70,9 +71,11 @@ def task_view(task: TaskSettings, source: str | None = None) -> dict:
 class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
                  submit: Callable[[str], None], archive=None,
-                 allow_file_contexts: bool = False):
+                 allow_file_contexts: bool = False,
+                 allowed_context_hosts: list[str] | None = None):
         self.archive = archive  # a LogArchive when log_archive is configured
         self.allow_file_contexts = allow_file_contexts
+        self.allowed_context_hosts = allowed_context_hosts
         self.store = store
         self.registrar = registrar
         self.executor = executor
@@ -174,9 +177,16 @@ class Services:
         self._check_remote_context(url)
 
     def _check_remote_context(self, url: str) -> None:
-        if parse_context(url).location.startswith("file://") and not self.allow_file_contexts:
+        source = parse_context(url)
+        if source.location.startswith("file://") and not self.allow_file_contexts:
             raise InvalidRequestError("file:// contexts read the daemon's own disk and are "
                                       "refused; set allow_file_contexts: true to allow them")
+        host = context_host(source)
+        if host is not None and self.allowed_context_hosts is not None and \
+                not host_allowed(host, self.allowed_context_hosts):
+            raise InvalidRequestError(
+                f"{display_url(url)}: {host} is not in the daemon's allowed_context_hosts "
+                f"({', '.join(self.allowed_context_hosts) or 'none'})")
 
     async def list_runs(self, task: str | None, status: str | None, image: str | None,
                         top: int) -> list[dict]:

@@ -39,7 +39,8 @@ async def cli(*args: str, url: str, cwd=None, token: str | None = TOKEN) -> tupl
 def daemon(tmp_path, registry, base_images, docker_host):
     base_images.build(f"{registry.address}/base:1", {"/etc/release": "1\n"})
     config = {"poll_interval": "1h", "registries": [{"host": registry.address}],
-              "api_token_env": "API_TOKEN", "max_context_bytes": 200_000}
+              "api_token_env": "API_TOKEN", "max_context_bytes": 200_000,
+              "allowed_context_hosts": ["127.0.0.1"]}  # the git and tarball servers here
     process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": TOKEN})
     health(url, process)
     yield url, registry.address
@@ -195,6 +196,8 @@ async def test_bad_input_gets_a_clear_message(tmp_path, daemon):
         (("build", str(ok)), "give at least one image"),
         (("build", "-t", f"{reg}/x:1", "https://example.invalid/not-a-context"), "cannot tell what"),
         (("build", "-t", f"{reg}/x:1", f"file://{tmp_path}/repo.git"), "file:// contexts"),
+        (("build", "-t", f"{reg}/x:1", "http://localhost:1/app.tar.gz"),
+         "localhost is not in the daemon's allowed_context_hosts (127.0.0.1)"),
     ]
     for args, message in cases:
         code, out, err = await cli(*args, url=url)

@@ -65,7 +65,7 @@ def daemon(tmp_path, registry, base_images, docker_host, repository):
     base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
     base_images.build(f"{reg}/base2:1", {"/etc/release": "base2\n"})
     config = {"poll_interval": "1s", "registries": [{"host": reg}],
-              "api_token_env": "API_TOKEN",
+              "api_token_env": "API_TOKEN", "allowed_context_hosts": ["127.0.0.1"],
               # The config file is the admin's: file:// remotes are fine there.
               "tasks": [{"name": "from-config", "image": f"{reg}/from-config:latest",
                          "context": f"file://{repository.bare}#main:service"}]}
@@ -173,6 +173,11 @@ async def test_a_git_context_that_cannot_be_fetched_registers_nothing(tmp_path, 
                              f"file://{tmp_path}/git/served/app.git#main:service",
                              "-t", f"{reg}/x:1", url=url, token="t0ken")
     assert code != 0 and "file:// contexts" in err
+
+    code, _, err = await cli("task", "create", "elsewhere", "--context",
+                             "https://git.example.com/org/app.git#main", "-t", f"{reg}/x:1",
+                             url=url, token="t0ken")
+    assert code != 0 and "git.example.com is not in the daemon's allowed_context_hosts" in err
 
 
 async def test_a_task_created_through_the_api_is_watched_at_once(tmp_path, daemon, base_images):

@@ -50,6 +50,11 @@ def test_example_config_loads_with_every_key():
     path = REPO / "config" / "basewatch.example.yml"
     config = load_config(path)
     folder = path.parent
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) == set(Config.model_fields), "the example shows every top-level key"
+    assert set(raw["tasks"][0]) == set(TaskSettings.model_fields)
+    assert config.allowed_context_hosts == ["git.example.com"]
+    assert config.allow_file_contexts is False
     assert config.state_dir == folder / ".basewatch"
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
     assert config.max_concurrent_runs == 2
@@ -525,3 +530,11 @@ def test_an_unknown_kind_of_context_url_is_refused(tmp_path):
     path = write(tmp_path, {"tasks": [task(context="ftp://example.com/app.tar.gz")]})
     [problem] = problems(path)
     assert problem.startswith(f"{path}: tasks[0].context: ") and "ftp://" in problem
+
+
+def test_allowed_context_hosts_are_names_or_star_dot_domains(tmp_path):
+    path = write(tmp_path, {"allowed_context_hosts": ["Git.Example.com", "*.corp.example"]})
+    assert load_config(path).allowed_context_hosts == ["git.example.com", "*.corp.example"]
+    path = write(tmp_path, {"allowed_context_hosts": ["https://git.example.com"]})
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}: allowed_context_hosts: ") and "not a host name" in problem

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from basewatch.builder.contexts.archive import extract_context, pack_local_context
-from basewatch.builder.contexts.spec import ContextError, ContextSpec, context_dir, parse_context
+from basewatch.builder.contexts.spec import (ContextError, ContextSpec, context_dir, context_host,
+                                             host_allowed, parse_context)
 
 MiB = 1 << 20
 
@@ -82,6 +83,29 @@ def test_messages_do_not_repeat_passwords_or_query_strings():
     with pytest.raises(ContextError) as raised:
         parse_context("https://user:s3cret@host/page?token=t0ken")
     assert "s3cret" not in str(raised.value) and "t0ken" not in str(raised.value)
+
+
+@pytest.mark.parametrize("text, host", [
+    ("https://Git.Example.com:8443/org/app.git#main", "git.example.com"),
+    ("ssh://git@git.example.com/org/app.git", "git.example.com"),
+    ("git@github.com:org/app.git#v1:svc", "github.com"),
+    ("git://git.example.com/app.git", "git.example.com"),
+    ("https://user:secret@files.example.com/app.tar.gz", "files.example.com"),
+    ("file:///srv/git/app.git", None),
+    ("./app", None),
+])
+def test_context_host_is_where_a_remote_context_comes_from(text, host):
+    assert context_host(parse_context(text)) == host
+
+
+def test_host_allowed_takes_names_and_star_dot_domains():
+    allowed = ["git.example.com", "*.corp.example"]
+    assert host_allowed("git.example.com", allowed)
+    assert host_allowed("build.eu.corp.example", allowed)
+    assert not host_allowed("corp.example", allowed)
+    assert not host_allowed("evilcorp.example", allowed)
+    assert not host_allowed("example.com", allowed)
+    assert not host_allowed("git.example.com", [])
 
 
 def test_context_dir_is_the_git_subfolder_or_the_destination(tmp_path):

@@ -82,6 +82,22 @@ def _checked_folder(folder: str, text: str) -> str | None:
     return "/".join(parts) or None
 
 
+def context_host(spec: ContextSpec) -> str | None:
+    """The host a remote context is fetched from (lower case); None for a folder or file://."""
+    if spec.kind == "local" or spec.location.startswith("file://"):
+        return None
+    scp_like = _SCP_LIKE.match(spec.location)
+    if scp_like and not _SCHEME.match(spec.location):
+        return scp_like.group(0).rpartition("@")[2].rstrip(":").lower()
+    return urlsplit(spec.location).hostname
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """Whether `host` is one of `allowed`: a name, or `*.domain` for any host under it."""
+    return any(host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+               for pattern in allowed)
+
+
 def display_url(url: str) -> str:
     """`url` without a password or query string, which may hold secrets, for messages."""
     if not _SCHEME.match(url):
