@@ -128,13 +128,7 @@ class RunExecutor:
         try:
             await self.store.runs.mark_started(run.id)
             task = await self._task_of(run)
-            async with self.checkouts.open(task.context, f"run-{run.id}",
-                                           run_log.line) as checkout:
-                if checkout.revision is not None:
-                    await self.store.runs.record_git_revision(run.id, checkout.revision)
-                bases = await self._bases_of(run, task, checkout.folder)
-                status, outputs, error = await self._build_and_push(
-                    run, task, checkout.folder, bases, run_log)
+            status, outputs, error = await self._fetch_build_and_push(run, task, run_log)
         except BasewatchError as exc:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
             run_log.line(f"Run ID: {run.id} errored: {error}")
@@ -165,6 +159,23 @@ class RunExecutor:
                  f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
         if self.on_finished is not None:
             await self.on_finished(finished)
+
+    async def _fetch_build_and_push(self, run: Run, task: TaskSettings, run_log: RunLog
+                                    ) -> tuple[RunStatus, list[PushedImage], str | None]:
+        """The whole run under its timeout: fetching its context counts too."""
+        try:
+            async with asyncio.timeout(task.timeout):
+                async with self.checkouts.open(task.context, f"run-{run.id}",
+                                               run_log.line) as checkout:
+                    if checkout.revision is not None:
+                        await self.store.runs.record_git_revision(run.id, checkout.revision)
+                    bases = await self._bases_of(run, task, checkout.folder)
+                    return await self._build_and_push(run, task, checkout.folder, bases,
+                                                      run_log)
+        except TimeoutError:
+            message = f"the run exceeded its timeout of {task.timeout:.0f}s"
+            run_log.line(f"Run ID: {run.id} timed out: {message}")
+            return RunStatus.TIMEOUT, [], message
 
     async def _build_and_push(self, run: Run, task: TaskSettings, context: Path,
                               bases: list[str], run_log: RunLog
@@ -225,19 +236,14 @@ class RunExecutor:
         started = loop.time()
         outputs = []
         try:
-            async with asyncio.timeout(task.timeout):
-                if len(platforms) == 1:
-                    base_digests = await build(platforms[0], tags)
-                    await self.store.runs.record_base_digests(run.id, base_digests)
-                    if task.push:
-                        outputs = [PushedImage(tag, await push(tag)) for tag in tags]
-                else:
-                    base_digests, outputs = await self._build_platforms(
-                        run, task, tags, platforms, build, push, run_log)
-        except TimeoutError:
-            message = f"the run exceeded its timeout of {task.timeout:.0f}s"
-            run_log.line(f"Run ID: {run.id} timed out: {message}")
-            return RunStatus.TIMEOUT, [], message
+            if len(platforms) == 1:
+                base_digests = await build(platforms[0], tags)
+                await self.store.runs.record_base_digests(run.id, base_digests)
+                if task.push:
+                    outputs = [PushedImage(tag, await push(tag)) for tag in tags]
+            else:
+                base_digests, outputs = await self._build_platforms(
+                    run, task, tags, platforms, build, push, run_log)
         except BasewatchError as exc:
             if run.id in self._canceled:
                 run_log.line(f"Run ID: {run.id} was canceled")

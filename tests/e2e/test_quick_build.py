@@ -234,3 +234,22 @@ async def test_bad_input_gets_a_clear_message(tmp_path, daemon):
 
     code, _, err = await cli("build", "-t", f"{reg}/x:1", str(ok), url=url, token="wrong")
     assert code == 2 and "(HTTP 401)" in err
+
+
+async def test_a_context_download_that_hangs_counts_against_the_timeout(tmp_path, daemon):
+    url, reg = daemon
+    stalled, release = asyncio.Event(), asyncio.Event()
+
+    class StallingServer(TarballServer):
+        async def _serve(self, request):
+            stalled.set()
+            await release.wait()  # no answer while the run lasts
+            return await super()._serve(request)
+
+    async with StallingServer({}) as server:
+        code, out, err = await cli("build", "--timeout", "3", "-t", f"{reg}/late:1",
+                                   server.url("ctx.tar.gz"), url=url)
+        release.set()
+    assert stalled.is_set()
+    assert code == 1 and "Status: Timeout" in err, out + err
+    assert "the run exceeded its timeout of 3s" in out + err
