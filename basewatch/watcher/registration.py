@@ -38,6 +38,9 @@ class TaskRegistrar:
         self._published: dict[str, set[str]] = {}
         self._edges: dict[str, list[Dependency]] = {}
         self._graph: TaskGraph | None = None
+        # One change at a time: each builds on the graph the one before it left (two at once
+        # would drop one's edges from the cache, or pass a cycle neither sees alone).
+        self._changing = asyncio.Lock()
 
     async def register(self, task: TaskSettings, source: str,
                        context: Path | None = None) -> DockerfileBases:
@@ -50,7 +53,10 @@ class TaskRegistrar:
             async with self.checkouts.open(task.context,
                                            f"register-{uuid.uuid4().hex}") as checkout:
                 return await self.register(task, source, checkout.folder)
-        context = context or Path(task.context)
+        async with self._changing:
+            return await self._register(task, source, context or Path(task.context))
+
+    async def _register(self, task: TaskSettings, source: str, context: Path) -> DockerfileBases:
         bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
                                         task.build_args, task.target)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
@@ -71,11 +77,12 @@ class TaskRegistrar:
         return bases
 
     async def unregister(self, name: str) -> bool:
-        await self.graph()
-        deleted = await self.store.tasks.delete(name)
-        self._published.pop(name, None)
-        self._edges.pop(name, None)
-        self._graph = _graph_of(self._published, self._edges)
+        async with self._changing:
+            await self.graph()
+            deleted = await self.store.tasks.delete(name)
+            self._published.pop(name, None)
+            self._edges.pop(name, None)
+            self._graph = _graph_of(self._published, self._edges)
         self._changed()
         return deleted
 
