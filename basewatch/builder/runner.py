@@ -165,8 +165,8 @@ class RunExecutor:
         """The whole run under its timeout: fetching its context counts too."""
         try:
             async with asyncio.timeout(task.timeout):
-                async with self.checkouts.open(task.context, f"run-{run.id}",
-                                               run_log.line) as checkout:
+                async with self.checkouts.for_run(task.context, run.id,
+                                                  run_log.line) as checkout:
                     if checkout.revision is not None:
                         await self.store.runs.record_git_revision(run.id, checkout.revision)
                     bases = await self._bases_of(run, task, checkout.folder)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -50,8 +49,7 @@ class TaskRegistrar:
         if context is None and not task.local_context:
             if self.checkouts is None:
                 raise BasewatchError(f"task {task.name}: remote contexts cannot be fetched here")
-            async with self.checkouts.open(task.context,
-                                           f"register-{uuid.uuid4().hex}") as checkout:
+            async with self.checkouts.for_registration(task.context) as checkout:
                 return await self.register(task, source, checkout.folder)
         async with self._changing:
             return await self._register(task, source, context or Path(task.context))

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncContextManager, AsyncIterator, Callable
 
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
 from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
+
+
+# Fetches go into folders named for what they serve; a run's or a registration's is of no
+# use once that ends (a queued quick build's upload, `upload-*`, outlives a restart).
+RUN_FOLDER = "run-{}"
+REGISTRATION_FOLDER = "register-{}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,24 @@ class Checkouts:
     def __init__(self, root: Path, max_context_bytes: int):
         self.root = root
         self.max_context_bytes = max_context_bytes
+
+    def discard_leftovers(self) -> int:
+        """Remove the fetches a stopped daemon left behind; how many. Only while nothing is
+        being fetched, i.e. as the daemon starts."""
+        if not self.root.is_dir():
+            return 0
+        prefixes = (RUN_FOLDER.format(""), REGISTRATION_FOLDER.format(""))
+        leftovers = [p for p in self.root.iterdir() if p.name.startswith(prefixes)]
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(leftovers)
+
+    def for_run(self, context: str, run_id: str,
+                say: Callable[[str], None]) -> AsyncContextManager[Checkout]:
+        return self.open(context, RUN_FOLDER.format(run_id), say)
+
+    def for_registration(self, context: str) -> AsyncContextManager[Checkout]:
+        return self.open(context, REGISTRATION_FOLDER.format(uuid.uuid4().hex))
 
     @contextlib.asynccontextmanager
     async def open(self, context: str, name: str,
