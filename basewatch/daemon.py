@@ -42,6 +42,8 @@ from basewatch.watcher.registry import RegistryClient
 log = logging.getLogger(__name__)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# Config tasks whose git or tarball contexts are fetched at once while the daemon starts.
+CONFIG_FETCHES_AT_ONCE = 4
 
 
 class Daemon:
@@ -199,14 +201,21 @@ class Daemon:
     async def sync_config_tasks(self) -> None:
         """Register the config's tasks and forget config tasks that were removed from it."""
         names = {task.name for task in self.config.tasks}
-        for task in self.config.tasks:
-            try:
-                bases = await self.registrar.register(task, "config")
-            except BasewatchError as exc:
-                log.error("task %s not registered: %s", task.name, exc)
-                continue
+        fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
+
+        async def register(task: TaskSettings) -> None:
+            # Remote contexts are fetched side by side; the registrar still takes the tasks
+            # into the graph one at a time (local ones in the config's order).
+            async with fetches:
+                try:
+                    bases = await self.registrar.register(task, "config")
+                except BasewatchError as exc:
+                    log.error("task %s not registered: %s", task.name, exc)
+                    return
             log.info("task %s: runtime base %s", task.name,
                      bases.runtime if bases.runtime else "scratch")
+
+        await asyncio.gather(*(register(task) for task in self.config.tasks))
         for task in await self.store.tasks.all(source="config"):
             if task.name not in names:
                 await self.registrar.unregister(task.name)

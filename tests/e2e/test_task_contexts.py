@@ -67,8 +67,9 @@ def daemon(tmp_path, registry, base_images, docker_host, repository):
     config = {"poll_interval": "1s", "registries": [{"host": reg}],
               "api_token_env": "API_TOKEN", "allowed_context_hosts": ["127.0.0.1"],
               # The config file is the admin's: file:// remotes are fine there.
-              "tasks": [{"name": "from-config", "image": f"{reg}/from-config:latest",
-                         "context": f"file://{repository.bare}#main:service"}]}
+              "tasks": [{"name": name, "image": f"{reg}/{name}:latest",
+                         "context": f"file://{repository.bare}#main:service"}
+                        for name in ("from-config", "from-config-2", "from-config-3")]}
     process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": "t0ken"})
     health(url, process)
     yield url, reg
@@ -168,6 +169,9 @@ async def test_a_git_context_that_cannot_be_fetched_registers_nothing(tmp_path, 
     assert "missing.git" in err, err
     code, out, _ = await cli("task", "list", url=url, token="t0ken")
     assert "ghost" not in out
+    # The config's remote tasks, fetched side by side as the daemon started, all registered.
+    sources = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line}
+    assert {sources.get(f"from-config{n}") for n in ("", "-2", "-3")} == {"config"}, out
 
     code, _, err = await cli("task", "create", "local-repo", "--context",
                              f"file://{tmp_path}/git/served/app.git#main:service",
