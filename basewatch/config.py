@@ -184,7 +184,7 @@ class Config(_Strict):
     log_archive: LogArchiveSettings | None = None
     notifications: NotificationSettings | None = None
     api_token_env: str | None = None  # the variable holding the API's bearer token
-    max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # a quick build's context, unpacked
+    max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
     # Hosts that context URLs sent through the API may name (None: any), against fetches of
     # the daemon's neighbours on behalf of whoever holds the API token.
@@ -197,11 +197,12 @@ class Config(_Strict):
     def _hosts_are_names(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        hosts = [host.strip().lower() for host in value]
+        hosts = [host.strip().lower().strip("[]") for host in value]
         for host in hosts:
-            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host):
-                raise ValueError(f"{host!r} is not a host name, or *.domain for any host "
-                                 "under a domain")
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|[0-9a-f:]*:[0-9a-f:]*",
+                                host):
+                raise ValueError(f"{host!r} is not a host name or address, or *.domain for "
+                                 "any host under a domain")
         return hosts
 
     @field_validator("listen")

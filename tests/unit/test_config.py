@@ -533,8 +533,10 @@ def test_an_unknown_kind_of_context_url_is_refused(tmp_path):
 
 
 def test_allowed_context_hosts_are_names_or_star_dot_domains(tmp_path):
-    path = write(tmp_path, {"allowed_context_hosts": ["Git.Example.com", "*.corp.example"]})
-    assert load_config(path).allowed_context_hosts == ["git.example.com", "*.corp.example"]
+    path = write(tmp_path, {"allowed_context_hosts": ["Git.Example.com", "*.corp.example",
+                                                      "10.0.0.7", "[fd00::7]"]})
+    assert load_config(path).allowed_context_hosts == ["git.example.com", "*.corp.example",
+                                                       "10.0.0.7", "fd00::7"]
     path = write(tmp_path, {"allowed_context_hosts": ["https://git.example.com"]})
     [problem] = problems(path)
     assert problem.startswith(f"{path}: allowed_context_hosts: ") and "not a host name" in problem

@@ -91,6 +91,7 @@ def test_messages_do_not_repeat_passwords_or_query_strings():
     ("git@github.com:org/app.git#v1:svc", "github.com"),
     ("git://git.example.com/app.git", "git.example.com"),
     ("https://user:secret@files.example.com/app.tar.gz", "files.example.com"),
+    ("https://[FD00::7]:8443/org/app.git", "fd00::7"),
     ("file:///srv/git/app.git", None),
     ("./app", None),
 ])
