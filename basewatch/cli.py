@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     bases.add_argument("--build-arg", type=key_value, action="append", default=[],
                        metavar="KEY=VALUE")
     bases.add_argument("--target")
+    bases.add_argument("--platform", help="the target platform, for TARGETARCH and the like "
+                       "(default: this machine's)")
     bases.add_argument("--json", action="store_true", help="print JSON")
     bases.set_defaults(handler=cmd_bases)
 
@@ -79,7 +81,7 @@ def cmd_bases(args: argparse.Namespace) -> int:
     from basewatch.watcher.dockerfile import analyse_dockerfile_path
 
     path = args.path / args.file if args.path.is_dir() else args.path
-    bases = analyse_dockerfile_path(path, dict(args.build_arg), args.target)
+    bases = analyse_dockerfile_path(path, dict(args.build_arg), args.target, args.platform)
     report = bases.to_json()
     if args.json:
         print(json.dumps(report, indent=2))

@@ -1,6 +1,7 @@
 """Target platforms written the way Docker writes them: os/arch[/variant]."""
 from __future__ import annotations
 
+import platform as _host
 from dataclasses import dataclass
 
 # Docker accepts these aliases and normalises them (containerd's normalizeArch); so do we, so
@@ -46,3 +47,11 @@ class Platform:
 
 
 DEFAULT_PLATFORM = Platform("linux", "amd64")
+
+
+def native_platform() -> Platform:
+    """The platform this machine builds for natively: what BuildKit calls the build platform."""
+    try:
+        return Platform.parse(f"linux/{_host.machine()}")
+    except ValueError:
+        return DEFAULT_PLATFORM  # a machine name Docker would not recognise either

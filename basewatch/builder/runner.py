@@ -114,7 +114,7 @@ class RunExecutor:
         if run.spec is None and task.local_context:
             return [d.base for d in await self.store.graph.dependencies(task.name)]
         bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
-                                        task.build_args, task.target)
+                                        task.build_args, task.target, task.platform)
         names = [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
         if run.spec is None and self.on_context_changed is not None:
             recorded = {d.base for d in await self.store.graph.dependencies(task.name)}

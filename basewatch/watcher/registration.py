@@ -56,7 +56,7 @@ class TaskRegistrar:
 
     async def _register(self, task: TaskSettings, source: str, context: Path) -> DockerfileBases:
         bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
-                                        task.build_args, task.target)
+                                        task.build_args, task.target, task.platform)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:
             edges.insert(0, (str(bases.runtime), DependencyKind.RUNTIME))

@@ -152,7 +152,6 @@ def test_automatic_platform_args_can_come_as_build_args():
     content = "FROM golang:1.22-${TARGETARCH}\n"
     runtime = bases(content, {"TARGETARCH": "arm64"})["runtime"]
     assert runtime == "docker.io/library/golang:1.22-arm64"
-    fails(content, "ARG TARGETARCH, which has no value")
 
 
 def test_final_stage_from_scratch():
@@ -182,13 +181,11 @@ def test_target_selects_a_middle_stage():
     """
     assert bases(content, target="test") == {
         "runtime": "docker.io/library/node:20", "buildtime": ["docker.io/library/busybox:1.36"]}
+    # Only the stages a target needs count: BuildKit resolves no other stage's image.
     assert bases(content, target="TOOLS") == {
-        "runtime": "docker.io/library/golang:1.22",
-        "buildtime": ["docker.io/library/busybox:1.36", "docker.io/library/node:20"]}
+        "runtime": "docker.io/library/golang:1.22", "buildtime": []}
     assert bases(content) == {
-        "runtime": "docker.io/library/nginx:1.25",
-        "buildtime": ["docker.io/library/busybox:1.36", "docker.io/library/golang:1.22",
-                      "docker.io/library/node:20"]}
+        "runtime": "docker.io/library/nginx:1.25", "buildtime": ["docker.io/library/node:20"]}
 
 
 def test_lowercase_instructions_and_mixed_case_names():
@@ -271,7 +268,7 @@ def test_first_stage_index_in_from():
 
 
 def test_digests_are_kept():
-    assert bases(f"FROM golang@{SHA} AS build\nFROM alpine:3.19@{SHA}\n") == {
+    assert bases(f"FROM golang@{SHA} AS build\nFROM alpine:3.19@{SHA}\nCOPY --from=build / /\n") == {
         "runtime": f"docker.io/library/alpine:3.19@{SHA}",
         "buildtime": [f"docker.io/library/golang@{SHA}"]}
 
@@ -338,12 +335,13 @@ def test_no_from_is_an_error(content):
     ("FROM node foo bar\n", "FROM must be"),
     ("FROM --squash node\n", "unknown flag '--squash'"),
     ("FROM node AS 1st\n", "stage name '1st' must start with a letter"),
-    ("FROM node AS a\nFROM node AS A\n", "line 2: stage name 'a' is already used"),
     ("RUN echo hi\nFROM node\n", "line 1: RUN comes before the first FROM"),
     ("ARG 1X=2\nFROM node\n", "ARG '1X' is not a valid argument name"),
-    ("FROM node AS a\nCOPY --from=1 /a /b\nFROM a\n", "line 2: COPY --from=1 does not name an "
-                                                       "earlier stage"),
-    ("FROM node AS a\nCOPY --from=A /a /b\n", "line 2: COPY --from=A does not name an earlier"),
+    ("FROM node AS a\nCOPY --from=1 /a /b\nFROM a\n", "line 3: circular dependency: this makes "
+                                                       "stage a need itself"),
+    ("FROM node AS a\nCOPY --from=A /a /b\n", "line 2: circular dependency: this makes stage a"),
+    ("FROM node AS a\nCOPY --from=2 /a /b\nFROM a\n", "line 2: COPY --from=2 names no stage: "
+                                                       "the Dockerfile has 2"),
 ])
 def test_bad_dockerfiles(content, match):
     fails(content, match)
