@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from basewatch.errors import DockerfileError
+from basewatch.watcher.dockerfile_words import split_words
 
 # Go's \s (RE2) is ASCII whitespace only; Python's would also take Unicode spaces.
 _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z")
@@ -111,8 +112,6 @@ def extract_flags(rest: str) -> tuple[list[str], str]:
 
 def heredocs_of(line: str) -> list[tuple[str, bool]]:
     """The (name, strip leading tabs) of each heredoc a line opens, in order."""
-    from basewatch.watcher.dockerfile_words import split_words  # one word splitter for both
-
     found = []
     for word in split_words(line, "\\"):
         match = _HEREDOC.match(word)

@@ -3,7 +3,7 @@ the `${...}` modifiers, after BuildKit's frontend/dockerfile/shell/lex.go, withi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from basewatch.watcher.dockerfile_patterns import (MatchBudget, PatternBudgetExceeded,
                                                    PatternError, replace, trim_prefix,
@@ -34,11 +34,7 @@ class ExpansionBudget:
     """What the expansions of one Dockerfile may still produce."""
 
     characters: int = MAX_EXPANSION_TOTAL
-    patterns: MatchBudget | None = None
-
-    def __post_init__(self):
-        if self.patterns is None:
-            self.patterns = MatchBudget(MAX_PATTERN_STEPS)
+    patterns: MatchBudget = field(default_factory=lambda: MatchBudget(MAX_PATTERN_STEPS))
 
     def spend(self, length: int) -> None:
         self.characters -= length

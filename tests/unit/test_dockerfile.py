@@ -268,7 +268,8 @@ def test_first_stage_index_in_from():
 
 
 def test_digests_are_kept():
-    assert bases(f"FROM golang@{SHA} AS build\nFROM alpine:3.19@{SHA}\nCOPY --from=build / /\n") == {
+    content = f"FROM golang@{SHA} AS build\nFROM alpine:3.19@{SHA}\nCOPY --from=build / /\n"
+    assert bases(content) == {
         "runtime": f"docker.io/library/alpine:3.19@{SHA}",
         "buildtime": [f"docker.io/library/golang@{SHA}"]}
 
