@@ -19,6 +19,7 @@ from basewatch.watcher.dockerfile_words import (ARG_NAME, ArgScope, ExpansionBud
 from basewatch.watcher.reference import ImageReference
 
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
+_STAGE_SCOPE = "in this stage (ARGs from before FROM must be repeated)"
 # Mount types whose `from=` BuildKit resolves as an image or stage (tmpfs has no source, and
 # secret and ssh mounts take none).
 _MOUNTS_FROM = ("bind", "cache")
@@ -121,13 +122,18 @@ class _Analysis:
             raise DockerfileError(f"{self.source}: Dockerfile has no FROM instruction")
         stages: list[_Stage] = []
         sources: list[_Source] = []
+        scopes: list[ArgScope] = []
         scope = self.meta
         for instruction in parsed.instructions:
             command, rest = instruction.command, instruction.rest
             self.line = instruction.line
             if command == "from":
                 stages.append(self._from(rest, stages))
-                scope = ArgScope({}, "in this stage (ARGs from before FROM must be repeated)")
+                # A stage built on another starts with the ARGs that one declared, as in BuildKit.
+                base = stages[-1].base
+                inherited = dict(scopes[base].values) if isinstance(base, int) else {}
+                scope = ArgScope(inherited, _STAGE_SCOPE)
+                scopes.append(scope)
             elif command == "arg":
                 self._declare(rest, scope)
             elif not stages:

@@ -76,6 +76,16 @@ def test_platform_args_in_a_stage_need_an_arg_line_as_in_buildkit():
                                                    "in this stage")
 
 
+def test_a_stage_inherits_the_args_of_the_stage_it_is_built_on():
+    content = """
+        FROM alpine AS base
+        ARG TOOLS=tools:1
+        FROM base AS build
+        COPY --from=$TOOLS /x /y
+    """
+    assert bases(content)["buildtime"] == ["docker.io/library/tools:1"]
+
+
 def test_build_args_still_override_the_platform_args():
     assert runtime("FROM bin:${TARGETARCH}\n", build_args={"TARGETARCH": "riscv64"}) == \
         "docker.io/library/bin:riscv64"
