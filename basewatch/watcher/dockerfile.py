@@ -71,6 +71,10 @@ def analyse_dockerfile(content: str, build_args: Mapping[str, str] | None = None
     stages = analysis.stages()
     chosen = _target_index(stages, target, source)
     needed = _reachable(stages, chosen)
+    unresolved = sorted((error for index in needed for error in stages[index].unresolved),
+                        key=lambda error: error[0])
+    if unresolved:
+        raise unresolved[0][1]
     runtime = _root_image(stages, chosen)
     images = {_root_image(stages, index) for index in needed}
     images.update(ref for index in needed for ref in stages[index].images)
@@ -86,6 +90,9 @@ class _Stage:
     base: ImageReference | int | None  # an image, an earlier stage's index, or None for scratch
     images: list[ImageReference] = field(default_factory=list)  # COPY --from, RUN --mount from
     uses: list[tuple[int, int]] = field(default_factory=list)  # the stages those name, lines
+    # (line, error) of a COPY --from or mount whose ARGs have no value: an error only if the
+    # target needs this stage, as BuildKit expands them only for the stages it builds.
+    unresolved: list[tuple[int, DockerfileError]] = field(default_factory=list)
 
 
 @dataclass
@@ -177,8 +184,9 @@ class _Analysis:
         for flag in flags:
             if flag.lower().startswith("--from="):
                 raw = flag.split("=", 1)[1]
-                text = self._expand(raw, scope, "COPY --from")
-                found.append(_Source(stage, text, raw, self.line, "COPY --from", True))
+                text = self._expand_later(raw, scope, "COPY --from", stage)
+                if text is not None:
+                    found.append(_Source(stage, text, raw, self.line, "COPY --from", True))
         return found
 
     def _mounts(self, instruction: Instruction, stage: _Stage, scope: ArgScope) -> list[_Source]:
@@ -190,8 +198,9 @@ class _Analysis:
             fields = self._mount_fields(flag.split("=", 1)[1])
             raw = fields.get("from", "")
             if fields.get("type", "bind").lower() in _MOUNTS_FROM and raw:
-                text = self._expand(raw, scope, "RUN --mount from")
-                found.append(_Source(stage, text, raw, self.line, "RUN --mount from", False))
+                text = self._expand_later(raw, scope, "RUN --mount from", stage)
+                if text is not None:
+                    found.append(_Source(stage, text, raw, self.line, "RUN --mount from", False))
         return found
 
     def _mount_fields(self, value: str) -> dict[str, str]:
@@ -274,6 +283,16 @@ class _Analysis:
             return expand(word, scope, self.escape, self.budget)
         except ExpansionError as exc:
             raise self._error(f"{instruction} {exc}") from None
+
+    def _expand_later(self, word: str, scope: ArgScope, instruction: str,
+                      stage: _Stage) -> str | None:
+        try:
+            return expand(word, scope, self.escape, self.budget)
+        except ExpansionLimit as exc:
+            raise self._error(f"{instruction} {exc}") from None
+        except ExpansionError as exc:
+            stage.unresolved.append((self.line, self._error(f"{instruction} {exc}")))
+            return None
 
     def _reference(self, text: str, raw: str, instruction: str) -> ImageReference:
         try:

@@ -325,6 +325,18 @@ def test_unreachable_stages_add_no_buildtime_bases():
                                              "buildtime": ["docker.io/library/python:3.12"]}
 
 
+def test_unresolvable_args_matter_only_in_needed_stages():
+    content = """
+        FROM alpine AS docs
+        COPY --from=$UNDECLARED /x /y
+        RUN --mount=from=${NOVALUE},target=/z true
+        FROM busybox AS final
+    """
+    assert bases(content, target="final")["runtime"] == "docker.io/library/busybox:latest"
+    message = fails(content, "line 3: COPY --from uses ARG UNDECLARED", target="docs")
+    assert message.startswith("Dockerfile line 3:")
+
+
 def test_duplicate_stage_names_are_legal_and_the_later_one_wins():
     content = """
         FROM golang:1.21 AS build
