@@ -18,7 +18,11 @@ from basewatch.watcher.dockerfile_words import (ARG_NAME, ArgScope, ExpansionBud
                                                 split_words)
 from basewatch.watcher.reference import ImageReference
 
+# Real Dockerfiles are kilobytes; past this one is refused before it is read.
+MAX_DOCKERFILE_BYTES = 8 * 1024 * 1024
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
+_TOO_LARGE = (f"larger than {MAX_DOCKERFILE_BYTES // (1024 * 1024)} MiB, "
+              "the most a Dockerfile may hold")
 _STAGE_SCOPE = "in this stage (ARGs from before FROM must be repeated)"
 # Mount types whose `from=` BuildKit resolves as an image or stage (tmpfs has no source, and
 # secret and ssh mounts take none).
@@ -52,6 +56,12 @@ def analyse_dockerfile_path(path: Path | str, build_args: Mapping[str, str] | No
                             build_platform: Platform | str | None = None) -> DockerfileBases:
     """Read the Dockerfile at `path` and analyse it."""
     path = Path(path)
+    try:
+        too_large = path.is_file() and path.stat().st_size > MAX_DOCKERFILE_BYTES
+    except OSError:
+        too_large = False  # reading it says what is wrong
+    if too_large:
+        raise DockerfileError(f"{path}: {_TOO_LARGE}")
     content = read_text_file(path, "Dockerfile", DockerfileError, encoding="utf-8-sig")
     return analyse_dockerfile(content, build_args, target, source=str(path), platform=platform,
                               build_platform=build_platform)
@@ -64,6 +74,8 @@ def analyse_dockerfile(content: str, build_args: Mapping[str, str] | None = None
     """Find the runtime base of `target` (default: the last stage) and the build-time bases of
     the stages it needs, for one target `platform` (default: the build platform, which defaults
     to this machine's, as BuildKit's do)."""
+    if len(content) > MAX_DOCKERFILE_BYTES:
+        raise DockerfileError(f"{source}: {_TOO_LARGE}")
     build_platform = _platform(build_platform) if build_platform else native_platform()
     platform = _platform(platform) if platform else build_platform
     analysis = _Analysis(content, dict(build_args or {}), source,

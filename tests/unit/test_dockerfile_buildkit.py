@@ -8,7 +8,8 @@ import pytest
 
 from basewatch.errors import DockerfileError
 from basewatch.platforms import Platform
-from basewatch.watcher.dockerfile import analyse_dockerfile, automatic_args
+from basewatch.watcher.dockerfile import (MAX_DOCKERFILE_BYTES, analyse_dockerfile,
+                                          analyse_dockerfile_path, automatic_args)
 from basewatch.watcher.dockerfile_patterns import MatchBudget, replace, trim_suffix
 from basewatch.watcher.dockerfile_words import (MAX_EXPANSION_TOTAL, MAX_PATTERN_STEPS,
                                                 MAX_WORD_LENGTH)
@@ -393,3 +394,14 @@ def test_all_words_past_the_total_limit_names_the_line_and_the_limit():
 def test_deep_nesting_is_refused():
     content = "ARG A\nFROM alpine:" + "${A:-" * 5000 + "x" + "}" * 5000 + "\n"
     fails(content, "nests")
+
+
+def test_a_dockerfile_past_the_size_limit_is_refused_before_reading(tmp_path):
+    huge = tmp_path / "Dockerfile"
+    with huge.open("w") as out:
+        out.write("FROM alpine\n")
+        out.truncate(MAX_DOCKERFILE_BYTES + 1)
+    with pytest.raises(DockerfileError, match=f"^{huge}: larger than 8 MiB"):
+        analyse_dockerfile_path(huge)
+    with pytest.raises(DockerfileError, match="^Dockerfile: larger than 8 MiB"):
+        analyse_dockerfile("#" * (MAX_DOCKERFILE_BYTES + 1))
