@@ -38,6 +38,9 @@ _DIGEST_CACHE_SIZE = 4096
 _USER_AGENT = f"basewatch/{__version__}"
 _EXPONENTIAL = wait_exponential(multiplier=0.2, max=5.0)  # 0.2 s, 0.4 s, 0.8 s ... 5 s
 _UNAUTHORIZED_HINT = "(config registries[].username/password_env or ~/.docker/config.json)"
+# The most of any response body that is read (manifests, indexes, tokens, errors): distribution
+# refuses manifests over 4 MiB itself, so nothing legitimate is larger.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def default_endpoint(registry: str) -> str:
@@ -297,7 +300,7 @@ class RegistryClient:
         try:
             async with self._client().request(method, url, headers=headers, data=data,
                                               allow_redirects=True) as raw:
-                body = await raw.read()
+                body = await _read_body(raw, method, ref, server)
                 response = _Response(raw.status, raw.reason or "",
                                      {k.lower(): v for k, v in raw.headers.items()}, body)
         except aiohttp.ClientSSLError as exc:  # retrying will not fix a certificate
@@ -356,6 +359,25 @@ class RegistryClient:
         count = value.partition(";")[0].strip()
         if count.isdigit():
             self.rate_limit_remaining[host] = int(count)
+
+
+async def _read_body(raw: aiohttp.ClientResponse, method: str, ref: ImageReference,
+                     server: str) -> bytes:
+    """The body, or a RegistryError once it passes MAX_BODY_BYTES: a hostile registry could
+    otherwise send an endless manifest index and the daemon would hold all of it."""
+    if method == "HEAD":
+        return b""  # Content-Length is the manifest's size, with no body behind it
+    too_large = RegistryError(f"{ref}: {server} sent a response larger than "
+                              f"{MAX_BODY_BYTES // (1024 * 1024)} MiB, the most basewatch reads "
+                              "(the limit distribution sets for manifests)")
+    if raw.content_length is not None and raw.content_length > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in raw.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
 
 
 def _media_type(response: _Response) -> str:

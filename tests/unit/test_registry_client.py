@@ -575,3 +575,56 @@ async def test_configured_rate_cap_paces_the_client(fake):
         elapsed = time.monotonic() - started
     assert len(fake.log) == 6
     assert elapsed >= 5 * 0.1 * 0.9, "six requests at 10/s span at least half a second"
+
+
+# ---------------------------------------------------------------- body limits
+
+
+def oversized(chunked: bool) -> Callable[[], web.Response]:
+    """A body just past the 4 MiB limit, announced by Content-Length or chunked (unannounced)."""
+    body = b"{" + b" " * (4 * 1024 * 1024)
+
+    def respond() -> web.Response:
+        response = web.Response(body=body, headers={"Content-Type": OCI_INDEX,
+                                                    "Docker-Content-Digest": AMD64})
+        if chunked:
+            response.enable_chunked_encoding()
+        return response
+    return respond
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_manifest_over_the_body_limit_is_refused(fake, chunked):
+    fake.faults = [oversized(chunked)]
+    async with RegistryClient() as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.get_manifest(fake.ref("app:1"))
+    assert str(caught.value) == (f"{fake.address}/app:1: registry {fake.address} sent a "
+                                 "response larger than 4 MiB, the most basewatch reads (the "
+                                 "limit distribution sets for manifests)")
+    assert fake.requests("GET") == 1  # not retried: the registry would only send it again
+
+
+async def test_a_head_of_a_large_manifest_is_fine(fake):
+    fake.faults = [lambda: web.Response(headers={"Content-Type": OCI_MANIFEST,
+                                                 "Docker-Content-Digest": AMD64,
+                                                 "Content-Length": str(64 << 20)})]
+    async with RegistryClient() as client:
+        head = await client.head_manifest(fake.ref("app:1"))
+    assert head.digest == AMD64
+
+
+async def test_a_token_response_over_the_body_limit_is_refused(fake):
+    fake.auth = "bearer"
+
+    async def token(request: web.Request) -> web.Response:
+        return oversized(True)()
+
+    token_server = web.Application()
+    token_server.router.add_get("/token", token)
+    async with TestServer(token_server, host="127.0.0.1") as tokens:
+        fake.realm = f"http://127.0.0.1:{tokens.port}/token"
+        async with RegistryClient() as client:
+            with pytest.raises(RegistryError, match="the token server for .* sent a response "
+                                                    "larger than 4 MiB"):
+                await client.head_manifest(fake.ref("app:1"))
