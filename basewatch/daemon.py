@@ -80,6 +80,9 @@ class Daemon:
         for failed, rerun in interrupted:
             log.warning("run %s was interrupted when the daemon stopped: marked Failed%s",
                         failed, f", re-queued as {rerun}" if rerun else " (already a re-run)")
+        if config.build_network == "host":
+            log.warning("build_network is host: every Dockerfile's RUN steps can reach this "
+                        "host's loopback services, this daemon and its registry included")
         self.registry_client = RegistryClient(config.registries)
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes)
@@ -88,7 +91,8 @@ class Daemon:
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
                                        on_change=self._tasks_changed)
         self.executor = RunExecutor(
-            store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
+            store, lambda: DockerEngine(self.docker_host, network=config.build_network),
+            config.state_dir / "logs",
             ImageSources(config.registries), self.registry_client, checkouts,
             run_registry=run_registry, threads=config.max_concurrent_runs * 2,
             on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,

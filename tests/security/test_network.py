@@ -7,7 +7,60 @@ import textwrap
 
 import pytest
 
+import stack  # scripts/, put on sys.path by tests/conftest.py
+from tests.e2e.test_daemon import health, start_daemon, stop
+from tests.e2e.test_graph import TOKEN
+from tests.e2e.test_quick_build import cli
+
 pytestmark = pytest.mark.e2e
+
+
+# ---------------------------------------------------------------- the build network (item 2)
+
+def probe_dockerfile(base: str, *urls: str) -> str:
+    """A build that says which of `urls` its RUN step reached. Busybox's wget crashes here when
+    given -T: `timeout` bounds it from outside."""
+    probes = " ; ".join(f"(timeout 10 wget -q -O - {url} >/dev/null 2>&1 && echo REACHED {url} "
+                        f"|| echo UNREACHABLE {url})" for url in urls)
+    return f"FROM {base}\nRUN {probes}\n"
+
+
+async def build_probe(tmp_path, registry, base_images, docker_host, **settings) -> list[str]:
+    """A quick build of the probe on a daemon with `settings`: what it said of each URL."""
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    config = {"poll_interval": "1h", "registries": [{"host": reg}],
+              "api_token_env": "API_TOKEN", **settings}
+    process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": TOKEN})
+    try:
+        health(url, process)
+        app = tmp_path / "probe"
+        app.mkdir()
+        (app / "Dockerfile").write_text(probe_dockerfile(
+            f"{reg}/base:1", f"{url}/healthz", f"http://{reg}/v2/"))
+        code, out, err = await cli("build", "--no-push", str(app), url=url)
+        assert code == 0, out + err
+        return [line.split()[0] for line in out.splitlines()
+                if line.startswith(("REACHED ", "UNREACHABLE "))]
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize("network", [None, "none", stack.BUILD_NETWORK])
+async def test_builds_cannot_reach_the_daemon_or_the_registry_on_loopback(
+        tmp_path, registry, base_images, docker_host, network):
+    """The default, and the other networks a build may be given, run its RUN steps (the probe
+    answers) without the host's loopback."""
+    settings = {"build_network": network} if network else {}
+    said = await build_probe(tmp_path, registry, base_images, docker_host, **settings)
+    assert said == ["UNREACHABLE", "UNREACHABLE"]
+
+
+async def test_build_network_host_is_what_reaches_them(tmp_path, registry, base_images,
+                                                       docker_host):
+    """The probe above is sharp: on the host's network the same build reaches both."""
+    said = await build_probe(tmp_path, registry, base_images, docker_host, build_network="host")
+    assert said == ["REACHED", "REACHED"]
 
 
 # ---------------------------------------------------------------- registry bodies (item 4)
