@@ -28,6 +28,7 @@ from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.models import Run, RunStatus
+from basewatch.netpolicy import HostPolicy
 from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
@@ -85,7 +86,9 @@ class Daemon:
                         "host's loopback services, this daemon and its registry included")
         self.registry_client = RegistryClient(config.registries)
         run_registry = config.registries[0].host if config.registries else None
-        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes)
+        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
+                              HostPolicy.for_contexts(config.allowed_context_hosts),
+                              trusted=self._context_in_config)
         if discarded := checkouts.discard_leftovers():
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
@@ -195,6 +198,10 @@ class Daemon:
             bases = await self.registrar.register(task, found[1], context)
             log.info("task %s: its Dockerfile changed; runtime base now %s", task.name,
                      bases.runtime if bases.runtime else "scratch")
+
+    def _context_in_config(self, context: str) -> bool:
+        """A context the config file names: its author chose it, so it is fetched unchecked."""
+        return any(task.context == context for task in self.config.tasks)
 
     def _tasks_changed(self) -> None:
         """A task was registered, changed or removed: its bases are watched (or not) now, not
