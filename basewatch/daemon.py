@@ -84,7 +84,7 @@ class Daemon:
         if config.build_network == "host":
             log.warning("build_network is host: every Dockerfile's RUN steps can reach this "
                         "host's loopback services, this daemon and its registry included")
-        self.registry_client = RegistryClient(config.registries)
+        self.registry_client = RegistryClient(config.registries, guard_addresses=True)
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
                               HostPolicy.for_contexts(config.allowed_context_hosts),

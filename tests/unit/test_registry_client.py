@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from basewatch.config import RegistrySettings
-from basewatch.errors import RegistryError
+from basewatch.errors import RegistryAddressRefused, RegistryError
 from basewatch.platforms import Platform
 from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
 from basewatch.watcher.reference import ImageReference
@@ -31,7 +31,8 @@ def basic(username: str, password: str) -> str:
 class FakeRegistry:
     """Serves manifests; `faults` are answered first, one per request; `auth` adds a challenge."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.manifests: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.faults: list[Callable[[], web.Response]] = []
         self.headers: dict[str, str] = {}  # added to every manifest response
@@ -46,11 +47,11 @@ class FakeRegistry:
         app = web.Application()
         app.router.add_get("/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_get("/token", self._token)
-        self.server = TestServer(app, host="127.0.0.1")
+        self.server = TestServer(app, host=host)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
+        return f"{self.host}:{self.server.port}"
 
     def ref(self, text: str) -> ImageReference:
         return ImageReference.parse(f"{self.address}/{text}")
@@ -628,3 +629,78 @@ async def test_a_token_response_over_the_body_limit_is_refused(fake):
             with pytest.raises(RegistryError, match="the token server for .* sent a response "
                                                     "larger than 4 MiB"):
                 await client.head_manifest(fake.ref("app:1"))
+
+
+# ---------------------------------------------------------------- addresses
+
+
+@pytest.fixture
+def public_looking(monkeypatch):
+    """127.0.0.3 stands for a public address: a registry there is an unlisted public one."""
+    import basewatch.netpolicy
+
+    real = basewatch.netpolicy.is_internal
+    monkeypatch.setattr(basewatch.netpolicy, "is_internal",
+                        lambda address: str(address) != "127.0.0.3" and real(address))
+
+
+@pytest.fixture
+async def public_fake(public_looking):
+    registry = FakeRegistry("127.0.0.3")
+    await registry.server.start_server()
+    registry.put("app", "1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST})
+    yield registry
+    await registry.server.close()
+
+
+async def test_an_unlisted_registry_on_loopback_is_not_contacted(fake):
+    async with RegistryClient(guard_addresses=True) as client:
+        with pytest.raises(RegistryAddressRefused) as caught:
+            await client.head_manifest(fake.ref("app:1"))
+    assert str(caught.value) == (
+        f"{fake.address}/app:1: registry {fake.address} at http://{fake.address} may not be "
+        "contacted: 127.0.0.1 is a loopback address, which the daemon contacts only for hosts "
+        f"listed in its registries; list the registry {fake.address} under registries in the "
+        "config to allow it")
+    assert fake.log == []
+
+
+async def test_a_listed_registry_and_the_realm_it_names_on_loopback_are_trusted(fake):
+    fake.auth = "bearer"
+    async with RegistryClient([RegistrySettings(host=fake.address)],
+                              guard_addresses=True) as client:
+        await client.head_manifest(fake.ref("app:1"))
+    assert fake.requests(path="/token") == 1
+
+
+async def test_an_unlisted_registry_may_not_send_the_daemon_to_a_loopback_realm(fake, public_fake):
+    public_fake.auth = "bearer"
+    public_fake.realm = f"http://{fake.address}/token"  # where the daemon itself is
+    async with RegistryClient(guard_addresses=True) as client:
+        with pytest.raises(RegistryAddressRefused, match=(
+                f"the token server for {public_fake.address} at http://{fake.address} may "
+                "not be contacted: 127.0.0.1 is a loopback address")):
+            await client.head_manifest(public_fake.ref("app:1"))
+    assert public_fake.requests("HEAD") == 1 and fake.log == []
+
+
+async def test_an_unlisted_registry_may_not_redirect_the_daemon_to_loopback(fake, public_fake):
+    public_fake.faults = [lambda: web.Response(status=307, headers={
+        "Location": f"http://{fake.address}/v2/app/manifests/1"})]
+    async with RegistryClient(guard_addresses=True) as client:
+        with pytest.raises(RegistryAddressRefused, match="127.0.0.1 is a loopback address"):
+            await client.get_manifest(public_fake.ref("app:1"))
+    assert fake.log == []
+
+
+async def test_redirects_are_followed_and_credentials_stay_with_their_origin(fake, public_fake):
+    fake.auth = "basic"
+    settings = RegistrySettings(host=fake.address, username="alice", password="secret")
+    async with RegistryClient([settings], guard_addresses=True) as client:
+        await client.head_manifest(fake.ref("app:1"))  # learns the basic challenge
+        fake.faults = [lambda: web.Response(status=302, headers={
+            "Location": f"http://{public_fake.address}/v2/app/manifests/1"})]
+        head, _ = await client.get_manifest(fake.ref("app:1"))
+    assert head.digest == sha256_digest(public_fake.manifests[("app", "1")][1])
+    assert fake.log[-1][2] == basic("alice", "secret")
+    assert public_fake.log[-1][2] is None, "the password did not follow the redirect"
