@@ -236,6 +236,8 @@ class RunExecutor:
         started = loop.time()
         outputs = []
         try:
+            for tag in tags if task.push else ():
+                await self.digests.check_registry(ImageReference.parse(tag))
             if len(platforms) == 1:
                 base_digests = await build(platforms[0], tags)
                 await self.store.runs.record_base_digests(run.id, base_digests)

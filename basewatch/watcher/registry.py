@@ -134,6 +134,19 @@ class RegistryClient:
         """The base URL for a registry host as written in image references."""
         return endpoint_for(registry, self._settings.get(registry))
 
+    async def check_registry(self, ref: ImageReference) -> None:
+        """Refuse `ref`'s registry now when it is one the daemon may not contact, before the
+        engine (which resolves names itself and follows no rule of ours) pushes or pulls."""
+        if self._unlisted is None or ref.registry in self._settings:
+            return
+        url = self.endpoint(ref.registry)
+        parts = URL(url)
+        try:
+            self._unlisted.check_url(url)
+            await self._unlisted.resolve(parts.host or "", parts.port or 443)
+        except AddressRefused as refused:
+            raise _refused(ref, f"registry {ref.registry}", url, refused) from None
+
     async def head_manifest(self, ref: ImageReference) -> ManifestHead:
         """The digest and media type a tag (or digest) points at, from a HEAD request."""
         response = await self._manifest_request("HEAD", ref)
@@ -312,9 +325,7 @@ class RegistryClient:
         try:
             response = await self._follow(method, url, headers, data, ref, server, policy)
         except AddressRefused as refused:
-            raise RegistryAddressRefused(
-                f"{ref}: {server} at {_origin(url)} may not be contacted: {refused}; list the "
-                f"registry {ref.registry} under registries in the config to allow it") from None
+            raise _refused(ref, server, url, refused) from None
         except aiohttp.ClientSSLError as exc:  # retrying will not fix a certificate
             raise RegistryError(f"{ref}: TLS with {server} at {_origin(url)} failed: {exc}; "
                                 "for a plain-HTTP registry set registries[].endpoint to "
@@ -419,6 +430,13 @@ async def _read_body(raw: aiohttp.ClientResponse, method: str, ref: ImageReferen
         if len(body) > MAX_BODY_BYTES:
             raise too_large
     return bytes(body)
+
+
+def _refused(ref: ImageReference, server: str, url: str,
+             refused: AddressRefused) -> RegistryAddressRefused:
+    return RegistryAddressRefused(
+        f"{ref}: {server} at {_origin(url)} may not be contacted: {refused}; list the registry "
+        f"{ref.registry} under registries in the config to allow it")
 
 
 def _media_type(response: _Response) -> str:

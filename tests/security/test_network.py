@@ -278,3 +278,19 @@ async def test_a_dockerfile_from_an_unlisted_loopback_registry_is_refused(contex
     assert unlisted.requests == []
     code, out, _ = await cli("task", "list", url=url)
     assert "probe" not in out
+
+
+async def test_a_build_may_not_push_to_an_unlisted_loopback_registry(context_daemon, tmp_path):
+    """The engine would push wherever a tag says: to a service on the host's loopback too."""
+    url, reg = context_daemon
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text(f"FROM {reg}/base:1\n")
+    async with CountingRegistry("127.0.0.5", "http://127.0.0.5/token") as unlisted:
+        target = f"127.0.0.5:{unlisted.port}/loot:1"
+        code, out, err = await cli("build", "-t", target, str(app), url=url)
+        assert code != 0, out + err
+        assert f"{target}: registry 127.0.0.5:{unlisted.port} at http://127.0.0.5:" \
+               f"{unlisted.port} may not be contacted: 127.0.0.5 is a loopback address" \
+               in out + err, out + err
+    assert unlisted.requests == []

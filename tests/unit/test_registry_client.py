@@ -704,3 +704,16 @@ async def test_redirects_are_followed_and_credentials_stay_with_their_origin(fak
     assert head.digest == sha256_digest(public_fake.manifests[("app", "1")][1])
     assert fake.log[-1][2] == basic("alice", "secret")
     assert public_fake.log[-1][2] is None, "the password did not follow the redirect"
+
+
+async def test_check_registry_refuses_before_the_engine_would_push_or_pull(fake):
+    async with RegistryClient([RegistrySettings(host="listed.example")],
+                              guard_addresses=True) as client:
+        await client.check_registry(ImageReference.parse("listed.example/app:1"))
+        await client.check_registry(ImageReference.parse("1.1.1.1:5000/app:1"))
+        with pytest.raises(RegistryAddressRefused, match="^localhost:5/app:1: registry "
+                                                         "localhost:5 at http://localhost:5 may "
+                                                         "not be contacted: localhost resolves"):
+            await client.check_registry(ImageReference.parse("localhost:5/app:1"))
+    async with RegistryClient() as client:  # without the rule, as library users had it
+        await client.check_registry(ImageReference.parse("localhost:5/app:1"))
