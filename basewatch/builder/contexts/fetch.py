@@ -17,7 +17,7 @@ from basewatch.builder.contexts.archive import (claim_destination, discard_desti
                                                 extract_context, human_size)
 from basewatch.builder.contexts.spec import (COMMIT, ContextError, ContextSpec, context_host,
                                              display_url)
-from basewatch.netpolicy import AddressRefused, HostPolicy
+from basewatch.netpolicy import AddressRefused, HostPolicy, literal_address
 
 # Redirects followed for a tarball, each checked as the first URL was.
 MAX_REDIRECTS = 10
@@ -96,7 +96,7 @@ async def _pinned(spec: ContextSpec, hosts: HostPolicy | None, where: str) -> li
     except AddressRefused as refused:
         raise ContextError(f"git may not fetch {where}: {refused}") from None
     options = ["-c", "http.followRedirects=false"]
-    if scheme in ("http", "https"):
+    if scheme in ("http", "https") and literal_address(host) is None:
         shown = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
         options += ["-c", f"http.curloptResolve={host}:{port}:{shown}"]
     return options
