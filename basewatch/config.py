@@ -189,6 +189,9 @@ class Config(_Strict):
     # Hosts that context URLs sent through the API may name (None: any), against fetches of
     # the daemon's neighbours on behalf of whoever holds the API token.
     allowed_context_hosts: list[str] | None = None
+    # The network build steps run on: default (the engine's default, never the host's), none,
+    # host (every Dockerfile reaches the host's loopback services: a risk) or a network's name.
+    build_network: str = "default"
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 
@@ -204,6 +207,14 @@ class Config(_Strict):
                 raise ValueError(f"{host!r} is not a host name or address, or *.domain for "
                                  "any host under a domain")
         return hosts
+
+    @field_validator("build_network")
+    @classmethod
+    def _network_is_a_name(cls, value: str) -> str:
+        # Docker's own rule for network names; default, none and host are names of that form.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"{value!r} is not default, none, host or a Docker network's name")
+        return value
 
     @field_validator("listen")
     @classmethod

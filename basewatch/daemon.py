@@ -28,6 +28,7 @@ from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.models import Run, RunStatus
+from basewatch.netpolicy import HostPolicy
 from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
@@ -80,15 +81,21 @@ class Daemon:
         for failed, rerun in interrupted:
             log.warning("run %s was interrupted when the daemon stopped: marked Failed%s",
                         failed, f", re-queued as {rerun}" if rerun else " (already a re-run)")
-        self.registry_client = RegistryClient(config.registries)
+        if config.build_network == "host":
+            log.warning("build_network is host: every Dockerfile's RUN steps can reach this "
+                        "host's loopback services, this daemon and its registry included")
+        self.registry_client = RegistryClient(config.registries, guard_addresses=True)
         run_registry = config.registries[0].host if config.registries else None
-        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes)
+        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
+                              HostPolicy.for_contexts(config.allowed_context_hosts),
+                              trusted=self._context_in_config)
         if discarded := checkouts.discard_leftovers():
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
                                        on_change=self._tasks_changed)
         self.executor = RunExecutor(
-            store, lambda: DockerEngine(self.docker_host), config.state_dir / "logs",
+            store, lambda: DockerEngine(self.docker_host, network=config.build_network),
+            config.state_dir / "logs",
             ImageSources(config.registries), self.registry_client, checkouts,
             run_registry=run_registry, threads=config.max_concurrent_runs * 2,
             on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,
@@ -191,6 +198,10 @@ class Daemon:
             bases = await self.registrar.register(task, found[1], context)
             log.info("task %s: its Dockerfile changed; runtime base now %s", task.name,
                      bases.runtime if bases.runtime else "scratch")
+
+    def _context_in_config(self, context: str) -> bool:
+        """A context the config file names: its author chose it, so it is fetched unchecked."""
+        return any(task.context == context for task in self.config.tasks)
 
     def _tasks_changed(self) -> None:
         """A task was registered, changed or removed: its bases are watched (or not) now, not

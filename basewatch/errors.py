@@ -21,6 +21,11 @@ class RegistryError(BasewatchError):
     """A registry could not be reached or refused a request."""
 
 
+class RegistryAddressRefused(RegistryError):
+    """A registry, or a realm or redirect it names, on an address the daemon may not contact:
+    not a registry that is down, so nothing tries it later."""
+
+
 class EngineError(BasewatchError):
     """The container engine could not be reached or a build or push failed."""
 

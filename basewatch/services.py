@@ -10,8 +10,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from basewatch.builder.contexts.spec import (context_host, display_url, host_allowed,
-                                             parse_context)
+from basewatch.builder.contexts.spec import context_host, display_url, parse_context
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
@@ -19,6 +18,7 @@ from basewatch.config import TaskSettings, format_validation_error
 from basewatch.errors import BasewatchError
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, RunType, Trigger
+from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
 from basewatch.store.runs import RunRequest
 from basewatch.watcher.registration import TaskRegistrar
@@ -75,7 +75,7 @@ class Services:
                  allowed_context_hosts: list[str] | None = None):
         self.archive = archive  # a LogArchive when log_archive is configured
         self.allow_file_contexts = allow_file_contexts
-        self.allowed_context_hosts = allowed_context_hosts
+        self.context_hosts = HostPolicy.for_contexts(allowed_context_hosts)
         self.store = store
         self.registrar = registrar
         self.executor = executor
@@ -181,12 +181,14 @@ class Services:
         if source.location.startswith("file://") and not self.allow_file_contexts:
             raise InvalidRequestError("file:// contexts read the daemon's own disk and are "
                                       "refused; set allow_file_contexts: true to allow them")
+        # The first URL, refused before anything is queued; its redirects and the addresses
+        # its name resolves to are checked as the context is fetched.
         host = context_host(source)
-        if host is not None and self.allowed_context_hosts is not None and \
-                not host_allowed(host, self.allowed_context_hosts):
-            raise InvalidRequestError(
-                f"{display_url(url)}: {host} is not in the daemon's allowed_context_hosts "
-                f"({', '.join(self.allowed_context_hosts) or 'none'})")
+        try:
+            if host is not None:
+                self.context_hosts.check_host(host)
+        except AddressRefused as refused:
+            raise InvalidRequestError(f"{display_url(url)}: {refused}") from None
 
     async def list_runs(self, task: str | None, status: str | None, image: str | None,
                         top: int) -> list[dict]:

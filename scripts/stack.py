@@ -6,7 +6,8 @@ before the virtualenv exists.
 
     stack.py install            apt packages that are missing, cross-platform emulation (qemu,
                                 binfmt_misc, arm busybox), then the virtualenv
-    stack.py up   [--dir D]     reuse a working engine or start one; start a registry on :5000
+    stack.py up   [--dir D]     reuse a working engine or start one (with the bridge network
+                                basewatch-builds); start a registry on :5000
     stack.py down [--dir D]     stop only what `up` started
 """
 from __future__ import annotations
@@ -44,6 +45,9 @@ BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 ARCH_CACHE = REPO / ".stack" / "arch"
 BUSYBOX = Path("/bin/busybox")  # the native one, from busybox-static
 _INSTALL = "python3 scripts/stack.py install"
+# A user-defined bridge on the stack's engine, for builds that need a network (`build_network:
+# basewatch-builds`); the engine's default network, which builds use otherwise, has none here.
+BUILD_NETWORK = "basewatch-builds"
 
 
 @dataclass(frozen=True)
@@ -333,6 +337,29 @@ def engine_answers(docker_host: str) -> bool:
         conn.close()
 
 
+def ensure_network(docker_host: str, name: str = BUILD_NETWORK) -> None:
+    """Create the bridge network `name` on the engine unless it has one already."""
+    path = docker_host[len("unix://"):]
+
+    def request(method: str, url: str, body: dict | None = None) -> tuple[int, bytes]:
+        conn = _UnixHTTPConnection(path, timeout=30)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            conn.request(method, url, body=payload,
+                         headers={"Content-Type": "application/json"} if payload else {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    if request("GET", f"/networks/{name}")[0] == 200:
+        return
+    status, answer = request("POST", "/networks/create",
+                             {"Name": name, "Driver": "bridge", "CheckDuplicate": True})
+    if status not in (201, 409):  # 409: created meanwhile by another session
+        raise RuntimeError(f"creating the network {name} failed: {status} {answer[:300]!r}")
+
+
 def registry_answers(address: str) -> bool:
     conn = http.client.HTTPConnection(address, timeout=2)
     try:
@@ -428,16 +455,19 @@ class Engine:
 
 @contextlib.contextmanager
 def engine_for_session() -> Iterator[Engine]:
-    """A working engine: the one DOCKER_HOST (or /var/run/docker.sock) names, else one started
-    in a temporary folder, stopped and removed afterwards. Outside pytest's tmp_path on purpose:
+    """A working engine, with the BUILD_NETWORK bridge: the one DOCKER_HOST (or
+    /var/run/docker.sock) names, else one started in a temporary folder, stopped and removed
+    afterwards. Outside pytest's tmp_path on purpose:
     the engine's mounts must be gone before anything deletes its folder."""
     engine = Engine.find()
     if engine is not None:
+        ensure_network(engine.docker_host)
         yield engine
         return
     root = Path(tempfile.mkdtemp(prefix="basewatch-engine-"))
     engine = Engine.start(root)
     try:
+        ensure_network(engine.docker_host)
         yield engine
     finally:
         engine.stop(remove=root)
@@ -551,6 +581,7 @@ def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
         log(f"started Docker Engine at {engine.docker_host}")
     else:
         log(f"using Docker Engine at {engine.docker_host}")
+    ensure_network(engine.docker_host)
 
     registry_address = f"127.0.0.1:{registry_port}"
     if registry_answers(registry_address):

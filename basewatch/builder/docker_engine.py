@@ -84,9 +84,10 @@ def engine_name(reference: str) -> str:
 class DockerEngine:
     """One engine session per run, so cancel() can cut a build or push short."""
 
-    def __init__(self, docker_host: str, timeout: float = 600.0):
+    def __init__(self, docker_host: str, timeout: float = 600.0, network: str = "default"):
         self.docker_host = docker_host
         self.timeout = timeout
+        self.network = network  # build_network: default, none, host or a network's name
         self._clients: set[_CancellableAPIClient] = set()
         self._lock = threading.Lock()
         self._canceled = False
@@ -212,11 +213,14 @@ class DockerEngine:
                       log: LogSink) -> str:
         image_id = None
         # pull=False: the runner has just pulled every base, from where the watcher reads it.
+        # Without a network_mode the engine's default network: a Dockerfile's RUN steps must not
+        # reach the daemon, the registry or anything else listening on the host's loopback.
+        network = None if self.network == "default" else self.network
         chunks = client.build(
             path=str(request.context), dockerfile=request.dockerfile,
             tag=request.tags[0] if request.tags else None, buildargs=request.build_args,
             target=request.target, platform=request.platform,
-            pull=False, rm=True, forcerm=True, network_mode="host", decode=True)
+            pull=False, rm=True, forcerm=True, network_mode=network, decode=True)
         for chunk in _follow(chunks, "build", log):
             if chunk.get("stream", "").startswith("Successfully built "):
                 image_id = chunk["stream"].split()[-1]

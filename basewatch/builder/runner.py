@@ -18,7 +18,7 @@ from basewatch.builder.multiplatform import platform_tag, push_index
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickRuns
 from basewatch.builder.run_log import LogUpdates, RunLog, log_path
 from basewatch.config import TaskSettings
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
 from basewatch.platforms import Platform
@@ -236,6 +236,8 @@ class RunExecutor:
         started = loop.time()
         outputs = []
         try:
+            for tag in tags if task.push else ():
+                await self.digests.check_registry(ImageReference.parse(tag))
             if len(platforms) == 1:
                 base_digests = await build(platforms[0], tags)
                 await self.store.runs.record_base_digests(run.id, base_digests)
@@ -283,6 +285,8 @@ class RunExecutor:
         try:
             return await self.digests.platform_digest(ImageReference.parse(base),
                                                       Platform.parse(platform))
+        except RegistryAddressRefused:
+            raise  # nor may the engine pull from it
         except BasewatchError:
             return None  # the engine's own pull will say what is wrong
 

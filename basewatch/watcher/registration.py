@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from basewatch.config import TaskSettings
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
 from basewatch.models import Dependency, DependencyKind
 from basewatch.platforms import Platform
@@ -112,6 +112,8 @@ class TaskRegistrar:
         try:
             seen = await self.source.platform_digest(ImageReference.parse(base),
                                                      Platform.parse(platform))
+        except RegistryAddressRefused:
+            raise  # not a registry that is down: one the daemon will never contact
         except BasewatchError as exc:
             log.warning("cannot read the digest of %s yet: %s", base, exc)
             return base, None

@@ -19,7 +19,8 @@ from yarl import URL
 
 from basewatch import __version__
 from basewatch.config import RegistrySettings
-from basewatch.errors import RegistryError
+from basewatch.errors import RegistryAddressRefused, RegistryError
+from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.platforms import Platform
 from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
 from basewatch.watcher.pacing import RequestPacer
@@ -38,6 +39,11 @@ _DIGEST_CACHE_SIZE = 4096
 _USER_AGENT = f"basewatch/{__version__}"
 _EXPONENTIAL = wait_exponential(multiplier=0.2, max=5.0)  # 0.2 s, 0.4 s, 0.8 s ... 5 s
 _UNAUTHORIZED_HINT = "(config registries[].username/password_env or ~/.docker/config.json)"
+# The most of any response body that is read (manifests, indexes, tokens, errors): distribution
+# refuses manifests over 4 MiB itself, so nothing legitimate is larger.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def default_endpoint(registry: str) -> str:
@@ -89,8 +95,13 @@ class RegistryClient:
 
     def __init__(self, registries: Sequence[RegistrySettings] = (), *,
                  docker_config: Path | None = None, max_connections: int = 100,
-                 attempts: int = 4, max_retry_after: float = 60.0, timeout: float = 30.0):
+                 attempts: int = 4, max_retry_after: float = 60.0, timeout: float = 30.0,
+                 guard_addresses: bool = False):
+        """`guard_addresses`: a registry not in `registries`, and the realm and redirects it
+        names, are contacted only at public addresses (the daemon's rule: a Dockerfile may name
+        any registry, but must not make the daemon reach into its own network)."""
         self._settings = {r.host: r for r in registries}
+        self._unlisted = HostPolicy(setting="registries") if guard_addresses else None
         self._pacers = {r.host: RequestPacer(r.max_requests_per_second) for r in registries
                         if r.max_requests_per_second}
         self._credentials = CredentialStore(registries, docker_config)
@@ -103,6 +114,7 @@ class RegistryClient:
         self._max_retry_after = max_retry_after
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._guarded_session: aiohttp.ClientSession | None = None
         self.requests_sent = 0
         self.rate_limit_remaining: dict[str, int] = {}
 
@@ -113,13 +125,27 @@ class RegistryClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._guarded_session):
+            if session is not None:
+                await session.close()
+        self._session = self._guarded_session = None
 
     def endpoint(self, registry: str) -> str:
         """The base URL for a registry host as written in image references."""
         return endpoint_for(registry, self._settings.get(registry))
+
+    async def check_registry(self, ref: ImageReference) -> None:
+        """Refuse `ref`'s registry now when it is one the daemon may not contact, before the
+        engine (which resolves names itself and follows no rule of ours) pushes or pulls."""
+        if self._unlisted is None or ref.registry in self._settings:
+            return
+        url = self.endpoint(ref.registry)
+        parts = URL(url)
+        try:
+            self._unlisted.check_url(url)
+            await self._unlisted.resolve(parts.host or "", parts.port or 443)
+        except AddressRefused as refused:
+            raise _refused(ref, f"registry {ref.registry}", url, refused) from None
 
     async def head_manifest(self, ref: ImageReference) -> ManifestHead:
         """The digest and media type a tag (or digest) points at, from a HEAD request."""
@@ -294,12 +320,12 @@ class RegistryClient:
         if (pacer := self._pacers.get(ref.registry)) is not None:
             await pacer.wait()
         self.requests_sent += 1
+        # The realm a listed registry names, and where it redirects, are trusted with it.
+        policy = self._unlisted if ref.registry not in self._settings else None
         try:
-            async with self._client().request(method, url, headers=headers, data=data,
-                                              allow_redirects=True) as raw:
-                body = await raw.read()
-                response = _Response(raw.status, raw.reason or "",
-                                     {k.lower(): v for k, v in raw.headers.items()}, body)
+            response = await self._follow(method, url, headers, data, ref, server, policy)
+        except AddressRefused as refused:
+            raise _refused(ref, server, url, refused) from None
         except aiohttp.ClientSSLError as exc:  # retrying will not fix a certificate
             raise RegistryError(f"{ref}: TLS with {server} at {_origin(url)} failed: {exc}; "
                                 "for a plain-HTTP registry set registries[].endpoint to "
@@ -324,13 +350,42 @@ class RegistryClient:
                              "try again later, or check the registry's health")
         return response
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _follow(self, method: str, url: str, headers: dict[str, str],
+                      data: bytes | None, ref: ImageReference, server: str,
+                      policy: HostPolicy | None) -> _Response:
+        """One request and its redirects, followed by hand so each URL is checked."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if policy is not None:
+                policy.check_url(url)
+            async with self._client(policy).request(method, url, headers=headers, data=data,
+                                                    allow_redirects=False) as raw:
+                location = raw.headers.get("Location")
+                if raw.status not in _REDIRECTS or not location:
+                    body = await _read_body(raw, method, ref, server)
+                    return _Response(raw.status, raw.reason or "",
+                                     {k.lower(): v for k, v in raw.headers.items()}, body)
+                target = raw.url.join(URL(location))
+            if target.origin() != URL(url).origin():  # credentials stay with their origin
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            if raw.status == 303 or (raw.status in (301, 302) and method == "POST"):
+                method, data = ("HEAD" if method == "HEAD" else "GET"), None
+            url = str(target)
+        raise RegistryError(f"{ref}: {server} redirected more than {MAX_REDIRECTS} times")
+
+    def _client(self, policy: HostPolicy | None = None) -> aiohttp.ClientSession:
         # Created on first use so it binds to the loop that runs the daemon.
+        if policy is not None:
+            if self._guarded_session is None:
+                self._guarded_session = self._new_session(policy.resolver())
+            return self._guarded_session
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  headers={"User-Agent": _USER_AGENT})
+            self._session = self._new_session(None)
         return self._session
+
+    def _new_session(self, resolver) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, resolver=resolver)
+        return aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                     headers={"User-Agent": _USER_AGENT})
 
     def _backoff(self, retry_state) -> float:
         exc = retry_state.outcome.exception()
@@ -356,6 +411,32 @@ class RegistryClient:
         count = value.partition(";")[0].strip()
         if count.isdigit():
             self.rate_limit_remaining[host] = int(count)
+
+
+async def _read_body(raw: aiohttp.ClientResponse, method: str, ref: ImageReference,
+                     server: str) -> bytes:
+    """The body, or a RegistryError once it passes MAX_BODY_BYTES: a hostile registry could
+    otherwise send an endless manifest index and the daemon would hold all of it."""
+    if method == "HEAD":
+        return b""  # Content-Length is the manifest's size, with no body behind it
+    too_large = RegistryError(f"{ref}: {server} sent a response larger than "
+                              f"{MAX_BODY_BYTES // (1024 * 1024)} MiB, the most basewatch reads "
+                              "(the limit distribution sets for manifests)")
+    if raw.content_length is not None and raw.content_length > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in raw.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+def _refused(ref: ImageReference, server: str, url: str,
+             refused: AddressRefused) -> RegistryAddressRefused:
+    return RegistryAddressRefused(
+        f"{ref}: {server} at {_origin(url)} may not be contacted: {refused}; list the registry "
+        f"{ref.registry} under registries in the config to allow it")
 
 
 def _media_type(response: _Response) -> str:

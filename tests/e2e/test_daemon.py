@@ -56,7 +56,7 @@ def write_app(tmp_path: Path, name: str, dockerfile: str | None) -> str:
 def test_daemon_keeps_running_without_engine_or_registry(tmp_path):
     dead_registry = f"127.0.0.1:{stack.free_port()}"
     config = {
-        "poll_interval": "1s",
+        "poll_interval": "1s", "registries": [{"host": dead_registry}],
         "tasks": [
             {"name": "app", "context": write_app(tmp_path, "app", f"FROM {dead_registry}/b:1\n"),
              "image": f"{dead_registry}/app:latest"},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.config import Config, TaskSettings
+from basewatch.config import Config, RegistrySettings, TaskSettings
 from basewatch.daemon import Daemon
 from basewatch.models import RunStatus, RunType, Trigger
 from basewatch.store.runs import RunRequest
@@ -21,7 +21,9 @@ async def run_once(tmp_path: Path, docker_host: str, dockerfile: str, reg: str,
     (context / "Dockerfile").write_text(dockerfile)
     task = TaskSettings(name="app", context=context, image=[f"{reg}/app:{{{{.Run.ID}}}}"],
                         **task_options)
-    config = Config(state_dir=tmp_path / "state", listen="127.0.0.1:0", tasks=[task])
+    # Listed: the daemon contacts a registry on loopback only when the config lists it.
+    config = Config(state_dir=tmp_path / "state", listen="127.0.0.1:0", tasks=[task],
+                    registries=[RegistrySettings(host=reg)])
     daemon = Daemon(config, docker_host)
     await daemon.start()
     try:

@@ -540,3 +540,14 @@ def test_allowed_context_hosts_are_names_or_star_dot_domains(tmp_path):
     path = write(tmp_path, {"allowed_context_hosts": ["https://git.example.com"]})
     [problem] = problems(path)
     assert problem.startswith(f"{path}: allowed_context_hosts: ") and "not a host name" in problem
+
+
+def test_build_network_is_default_or_a_network_name(tmp_path):
+    assert load_config(write(tmp_path, {})).build_network == "default"
+    for network in ("none", "host", "basewatch-builds"):
+        assert load_config(write(tmp_path, {"build_network": network})).build_network == network
+    path = write(tmp_path, {"build_network": "--network=host"})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (f"{path}: build_network: '--network=host' is not default, "
+                                 "none, host or a Docker network's name")

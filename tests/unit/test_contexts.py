@@ -11,7 +11,7 @@ import pytest
 
 from basewatch.builder.contexts.archive import extract_context, pack_local_context
 from basewatch.builder.contexts.spec import (ContextError, ContextSpec, context_dir, context_host,
-                                             host_allowed, parse_context)
+                                             parse_context)
 
 MiB = 1 << 20
 
@@ -97,16 +97,6 @@ def test_messages_do_not_repeat_passwords_or_query_strings():
 ])
 def test_context_host_is_where_a_remote_context_comes_from(text, host):
     assert context_host(parse_context(text)) == host
-
-
-def test_host_allowed_takes_names_and_star_dot_domains():
-    allowed = ["git.example.com", "*.corp.example"]
-    assert host_allowed("git.example.com", allowed)
-    assert host_allowed("build.eu.corp.example", allowed)
-    assert not host_allowed("corp.example", allowed)
-    assert not host_allowed("evilcorp.example", allowed)
-    assert not host_allowed("example.com", allowed)
-    assert not host_allowed("git.example.com", [])
 
 
 def test_context_dir_is_the_git_subfolder_or_the_destination(tmp_path):

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from basewatch.config import RegistrySettings
-from basewatch.errors import RegistryError
+from basewatch.errors import RegistryAddressRefused, RegistryError
 from basewatch.platforms import Platform
 from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
 from basewatch.watcher.reference import ImageReference
@@ -31,7 +31,8 @@ def basic(username: str, password: str) -> str:
 class FakeRegistry:
     """Serves manifests; `faults` are answered first, one per request; `auth` adds a challenge."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.manifests: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.faults: list[Callable[[], web.Response]] = []
         self.headers: dict[str, str] = {}  # added to every manifest response
@@ -46,11 +47,11 @@ class FakeRegistry:
         app = web.Application()
         app.router.add_get("/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_get("/token", self._token)
-        self.server = TestServer(app, host="127.0.0.1")
+        self.server = TestServer(app, host=host)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.server.port}"
+        return f"{self.host}:{self.server.port}"
 
     def ref(self, text: str) -> ImageReference:
         return ImageReference.parse(f"{self.address}/{text}")
@@ -575,3 +576,144 @@ async def test_configured_rate_cap_paces_the_client(fake):
         elapsed = time.monotonic() - started
     assert len(fake.log) == 6
     assert elapsed >= 5 * 0.1 * 0.9, "six requests at 10/s span at least half a second"
+
+
+# ---------------------------------------------------------------- body limits
+
+
+def oversized(chunked: bool) -> Callable[[], web.Response]:
+    """A body just past the 4 MiB limit, announced by Content-Length or chunked (unannounced)."""
+    body = b"{" + b" " * (4 * 1024 * 1024)
+
+    def respond() -> web.Response:
+        response = web.Response(body=body, headers={"Content-Type": OCI_INDEX,
+                                                    "Docker-Content-Digest": AMD64})
+        if chunked:
+            response.enable_chunked_encoding()
+        return response
+    return respond
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_manifest_over_the_body_limit_is_refused(fake, chunked):
+    fake.faults = [oversized(chunked)]
+    async with RegistryClient() as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.get_manifest(fake.ref("app:1"))
+    assert str(caught.value) == (f"{fake.address}/app:1: registry {fake.address} sent a "
+                                 "response larger than 4 MiB, the most basewatch reads (the "
+                                 "limit distribution sets for manifests)")
+    assert fake.requests("GET") == 1  # not retried: the registry would only send it again
+
+
+async def test_a_head_of_a_large_manifest_is_fine(fake):
+    fake.faults = [lambda: web.Response(headers={"Content-Type": OCI_MANIFEST,
+                                                 "Docker-Content-Digest": AMD64,
+                                                 "Content-Length": str(64 << 20)})]
+    async with RegistryClient() as client:
+        head = await client.head_manifest(fake.ref("app:1"))
+    assert head.digest == AMD64
+
+
+async def test_a_token_response_over_the_body_limit_is_refused(fake):
+    fake.auth = "bearer"
+
+    async def token(request: web.Request) -> web.Response:
+        return oversized(True)()
+
+    token_server = web.Application()
+    token_server.router.add_get("/token", token)
+    async with TestServer(token_server, host="127.0.0.1") as tokens:
+        fake.realm = f"http://127.0.0.1:{tokens.port}/token"
+        async with RegistryClient() as client:
+            with pytest.raises(RegistryError, match="the token server for .* sent a response "
+                                                    "larger than 4 MiB"):
+                await client.head_manifest(fake.ref("app:1"))
+
+
+# ---------------------------------------------------------------- addresses
+
+
+@pytest.fixture
+def public_looking(monkeypatch):
+    """127.0.0.3 stands for a public address: a registry there is an unlisted public one."""
+    import basewatch.netpolicy
+
+    real = basewatch.netpolicy.is_internal
+    monkeypatch.setattr(basewatch.netpolicy, "is_internal",
+                        lambda address: str(address) != "127.0.0.3" and real(address))
+
+
+@pytest.fixture
+async def public_fake(public_looking):
+    registry = FakeRegistry("127.0.0.3")
+    await registry.server.start_server()
+    registry.put("app", "1", {"schemaVersion": 2, "mediaType": OCI_MANIFEST})
+    yield registry
+    await registry.server.close()
+
+
+async def test_an_unlisted_registry_on_loopback_is_not_contacted(fake):
+    async with RegistryClient(guard_addresses=True) as client:
+        with pytest.raises(RegistryAddressRefused) as caught:
+            await client.head_manifest(fake.ref("app:1"))
+    assert str(caught.value) == (
+        f"{fake.address}/app:1: registry {fake.address} at http://{fake.address} may not be "
+        "contacted: 127.0.0.1 is a loopback address, which the daemon contacts only for hosts "
+        f"listed in its registries; list the registry {fake.address} under registries in the "
+        "config to allow it")
+    assert fake.log == []
+
+
+async def test_a_listed_registry_and_the_realm_it_names_on_loopback_are_trusted(fake):
+    fake.auth = "bearer"
+    async with RegistryClient([RegistrySettings(host=fake.address)],
+                              guard_addresses=True) as client:
+        await client.head_manifest(fake.ref("app:1"))
+    assert fake.requests(path="/token") == 1
+
+
+async def test_an_unlisted_registry_may_not_send_the_daemon_to_a_loopback_realm(fake, public_fake):
+    public_fake.auth = "bearer"
+    public_fake.realm = f"http://{fake.address}/token"  # where the daemon itself is
+    async with RegistryClient(guard_addresses=True) as client:
+        with pytest.raises(RegistryAddressRefused, match=(
+                f"the token server for {public_fake.address} at http://{fake.address} may "
+                "not be contacted: 127.0.0.1 is a loopback address")):
+            await client.head_manifest(public_fake.ref("app:1"))
+    assert public_fake.requests("HEAD") == 1 and fake.log == []
+
+
+async def test_an_unlisted_registry_may_not_redirect_the_daemon_to_loopback(fake, public_fake):
+    public_fake.faults = [lambda: web.Response(status=307, headers={
+        "Location": f"http://{fake.address}/v2/app/manifests/1"})]
+    async with RegistryClient(guard_addresses=True) as client:
+        with pytest.raises(RegistryAddressRefused, match="127.0.0.1 is a loopback address"):
+            await client.get_manifest(public_fake.ref("app:1"))
+    assert fake.log == []
+
+
+async def test_redirects_are_followed_and_credentials_stay_with_their_origin(fake, public_fake):
+    fake.auth = "basic"
+    settings = RegistrySettings(host=fake.address, username="alice", password="secret")
+    async with RegistryClient([settings], guard_addresses=True) as client:
+        await client.head_manifest(fake.ref("app:1"))  # learns the basic challenge
+        fake.faults = [lambda: web.Response(status=302, headers={
+            "Location": f"http://{public_fake.address}/v2/app/manifests/1"})]
+        head, _ = await client.get_manifest(fake.ref("app:1"))
+    assert head.digest == sha256_digest(public_fake.manifests[("app", "1")][1])
+    assert fake.log[-1][2] == basic("alice", "secret")
+    assert public_fake.log[-1][2] is None, "the password did not follow the redirect"
+
+
+async def test_check_registry_refuses_before_the_engine_would_push_or_pull(fake):
+    async with RegistryClient([RegistrySettings(host="listed.example")],
+                              guard_addresses=True) as client:
+        await client.check_registry(ImageReference.parse("listed.example/app:1"))
+        await client.check_registry(ImageReference.parse("1.1.1.1:5000/app:1"))
+        with pytest.raises(RegistryAddressRefused, match="^localhost:5/app:1: registry "
+                                                         "localhost:5 at http://localhost:5 may "
+                                                         "not be contacted: localhost resolves"):
+            await client.check_registry(ImageReference.parse("localhost:5/app:1"))
+    async with RegistryClient() as client:  # without the rule, as library users had it
+        await client.check_registry(ImageReference.parse("localhost:5/app:1"))

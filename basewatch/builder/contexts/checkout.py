@@ -11,6 +11,7 @@ from typing import AsyncContextManager, AsyncIterator, Callable
 
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
 from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
+from basewatch.netpolicy import HostPolicy
 
 
 # Fetches go into folders named for what they serve; a run's or a registration's is of no
@@ -26,11 +27,18 @@ class Checkout:
 
 
 class Checkouts:
-    """Fetches remote contexts into folders of their own under `root`."""
+    """Fetches remote contexts into folders of their own under `root`.
 
-    def __init__(self, root: Path, max_context_bytes: int):
+    Every fetch is held to `hosts` (each redirect, each address), except of the contexts
+    `trusted` accepts: those the config file names, which its author chose.
+    """
+
+    def __init__(self, root: Path, max_context_bytes: int, hosts: HostPolicy | None = None,
+                 trusted: Callable[[str], bool] = lambda context: False):
         self.root = root
         self.max_context_bytes = max_context_bytes
+        self.hosts = hosts
+        self.trusted = trusted
 
     def discard_leftovers(self) -> int:
         """Remove the fetches a stopped daemon left behind; how many. Only while nothing is
@@ -62,14 +70,15 @@ class Checkouts:
         destination = self.root / name
         say = say or (lambda line: None)
         say(f"Fetching the context from {display_url(context)}")
+        hosts = None if self.trusted(context) else self.hosts
         try:
             revision = None
             if source.kind == "git":
-                revision = await fetch_git_context(source, destination)
+                revision = await fetch_git_context(source, destination, hosts=hosts)
                 say(f"Checked out {revision}")
             else:
                 await fetch_tarball_context(source.location, destination,
-                                            self.max_context_bytes)
+                                            self.max_context_bytes, hosts=hosts)
             yield Checkout(context_dir(source, destination), revision)
         finally:
             shutil.rmtree(destination, ignore_errors=True)

@@ -7,6 +7,7 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the daemon's to pay
@@ -14,7 +15,13 @@ if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the 
 
 from basewatch.builder.contexts.archive import (claim_destination, discard_destination,
                                                 extract_context, human_size)
-from basewatch.builder.contexts.spec import COMMIT, ContextError, ContextSpec, display_url
+from basewatch.builder.contexts.spec import (COMMIT, ContextError, ContextSpec, context_host,
+                                             display_url)
+from basewatch.netpolicy import AddressRefused, HostPolicy, literal_address
+
+# Redirects followed for a tarball, each checked as the first URL was.
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 # --- daemon side: git --------------------------------------------------------------------
@@ -42,8 +49,13 @@ def _git_reason(stderr: bytes) -> str:
     return " ".join(kept[-2:])
 
 
-async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float = 300) -> str:
-    """Check `spec` out into `destination` (new or empty); return the commit's sha."""
+async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float = 300,
+                            hosts: HostPolicy | None = None) -> str:
+    """Check `spec` out into `destination` (new or empty); return the commit's sha.
+
+    With `hosts`, the repository's host must pass it, git follows no redirect, and over
+    http(s) git connects to the address that was checked.
+    """
     if spec.kind != "git":
         raise ValueError(f"not a git context: {spec!r}")
     where = display_url(spec.location) + (f"#{spec.ref}" if spec.ref else "")
@@ -51,7 +63,8 @@ async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float
     try:
         try:
             async with asyncio.timeout(timeout):
-                await _clone(spec, destination)
+                pinned = await _pinned(spec, hosts, where)
+                await _clone(spec, destination, pinned)
                 sha = (await _git("-C", str(destination), "rev-parse", "HEAD")).strip()
         except TimeoutError:
             raise ContextError(f"fetching {where} took longer than {timeout:.0f}s") from None
@@ -64,10 +77,35 @@ async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float
         raise
 
 
-async def _clone(spec: ContextSpec, destination: Path) -> None:
+async def _pinned(spec: ContextSpec, hosts: HostPolicy | None, where: str) -> list[str]:
+    """git's options that keep it on the checked host: no redirects, and for http(s) the
+    checked address (curl's --resolve), so the name is not resolved again elsewhere. git://
+    and ssh resolve again themselves: for those the check comes just before."""
+    host = context_host(spec)
+    if hosts is None or host is None:
+        return []
+    parts = urlsplit(spec.location) if "://" in spec.location else None
+    scheme = parts.scheme.lower() if parts else "ssh"
+    try:
+        port = (parts.port if parts else None) or {"http": 80, "https": 443, "git": 9418}.get(
+            scheme, 22)
+    except ValueError:
+        raise ContextError(f"{where}: the port is not a number") from None
+    try:
+        addresses = await hosts.resolve(host, port)
+    except AddressRefused as refused:
+        raise ContextError(f"git may not fetch {where}: {refused}") from None
+    options = ["-c", "http.followRedirects=false"]
+    if scheme in ("http", "https") and literal_address(host) is None:
+        shown = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+        options += ["-c", f"http.curloptResolve={host}:{port}:{shown}"]
+    return options
+
+
+async def _clone(spec: ContextSpec, destination: Path, options: list[str]) -> None:
     branch = ["--branch", spec.ref] if spec.ref else []
     try:
-        await _git("clone", "--quiet", "--depth", "1", *branch, "--", spec.location,
+        await _git(*options, "clone", "--quiet", "--depth", "1", *branch, "--", spec.location,
                    str(destination))
     except _GitFailed:
         if spec.ref is None or not COMMIT.match(spec.ref):
@@ -75,7 +113,8 @@ async def _clone(spec: ContextSpec, destination: Path) -> None:
         # --branch takes branches and tags only: a commit needs the history to check out from.
         discard_destination(destination, created=False)
         destination.mkdir(exist_ok=True)  # a failed clone may have removed it
-        await _git("clone", "--quiet", "--no-checkout", "--", spec.location, str(destination))
+        await _git(*options, "clone", "--quiet", "--no-checkout", "--", spec.location,
+                   str(destination))
         await _git("-C", str(destination), "-c", "advice.detachedHead=false", "checkout",
                    "--quiet", "--detach", spec.ref)
 
@@ -126,10 +165,12 @@ async def _git(*args: str) -> str:
 
 async def fetch_tarball_context(url: str, destination: Path, limit: int,
                                 session: aiohttp.ClientSession | None = None, *,
-                                timeout: float = 300) -> None:
+                                timeout: float = 300, hosts: HostPolicy | None = None) -> None:
     """Download the tarball at `url` (at most `limit` bytes) and extract it into `destination`.
 
     The download goes to a temp file beside `destination` (in the run's folder), then away.
+    With `hosts`, every URL of the redirect chain and every address a name resolves to must
+    pass it; the download then uses a session of its own, which connects only to those.
     """
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise ContextError(f"{destination} must be a new or empty folder")
@@ -138,22 +179,53 @@ async def fetch_tarball_context(url: str, destination: Path, limit: int,
                                          suffix=".download", delete=False)
     try:
         with handle:
-            await _download(url, handle, limit, session, timeout)
+            await _download(url, handle, limit, session, timeout, hosts)
         await asyncio.to_thread(extract_context, Path(handle.name), destination, limit)
     finally:
         os.unlink(handle.name)
 
 
 async def _download(url: str, handle: BinaryIO, limit: int,
-                    session: aiohttp.ClientSession | None, timeout: float) -> None:
+                    session: aiohttp.ClientSession | None, timeout: float,
+                    hosts: HostPolicy | None) -> None:
     import aiohttp
 
     shown = display_url(url)
-    own = session is None
-    if own:
+    own = session is None or hosts is not None
+    if hosts is not None:
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=hosts.resolver()))
+    elif own:
         session = aiohttp.ClientSession()
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        async with asyncio.timeout(timeout):
+            await _save(session, url, handle, limit, hosts, timeout)
+    except aiohttp.ClientError as error:
+        raise ContextError(f"could not download {shown}: {error}") from None
+    except AddressRefused as refused:
+        raise ContextError(f"may not download {shown}: {refused}") from None
+    except TimeoutError:
+        raise ContextError(f"downloading {shown} took longer than {timeout:.0f}s") from None
+    finally:
+        if own:
+            await session.close()
+
+
+async def _save(session: aiohttp.ClientSession, url: str, handle: BinaryIO, limit: int,
+                hosts: HostPolicy | None, timeout: float) -> None:
+    """Follow redirects by hand, checking each URL: aiohttp's own following would not."""
+    import aiohttp
+    from yarl import URL
+
+    shown = display_url(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        if hosts is not None:
+            hosts.check_url(url)
+        async with session.get(url, allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            location = response.headers.get("Location")
+            if response.status in _REDIRECTS and location:
+                url = str(response.url.join(URL(location)))
+                continue
             if not 200 <= response.status < 300:
                 raise ContextError(f"downloading {shown} failed: HTTP {response.status} "
                                    f"{response.reason or ''}".rstrip())
@@ -166,10 +238,5 @@ async def _download(url: str, handle: BinaryIO, limit: int,
                 if received > limit:
                     raise over
                 await asyncio.to_thread(handle.write, chunk)
-    except aiohttp.ClientError as error:
-        raise ContextError(f"could not download {shown}: {error}") from None
-    except TimeoutError:
-        raise ContextError(f"downloading {shown} took longer than {timeout:.0f}s") from None
-    finally:
-        if own:
-            await session.close()
+            return
+    raise ContextError(f"downloading {shown} failed: more than {MAX_REDIRECTS} redirects")

@@ -92,12 +92,6 @@ def context_host(spec: ContextSpec) -> str | None:
     return urlsplit(spec.location).hostname
 
 
-def host_allowed(host: str, allowed: list[str]) -> bool:
-    """Whether `host` is one of `allowed`: a name, or `*.domain` for any host under it."""
-    return any(host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
-               for pattern in allowed)
-
-
 def display_url(url: str) -> str:
     """`url` without a password or query string, which may hold secrets, for messages."""
     if not _SCHEME.match(url):
