@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      ValidationError, field_validator, model_validator)
 
-from basewatch.builder.contexts.spec import ContextError, parse_context
+from basewatch.builder.contexts.spec import ContextError, checked_dockerfile_name, parse_context
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.platforms import Platform
 from basewatch.textfiles import read_text_file
@@ -64,6 +64,18 @@ def _build_arg_value(value: object) -> object:
 BuildArgValue = Annotated[str, BeforeValidator(_build_arg_value)]
 
 
+def _dockerfile_name(value: str) -> str:
+    try:
+        return checked_dockerfile_name(value)
+    except ContextError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# The Dockerfile, relative to the context: what it resolves to is checked once the context is
+# on disk (basewatch.builder.contexts.checkout.dockerfile_in).
+DockerfileName = Annotated[str, AfterValidator(_dockerfile_name)]
+
+
 def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
@@ -111,7 +123,7 @@ class TaskSettings(_Strict):
     context: Annotated[str, BeforeValidator(_as_text), Field(
         description="a folder on the daemon's host, or a git URL (https://host/org/repo.git"
                     "#ref:folder) or tarball URL, fetched afresh for every run")]
-    file: str = "Dockerfile"
+    file: DockerfileName = "Dockerfile"
     image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
     build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
     target: str | None = None
@@ -186,6 +198,9 @@ class Config(_Strict):
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
+    # The one folder under which tasks created through the API may name a local context
+    # (None: none may); the config file's own tasks may name any folder.
+    local_contexts_root: Path | None = None
     # Hosts that context URLs sent through the API may name (None: any), against fetches of
     # the daemon's neighbours on behalf of whoever holds the API token.
     allowed_context_hosts: list[str] | None = None
@@ -300,5 +315,7 @@ def load_config(path: Path | str) -> Config:
 def _resolve_paths(config: Config, base: Path) -> Config:
     tasks = [t.model_copy(update={"context": str((base / t.context).resolve())})
              if t.local_context else t for t in config.tasks]
+    root = config.local_contexts_root
     return config.model_copy(update={"state_dir": (base / config.state_dir).resolve(),
+                                     "local_contexts_root": root and (base / root).resolve(),
                                      "tasks": tasks})

@@ -111,7 +111,7 @@ class Daemon:
             if config.log_archive else None
         self.services = Services(store, self.registrar, self.executor, self.queue.submit,
                                  archive, config.allow_file_contexts,
-                                 config.allowed_context_hosts)
+                                 config.allowed_context_hosts, config.local_contexts_root)
         self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))

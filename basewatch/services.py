@@ -10,6 +10,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
+from basewatch.builder.contexts.checkout import dockerfile_in
 from basewatch.builder.contexts.spec import (context_host, display_url, host_allowed,
                                              parse_context)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
@@ -72,8 +73,10 @@ class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
                  submit: Callable[[str], None], archive=None,
                  allow_file_contexts: bool = False,
-                 allowed_context_hosts: list[str] | None = None):
+                 allowed_context_hosts: list[str] | None = None,
+                 local_contexts_root: Path | None = None):
         self.archive = archive  # a LogArchive when log_archive is configured
+        self.local_contexts_root = local_contexts_root
         self.allow_file_contexts = allow_file_contexts
         self.allowed_context_hosts = allowed_context_hosts
         self.store = store
@@ -126,12 +129,26 @@ class Services:
         await self.registrar.unregister(name)
 
     async def _register(self, task: TaskSettings) -> None:
-        if not task.local_context:
+        if task.local_context:
+            self._check_local_context(task.context)
+        else:
             self._check_remote_context(task.context)
-        elif not Path(task.context).is_absolute():
-            raise InvalidRequestError(f"task.context: {task.context} must be an absolute path "
-                                      "on the daemon's host, or a git or tarball URL")
         await self.registrar.register(task, "api")
+
+    def _check_local_context(self, folder: str) -> None:
+        """The API may name a folder on the daemon's host only under local_contexts_root: the
+        daemon's disk is not the caller's (its /etc would be built and pushed)."""
+        if self.local_contexts_root is None:
+            raise InvalidRequestError(
+                f"task.context: {folder}: the API cannot name folders on the daemon's host "
+                "(local_contexts_root is not set): give a git or tarball URL")
+        if not Path(folder).is_absolute():
+            raise InvalidRequestError(f"task.context: {folder} must be an absolute path under "
+                                      f"{self.local_contexts_root}, or a git or tarball URL")
+        # resolve(): neither '..' nor a symbolic link under the root may lead out of it
+        if not Path(folder).resolve().is_relative_to(self.local_contexts_root.resolve()):
+            raise InvalidRequestError(f"task.context: {folder} is not under the daemon's "
+                                      f"local_contexts_root ({self.local_contexts_root})")
 
     async def _task(self, name: str) -> tuple[TaskSettings, str]:
         found = await self.store.tasks.get_with_source(name)
@@ -156,6 +173,7 @@ class Services:
                                       "give context_url")
         spec = validated(QuickBuildSpec, body, "build")
         if uploaded is not None:
+            dockerfile_in(uploaded, spec.file)  # refused now, rather than as a failed run
             spec = spec.model_copy(update={"context_path": str(uploaded)})
         if (spec.context_path is None) == (spec.context_url is None):
             raise InvalidRequestError("give the context as an upload or as a URL, not both")

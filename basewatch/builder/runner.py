@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from basewatch.builder.base_leases import BaseLeases
-from basewatch.builder.contexts.checkout import Checkouts
+from basewatch.builder.contexts.checkout import Checkouts, dockerfile_in
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
@@ -111,9 +111,11 @@ class RunExecutor:
         """The bases to pull: what the Dockerfile being built names. A registered task's
         recorded edges answer for a local folder; a fetched context may have changed since
         registration, so its task is registered again from it when its bases moved."""
+        # Checked for every run: the folder may have changed since registration.
+        dockerfile = await asyncio.to_thread(dockerfile_in, context, task.file)
         if run.spec is None and task.local_context:
             return [d.base for d in await self.store.graph.dependencies(task.name)]
-        bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
+        bases = await asyncio.to_thread(analyse_dockerfile_path, dockerfile,
                                         task.build_args, task.target)
         names = [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
         if run.spec is None and self.on_context_changed is not None:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from basewatch.builder.contexts.checkout import dockerfile_in
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
 from basewatch.graph import TaskGraph, published_images
@@ -55,7 +56,8 @@ class TaskRegistrar:
             return await self._register(task, source, context or Path(task.context))
 
     async def _register(self, task: TaskSettings, source: str, context: Path) -> DockerfileBases:
-        bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
+        dockerfile = await asyncio.to_thread(dockerfile_in, context, task.file)
+        bases = await asyncio.to_thread(analyse_dockerfile_path, dockerfile,
                                         task.build_args, task.target)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:

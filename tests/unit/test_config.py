@@ -55,6 +55,7 @@ def test_example_config_loads_with_every_key():
     assert set(raw["tasks"][0]) == set(TaskSettings.model_fields)
     assert config.allowed_context_hosts == ["git.example.com"]
     assert config.allow_file_contexts is False
+    assert config.local_contexts_root == Path("/srv/contexts")
     assert config.state_dir == folder / ".basewatch"
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
     assert config.max_concurrent_runs == 2
@@ -141,6 +142,24 @@ def test_file_is_kept_relative_to_the_context(tmp_path):
     [settings] = load_config(path).tasks
     assert settings.file == "docker/Dockerfile.prod"
     assert settings.context == str(tmp_path / "apps" / "app")
+
+
+@pytest.mark.parametrize("file, message", [
+    ("/etc/Dockerfile", "must be a relative path inside the build context"),
+    ("../Dockerfile", "may not contain '..'"),
+    ("docker/../../x", "may not contain '..'"),
+    ("a\x00b", "must be a relative path"),
+])
+def test_file_outside_the_context_is_refused_in_one_line(tmp_path, file, message):
+    path = write(tmp_path, {"tasks": [task(file=file)]})
+    line = problem(path)
+    assert line.startswith(f"{path}: tasks[0].file: ") and message in line, line
+
+
+def test_local_contexts_root_is_off_by_default_and_relative_to_the_file(tmp_path):
+    assert load_config(write(tmp_path, {})).local_contexts_root is None
+    path = write(tmp_path, {"local_contexts_root": "shared/../contexts"})
+    assert load_config(path).local_contexts_root == tmp_path / "contexts"
 
 
 def test_registry_lookup_by_host(tmp_path):

@@ -10,13 +10,29 @@ from pathlib import Path
 from typing import AsyncContextManager, AsyncIterator, Callable
 
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
+from basewatch.builder.contexts.spec import (ContextError, checked_dockerfile_name, context_dir,
+                                             display_url, parse_context)
 
 
 # Fetches go into folders named for what they serve; a run's or a registration's is of no
 # use once that ends (a queued quick build's upload, `upload-*`, outlives a restart).
 RUN_FOLDER = "run-{}"
 REGISTRATION_FOLDER = "register-{}"
+
+
+def dockerfile_in(context: Path, file: str) -> Path:
+    """The Dockerfile `file` names in the build context `context`: refused unless it is a file
+    that resolves inside the context (a link in the context may point anywhere on the host).
+    Messages name it as the task does, not by where it sits on the daemon's disk."""
+    file = checked_dockerfile_name(file)
+    root = context.resolve()
+    path = (context / file).resolve()
+    if not path.is_relative_to(root):
+        raise ContextError(f"the Dockerfile {file!r} leads outside the build context "
+                           "(a symbolic link)")
+    if not path.is_file():
+        raise ContextError(f"there is no Dockerfile {file!r} in the build context")
+    return path
 
 
 @dataclass(frozen=True)

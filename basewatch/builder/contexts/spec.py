@@ -82,6 +82,20 @@ def _checked_folder(folder: str, text: str) -> str | None:
     return "/".join(parts) or None
 
 
+def checked_dockerfile_name(file: str) -> str:
+    """`file` as a path relative to the build context, without `..`; normalised."""
+    if file.startswith("/") or "\x00" in file:
+        raise ContextError(f"the Dockerfile {file!r} must be a relative path inside the build "
+                           "context")
+    parts = [part for part in file.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ContextError(f"the Dockerfile {file!r} may not contain '..': it must be inside "
+                           "the build context")
+    if not parts:
+        raise ContextError("the Dockerfile's name is empty")
+    return "/".join(parts)
+
+
 def context_host(spec: ContextSpec) -> str | None:
     """The host a remote context is fetched from (lower case); None for a folder or file://."""
     if spec.kind == "local" or spec.location.startswith("file://"):

@@ -1,0 +1,212 @@
+"""What a task or a quick build may name, tried as a hostile API token holder would, against a
+running daemon, the real engine and registry (issue 8, items 1 and 7 and the Low items on
+schemes, task names and paths in errors)."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sqlite3
+import tarfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.test_daemon import health, start_daemon, stop
+from tests.e2e.test_quick_build import cli, tag_exists
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "contexts-t0ken"
+
+
+class Api:
+    """The daemon's API, as a token holder calls it."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    async def call(self, method: str, path: str, body: dict | None = None, *,
+                   data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {TOKEN}", **(headers or {})}
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, self.url + path, json=body, data=data,
+                                       headers=headers) as response:
+                text = await response.text()
+                return response.status, json.loads(text) if text else {}
+
+    async def finished_run(self, run_id: str) -> dict:
+        async def finished():
+            status, run = await self.call("GET", f"/api/runs/{run_id}")
+            return run if run["status"] not in ("Queued", "Running") else None
+        return await wait_for(finished, 120, f"run {run_id} to finish")
+
+
+def start(tmp_path: Path, docker_host: str, reg: str, **settings) -> tuple:
+    config = {"poll_interval": "1h", "registries": [{"host": reg}], "api_token_env": "API_TOKEN",
+              "allowed_context_hosts": ["127.0.0.1"], **settings}
+    process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": TOKEN})
+    health(url, process)
+    return process, url
+
+
+@pytest.fixture
+def loot(tmp_path, registry) -> Path:
+    """A Dockerfile outside any context that copies whatever context it is given."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "Dockerfile").write_text(f"FROM {registry.address}/base:1\nCOPY . /loot/\n")
+    return evil / "Dockerfile"
+
+
+@pytest.fixture
+def daemon(tmp_path, registry, base_images, docker_host):
+    """A daemon with the default settings: no local_contexts_root."""
+    base_images.build(f"{registry.address}/base:1", {"/etc/release": "1\n"})
+    process, url = start(tmp_path, docker_host, registry.address)
+    yield Api(url), registry.address
+    stop(process)
+
+
+@pytest.fixture
+def rooted(tmp_path, registry, base_images, docker_host):
+    """A daemon whose API may name folders under tmp_path/shared."""
+    base_images.build(f"{registry.address}/base:1", {"/etc/release": "1\n"})
+    (tmp_path / "shared").mkdir()
+    process, url = start(tmp_path, docker_host, registry.address,
+                         local_contexts_root=str(tmp_path / "shared"))
+    yield Api(url), registry.address, tmp_path / "shared"
+    stop(process)
+
+
+def app_folder(parent: Path, name: str, dockerfile: str) -> Path:
+    folder = parent / name
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(dockerfile)
+    (folder / "hello.txt").write_text("hello\n")
+    return folder
+
+
+# --- item 1: host files through the API --------------------------------------------------
+
+async def test_the_etc_attack_is_refused_and_nothing_is_built(daemon, loot, tmp_path):
+    api, reg = daemon
+    for file in (str(loot), "Dockerfile"):
+        status, body = await api.call("POST", "/api/tasks", {
+            "name": "loot", "context": "/etc", "file": file, "image": f"{reg}/loot:1"})
+        assert status == 400, body
+        assert "local_contexts_root" in body["error"] or "relative" in body["error"], body
+    # Not even a folder of the caller's own: without local_contexts_root the API names none.
+    own = app_folder(tmp_path, "own", f"FROM {reg}/base:1\n")
+    status, body = await api.call("POST", "/api/tasks", {
+        "name": "own", "context": str(own), "image": f"{reg}/own:1"})
+    assert status == 400 and "local_contexts_root" in body["error"], body
+    assert await api.call("GET", "/api/tasks") == (200, [])
+    status, _ = await api.call("POST", "/api/tasks/loot/runs", {})
+    assert status == 404
+    assert not await asyncio.to_thread(tag_exists, reg, "loot", "1")
+
+
+async def test_a_folder_under_local_contexts_root_still_builds(rooted, base_images):
+    api, reg, shared = rooted
+    app = app_folder(shared, "app", f"FROM {reg}/base:1\nCOPY hello.txt /hello.txt\n")
+    status, body = await api.call("POST", "/api/tasks", {
+        "name": "app", "context": str(app), "image": f"{reg}/app:1"})
+    assert status == 201, body
+    status, run = await api.call("POST", "/api/tasks/app/runs", {})
+    assert status == 202, run
+    assert (await api.finished_run(run["id"]))["status"] == "Succeeded"
+    assert await asyncio.to_thread(base_images.read_file, f"{reg}/app:1",
+                                   "/hello.txt") == "hello\n"
+
+
+async def test_api_tasks_may_not_leave_local_contexts_root(rooted, loot, tmp_path):
+    api, reg, shared = rooted
+    app = app_folder(shared, "app", f"FROM {reg}/base:1\n")
+    (shared / "etc").symlink_to("/etc")
+    (app / "Linked").symlink_to(loot)
+    (app / "Inside").symlink_to("Dockerfile")  # a link that stays inside is fine
+    refused = [
+        {"context": "/etc"},
+        {"context": str(shared / "etc")},            # a link under the root that leads out
+        {"context": f"{shared}/../evil"},
+        {"context": str(app), "file": str(loot)},
+        {"context": str(app), "file": "../../evil/Dockerfile"},
+        {"context": str(app), "file": "Linked"},
+    ]
+    for fields in refused:
+        status, body = await api.call("POST", "/api/tasks", {
+            "name": "loot", "image": f"{reg}/loot:1", **fields})
+        assert status == 400, (fields, body)
+        # It names what the caller gave and the root the admin chose, no other host path.
+        shown = body["error"].replace(str(shared), "")
+        for given in fields.values():
+            shown = shown.replace(given, "")
+        assert str(tmp_path) not in shown, body
+    status, body = await api.call("POST", "/api/tasks", {
+        "name": "inside", "context": str(app), "file": "Inside", "image": f"{reg}/in:1"})
+    assert status == 201, body
+    status, body = await api.call("PATCH", "/api/tasks/inside", {"file": "Linked"})
+    assert status == 400, body
+    status, body = await api.call("PATCH", "/api/tasks/inside", {"context": "/etc"})
+    assert status == 400, body
+    assert [t["name"] for t in (await api.call("GET", "/api/tasks"))[1]] == ["inside"]
+
+
+def upload(files: dict[str, str], links: dict[str, str] | None = None) -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return archive.getvalue()
+
+
+async def test_a_quick_build_file_stays_inside_its_upload(daemon, loot, tmp_path):
+    api, reg = daemon
+    context = upload({"Dockerfile": f"FROM {reg}/base:1\n"})
+    for file in (str(loot), "../evil/Dockerfile", "../../../../../../" + str(loot)):
+        status, body = await api.call(
+            "POST", "/api/builds", data=context, headers={
+                "Content-Type": "application/gzip",
+                "X-Basewatch-Build": json.dumps({"file": file, "image": [f"{reg}/loot:1"]})})
+        assert status == 400, (file, body)
+    status, body = await api.call("POST", "/api/builds", {
+        "context_url": "http://127.0.0.1:1/app.git", "file": str(loot),
+        "image": [f"{reg}/loot:1"]})
+    assert status == 400, body
+    # An upload without the Dockerfile it names is refused at once, without the daemon's paths.
+    status, body = await api.call(
+        "POST", "/api/builds", data=context, headers={
+            "Content-Type": "application/gzip",
+            "X-Basewatch-Build": json.dumps({"file": "sub/Dockerfile", "image": [f"{reg}/x:1"]})})
+    assert status == 400 and "sub/Dockerfile" in body["error"], body
+    assert str(tmp_path) not in body["error"], body
+    assert (await api.call("GET", "/api/runs"))[1] == []
+    assert not await asyncio.to_thread(tag_exists, reg, "loot", "1")
+
+
+async def test_config_tasks_name_their_dockerfile_inside_the_context(tmp_path, registry,
+                                                                     docker_host, loot):
+    reg = registry.address
+    app = app_folder(tmp_path / "apps", "app", f"FROM {reg}/base:1\n")
+    (app / "Linked").symlink_to(loot)
+    for file in (str(loot), "../../evil/Dockerfile"):
+        config = tmp_path / f"bad-{len(file)}.yml"
+        config.write_text(json.dumps({"tasks": [
+            {"name": "loot", "context": "apps/app", "file": file, "image": f"{reg}/x:1"}]}))
+        code, out, err = await cli("check-config", str(config), url="http://unused")
+        assert code != 0 and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and "tasks[0].file" in err, err
+    process, url = start(tmp_path, docker_host, reg, tasks=[
+        {"name": "linked", "context": "apps/app", "file": "Linked", "image": f"{reg}/x:1"}])
+    output = stop(process)
+    assert "task linked not registered" in output, output
+    assert "leads outside the build context" in output, output
