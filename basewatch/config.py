@@ -12,13 +12,18 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       ValidationError, field_validator, model_validator)
 
-from basewatch.builder.contexts.spec import ContextError, checked_dockerfile_name, parse_context
+from basewatch.builder.contexts.spec import (ContextError, checked_dockerfile_name, parse_context,
+                                             url_has_credentials)
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.platforms import Platform
 from basewatch.textfiles import read_text_file
 from basewatch.watcher.reference import ImageReference
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
+CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by the API and "
+                      "written into the checkout: remove them, and give them for the host in "
+                      "the config's git_credentials (password_env)")
+_HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
 _TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
@@ -113,6 +118,36 @@ class RegistrySettings(_Strict):
         return self
 
 
+class GitCredentialSettings(_Strict):
+    """What the daemon answers an http(s) git server's password prompt with, by host."""
+
+    host: str
+    username: str
+    password: str | None = Field(None, repr=False)
+    password_env: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.fullmatch(_HOST_PORT, value):
+            raise ValueError(f"{value!r} is not a host or host:port, as in the repository URL")
+        return value
+
+    @field_validator("username", "password")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\n" in value or "\x00" in value):
+            raise ValueError("must be on one line")  # git's credential protocol is line based
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "GitCredentialSettings":
+        if (self.password is None) == (self.password_env is None):
+            raise ValueError("give password or password_env (one of them)")
+        return self
+
+
 class BaseImageTrigger(_Strict):
     enabled: bool = True
     type: Literal["runtime", "all"] = "runtime"
@@ -204,6 +239,9 @@ class Config(_Strict):
     # Hosts that context URLs sent through the API may name (None: any), against fetches of
     # the daemon's neighbours on behalf of whoever holds the API token.
     allowed_context_hosts: list[str] | None = None
+    # Credentials for private http(s) git repositories, by host: never in a context URL,
+    # where they would be stored, shown by the API and written into the checkout.
+    git_credentials: list[GitCredentialSettings] = Field(default_factory=list)
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 
@@ -233,13 +271,18 @@ class Config(_Strict):
         # The message starts with the key path: format_validation_error shows it as such.
         for key, what, names in (("tasks", "task name", [t.name for t in self.tasks]),
                                  ("registries", "registry host",
-                                  [r.host for r in self.registries])):
+                                  [r.host for r in self.registries]),
+                                 ("git_credentials", "host",
+                                  [c.host for c in self.git_credentials])):
             seen: set[str] = set()
             for index, name in enumerate(names):
                 if name in seen:
                     field = "name" if key == "tasks" else "host"
                     raise ValueError(f"{key}[{index}].{field}: duplicate {what}: {name}")
                 seen.add(name)
+        for index, task in enumerate(self.tasks):
+            if url_has_credentials(task.context):
+                raise ValueError(f"tasks[{index}].context: {CREDENTIALS_IN_URL}")
         return self
 
     @property

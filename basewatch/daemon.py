@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from basewatch.builder.contexts.checkout import Checkouts
+from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.docker_engine import DockerEngine
 from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.image_sources import ImageSources
@@ -82,7 +82,8 @@ class Daemon:
                         failed, f", re-queued as {rerun}" if rerun else " (already a re-run)")
         self.registry_client = RegistryClient(config.registries)
         run_registry = config.registries[0].host if config.registries else None
-        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes)
+        checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
+                              git_credentials(config.git_credentials))
         if discarded := checkouts.discard_leftovers():
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,

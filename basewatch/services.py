@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from basewatch.builder.contexts.checkout import dockerfile_in
 from basewatch.builder.contexts.spec import (context_host, display_url, host_allowed,
-                                             parse_context)
+                                             parse_context, url_has_credentials,
+                                             without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
-from basewatch.config import TaskSettings, format_validation_error
+from basewatch.config import CREDENTIALS_IN_URL, TaskSettings, format_validation_error
 from basewatch.errors import BasewatchError
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, RunType, Trigger
@@ -64,6 +65,7 @@ def _stamp(moment) -> str | None:
 
 def task_view(task: TaskSettings, source: str | None = None) -> dict:
     view = task.model_dump(mode="json")
+    view["context"] = without_credentials(task.context)  # a task stored by an older version
     if source is not None:
         view["source"] = source
     return view
@@ -195,6 +197,8 @@ class Services:
         self._check_remote_context(url)
 
     def _check_remote_context(self, url: str) -> None:
+        if url_has_credentials(url):
+            raise InvalidRequestError(f"{display_url(url)}: {CREDENTIALS_IN_URL}")
         source = parse_context(url)
         if source.location.startswith("file://") and not self.allow_file_contexts:
             raise InvalidRequestError("file:// contexts read the daemon's own disk and are "

@@ -1,6 +1,7 @@
 """Task definitions, from the config file or the API, stored as validated JSON."""
 from __future__ import annotations
 
+from basewatch.builder.contexts.spec import without_credentials
 from basewatch.config import TaskSettings
 from basewatch.store.database import Database, now, to_text
 
@@ -10,6 +11,9 @@ class TaskStore:
         self.database = database
 
     async def upsert(self, task: TaskSettings, source: str) -> None:
+        # Credentials never reach the database (they are refused at the edges; a task stored
+        # by an older version loses them when it is written again).
+        task = task.model_copy(update={"context": without_credentials(task.context)})
         stamp = to_text(now())
         async with self.database.transaction() as db:
             await db.execute(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import shutil
 import sqlite3
 import tarfile
 from pathlib import Path
@@ -15,6 +17,8 @@ import pytest
 
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_quick_build import cli, tag_exists
+from tests.e2e.test_task_contexts import Repository
+from tests.support.git_http import GitHttpServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -210,3 +214,139 @@ async def test_config_tasks_name_their_dockerfile_inside_the_context(tmp_path, r
     output = stop(process)
     assert "task linked not registered" in output, output
     assert "leads outside the build context" in output, output
+
+
+# --- item 7: git credentials -------------------------------------------------------------
+
+SECRET = "s3cr3t-g1t-pa55"
+
+
+@pytest.fixture
+def git_argv(tmp_path) -> tuple[dict, Path]:
+    """The daemon's environment with a `git` first on PATH that records its arguments."""
+    folder, log = tmp_path / "recording-bin", tmp_path / "git-argv.log"
+    folder.mkdir()
+    wrapper = folder / "git"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\n'
+                       f'exec {shutil.which("git")} "$@"\n')
+    wrapper.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}", "GIT_PASSWORD": SECRET}, log
+
+
+@pytest.fixture
+def private(tmp_path, registry) -> Repository:
+    repository = Repository(tmp_path / "git", "private")
+    repository.commit({"Dockerfile": f"FROM {registry.address}/base:1\nCOPY . /src/\n",
+                       "hello.txt": "hello from a private repository\n"}, "first")
+    return repository
+
+
+def database_text(tmp_path: Path) -> str:
+    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
+        return "\n".join(db.iterdump())
+
+
+async def test_a_git_context_is_built_without_its_dot_git(tmp_path, registry, base_images,
+                                                          docker_host, private):
+    """BuildKit leaves .git out of a git context: its config names the remote (and any
+    credentials in it), and COPY . would push it."""
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    async with GitHttpServer(private.bare.parent) as server:
+        process, url = await asyncio.to_thread(start, tmp_path, docker_host, reg)
+        try:
+            api = Api(url)
+            status, run = await api.call("POST", "/api/builds", {
+                "context_url": server.url("private.git") + "#main", "image": [f"{reg}/pub:1"]})
+            assert status == 202, run
+            assert (await api.finished_run(run["id"]))["status"] == "Succeeded"
+        finally:
+            await asyncio.to_thread(stop, process)
+    for path in ("/src/hello.txt", "/src/.git/config", "/src/.git/HEAD"):
+        content = await asyncio.to_thread(base_images.read_file, f"{reg}/pub:1", path)
+        assert (content is not None) == (path == "/src/hello.txt"), path
+
+
+async def test_credentials_in_a_context_url_are_refused_through_the_api(
+        tmp_path, registry, base_images, docker_host, private, git_argv):
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    env, argv_log = git_argv
+    async with GitHttpServer(private.bare.parent, basic_auth=("bot", SECRET)) as server:
+        with_secret = server.url("private.git").replace("://", f"://bot:{SECRET}@") + "#main"
+        token_only = server.url("private.git").replace("://", f"://{SECRET}@") + "#main"
+        config = {"poll_interval": "1h", "registries": [{"host": reg}],
+                  "api_token_env": "API_TOKEN", "allowed_context_hosts": ["127.0.0.1"]}
+        process, url = start_daemon(config, tmp_path, docker_host,
+                                    env={"API_TOKEN": TOKEN, **env})
+        await asyncio.to_thread(health, url, process)
+        try:
+            api = Api(url)
+            for context in (with_secret, token_only):
+                status, body = await api.call("POST", "/api/tasks", {
+                    "name": "private", "context": context, "image": f"{reg}/private:1"})
+                assert status == 400, body
+                assert "git_credentials" in body["error"] and SECRET not in json.dumps(body)
+                status, body = await api.call("POST", "/api/builds", {
+                    "context_url": context, "image": [f"{reg}/private:1"]})
+                assert status == 400, body
+                assert SECRET not in json.dumps(body)
+            assert (await api.call("GET", "/api/tasks"))[1] == []
+        finally:
+            output = await asyncio.to_thread(stop, process)
+    assert SECRET not in output
+    assert SECRET not in database_text(tmp_path)
+    assert not argv_log.exists() or SECRET not in argv_log.read_text()
+    assert server.authorized == 0
+
+
+async def test_a_private_repository_builds_with_git_credentials_kept_out_of_everything(
+        tmp_path, registry, base_images, docker_host, private, git_argv):
+    """git_credentials (the config's, by host) reach git through its environment only: not
+    its arguments, the database, the API, the logs, the checkout's .git or the image."""
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    env, argv_log = git_argv
+    async with GitHttpServer(private.bare.parent, basic_auth=("bot", SECRET)) as server:
+        host = f"127.0.0.1:{server.port}"
+        clean = server.url("private.git") + "#main"
+        config = {"poll_interval": "1h", "registries": [{"host": reg}],
+                  "api_token_env": "API_TOKEN", "allowed_context_hosts": ["127.0.0.1"],
+                  "git_credentials": [{"host": host, "username": "bot",
+                                       "password_env": "GIT_PASSWORD"}],
+                  "tasks": [{"name": "from-config", "context": clean,
+                             "image": f"{reg}/from-config:1"}]}
+        process, url = start_daemon(config, tmp_path, docker_host,
+                                    env={"API_TOKEN": TOKEN, **env})
+        await asyncio.to_thread(health, url, process)
+        try:
+            api = Api(url)
+            status, task = await api.call("POST", "/api/tasks", {
+                "name": "from-api", "context": clean, "image": f"{reg}/from-api:1"})
+            assert status == 201, task
+            assert task["bases"][0]["reference"] == f"{reg}/base:1"
+            runs = []
+            for name in ("from-config", "from-api"):
+                status, run = await api.call("POST", f"/api/tasks/{name}/runs", {})
+                runs.append(run)
+            for run in runs:
+                finished = await api.finished_run(run["id"])
+                assert finished["status"] == "Succeeded", finished
+            shown = json.dumps([await api.call("GET", "/api/tasks"),
+                                await api.call("GET", "/api/tasks/from-config"),
+                                await api.call("GET", "/api/runs")])
+            assert clean in shown and SECRET not in shown
+        finally:
+            output = await asyncio.to_thread(stop, process)
+    assert server.authorized > 0, "the repository was fetched with the credentials"
+    assert SECRET not in output
+    assert SECRET not in database_text(tmp_path)
+    recorded = argv_log.read_text()
+    assert "clone" in recorded and SECRET not in recorded
+    assert not any(SECRET in log.read_text() for log in (tmp_path / "state" / "logs").iterdir())
+    for image in ("from-config", "from-api"):
+        assert await asyncio.to_thread(base_images.read_file, f"{reg}/{image}:1",
+                                       "/src/hello.txt") == "hello from a private repository\n"
+        assert await asyncio.to_thread(base_images.read_file, f"{reg}/{image}:1",
+                                       "/src/.git/config") is None
+

@@ -559,3 +559,46 @@ def test_allowed_context_hosts_are_names_or_star_dot_domains(tmp_path):
     path = write(tmp_path, {"allowed_context_hosts": ["https://git.example.com"]})
     [problem] = problems(path)
     assert problem.startswith(f"{path}: allowed_context_hosts: ") and "not a host name" in problem
+
+
+# ------------------------------------------------------------------ git credentials
+
+
+def test_git_credentials_by_host_with_one_password_source(tmp_path):
+    path = write(tmp_path, {"git_credentials": [
+        {"host": "Git.Example.com", "username": "bot", "password_env": "GIT_TOKEN"},
+        {"host": "127.0.0.1:8443", "username": "bot", "password": "p"}]})
+    first, second = load_config(path).git_credentials
+    assert (first.host, first.password_env, second.host) == (
+        "git.example.com", "GIT_TOKEN", "127.0.0.1:8443")
+    assert "'p'" not in repr(second), "the password is not shown"
+
+
+@pytest.mark.parametrize("entry, key, message", [
+    ({"host": "h", "username": "u"}, "git_credentials[0]", "give password or password_env"),
+    ({"host": "h", "username": "u", "password": "p", "password_env": "E"},
+     "git_credentials[0]", "give password or password_env"),
+    ({"host": "https://h", "username": "u", "password": "p"}, "git_credentials[0].host",
+     "is not a host or host:port"),
+    ({"host": "h", "username": "u", "password": "a\nb"}, "git_credentials[0].password",
+     "one line"),
+])
+def test_bad_git_credentials_are_refused_in_one_line(tmp_path, entry, key, message):
+    path = write(tmp_path, {"git_credentials": [entry]})
+    line = problem(path)
+    assert line.startswith(f"{path}: {key}: ") and message in line, line
+
+
+@pytest.mark.parametrize("context", ["https://bot:t0ken@git.example.com/o/app.git#main",
+                                     "https://t0ken@git.example.com/o/app.git",
+                                     "ssh://git:t0ken@git.example.com/o/app.git"])
+def test_credentials_in_a_config_task_url_are_refused_without_showing_them(tmp_path, context):
+    path = write(tmp_path, {"tasks": [task(context=context)]})
+    line = problem(path)
+    assert line.startswith(f"{path}: tasks[0].context: credentials in a context URL"), line
+    assert "git_credentials" in line and "t0ken" not in line
+
+
+def test_a_login_name_is_not_a_credential(tmp_path):
+    path = write(tmp_path, {"tasks": [task(context="ssh://git@git.example.com/o/app.git")]})
+    assert load_config(path).tasks[0].context == "ssh://git@git.example.com/o/app.git"

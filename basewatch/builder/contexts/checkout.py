@@ -2,16 +2,23 @@
 fresh fetch of the git repository or tarball a context URL names, removed afterwards."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncContextManager, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
-from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import (ContextError, checked_dockerfile_name, context_dir,
-                                             display_url, parse_context)
+from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
+                                              fetch_tarball_context)
+from basewatch.builder.contexts.spec import (ContextError, ContextSpec, checked_dockerfile_name,
+                                             context_dir, display_url, parse_context)
+
+if TYPE_CHECKING:
+    from basewatch.config import GitCredentialSettings
 
 
 # Fetches go into folders named for what they serve; a run's or a registration's is of no
@@ -35,6 +42,24 @@ def dockerfile_in(context: Path, file: str) -> Path:
     return path
 
 
+def git_credentials(settings: Sequence[GitCredentialSettings]) -> dict[str, GitCredential]:
+    """The config's git_credentials by host, their passwords read now: a variable that is not
+    set stops the daemon as it starts, not a fetch later."""
+    found = {}
+    for entry in settings:
+        password = entry.password
+        if entry.password_env is not None:
+            password = os.environ.get(entry.password_env)
+            if not password:
+                raise ContextError(f"git_credentials {entry.host}: the environment variable "
+                                   f"{entry.password_env} is not set")
+            if "\n" in password:
+                raise ContextError(f"git_credentials {entry.host}: {entry.password_env} "
+                                   "holds more than one line")
+        found[entry.host] = GitCredential(entry.username, password)
+    return found
+
+
 @dataclass(frozen=True)
 class Checkout:
     folder: Path                 # the build context
@@ -44,9 +69,11 @@ class Checkout:
 class Checkouts:
     """Fetches remote contexts into folders of their own under `root`."""
 
-    def __init__(self, root: Path, max_context_bytes: int):
+    def __init__(self, root: Path, max_context_bytes: int,
+                 git_credentials: Mapping[str, GitCredential] | None = None):
         self.root = root
         self.max_context_bytes = max_context_bytes
+        self.git_credentials = dict(git_credentials or {})  # by host[:port], lower case
 
     def discard_leftovers(self) -> int:
         """Remove the fetches a stopped daemon left behind; how many. Only while nothing is
@@ -66,6 +93,12 @@ class Checkouts:
     def for_registration(self, context: str) -> AsyncContextManager[Checkout]:
         return self.open(context, REGISTRATION_FOLDER.format(uuid.uuid4().hex))
 
+    def _credential_for(self, source: ContextSpec) -> GitCredential | None:
+        parts = urlsplit(source.location)
+        if parts.scheme not in ("http", "https"):
+            return None
+        return self.git_credentials.get(parts.netloc.rpartition("@")[2].lower())
+
     @contextlib.asynccontextmanager
     async def open(self, context: str, name: str,
                    say: Callable[[str], None] | None = None) -> AsyncIterator[Checkout]:
@@ -81,7 +114,11 @@ class Checkouts:
         try:
             revision = None
             if source.kind == "git":
-                revision = await fetch_git_context(source, destination)
+                revision = await fetch_git_context(source, destination,
+                                                   credential=self._credential_for(source))
+                # Left out of the build context, as BuildKit does for git contexts: COPY .
+                # would push it, with the remote it names.
+                await asyncio.to_thread(shutil.rmtree, destination / ".git", True)
                 say(f"Checked out {revision}")
             else:
                 await fetch_tarball_context(source.location, destination,

@@ -112,6 +112,26 @@ def host_allowed(host: str, allowed: list[str]) -> bool:
                for pattern in allowed)
 
 
+def url_has_credentials(url: str) -> bool:
+    """Whether `url` carries a secret: any user part of an http(s) URL (a token is often sent
+    as the user name), or a password in any other URL (ssh://git@host is only a login)."""
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return False
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    return bool(at) and (scheme.group(1).lower() in ("http", "https") or ":" in userinfo)
+
+
+def without_credentials(url: str) -> str:
+    """`url` without the credentials url_has_credentials finds; the rest as it was."""
+    if not url_has_credentials(url):
+        return url
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    login = "" if parts.scheme in ("http", "https") else userinfo.partition(":")[0] + "@"
+    return urlunsplit(parts._replace(netloc=login + host))
+
+
 def display_url(url: str) -> str:
     """`url` without a password or query string, which may hold secrets, for messages."""
     if not _SCHEME.match(url):
