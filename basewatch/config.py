@@ -24,7 +24,7 @@ CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by th
                       "written into the checkout: remove them, and give them for the host in "
                       "the config's git_credentials (password_env)")
 _HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
-_TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline
 
 
 def parse_duration(value: object) -> float:
@@ -170,7 +170,7 @@ class TaskSettings(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_valid(cls, value: str) -> str:
-        if not re.match(_TASK_NAME, value):
+        if not _TASK_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a task name: use up to 100 letters, digits, "
                              "'.', '_' and '-', starting with a letter or digit")
         return value

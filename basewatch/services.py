@@ -10,8 +10,8 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from basewatch.builder.contexts.checkout import dockerfile_in
-from basewatch.builder.contexts.spec import (context_host, display_url, host_allowed,
+from basewatch.builder.contexts.checkout import check_api_folder, dockerfile_in
+from basewatch.builder.contexts.spec import (ContextError, context_host, display_url, host_allowed,
                                              parse_context, url_has_credentials,
                                              without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
@@ -124,11 +124,13 @@ class Services:
         return await self.get_task(name)
 
     async def delete_task(self, name: str) -> None:
-        _, source = await self._task(name)
-        if source == "config":
+        found = await self.store.tasks.get_with_source(name)
+        if found is not None and found[1] == "config":
             raise ConflictError(f"task {name} comes from the config file: remove it there and "
                                 "send the daemon SIGHUP")
-        await self.registrar.unregister(name)
+        # Not found may still be stored: a definition an older version kept, refused now.
+        if not await self.registrar.unregister(name):
+            raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
 
     async def _register(self, task: TaskSettings) -> None:
         if task.local_context:
@@ -138,19 +140,10 @@ class Services:
         await self.registrar.register(task, "api")
 
     def _check_local_context(self, folder: str) -> None:
-        """The API may name a folder on the daemon's host only under local_contexts_root: the
-        daemon's disk is not the caller's (its /etc would be built and pushed)."""
-        if self.local_contexts_root is None:
-            raise InvalidRequestError(
-                f"task.context: {folder}: the API cannot name folders on the daemon's host "
-                "(local_contexts_root is not set): give a git or tarball URL")
-        if not Path(folder).is_absolute():
-            raise InvalidRequestError(f"task.context: {folder} must be an absolute path under "
-                                      f"{self.local_contexts_root}, or a git or tarball URL")
-        # resolve(): neither '..' nor a symbolic link under the root may lead out of it
-        if not Path(folder).resolve().is_relative_to(self.local_contexts_root.resolve()):
-            raise InvalidRequestError(f"task.context: {folder} is not under the daemon's "
-                                      f"local_contexts_root ({self.local_contexts_root})")
+        try:
+            check_api_folder(folder, self.local_contexts_root)
+        except ContextError as exc:
+            raise InvalidRequestError(f"task.context: {exc}") from None
 
     async def _task(self, name: str) -> tuple[TaskSettings, str]:
         found = await self.store.tasks.get_with_source(name)

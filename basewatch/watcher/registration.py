@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from basewatch.builder.contexts.checkout import dockerfile_in
+from basewatch.builder.contexts.checkout import read_dockerfile
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
 from basewatch.graph import TaskGraph, published_images
@@ -14,7 +14,7 @@ from basewatch.models import Dependency, DependencyKind
 from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestSource
-from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile_path
+from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile
 from basewatch.watcher.reference import ImageReference
 
 if TYPE_CHECKING:
@@ -56,9 +56,9 @@ class TaskRegistrar:
             return await self._register(task, source, context or Path(task.context))
 
     async def _register(self, task: TaskSettings, source: str, context: Path) -> DockerfileBases:
-        dockerfile = await asyncio.to_thread(dockerfile_in, context, task.file)
-        bases = await asyncio.to_thread(analyse_dockerfile_path, dockerfile,
-                                        task.build_args, task.target)
+        content = await asyncio.to_thread(read_dockerfile, context, task.file)
+        bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
+                                        task.target, task.file)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:
             edges.insert(0, (str(bases.runtime), DependencyKind.RUNTIME))

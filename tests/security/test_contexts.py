@@ -350,3 +350,81 @@ async def test_a_private_repository_builds_with_git_credentials_kept_out_of_ever
         assert await asyncio.to_thread(base_images.read_file, f"{reg}/{image}:1",
                                        "/src/.git/config") is None
 
+
+# --- Low: schemes, task names, the daemon's paths in errors ------------------------------
+
+async def test_low_findings_on_what_a_task_may_name(tmp_path, daemon, private):
+    api, reg = daemon
+    # FILE:// is file://: the daemon's own disk, refused without allow_file_contexts.
+    for scheme in ("FILE", "File"):
+        status, body = await api.call("POST", "/api/tasks", {
+            "name": "local-repo", "context": f"{scheme}://{private.bare}#main",
+            "image": f"{reg}/x:1"})
+        assert status == 400 and "file:// contexts" in body["error"], body
+        status, body = await api.call("POST", "/api/builds", {
+            "context_url": f"{scheme}://{private.bare}#main", "image": [f"{reg}/x:1"]})
+        assert status == 400 and "file:// contexts" in body["error"], body
+    # A task name is the whole name: no trailing newline.
+    async with GitHttpServer(private.bare.parent) as server:
+        for name in ("app\n", "app\r\n", "\napp"):
+            status, body = await api.call("POST", "/api/tasks", {
+                "name": name, "context": server.url("private.git") + "#main",
+                "image": f"{reg}/x:1"})
+            assert status == 400 and "is not a task name" in body["error"], body
+        # Errors name the Dockerfile as the task does, not where the daemon fetched it to.
+        private.commit({"Dockerfile": "FROM\n"}, "broken")
+        for file in ("Dockerfile", "Missing", "sub/Dockerfile"):
+            status, body = await api.call("POST", "/api/tasks", {
+                "name": "broken", "context": server.url("private.git") + "#main",
+                "file": file, "image": f"{reg}/x:1"})
+            assert status == 400, body
+            assert file in body["error"] and str(tmp_path) not in body["error"], body
+        status, run = await api.call("POST", "/api/builds", {
+            "context_url": server.url("private.git") + "#main", "image": [f"{reg}/x:1"]})
+        finished = await api.finished_run(run["id"])
+        assert finished["status"] == "Error" and "Dockerfile" in finished["error"], finished
+        assert str(tmp_path) not in finished["error"], finished
+    assert (await api.call("GET", "/api/tasks"))[1] == []
+
+
+async def test_tasks_an_older_version_stored_are_held_to_the_same_rules(
+        tmp_path, registry, base_images, docker_host, loot):
+    """An upgrade does not keep the /etc attack alive: a stored API task outside
+    local_contexts_root is not built, and one whose Dockerfile is now refused is ignored
+    (the daemon still starts) and can be deleted."""
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    shared = tmp_path / "shared"
+    app = app_folder(shared, "app", f"FROM {reg}/base:1\n")
+    process, url = await asyncio.to_thread(start, tmp_path, docker_host, reg,
+                                           local_contexts_root=str(shared))
+    try:
+        status, body = await Api(url).call("POST", "/api/tasks", {
+            "name": "loot", "context": str(app), "image": f"{reg}/loot:1"})
+        assert status == 201, body
+    finally:
+        await asyncio.to_thread(stop, process)
+    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:  # as an older version did
+        [(definition,)] = db.execute("SELECT definition FROM tasks WHERE name = 'loot'")
+        stored = json.loads(definition)
+        db.execute("UPDATE tasks SET definition = ? WHERE name = 'loot'",
+                   (json.dumps({**stored, "context": "/etc"}),))
+        db.execute("INSERT INTO tasks SELECT 'abs-file', source, ?, created_at, updated_at "
+                   "FROM tasks WHERE name = 'loot'",
+                   (json.dumps({**stored, "name": "abs-file", "file": str(loot)}),))
+    process, url = await asyncio.to_thread(start, tmp_path, docker_host, reg,
+                                           local_contexts_root=str(shared))
+    try:
+        api = Api(url)
+        assert [t["name"] for t in (await api.call("GET", "/api/tasks"))[1]] == ["loot"]
+        status, run = await api.call("POST", "/api/tasks/loot/runs", {})
+        assert status == 202, run
+        finished = await api.finished_run(run["id"])
+        assert finished["status"] == "Error", finished
+        assert "not under the daemon's local_contexts_root" in finished["error"], finished
+        assert (await api.call("DELETE", "/api/tasks/abs-file"))[0] == 204
+        assert (await api.call("DELETE", "/api/tasks/abs-file"))[0] == 404
+    finally:
+        output = await asyncio.to_thread(stop, process)
+    assert "task abs-file is ignored" in output, output
+    assert not await asyncio.to_thread(tag_exists, reg, "loot", "1")

@@ -49,8 +49,8 @@ def test_the_dockerfile_is_found_inside_the_context(tmp_path):
     ("docker/../../outside", "may not contain '..'"),
     ("Out", "leads outside the build context"),
     ("OutDir/Dockerfile", "leads outside the build context"),
-    ("Missing", "there is no Dockerfile 'Missing' in the build context"),
-    ("docker", "there is no Dockerfile 'docker' in the build context"),
+    ("Missing", "no such Dockerfile 'Missing' in the build context"),
+    ("docker", "no such Dockerfile 'docker' in the build context"),
     ("", "empty"),
 ])
 def test_a_dockerfile_outside_the_context_is_refused(tmp_path, file, message):

@@ -349,7 +349,8 @@ def test_task_names_that_are_accepted(tmp_path, name):
     assert load_config(write(tmp_path, {"tasks": [task(name=name)]})).tasks[0].name == name
 
 
-@pytest.mark.parametrize("name", ["", "my app", "-app", ".app", "app/x", "a" * 101])
+@pytest.mark.parametrize("name", ["", "my app", "-app", ".app", "app/x", "a" * 101, "app\n",
+                                  "app\r\n", "\napp"])
 def test_task_names_that_are_refused(tmp_path, name):
     path = write(tmp_path, {"tasks": [task(name=name)]})
     assert problem(path).startswith(f"{path}: tasks[0].name: ")

@@ -101,6 +101,13 @@ def test_context_host_is_where_a_remote_context_comes_from(text, host):
     assert context_host(parse_context(text)) == host
 
 
+@pytest.mark.parametrize("text", ["FILE:///srv/app.git#main", "File:///srv/app.git#main"])
+def test_a_scheme_is_case_insensitive(text):
+    spec = parse_context(text)
+    assert (spec.kind, spec.location, spec.ref) == ("git", "file:///srv/app.git", "main")
+    assert context_host(spec) is None  # a file:// context, whatever its case
+
+
 @pytest.mark.parametrize("url, secret, clean", [
     ("https://bot:t0k@h.example/o/r.git#main:x", True, "https://h.example/o/r.git#main:x"),
     ("https://t0k@h.example:8443/r.git", True, "https://h.example:8443/r.git"),

@@ -16,6 +16,7 @@ from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
                                               fetch_tarball_context)
 from basewatch.builder.contexts.spec import (ContextError, ContextSpec, checked_dockerfile_name,
                                              context_dir, display_url, parse_context)
+from basewatch.errors import DockerfileError
 
 if TYPE_CHECKING:
     from basewatch.config import GitCredentialSettings
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
 # use once that ends (a queued quick build's upload, `upload-*`, outlives a restart).
 RUN_FOLDER = "run-{}"
 REGISTRATION_FOLDER = "register-{}"
+
+
+def check_api_folder(folder: str, root: Path | None) -> None:
+    """A folder on the daemon's host that a task from the API names is refused unless its real
+    path lies under `root` (local_contexts_root): the daemon's disk is not the caller's, and
+    its /etc would be built and pushed."""
+    if root is None:
+        raise ContextError(f"{folder}: the API cannot name folders on the daemon's host "
+                           "(local_contexts_root is not set): give a git or tarball URL")
+    if not Path(folder).is_absolute():
+        raise ContextError(f"{folder} must be an absolute path under {root}, or a git or "
+                           "tarball URL")
+    # resolve(): neither '..' nor a symbolic link under the root may lead out of it
+    if not Path(folder).resolve().is_relative_to(root.resolve()):
+        raise ContextError(f"{folder} is not under the daemon's local_contexts_root ({root})")
 
 
 def dockerfile_in(context: Path, file: str) -> Path:
@@ -38,7 +54,7 @@ def dockerfile_in(context: Path, file: str) -> Path:
         raise ContextError(f"the Dockerfile {file!r} leads outside the build context "
                            "(a symbolic link)")
     if not path.is_file():
-        raise ContextError(f"there is no Dockerfile {file!r} in the build context")
+        raise ContextError(f"no such Dockerfile {file!r} in the build context")
     return path
 
 
@@ -60,6 +76,18 @@ def git_credentials(settings: Sequence[GitCredentialSettings]) -> dict[str, GitC
     return found
 
 
+def read_dockerfile(context: Path, file: str) -> str:
+    """The text of the Dockerfile `file` in `context` (see dockerfile_in); errors name it
+    relative to the context, as the task does, not by the daemon's own paths."""
+    path = dockerfile_in(context, file)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DockerfileError(f"{file}: not a text file: a Dockerfile must be UTF-8") from None
+    except OSError as exc:
+        raise DockerfileError(f"{file}: cannot read: {exc.strerror}") from None
+
+
 @dataclass(frozen=True)
 class Checkout:
     folder: Path                 # the build context
@@ -70,10 +98,12 @@ class Checkouts:
     """Fetches remote contexts into folders of their own under `root`."""
 
     def __init__(self, root: Path, max_context_bytes: int,
-                 git_credentials: Mapping[str, GitCredential] | None = None):
+                 git_credentials: Mapping[str, GitCredential] | None = None,
+                 local_contexts_root: Path | None = None):
         self.root = root
         self.max_context_bytes = max_context_bytes
         self.git_credentials = dict(git_credentials or {})  # by host[:port], lower case
+        self.local_contexts_root = local_contexts_root  # for the API's tasks
 
     def discard_leftovers(self) -> int:
         """Remove the fetches a stopped daemon left behind; how many. Only while nothing is

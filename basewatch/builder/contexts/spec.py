@@ -47,6 +47,9 @@ def parse_context(text: str) -> ContextSpec:
         return ContextSpec("local", text)
     location, has_fragment, fragment = text.partition("#")
     name = scheme.group(1).lower() if scheme else None
+    if name is not None:  # schemes are case-insensitive: FILE:// is file://
+        location = name + location[len(name):]
+        text = name + text[len(name):]
     if name in ("http", "https"):
         path = urlsplit(location).path
         if path.endswith(_TARBALL_SUFFIXES):
