@@ -83,8 +83,8 @@ class Daemon:
         self.registry_client = RegistryClient(config.registries)
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
-                              git_credentials(config.git_credentials),
-                              config.local_contexts_root)
+                              git_credentials=git_credentials(config.git_credentials),
+                              local_contexts_root=config.local_contexts_root)
         if discarded := checkouts.discard_leftovers():
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,

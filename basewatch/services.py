@@ -5,6 +5,7 @@ edge); failures are domain errors with a message a person can act on.
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Callable
 
@@ -134,16 +135,13 @@ class Services:
 
     async def _register(self, task: TaskSettings) -> None:
         if task.local_context:
-            self._check_local_context(task.context)
+            try:
+                await asyncio.to_thread(check_api_folder, task.context, self.local_contexts_root)
+            except ContextError as exc:
+                raise InvalidRequestError(f"task.context: {exc}") from None
         else:
             self._check_remote_context(task.context)
         await self.registrar.register(task, "api")
-
-    def _check_local_context(self, folder: str) -> None:
-        try:
-            check_api_folder(folder, self.local_contexts_root)
-        except ContextError as exc:
-            raise InvalidRequestError(f"task.context: {exc}") from None
 
     async def _task(self, name: str) -> tuple[TaskSettings, str]:
         found = await self.store.tasks.get_with_source(name)
@@ -168,7 +166,8 @@ class Services:
                                       "give context_url")
         spec = validated(QuickBuildSpec, body, "build")
         if uploaded is not None:
-            dockerfile_in(uploaded, spec.file)  # refused now, rather than as a failed run
+            # refused now, rather than as a failed run
+            await asyncio.to_thread(dockerfile_in, uploaded, spec.file)
             spec = spec.model_copy(update={"context_path": str(uploaded)})
         if (spec.context_path is None) == (spec.context_url is None):
             raise InvalidRequestError("give the context as an upload or as a URL, not both")

@@ -109,7 +109,8 @@ class RunExecutor:
         task, source = found
         if source == "api" and task.local_context:
             # Checked at creation too; this catches a task stored by an older version.
-            check_api_folder(task.context, self.checkouts.local_contexts_root)
+            await asyncio.to_thread(check_api_folder, task.context,
+                                    self.checkouts.local_contexts_root)
         return task
 
     async def _bases_of(self, run: Run, task: TaskSettings, context: Path) -> list[str]:

@@ -197,6 +197,25 @@ async def test_a_quick_build_file_stays_inside_its_upload(daemon, loot, tmp_path
     assert not await asyncio.to_thread(tag_exists, reg, "loot", "1")
 
 
+async def test_a_fetched_dockerfile_that_links_out_of_its_repository_is_refused(
+        daemon, private, loot):
+    """git checks out symbolic links as they are: one may point anywhere on the daemon's host."""
+    api, reg = daemon
+    (private.work / "Linked").symlink_to(loot)
+    private.commit({}, "a link out")
+    async with GitHttpServer(private.bare.parent) as server:
+        context = server.url("private.git") + "#main"
+        status, body = await api.call("POST", "/api/tasks", {
+            "name": "linked", "context": context, "file": "Linked", "image": f"{reg}/x:1"})
+        assert status == 400 and "leads outside the build context" in body["error"], body
+        status, run = await api.call("POST", "/api/builds", {
+            "context_url": context, "file": "Linked", "image": [f"{reg}/x:1"]})
+        assert status == 202, run
+        finished = await api.finished_run(run["id"])
+    assert finished["status"] == "Error", finished
+    assert "leads outside the build context" in finished["error"], finished
+
+
 async def test_config_tasks_name_their_dockerfile_inside_the_context(tmp_path, registry,
                                                                      docker_host, loot):
     reg = registry.address

@@ -97,7 +97,7 @@ class Checkout:
 class Checkouts:
     """Fetches remote contexts into folders of their own under `root`."""
 
-    def __init__(self, root: Path, max_context_bytes: int,
+    def __init__(self, root: Path, max_context_bytes: int, *,
                  git_credentials: Mapping[str, GitCredential] | None = None,
                  local_contexts_root: Path | None = None):
         self.root = root

@@ -8,8 +8,8 @@ import signal
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the daemon's to pay
     import aiohttp
