@@ -9,17 +9,22 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      ValidationError, field_validator, model_validator)
 
-from basewatch.builder.contexts.spec import ContextError, parse_context
+from basewatch.builder.contexts.spec import (ContextError, checked_dockerfile_name, parse_context,
+                                             url_has_credentials)
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.platforms import Platform
 from basewatch.textfiles import read_text_file
 from basewatch.watcher.reference import ImageReference
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
-_TASK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by the API and "
+                      "written into the checkout: remove them, and give them for the host in "
+                      "the config's git_credentials (password_env)")
+_HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline
 
 
 def parse_duration(value: object) -> float:
@@ -64,6 +69,18 @@ def _build_arg_value(value: object) -> object:
 BuildArgValue = Annotated[str, BeforeValidator(_build_arg_value)]
 
 
+def _dockerfile_name(value: str) -> str:
+    try:
+        return checked_dockerfile_name(value)
+    except ContextError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# The Dockerfile, relative to the context: what it resolves to is checked once the context is
+# on disk (basewatch.builder.contexts.checkout.dockerfile_in).
+DockerfileName = Annotated[str, AfterValidator(_dockerfile_name)]
+
+
 def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
@@ -101,6 +118,36 @@ class RegistrySettings(_Strict):
         return self
 
 
+class GitCredentialSettings(_Strict):
+    """What the daemon answers an http(s) git server's password prompt with, by host."""
+
+    host: str
+    username: str
+    password: str | None = Field(None, repr=False)
+    password_env: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not re.fullmatch(_HOST_PORT, value):
+            raise ValueError(f"{value!r} is not a host or host:port, as in the repository URL")
+        return value
+
+    @field_validator("username", "password")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\n" in value or "\x00" in value):
+            raise ValueError("must be on one line")  # git's credential protocol is line based
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "GitCredentialSettings":
+        if (self.password is None) == (self.password_env is None):
+            raise ValueError("give password or password_env (one of them)")
+        return self
+
+
 class BaseImageTrigger(_Strict):
     enabled: bool = True
     type: Literal["runtime", "all"] = "runtime"
@@ -111,7 +158,7 @@ class TaskSettings(_Strict):
     context: Annotated[str, BeforeValidator(_as_text), Field(
         description="a folder on the daemon's host, or a git URL (https://host/org/repo.git"
                     "#ref:folder) or tarball URL, fetched afresh for every run")]
-    file: str = "Dockerfile"
+    file: DockerfileName = "Dockerfile"
     image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
     build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
     target: str | None = None
@@ -123,7 +170,7 @@ class TaskSettings(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_valid(cls, value: str) -> str:
-        if not re.match(_TASK_NAME, value):
+        if not _TASK_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a task name: use up to 100 letters, digits, "
                              "'.', '_' and '-', starting with a letter or digit")
         return value
@@ -186,12 +233,18 @@ class Config(_Strict):
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
+    # The one folder under which tasks created through the API may name a local context
+    # (None: none may); the config file's own tasks may name any folder.
+    local_contexts_root: Path | None = None
     # Hosts that context URLs sent through the API may name (None: any), against fetches of
     # the daemon's neighbours on behalf of whoever holds the API token.
     allowed_context_hosts: list[str] | None = None
     # The network build steps run on: default (the engine's default, never the host's), none,
     # host (every Dockerfile reaches the host's loopback services: a risk) or a network's name.
     build_network: str = "default"
+    # Credentials for private http(s) git repositories, by host: never in a context URL,
+    # where they would be stored, shown by the API and written into the checkout.
+    git_credentials: list[GitCredentialSettings] = Field(default_factory=list)
     registries: list[RegistrySettings] = Field(default_factory=list)
     tasks: list[TaskSettings] = Field(default_factory=list)
 
@@ -229,13 +282,18 @@ class Config(_Strict):
         # The message starts with the key path: format_validation_error shows it as such.
         for key, what, names in (("tasks", "task name", [t.name for t in self.tasks]),
                                  ("registries", "registry host",
-                                  [r.host for r in self.registries])):
+                                  [r.host for r in self.registries]),
+                                 ("git_credentials", "host",
+                                  [c.host for c in self.git_credentials])):
             seen: set[str] = set()
             for index, name in enumerate(names):
                 if name in seen:
                     field = "name" if key == "tasks" else "host"
                     raise ValueError(f"{key}[{index}].{field}: duplicate {what}: {name}")
                 seen.add(name)
+        for index, task in enumerate(self.tasks):
+            if url_has_credentials(task.context):
+                raise ValueError(f"tasks[{index}].context: {CREDENTIALS_IN_URL}")
         return self
 
     @property
@@ -311,5 +369,7 @@ def load_config(path: Path | str) -> Config:
 def _resolve_paths(config: Config, base: Path) -> Config:
     tasks = [t.model_copy(update={"context": str((base / t.context).resolve())})
              if t.local_context else t for t in config.tasks]
+    root = config.local_contexts_root
     return config.model_copy(update={"state_dir": (base / config.state_dir).resolve(),
+                                     "local_contexts_root": root and (base / root).resolve(),
                                      "tasks": tasks})

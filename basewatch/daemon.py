@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from basewatch.builder.contexts.checkout import Checkouts
+from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.docker_engine import DockerEngine
 from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.image_sources import ImageSources
@@ -88,7 +88,9 @@ class Daemon:
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
                               HostPolicy.for_contexts(config.allowed_context_hosts),
-                              trusted=self._context_in_config)
+                              trusted=self._context_in_config,
+                              git_credentials=git_credentials(config.git_credentials),
+                              local_contexts_root=config.local_contexts_root)
         if discarded := checkouts.discard_leftovers():
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
@@ -118,7 +120,7 @@ class Daemon:
             if config.log_archive else None
         self.services = Services(store, self.registrar, self.executor, self.queue.submit,
                                  archive, config.allow_file_contexts,
-                                 config.allowed_context_hosts)
+                                 config.allowed_context_hosts, config.local_contexts_root)
         self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))

@@ -5,16 +5,20 @@ edge); failures are domain errors with a message a person can act on.
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Callable
 
 from pydantic import ValidationError
 
-from basewatch.builder.contexts.spec import context_host, display_url, parse_context
+from basewatch.builder.contexts.checkout import check_api_folder, dockerfile_in
+from basewatch.builder.contexts.spec import (ContextError, context_host, display_url,
+                                             parse_context, url_has_credentials,
+                                             without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
-from basewatch.config import TaskSettings, format_validation_error
+from basewatch.config import CREDENTIALS_IN_URL, TaskSettings, format_validation_error
 from basewatch.errors import BasewatchError
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, RunType, Trigger
@@ -63,6 +67,7 @@ def _stamp(moment) -> str | None:
 
 def task_view(task: TaskSettings, source: str | None = None) -> dict:
     view = task.model_dump(mode="json")
+    view["context"] = without_credentials(task.context)  # a task stored by an older version
     if source is not None:
         view["source"] = source
     return view
@@ -72,8 +77,10 @@ class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
                  submit: Callable[[str], None], archive=None,
                  allow_file_contexts: bool = False,
-                 allowed_context_hosts: list[str] | None = None):
+                 allowed_context_hosts: list[str] | None = None,
+                 local_contexts_root: Path | None = None):
         self.archive = archive  # a LogArchive when log_archive is configured
+        self.local_contexts_root = local_contexts_root
         self.allow_file_contexts = allow_file_contexts
         self.context_hosts = HostPolicy.for_contexts(allowed_context_hosts)
         self.store = store
@@ -119,18 +126,22 @@ class Services:
         return await self.get_task(name)
 
     async def delete_task(self, name: str) -> None:
-        _, source = await self._task(name)
-        if source == "config":
+        found = await self.store.tasks.get_with_source(name)
+        if found is not None and found[1] == "config":
             raise ConflictError(f"task {name} comes from the config file: remove it there and "
                                 "send the daemon SIGHUP")
-        await self.registrar.unregister(name)
+        # Not found may still be stored: a definition an older version kept, refused now.
+        if not await self.registrar.unregister(name):
+            raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
 
     async def _register(self, task: TaskSettings) -> None:
-        if not task.local_context:
+        if task.local_context:
+            try:
+                await asyncio.to_thread(check_api_folder, task.context, self.local_contexts_root)
+            except ContextError as exc:
+                raise InvalidRequestError(f"task.context: {exc}") from None
+        else:
             self._check_remote_context(task.context)
-        elif not Path(task.context).is_absolute():
-            raise InvalidRequestError(f"task.context: {task.context} must be an absolute path "
-                                      "on the daemon's host, or a git or tarball URL")
         await self.registrar.register(task, "api")
 
     async def _task(self, name: str) -> tuple[TaskSettings, str]:
@@ -156,6 +167,8 @@ class Services:
                                       "give context_url")
         spec = validated(QuickBuildSpec, body, "build")
         if uploaded is not None:
+            # refused now, rather than as a failed run
+            await asyncio.to_thread(dockerfile_in, uploaded, spec.file)
             spec = spec.model_copy(update={"context_path": str(uploaded)})
         if (spec.context_path is None) == (spec.context_url is None):
             raise InvalidRequestError("give the context as an upload or as a URL, not both")
@@ -177,6 +190,8 @@ class Services:
         self._check_remote_context(url)
 
     def _check_remote_context(self, url: str) -> None:
+        if url_has_credentials(url):
+            raise InvalidRequestError(f"{display_url(url)}: {CREDENTIALS_IN_URL}")
         source = parse_context(url)
         if source.location.startswith("file://") and not self.allow_file_contexts:
             raise InvalidRequestError("file:// contexts read the daemon's own disk and are "

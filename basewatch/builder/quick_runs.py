@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from basewatch.config import BuildArgValue, Duration, TaskSettings, _as_list
+from basewatch.config import BuildArgValue, DockerfileName, Duration, TaskSettings, _as_list
 from basewatch.models import Run
 from basewatch.platforms import Platform
 
@@ -21,7 +21,7 @@ class QuickBuildSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     image: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
-    file: str = "Dockerfile"
+    file: DockerfileName = "Dockerfile"
     build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
     target: str | None = None
     platform: str = "linux/amd64"

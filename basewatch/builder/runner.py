@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from basewatch.builder.base_leases import BaseLeases
-from basewatch.builder.contexts.checkout import Checkouts
+from basewatch.builder.contexts.checkout import (Checkouts, check_api_folder, dockerfile_in,
+                                                 read_dockerfile)
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
@@ -25,7 +26,7 @@ from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.templating import RunVariables, render
 from basewatch.watcher.digest_watch import DigestSource, PlatformDigestLike
-from basewatch.watcher.dockerfile import analyse_dockerfile_path
+from basewatch.watcher.dockerfile import analyse_dockerfile
 from basewatch.watcher.reference import ImageReference
 
 log = logging.getLogger(__name__)
@@ -102,19 +103,27 @@ class RunExecutor:
         """The task a run builds: a registered task, or a quick run's own spec."""
         if run.spec is not None:
             return self.quick_runs.task_of(run)
-        task = await self.store.tasks.get(run.task)
-        if task is None:
+        found = await self.store.tasks.get_with_source(run.task)
+        if found is None:
             raise BasewatchError(f"task {run.task} no longer exists")
+        task, source = found
+        if source == "api" and task.local_context:
+            # Checked at creation too; this catches a task stored by an older version.
+            await asyncio.to_thread(check_api_folder, task.context,
+                                    self.checkouts.local_contexts_root)
         return task
 
     async def _bases_of(self, run: Run, task: TaskSettings, context: Path) -> list[str]:
         """The bases to pull: what the Dockerfile being built names. A registered task's
         recorded edges answer for a local folder; a fetched context may have changed since
         registration, so its task is registered again from it when its bases moved."""
+        # Checked for every run: the folder may have changed since registration.
+        await asyncio.to_thread(dockerfile_in, context, task.file)
         if run.spec is None and task.local_context:
             return [d.base for d in await self.store.graph.dependencies(task.name)]
-        bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
-                                        task.build_args, task.target, task.platform)
+        content = await asyncio.to_thread(read_dockerfile, context, task.file)
+        bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
+                                        task.target, task.file, task.platform)
         names = [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
         if run.spec is None and self.on_context_changed is not None:
             recorded = {d.base for d in await self.store.graph.dependencies(task.name)}

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from basewatch.builder.contexts.checkout import read_dockerfile
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
@@ -13,7 +14,7 @@ from basewatch.models import Dependency, DependencyKind
 from basewatch.platforms import Platform
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestSource
-from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile_path
+from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile
 from basewatch.watcher.reference import ImageReference
 
 if TYPE_CHECKING:
@@ -55,8 +56,9 @@ class TaskRegistrar:
             return await self._register(task, source, context or Path(task.context))
 
     async def _register(self, task: TaskSettings, source: str, context: Path) -> DockerfileBases:
-        bases = await asyncio.to_thread(analyse_dockerfile_path, context / task.file,
-                                        task.build_args, task.target, task.platform)
+        content = await asyncio.to_thread(read_dockerfile, context, task.file)
+        bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
+                                        task.target, task.file, task.platform)
         edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
         if bases.runtime is not None:
             edges.insert(0, (str(bases.runtime), DependencyKind.RUNTIME))

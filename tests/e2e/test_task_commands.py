@@ -23,6 +23,7 @@ def daemon(tmp_path, registry, base_images, docker_host):
     base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
     config = {
         "poll_interval": "1h", "registries": [{"host": reg}], "api_token_env": "API_TOKEN",
+        "local_contexts_root": "apps",  # where API tasks may name folders
         "tasks": [{"name": "hello", "image": f"{reg}/hello:latest",
                    "context": write_app(tmp_path, "hello", f"FROM {reg}/base:1\n")}],
     }
@@ -126,7 +127,7 @@ def test_failures_cancel_and_timeout(tmp_path, daemon):
     assert "timeout of 3s" in late.stderr
 
 
-def test_bad_requests_get_clear_messages(daemon):
+def test_bad_requests_get_clear_messages(tmp_path, daemon):
     url, *_ = daemon
     cases = [
         (("task", "show", "nope"), "no task named nope"),
@@ -134,7 +135,10 @@ def test_bad_requests_get_clear_messages(daemon):
         (("task", "delete", "hello"), "task hello comes from the config file"),
         (("task", "create", "x", "--context", "relative/dir", "-t", "r/x"),
          "must be an absolute path"),
-        (("task", "create", "y", "--context", "/nonexistent", "-t", "r/y"), "no such Dockerfile"),
+        (("task", "create", "y", "--context", f"{tmp_path}/apps/nonexistent", "-t", "r/y"),
+         "no such Dockerfile 'Dockerfile' in the build context"),
+        (("task", "create", "z", "--context", "/etc", "-t", "r/z"),
+         "not under the daemon's local_contexts_root"),
         (("task", "list-runs", "--run-status", "Sleeping"), "status 'Sleeping' is not one of"),
         (("task", "create", "hello", "--context", "/x", "-t", "r/x"), "exists already"),
     ]

@@ -66,6 +66,7 @@ def daemon(tmp_path, registry, base_images, docker_host, repository):
     base_images.build(f"{reg}/base2:1", {"/etc/release": "base2\n"})
     config = {"poll_interval": "1s", "registries": [{"host": reg}],
               "api_token_env": "API_TOKEN", "allowed_context_hosts": ["127.0.0.1"],
+              "local_contexts_root": "apps",
               # The config file is the admin's: file:// remotes are fine there.
               "tasks": [{"name": name, "image": f"{reg}/{name}:latest",
                          "context": f"file://{repository.bare}#main:service"}
@@ -189,8 +190,8 @@ async def test_a_task_created_through_the_api_is_watched_at_once(tmp_path, daemo
     rebuilds it within a few poll intervals, not after the watcher's 30 s re-read."""
     url, reg = daemon
     await asyncio.to_thread(base_images.build, f"{reg}/lonely:1", {"/etc/release": "1\n"})
-    folder = tmp_path / "lonely-app"
-    folder.mkdir()
+    folder = tmp_path / "apps" / "lonely-app"
+    folder.mkdir(parents=True)
     (folder / "Dockerfile").write_text(f"FROM {reg}/lonely:1\n")
     code, _, err = await cli("task", "create", "lonely", "--context", str(folder),
                              "-t", f"{reg}/lonely-app:latest", url=url, token="t0ken")

@@ -3,6 +3,9 @@
     async with GitHttpServer(root) as server:      # root holds bare repositories, e.g. app.git
         url = server.url("app.git")                # http://127.0.0.1:PORT/app.git
 
+GitHttpServer(root, basic_auth=("user", "secret")) serves only requests that carry those
+credentials (401 with a Basic challenge otherwise), as a private repository does.
+
 Each request runs `git http-backend` as a CGI program: the request becomes its environment and
 stdin, its output (CGI headers, a blank line, the body) becomes the response.
 """
@@ -12,16 +15,18 @@ import asyncio
 import os
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import encode_basic_auth, web
 
 from tests.support.loopback import LoopbackServer
 
 
 class GitHttpServer(LoopbackServer):
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, basic_auth: tuple[str, str] | None = None):
         super().__init__()
         self.root = root
+        self.basic_auth = basic_auth
         self.requests: list[str] = []  # "METHOD /path?query", in order
+        self.authorized = 0  # requests that carried the right credentials
 
     def url(self, repository: str) -> str:
         return f"http://127.0.0.1:{self.port}/{repository}"
@@ -33,6 +38,12 @@ class GitHttpServer(LoopbackServer):
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests.append(f"{request.method} {request.path_qs}")
+        if self.basic_auth is not None:
+            expected = encode_basic_auth(*self.basic_auth)
+            if request.headers.get("Authorization") != expected:
+                return web.Response(status=401, headers={
+                    "WWW-Authenticate": 'Basic realm="private"'})
+            self.authorized += 1
         body = await request.read()  # aiohttp has already undone any Content-Encoding: gzip
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

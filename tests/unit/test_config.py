@@ -55,6 +55,7 @@ def test_example_config_loads_with_every_key():
     assert set(raw["tasks"][0]) == set(TaskSettings.model_fields)
     assert config.allowed_context_hosts == ["git.example.com"]
     assert config.allow_file_contexts is False
+    assert config.local_contexts_root == Path("/srv/contexts")
     assert config.state_dir == folder / ".basewatch"
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8080)
     assert config.max_concurrent_runs == 2
@@ -141,6 +142,24 @@ def test_file_is_kept_relative_to_the_context(tmp_path):
     [settings] = load_config(path).tasks
     assert settings.file == "docker/Dockerfile.prod"
     assert settings.context == str(tmp_path / "apps" / "app")
+
+
+@pytest.mark.parametrize("file, message", [
+    ("/etc/Dockerfile", "must be a relative path inside the build context"),
+    ("../Dockerfile", "may not contain '..'"),
+    ("docker/../../x", "may not contain '..'"),
+    ("a\x00b", "must be a relative path"),
+])
+def test_file_outside_the_context_is_refused_in_one_line(tmp_path, file, message):
+    path = write(tmp_path, {"tasks": [task(file=file)]})
+    line = problem(path)
+    assert line.startswith(f"{path}: tasks[0].file: ") and message in line, line
+
+
+def test_local_contexts_root_is_off_by_default_and_relative_to_the_file(tmp_path):
+    assert load_config(write(tmp_path, {})).local_contexts_root is None
+    path = write(tmp_path, {"local_contexts_root": "shared/../contexts"})
+    assert load_config(path).local_contexts_root == tmp_path / "contexts"
 
 
 def test_registry_lookup_by_host(tmp_path):
@@ -330,7 +349,8 @@ def test_task_names_that_are_accepted(tmp_path, name):
     assert load_config(write(tmp_path, {"tasks": [task(name=name)]})).tasks[0].name == name
 
 
-@pytest.mark.parametrize("name", ["", "my app", "-app", ".app", "app/x", "a" * 101])
+@pytest.mark.parametrize("name", ["", "my app", "-app", ".app", "app/x", "a" * 101, "app\n",
+                                  "app\r\n", "\napp"])
 def test_task_names_that_are_refused(tmp_path, name):
     path = write(tmp_path, {"tasks": [task(name=name)]})
     assert problem(path).startswith(f"{path}: tasks[0].name: ")
@@ -551,3 +571,46 @@ def test_build_network_is_default_or_a_network_name(tmp_path):
         load_config(path)
     assert str(caught.value) == (f"{path}: build_network: '--network=host' is not default, "
                                  "none, host or a Docker network's name")
+
+
+# ------------------------------------------------------------------ git credentials
+
+
+def test_git_credentials_by_host_with_one_password_source(tmp_path):
+    path = write(tmp_path, {"git_credentials": [
+        {"host": "Git.Example.com", "username": "bot", "password_env": "GIT_TOKEN"},
+        {"host": "127.0.0.1:8443", "username": "bot", "password": "p"}]})
+    first, second = load_config(path).git_credentials
+    assert (first.host, first.password_env, second.host) == (
+        "git.example.com", "GIT_TOKEN", "127.0.0.1:8443")
+    assert "'p'" not in repr(second), "the password is not shown"
+
+
+@pytest.mark.parametrize("entry, key, message", [
+    ({"host": "h", "username": "u"}, "git_credentials[0]", "give password or password_env"),
+    ({"host": "h", "username": "u", "password": "p", "password_env": "E"},
+     "git_credentials[0]", "give password or password_env"),
+    ({"host": "https://h", "username": "u", "password": "p"}, "git_credentials[0].host",
+     "is not a host or host:port"),
+    ({"host": "h", "username": "u", "password": "a\nb"}, "git_credentials[0].password",
+     "one line"),
+])
+def test_bad_git_credentials_are_refused_in_one_line(tmp_path, entry, key, message):
+    path = write(tmp_path, {"git_credentials": [entry]})
+    line = problem(path)
+    assert line.startswith(f"{path}: {key}: ") and message in line, line
+
+
+@pytest.mark.parametrize("context", ["https://bot:t0ken@git.example.com/o/app.git#main",
+                                     "https://t0ken@git.example.com/o/app.git",
+                                     "ssh://git:t0ken@git.example.com/o/app.git"])
+def test_credentials_in_a_config_task_url_are_refused_without_showing_them(tmp_path, context):
+    path = write(tmp_path, {"tasks": [task(context=context)]})
+    line = problem(path)
+    assert line.startswith(f"{path}: tasks[0].context: credentials in a context URL"), line
+    assert "git_credentials" in line and "t0ken" not in line
+
+
+def test_a_login_name_is_not_a_credential(tmp_path):
+    path = write(tmp_path, {"tasks": [task(context="ssh://git@git.example.com/o/app.git")]})
+    assert load_config(path).tasks[0].context == "ssh://git@git.example.com/o/app.git"

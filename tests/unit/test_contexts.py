@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from basewatch.builder.contexts.archive import extract_context, pack_local_context
+from basewatch.builder.contexts.fetch import GitCredential, _credential_env, _split_credential
 from basewatch.builder.contexts.spec import (ContextError, ContextSpec, context_dir, context_host,
-                                             parse_context)
+                                             parse_context, url_has_credentials,
+                                             without_credentials)
 
 MiB = 1 << 20
 
@@ -97,6 +99,41 @@ def test_messages_do_not_repeat_passwords_or_query_strings():
 ])
 def test_context_host_is_where_a_remote_context_comes_from(text, host):
     assert context_host(parse_context(text)) == host
+
+
+@pytest.mark.parametrize("text", ["FILE:///srv/app.git#main", "File:///srv/app.git#main"])
+def test_a_scheme_is_case_insensitive(text):
+    spec = parse_context(text)
+    assert (spec.kind, spec.location, spec.ref) == ("git", "file:///srv/app.git", "main")
+    assert context_host(spec) is None  # a file:// context, whatever its case
+
+
+@pytest.mark.parametrize("url, secret, clean", [
+    ("https://bot:t0k@h.example/o/r.git#main:x", True, "https://h.example/o/r.git#main:x"),
+    ("https://t0k@h.example:8443/r.git", True, "https://h.example:8443/r.git"),
+    ("ssh://git:pw@h.example/r.git", True, "ssh://git@h.example/r.git"),
+    ("ssh://git@h.example/r.git", False, "ssh://git@h.example/r.git"),
+    ("git@h.example:o/r.git", False, "git@h.example:o/r.git"),
+    ("https://h.example/c.tgz?sig=1", False, "https://h.example/c.tgz?sig=1"),
+    ("/srv/app", False, "/srv/app"),
+])
+def test_credentials_in_urls_are_found_and_taken_out(url, secret, clean):
+    assert url_has_credentials(url) is secret
+    assert without_credentials(url) == clean
+
+
+def test_git_gets_credentials_through_its_environment_for_their_host_only():
+    env = _credential_env("https://Git.Example:8443/o/r.git", GitCredential("bot", "t0k"))
+    assert env["GIT_CONFIG_KEY_1"] == "credential.https://git.example:8443.helper"
+    assert (env["GIT_CONFIG_KEY_0"], env["GIT_CONFIG_VALUE_0"]) == ("credential.helper", "")
+    assert (env["BASEWATCH_GIT_USERNAME"], env["BASEWATCH_GIT_PASSWORD"]) == ("bot", "t0k")
+    assert "t0k" not in env["GIT_CONFIG_VALUE_1"]
+    assert _credential_env("ssh://git@h/r.git", GitCredential("bot", "t0k")) == {}
+    assert _credential_env("https://h/r.git", None) == {}
+    # A URL stored by an older version keeps working, without its credentials in git's argv.
+    assert _split_credential("https://bot:p%40ss@h/r.git") == (
+        "https://h/r.git", GitCredential("bot", "p@ss"))
+    assert "p@ss" not in repr(GitCredential("bot", "p@ss"))
 
 
 def test_context_dir_is_the_git_subfolder_or_the_destination(tmp_path):

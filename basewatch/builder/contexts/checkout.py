@@ -2,22 +2,96 @@
 fresh fetch of the git repository or tarball a context URL names, removed afterwards."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncContextManager, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
-from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import context_dir, display_url, parse_context
+from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
+                                              fetch_tarball_context)
+from basewatch.builder.contexts.spec import (ContextError, ContextSpec, checked_dockerfile_name,
+                                             context_dir, display_url, parse_context)
+from basewatch.errors import DockerfileError
 from basewatch.netpolicy import HostPolicy
+from basewatch.watcher.dockerfile import MAX_DOCKERFILE_BYTES
+
+if TYPE_CHECKING:
+    from basewatch.config import GitCredentialSettings
 
 
 # Fetches go into folders named for what they serve; a run's or a registration's is of no
 # use once that ends (a queued quick build's upload, `upload-*`, outlives a restart).
 RUN_FOLDER = "run-{}"
 REGISTRATION_FOLDER = "register-{}"
+
+
+def check_api_folder(folder: str, root: Path | None) -> None:
+    """A folder on the daemon's host that a task from the API names is refused unless its real
+    path lies under `root` (local_contexts_root): the daemon's disk is not the caller's, and
+    its /etc would be built and pushed."""
+    if root is None:
+        raise ContextError(f"{folder}: the API cannot name folders on the daemon's host "
+                           "(local_contexts_root is not set): give a git or tarball URL")
+    if not Path(folder).is_absolute():
+        raise ContextError(f"{folder} must be an absolute path under {root}, or a git or "
+                           "tarball URL")
+    # resolve(): neither '..' nor a symbolic link under the root may lead out of it
+    if not Path(folder).resolve().is_relative_to(root.resolve()):
+        raise ContextError(f"{folder} is not under the daemon's local_contexts_root ({root})")
+
+
+def dockerfile_in(context: Path, file: str) -> Path:
+    """The Dockerfile `file` names in the build context `context`: refused unless it is a file
+    that resolves inside the context (a link in the context may point anywhere on the host).
+    Messages name it as the task does, not by where it sits on the daemon's disk."""
+    file = checked_dockerfile_name(file)
+    root = context.resolve()
+    path = (context / file).resolve()
+    if not path.is_relative_to(root):
+        raise ContextError(f"the Dockerfile {file!r} leads outside the build context "
+                           "(a symbolic link)")
+    if not path.is_file():
+        raise ContextError(f"no such Dockerfile {file!r} in the build context")
+    return path
+
+
+def git_credentials(settings: Sequence[GitCredentialSettings]) -> dict[str, GitCredential]:
+    """The config's git_credentials by host, their passwords read now: a variable that is not
+    set stops the daemon as it starts, not a fetch later."""
+    found = {}
+    for entry in settings:
+        password = entry.password
+        if entry.password_env is not None:
+            password = os.environ.get(entry.password_env)
+            if not password:
+                raise ContextError(f"git_credentials {entry.host}: the environment variable "
+                                   f"{entry.password_env} is not set")
+            if "\n" in password:
+                raise ContextError(f"git_credentials {entry.host}: {entry.password_env} "
+                                   "holds more than one line")
+        found[entry.host] = GitCredential(entry.username, password)
+    return found
+
+
+def read_dockerfile(context: Path, file: str) -> str:
+    """The text of the Dockerfile `file` in `context` (see dockerfile_in); errors name it
+    relative to the context, as the task does, not by the daemon's own paths."""
+    path = dockerfile_in(context, file)
+    try:
+        # Checked before reading: a hostile context's file may be any size.
+        if path.stat().st_size > MAX_DOCKERFILE_BYTES:
+            raise DockerfileError(f"{file}: larger than {MAX_DOCKERFILE_BYTES // 2**20} MiB, "
+                                  "too large for a Dockerfile")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DockerfileError(f"{file}: not a text file: a Dockerfile must be UTF-8") from None
+    except OSError as exc:
+        raise DockerfileError(f"{file}: cannot read: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -34,11 +108,15 @@ class Checkouts:
     """
 
     def __init__(self, root: Path, max_context_bytes: int, hosts: HostPolicy | None = None,
-                 trusted: Callable[[str], bool] = lambda context: False):
+                 trusted: Callable[[str], bool] = lambda context: False, *,
+                 git_credentials: Mapping[str, GitCredential] | None = None,
+                 local_contexts_root: Path | None = None):
         self.root = root
         self.max_context_bytes = max_context_bytes
         self.hosts = hosts
         self.trusted = trusted
+        self.git_credentials = dict(git_credentials or {})  # by host[:port], lower case
+        self.local_contexts_root = local_contexts_root  # for the API's tasks
 
     def discard_leftovers(self) -> int:
         """Remove the fetches a stopped daemon left behind; how many. Only while nothing is
@@ -58,6 +136,12 @@ class Checkouts:
     def for_registration(self, context: str) -> AsyncContextManager[Checkout]:
         return self.open(context, REGISTRATION_FOLDER.format(uuid.uuid4().hex))
 
+    def _credential_for(self, source: ContextSpec) -> GitCredential | None:
+        parts = urlsplit(source.location)
+        if parts.scheme not in ("http", "https"):
+            return None
+        return self.git_credentials.get(parts.netloc.rpartition("@")[2].lower())
+
     @contextlib.asynccontextmanager
     async def open(self, context: str, name: str,
                    say: Callable[[str], None] | None = None) -> AsyncIterator[Checkout]:
@@ -74,7 +158,11 @@ class Checkouts:
         try:
             revision = None
             if source.kind == "git":
-                revision = await fetch_git_context(source, destination, hosts=hosts)
+                revision = await fetch_git_context(source, destination, hosts=hosts,
+                                                   credential=self._credential_for(source))
+                # Left out of the build context, as BuildKit does for git contexts: COPY .
+                # would push it, with the remote it names.
+                await asyncio.to_thread(shutil.rmtree, destination / ".git", True)
                 say(f"Checked out {revision}")
             else:
                 await fetch_tarball_context(source.location, destination,

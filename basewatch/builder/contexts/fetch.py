@@ -6,9 +6,10 @@ import contextlib
 import os
 import signal
 import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the daemon's to pay
     import aiohttp
@@ -16,7 +17,8 @@ if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the 
 from basewatch.builder.contexts.archive import (claim_destination, discard_destination,
                                                 extract_context, human_size)
 from basewatch.builder.contexts.spec import (COMMIT, ContextError, ContextSpec, context_host,
-                                             display_url)
+                                             display_url, url_has_credentials,
+                                             without_credentials)
 from basewatch.netpolicy import AddressRefused, HostPolicy, literal_address
 
 # Redirects followed for a tarball, each checked as the first URL was.
@@ -49,22 +51,68 @@ def _git_reason(stderr: bytes) -> str:
     return " ".join(kept[-2:])
 
 
+@dataclass(frozen=True)
+class GitCredential:
+    """What git answers an http(s) server's password prompt with."""
+    username: str
+    password: str = field(repr=False)
+
+
+# git asks this helper (a shell function, from its configuration) for the credentials of the
+# one host they belong to, and the helper reads them from git's environment: never from git's
+# arguments, which `ps` shows, nor from the URL, which the clone writes into .git/config.
+_HELPER = ('!f() { test "$1" = get || return 0; '
+           'printf "username=%s\\npassword=%s\\n" '
+           '"$BASEWATCH_GIT_USERNAME" "$BASEWATCH_GIT_PASSWORD"; }; f')
+
+
+def _credential_env(location: str, credential: GitCredential | None) -> dict[str, str]:
+    """git's environment for fetching `location` with `credential` (None: anonymously)."""
+    parts = urlsplit(location)
+    if credential is None or parts.scheme not in ("http", "https"):
+        return {}
+    host = parts.netloc.rpartition("@")[2].lower()
+    # The empty helper first: the daemon user's own helpers (`store`, a keychain) are not
+    # asked, nor told the password to keep. Scoped to the host, a redirect elsewhere gets none.
+    return {"GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": "",
+            "GIT_CONFIG_KEY_1": f"credential.{parts.scheme}://{host}.helper",
+            "GIT_CONFIG_VALUE_1": _HELPER,
+            "BASEWATCH_GIT_USERNAME": credential.username,
+            "BASEWATCH_GIT_PASSWORD": credential.password}
+
+
+def _split_credential(location: str) -> tuple[str, GitCredential | None]:
+    """A URL's own credentials (a task stored by an older version) taken out of it."""
+    if not url_has_credentials(location):
+        return location, None
+    parts = urlsplit(location)
+    userinfo = parts.netloc.rpartition("@")[0]
+    username, _, password = userinfo.partition(":")
+    return without_credentials(location), GitCredential(unquote(username), unquote(password))
+
+
 async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float = 300,
-                            hosts: HostPolicy | None = None) -> str:
+                            hosts: HostPolicy | None = None,
+                            credential: GitCredential | None = None) -> str:
     """Check `spec` out into `destination` (new or empty); return the commit's sha.
 
     With `hosts`, the repository's host must pass it, git follows no redirect, and over
-    http(s) git connects to the address that was checked.
+    http(s) git connects to the address that was checked. `credential` is for an http(s)
+    server that asks for one (a private repository).
     """
     if spec.kind != "git":
         raise ValueError(f"not a git context: {spec!r}")
+    location, own = _split_credential(spec.location)
+    spec = replace(spec, location=location)
+    env = _credential_env(location, own or credential)
     where = display_url(spec.location) + (f"#{spec.ref}" if spec.ref else "")
     created = claim_destination(destination)
     try:
         try:
             async with asyncio.timeout(timeout):
                 pinned = await _pinned(spec, hosts, where)
-                await _clone(spec, destination, pinned)
+                await _clone(spec, destination, pinned, env)
                 sha = (await _git("-C", str(destination), "rev-parse", "HEAD")).strip()
         except TimeoutError:
             raise ContextError(f"fetching {where} took longer than {timeout:.0f}s") from None
@@ -102,11 +150,12 @@ async def _pinned(spec: ContextSpec, hosts: HostPolicy | None, where: str) -> li
     return options
 
 
-async def _clone(spec: ContextSpec, destination: Path, options: list[str]) -> None:
+async def _clone(spec: ContextSpec, destination: Path, options: list[str],
+                 env: dict[str, str]) -> None:
     branch = ["--branch", spec.ref] if spec.ref else []
     try:
         await _git(*options, "clone", "--quiet", "--depth", "1", *branch, "--", spec.location,
-                   str(destination))
+                   str(destination), env=env)
     except _GitFailed:
         if spec.ref is None or not COMMIT.match(spec.ref):
             raise
@@ -114,7 +163,7 @@ async def _clone(spec: ContextSpec, destination: Path, options: list[str]) -> No
         discard_destination(destination, created=False)
         destination.mkdir(exist_ok=True)  # a failed clone may have removed it
         await _git(*options, "clone", "--quiet", "--no-checkout", "--", spec.location,
-                   str(destination))
+                   str(destination), env=env)
         await _git("-C", str(destination), "-c", "advice.detachedHead=false", "checkout",
                    "--quiet", "--detach", spec.ref)
 
@@ -129,20 +178,21 @@ def _check_folder(spec: ContextSpec, checkout: Path, where: str) -> None:
         raise ContextError(f"there is no folder {spec.folder!r} in {where}")
 
 
-def _git_env() -> dict[str, str]:
+def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C",
                # no ext:: or other remote helpers that run commands
                GIT_ALLOW_PROTOCOL="file:git:http:https:ssh")
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")  # never wait for a password
-    return env
+    return {**env, **(extra or {})}
 
 
-async def _git(*args: str) -> str:
-    """Run git; its stdout, or _GitFailed with what git's stderr says went wrong."""
+async def _git(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run git (`env` added to its environment); its stdout, or _GitFailed with what git's
+    stderr says went wrong."""
     try:
         process = await asyncio.create_subprocess_exec(
             "git", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=_git_env(),
+            stderr=asyncio.subprocess.PIPE, env=_git_env(env),
             start_new_session=True)  # its own process group: a timeout kills its helpers too
     except FileNotFoundError:
         raise ContextError("git is not installed on the daemon's host") from None

@@ -47,6 +47,9 @@ def parse_context(text: str) -> ContextSpec:
         return ContextSpec("local", text)
     location, has_fragment, fragment = text.partition("#")
     name = scheme.group(1).lower() if scheme else None
+    if name is not None:  # schemes are case-insensitive: FILE:// is file://
+        location = name + location[len(name):]
+        text = name + text[len(name):]
     if name in ("http", "https"):
         path = urlsplit(location).path
         if path.endswith(_TARBALL_SUFFIXES):
@@ -82,6 +85,20 @@ def _checked_folder(folder: str, text: str) -> str | None:
     return "/".join(parts) or None
 
 
+def checked_dockerfile_name(file: str) -> str:
+    """`file` as a path relative to the build context, without `..`; normalised."""
+    if file.startswith("/") or "\x00" in file:
+        raise ContextError(f"the Dockerfile {file!r} must be a relative path inside the build "
+                           "context")
+    parts = [part for part in file.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ContextError(f"the Dockerfile {file!r} may not contain '..': it must be inside "
+                           "the build context")
+    if not parts:
+        raise ContextError("the Dockerfile's name is empty")
+    return "/".join(parts)
+
+
 def context_host(spec: ContextSpec) -> str | None:
     """The host a remote context is fetched from (lower case); None for a folder or file://."""
     if spec.kind == "local" or spec.location.startswith("file://"):
@@ -90,6 +107,26 @@ def context_host(spec: ContextSpec) -> str | None:
     if scp_like and not _SCHEME.match(spec.location):
         return scp_like.group(0).rpartition("@")[2].rstrip(":").lower()
     return urlsplit(spec.location).hostname
+
+
+def url_has_credentials(url: str) -> bool:
+    """Whether `url` carries a secret: any user part of an http(s) URL (a token is often sent
+    as the user name), or a password in any other URL (ssh://git@host is only a login)."""
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return False
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    return bool(at) and (scheme.group(1).lower() in ("http", "https") or ":" in userinfo)
+
+
+def without_credentials(url: str) -> str:
+    """`url` without the credentials url_has_credentials finds; the rest as it was."""
+    if not url_has_credentials(url):
+        return url
+    parts = urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    login = "" if parts.scheme in ("http", "https") else userinfo.partition(":")[0] + "@"
+    return urlunsplit(parts._replace(netloc=login + host))
 
 
 def display_url(url: str) -> str:
