@@ -59,10 +59,13 @@ class Database:
             await self.connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self.connection
+                # A COMMIT refused (the database locked or full) must not leave the shared
+                # connection inside a transaction that every later BEGIN would trip over.
+                await self.connection.execute("COMMIT")
             except BaseException:
-                await self.connection.execute("ROLLBACK")
+                if self.connection.in_transaction:
+                    await self.connection.execute("ROLLBACK")
                 raise
-            await self.connection.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
         async with self._lock:
