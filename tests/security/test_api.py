@@ -1,0 +1,82 @@
+"""The HTTP edge under hostile use (issue 8): a /healthz flood does not starve the API, and odd
+inputs get a clear 4xx, never a 500 with a traceback."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import aiohttp
+import pytest
+
+from basewatch.builder.docker_engine import DockerEngine
+from basewatch.models import RunType, Trigger
+from basewatch.store.runs import RunRequest
+from tests.support.inprocess_daemon import TOKEN, running_daemon
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class CountedPings:
+    """Stands in for the engine's ping: counts the calls, each taking `seconds`."""
+
+    def __init__(self, monkeypatch, seconds: float):
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+        counted = self
+
+        def ping(engine) -> None:
+            with counted._lock:
+                counted.times.append(time.monotonic())
+            time.sleep(seconds)
+
+        monkeypatch.setattr(DockerEngine, "ping", ping)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.times)
+
+
+async def flood(session: aiohttp.ClientSession, url: str, count: int) -> list[int]:
+    async def one() -> int:
+        async with session.get(f"{url}/healthz") as response:
+            await response.read()
+            return response.status
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def test_a_healthz_flood_pings_the_engine_at_most_once_a_second(tmp_path, monkeypatch):
+    pings = CountedPings(monkeypatch, 0.01)
+    async with running_daemon(tmp_path, monkeypatch) as daemon:
+        before = pings.count
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            statuses = await flood(session, daemon.url, 400)
+        elapsed = time.monotonic() - started
+        assert set(statuses) == {200}
+        assert pings.count - before <= elapsed + 2, (pings.count - before, elapsed)
+
+
+async def test_an_api_call_during_a_healthz_flood_is_not_queued_behind_it(tmp_path, monkeypatch):
+    pings = CountedPings(monkeypatch, 0.2)  # an engine that is slow to answer
+    async with running_daemon(tmp_path, monkeypatch) as daemon:
+        run = await daemon.store.runs.create(RunRequest(
+            "", Trigger.MANUAL, RunType.QUICK_BUILD, "linux/amd64", "quick build"))
+        await daemon.store.runs.finish(run.id, run.status.__class__("Failed"), [], "x")
+        logs = tmp_path / "state" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{run.id}.log").write_text("the log\n")
+        async with aiohttp.ClientSession() as flooding, aiohttp.ClientSession() as api:
+            storm = asyncio.ensure_future(flood(flooding, daemon.url, 600))
+            await asyncio.sleep(0)  # the flood's requests go out first
+            before = pings.count
+            async with api.get(f"{daemon.url}/api/runs/{run.id}/log", headers=AUTH,
+                               timeout=aiohttp.ClientTimeout(total=60)) as response:
+                assert (response.status, await response.text()) == (200, "the log\n")
+            pings_meanwhile = pings.count - before
+            statuses = await storm
+        assert set(statuses) == {200}
+        # The log read waited for no more than the ping already under way, not for hundreds.
+        assert pings_meanwhile <= 2, pings_meanwhile
