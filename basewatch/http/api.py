@@ -61,7 +61,32 @@ async def _json_body(request: web.Request) -> dict:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
                                  content_type="application/json")
+    _refuse_nul(body)
     return body
+
+
+def _nul_at(value: object, path: str = "") -> str | None:
+    """Where a NUL character hides in a JSON value, as a key path; None when nowhere."""
+    if isinstance(value, str):
+        return path or "(the value)" if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        if "\0" in str(key):
+            return here
+        if found := _nul_at(item, here):
+            return found
+    return None
+
+
+def _refuse_nul(body: dict) -> None:
+    # No name, path, tag or argument may hold one (the OS cuts strings there, and a path with
+    # one fails every call); refused here rather than half-way through a run.
+    if (where := _nul_at(body)) is not None:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{where}: a NUL character is not allowed"}),
+            content_type="application/json")
 
 
 def add_api(app: web.Application, services, upload) -> None:
@@ -122,6 +147,7 @@ def add_api(app: web.Application, services, upload) -> None:
                 return json_error(400, "the X-Basewatch-Build header is not valid JSON")
             if not isinstance(body, dict):
                 return json_error(400, "the X-Basewatch-Build header must be a JSON object")
+            _refuse_nul(body)
             return web.json_response(await services.quick_build(body, await upload(request)),
                                      status=202)
         return web.json_response(await services.quick_build(body), status=202)

@@ -80,3 +80,17 @@ async def test_an_api_call_during_a_healthz_flood_is_not_queued_behind_it(tmp_pa
         assert set(statuses) == {200}
         # The log read waited for no more than the ping already under way, not for hundreds.
         assert pings_meanwhile <= 2, pings_meanwhile
+
+
+async def test_a_nul_anywhere_in_a_request_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    async with running_daemon(tmp_path, monkeypatch) as daemon, aiohttp.ClientSession() as http:
+        task = {"name": "app", "context": str(tmp_path / "app"), "image": "127.0.0.1:9/app:1"}
+        for body, where in (({**task, "file": "Docker\0file"}, "file"),
+                            ({**task, "build_args": {"A": "x\0"}}, "build_args.A")):
+            async with http.post(f"{daemon.url}/api/tasks", headers=AUTH, json=body) as answer:
+                assert answer.status == 400, await answer.text()
+                assert (await answer.json())["error"] == \
+                    f"{where}: a NUL character is not allowed"
+        assert await daemon.store.tasks.all() == []

@@ -3,13 +3,24 @@ full disk shows in /healthz, uploads live exactly as long as a run needs them, a
 are bounded."""
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
+import time
+import urllib.error
+import urllib.request
 from collections import namedtuple
+from pathlib import Path
 
 import aiohttp
+import pytest
 
+from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.support.inprocess_daemon import running_daemon
+from tests.support.tarballs import tarball
 from tests.support.waiting import wait_for
+
+TOKEN = "runs-test-token"
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -33,3 +44,105 @@ async def test_a_full_disk_makes_healthz_say_so(tmp_path, monkeypatch):
         assert found["status"] == "degraded"
         assert found["disk"].startswith("the disk of state_dir is (nearly) full: 3 MiB free")
         assert str(tmp_path) not in found["disk"]
+
+
+# ---------------------------------------------------------------- on a live daemon and engine
+
+def upload(url: str, files: dict[str, str], spec: dict) -> tuple[int, dict]:
+    """POST /api/builds with `files` as the context tarball; (status, answer)."""
+    request = urllib.request.Request(
+        f"{url}/api/builds", data=tarball(files), method="POST",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/gzip",
+                 "X-Basewatch-Build": json.dumps(spec)})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.load(refused)
+
+
+def runs(tmp_path: Path) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
+        return db.execute("SELECT id, status, error, retry_of FROM runs ORDER BY seq").fetchall()
+
+
+def uploads(tmp_path: Path) -> list[str]:
+    folder = tmp_path / "state" / "contexts"
+    return sorted(p.name for p in folder.glob("upload-*")) if folder.is_dir() else []
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def live(tmp_path, registry, base_images, docker_host):
+    """start(**config) -> the daemon's URL; stopped (SIGTERM, no traceback) at the end."""
+    base_images.build(f"{registry.address}/base:1", {"/etc/release": "1\n"})
+    started = []
+
+    def start(**config) -> str:
+        config = {"poll_interval": "1h", "registries": [{"host": registry.address}],
+                  "api_token_env": "API_TOKEN", **config}
+        process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": TOKEN})
+        started.append(process)
+        health(url, process)
+        return url
+
+    start.registry = registry.address
+    start.stop = lambda: stop(started.pop())
+    yield start
+    for process in started:
+        stop(process)
+
+
+def test_a_nul_in_file_is_refused_before_queuing(tmp_path, live):
+    url = live()
+    status, answer = upload(url, {"Dockerfile": "FROM scratch\n"},
+                            {"image": [f"{live.registry}/x:1"], "file": "Docker\0file"})
+    assert status == 400, answer
+    assert answer["error"] == "file: a NUL character is not allowed"
+    assert runs(tmp_path) == [] and uploads(tmp_path) == []
+
+
+def test_a_full_disk_under_the_run_log_ends_the_run(tmp_path, live):
+    url = live()
+    logs = tmp_path / "state" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "ca1.log").symlink_to("/dev/full")  # every write to ca1's log: ENOSPC
+    status, answer = upload(url, {"Dockerfile": f"FROM {live.registry}/base:1\n"},
+                            {"image": [f"{live.registry}/full:1"]})
+    assert (status, answer["id"]) == (202, "ca1")
+    wait_until(lambda: runs(tmp_path)[0][1] not in ("Queued", "Running"), 60,
+               "the run to end")
+    (run_id, status, error, _), = runs(tmp_path)
+    assert status in ("Failed", "Error") and "No space left on device" in error, error
+    # The next run is not held back.
+    status, answer = upload(url, {"Dockerfile": f"FROM {live.registry}/base:1\n"},
+                            {"image": [f"{live.registry}/next:1"]})
+    wait_until(lambda: runs(tmp_path)[1][1] == "Succeeded", 60, "the next run to succeed")
+
+
+def test_a_database_locked_past_its_busy_timeout_loses_no_run(tmp_path, live):
+    url = live(max_concurrent_runs=1)
+    slow = {"Dockerfile": f"FROM {live.registry}/base:1\nRUN sleep 3\n"}
+    assert upload(url, slow, {"image": [f"{live.registry}/a:1"]})[0] == 202
+    assert upload(url, slow, {"image": [f"{live.registry}/b:1"]})[0] == 202
+    wait_until(lambda: runs(tmp_path)[0][1] == "Running", 60, "the first run to start")
+    lock = sqlite3.connect(tmp_path / "state" / "basewatch.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # as a backup or a shell holding the write lock
+    try:
+        # The fault itself: held past the daemon's 5 s busy_timeout, while the first run
+        # records its bases and its end and the second one tries to start.
+        time.sleep(10)
+        assert [r[1] for r in runs(tmp_path)] == ["Running", "Queued"]
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    wait_until(lambda: [r[1] for r in runs(tmp_path)] == ["Succeeded", "Succeeded"], 90,
+               "both runs to succeed")
