@@ -173,6 +173,8 @@ class Daemon:
             run_registry=run_registry, threads=config.max_concurrent_runs * 2,
             on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,
             on_context_changed=self._reregister)
+        if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
+            log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.fanout = FanOut(store, self.queue.submit, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
@@ -222,7 +224,11 @@ class Daemon:
     async def receive_context(self, request: web.Request) -> Path:
         """Extract an uploaded context tarball into a folder of its own (bounded in size)."""
         destination = self.executor.quick_runs.upload_dir(uuid.uuid4().hex)
-        await receive_upload(request, destination, self.config.max_context_bytes)
+        try:
+            await receive_upload(request, destination, self.config.max_context_bytes)
+        except BaseException:
+            self.executor.quick_runs.discard(destination)
+            raise
         return destination
 
     async def on_push_notifications(self, pushes: list[PushNotification]) -> int:

@@ -150,7 +150,16 @@ class Services:
         return run_view(run)
 
     async def quick_build(self, body: dict, uploaded: Path | None = None) -> dict:
-        """A quick run of `body` (a QuickBuildSpec), on an uploaded context or a context URL."""
+        """A quick run of `body` (a QuickBuildSpec), on an uploaded context or a context URL.
+        An upload whose request is refused is removed at once."""
+        try:
+            return await self._quick_build(body, uploaded)
+        except BaseException:
+            if uploaded is not None:
+                self.executor.quick_runs.discard(uploaded)
+            raise
+
+    async def _quick_build(self, body: dict, uploaded: Path | None) -> dict:
         if "context_path" in body:
             raise InvalidRequestError("context_path is not accepted: upload the context, or "
                                       "give context_url")

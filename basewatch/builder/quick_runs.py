@@ -13,6 +13,9 @@ from basewatch.models import Run
 from basewatch.platforms import Platform
 
 QUICK_TASK_NAME = "quick-build"
+# An upload lives in contexts/upload-<id> from its request until no queued or running run
+# needs it: the run ended, was canceled while queued, or the request was refused.
+UPLOAD_PREFIX = "upload-"
 
 
 class QuickBuildSpec(BaseModel):
@@ -48,7 +51,7 @@ class QuickRuns:
         self.contexts_dir = contexts_dir
 
     def upload_dir(self, upload_id: str) -> Path:
-        return self.contexts_dir / f"upload-{upload_id}"
+        return self.contexts_dir / f"{UPLOAD_PREFIX}{upload_id}"
 
     def task_of(self, run: Run) -> TaskSettings:
         """The task a quick run builds: its own spec, on the uploaded folder or the URL."""
@@ -63,8 +66,26 @@ class QuickRuns:
         return task
 
     def clean_up(self, run: Run) -> None:
-        """A quick run's upload is of no use once it has finished: free the disk."""
+        """A quick run's upload, once no run needs it (the run ended, or was canceled while
+        queued): free the disk."""
         spec = QuickBuildSpec.model_validate_json(run.spec)
-        if spec.context_path is not None and Path(spec.context_path).is_relative_to(
-                self.contexts_dir):
-            shutil.rmtree(spec.context_path, ignore_errors=True)
+        if spec.context_path is not None:
+            self.discard(Path(spec.context_path))
+
+    def discard(self, upload: Path) -> None:
+        """Remove an upload folder; nothing outside this daemon's uploads."""
+        if upload.parent == self.contexts_dir and upload.name.startswith(UPLOAD_PREFIX):
+            shutil.rmtree(upload, ignore_errors=True)
+
+    def discard_orphans(self, queued: list[Run]) -> int:
+        """Remove the uploads no queued run needs (left by a stopped daemon); how many. Only
+        as the daemon starts, before uploads come in."""
+        if not self.contexts_dir.is_dir():
+            return 0
+        needed = {Path(QuickBuildSpec.model_validate_json(run.spec).context_path or "")
+                  for run in queued if run.spec is not None}
+        orphans = [p for p in self.contexts_dir.iterdir()
+                   if p.name.startswith(UPLOAD_PREFIX) and p not in needed]
+        for orphan in orphans:
+            self.discard(orphan)
+        return len(orphans)

@@ -111,6 +111,9 @@ class RunExecutor:
     async def cancel(self, run_id: str) -> bool:
         """Cancel a queued or running run; False when it has already finished."""
         if await self.store.runs.cancel_queued(run_id, "canceled by request"):
+            run = await self.store.runs.get(run_id)
+            if run.spec is not None:
+                self.quick_runs.clean_up(run)  # no run will need its upload now
             return True
         engine = self._engines.get(run_id)
         if engine is None:

@@ -146,3 +146,62 @@ def test_a_database_locked_past_its_busy_timeout_loses_no_run(tmp_path, live):
         lock.close()
     wait_until(lambda: [r[1] for r in runs(tmp_path)] == ["Succeeded", "Succeeded"], 90,
                "both runs to succeed")
+
+
+def api(url: str, method: str, path: str) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}{path}", method=method,
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.load(refused)
+
+
+def test_sigterm_during_a_quick_build_keeps_its_upload_for_the_rerun(tmp_path, live,
+                                                                    base_images):
+    url = live()
+    reg = live.registry
+    status, _ = upload(url, {"Dockerfile": f"FROM {reg}/base:1\nCOPY hello /hello\n"
+                                           "RUN sleep 4\n", "hello": "uploaded\n"},
+                       {"image": [f"{reg}/kept:1"]})
+    assert status == 202
+    log = tmp_path / "state" / "logs" / "ca1.log"
+    wait_until(lambda: log.exists() and "sleep 4" in log.read_text(), 60, "the build to run")
+    live.stop()  # SIGTERM: canceled, queued again once
+    assert [r[1:] for r in runs(tmp_path)] == [
+        ("Canceled", "the daemon shut down during the run", None), ("Queued", None, "ca1")]
+    assert len(uploads(tmp_path)) == 1, "the re-run needs the upload"
+
+    live()
+    wait_until(lambda: runs(tmp_path)[1][1] not in ("Queued", "Running"), 90,
+               "the re-run to end")
+    assert runs(tmp_path)[1][1:3] == ("Succeeded", None), runs(tmp_path)
+    assert base_images.read_file(f"{reg}/kept:1", "/hello") == "uploaded\n"
+    assert uploads(tmp_path) == [], "no run needs it any more"
+
+
+def test_uploads_no_run_needs_are_removed_at_once(tmp_path, live):
+    orphan = tmp_path / "state" / "contexts" / "upload-0123456789abcdef"
+    orphan.mkdir(parents=True)
+    (orphan / "Dockerfile").write_text("FROM scratch\n")
+    url = live(max_concurrent_runs=1)
+    assert uploads(tmp_path) == [], "left by a daemon that stopped; no queued run needs it"
+    reg = live.registry
+    slow = {"Dockerfile": f"FROM {reg}/base:1\nRUN sleep 60\n"}
+
+    # Refused after the upload was received: removed before the answer.
+    status, answer = upload(url, slow, {"push": True})
+    assert status == 400 and "give at least one image" in answer["error"], answer
+    assert uploads(tmp_path) == []
+
+    # Canceled while queued: its upload goes at once; the running build keeps its own.
+    assert upload(url, slow, {"image": [f"{reg}/a:1"]})[0] == 202
+    assert upload(url, slow, {"image": [f"{reg}/b:1"]})[0] == 202
+    wait_until(lambda: runs(tmp_path)[0][1] == "Running", 60, "the first run to start")
+    assert len(uploads(tmp_path)) == 2
+    assert api(url, "POST", "/api/runs/ca2/cancel")[1]["status"] == "Canceled"
+    assert len(uploads(tmp_path)) == 1
+    assert api(url, "POST", "/api/runs/ca1/cancel")[0] == 200
+    wait_until(lambda: runs(tmp_path)[0][1] == "Canceled", 60, "the first run to end")
+    assert uploads(tmp_path) == []
