@@ -193,7 +193,8 @@ class Daemon:
             if config.log_archive else None
         self.services = Services(store, self.registrar, self.executor, self.queue.submit,
                                  archive, config.allow_file_contexts,
-                                 config.allowed_context_hosts)
+                                 config.allowed_context_hosts,
+                                 max_queued_runs=config.max_queued_runs)
         self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))

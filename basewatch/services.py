@@ -36,6 +36,10 @@ class InvalidRequestError(BasewatchError):
     """A request body that does not validate."""
 
 
+class TooManyRunsError(BasewatchError):
+    """As many runs are queued as the daemon takes (max_queued_runs)."""
+
+
 def validated(model, data: object, what: str):
     try:
         return model.model_validate(data)
@@ -72,7 +76,9 @@ class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
                  submit: Callable[[str], None], archive=None,
                  allow_file_contexts: bool = False,
-                 allowed_context_hosts: list[str] | None = None):
+                 allowed_context_hosts: list[str] | None = None,
+                 max_queued_runs: int | None = None):
+        self.max_queued_runs = max_queued_runs
         self.archive = archive  # a LogArchive when log_archive is configured
         self.allow_file_contexts = allow_file_contexts
         self.allowed_context_hosts = allowed_context_hosts
@@ -141,8 +147,17 @@ class Services:
 
     # ------------------------------------------------------------------ runs
 
+    async def check_queue_room(self) -> None:
+        """Manual runs and quick builds are refused while max_queued_runs are queued."""
+        if self.max_queued_runs is not None and \
+                await self.store.runs.count_queued() >= self.max_queued_runs:
+            raise TooManyRunsError(f"{self.max_queued_runs} runs are queued already, the "
+                                   "daemon's max_queued_runs: wait for some to finish or "
+                                   "cancel some")
+
     async def run_task(self, name: str, values: dict[str, str]) -> dict:
         task, _ = await self._task(name)
+        await self.check_queue_room()
         run = await self.store.runs.create(RunRequest(
             name, Trigger.MANUAL, RunType.AUTO_BUILD, task.platform, "manual run",
             values={str(k): str(v) for k, v in values.items()}))
@@ -172,6 +187,7 @@ class Services:
             self._check_context_url(spec.context_url)
         if spec.push and not spec.image:
             raise InvalidRequestError("give at least one image (-t) to push, or --no-push")
+        await self.check_queue_room()
         run = await self.store.runs.create(RunRequest(
             "", Trigger.MANUAL, RunType.QUICK_BUILD, spec.platform, "quick build",
             spec=spec.model_dump_json()))

@@ -17,8 +17,11 @@ API_PREFIX = "/api/"
 # A followed log wakes on every write; this only bounds the wait for a change nothing signals
 # (a queued run canceled, the daemon shutting down).
 LOG_RECHECK_SECONDS = 1.0
+# The most runs one GET /api/runs lists.
+MAX_TOP = 10000
 _STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
-           "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502}
+           "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502,
+           "TooManyRunsError": 429}
 
 
 class ApiServices(Protocol):
@@ -141,6 +144,7 @@ def add_api(app: web.Application, services, upload) -> None:
         if request.content_type == "application/json":
             body = await _json_body(request)
         else:  # a context tarball, with the build spec as JSON in a header
+            await services.check_queue_room()  # before the upload is read, not after
             try:
                 body = json.loads(request.headers.get("X-Basewatch-Build", "{}"))
             except json.JSONDecodeError:
@@ -155,12 +159,12 @@ def add_api(app: web.Application, services, upload) -> None:
     @routes.get("/api/runs")
     async def list_runs(request: web.Request) -> web.Response:
         query = request.query
-        try:
-            top = int(query.get("top", "15"))
-        except ValueError:
-            return json_error(400, "top must be a whole number")
+        top = query.get("top", "15")
+        # Bounded: SQLite takes no integer past 2**63, and nobody reads a million runs at once.
+        if not (top.isascii() and top.isdigit() and len(top) <= 6 and 1 <= int(top) <= MAX_TOP):
+            return json_error(400, f"top must be a whole number from 1 to {MAX_TOP}")
         return web.json_response(await services.list_runs(
-            query.get("task"), query.get("status"), query.get("image"), max(1, top)))
+            query.get("task"), query.get("status"), query.get("image"), int(top)))
 
     @routes.get("/api/runs/{run_id}")
     async def show_run(request: web.Request) -> web.Response:

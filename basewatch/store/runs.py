@@ -121,6 +121,11 @@ class RunStore:
             f"SELECT * FROM runs{where} ORDER BY seq DESC LIMIT ?", (*params, top))
         return [_run(row) for row in rows]
 
+    async def count_queued(self) -> int:
+        row = await self.database.fetchone("SELECT COUNT(*) AS n FROM runs WHERE status = ?",
+                                           (RunStatus.QUEUED.value,))
+        return row["n"]
+
     async def queued(self) -> list[Run]:
         rows = await self.database.fetchall(
             "SELECT * FROM runs WHERE status = ? ORDER BY seq", (RunStatus.QUEUED.value,))

@@ -3,6 +3,7 @@ inputs get a clear 4xx, never a 500 with a traceback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -94,3 +95,80 @@ async def test_a_nul_anywhere_in_a_request_is_refused(tmp_path, monkeypatch):
                 assert (await answer.json())["error"] == \
                     f"{where}: a NUL character is not allowed"
         assert await daemon.store.tasks.all() == []
+
+
+async def test_huge_numbers_get_a_clear_400(tmp_path, monkeypatch):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    async with running_daemon(tmp_path, monkeypatch) as daemon, aiohttp.ClientSession() as http:
+        for huge in ("9" * 40 + "d", "9" * 400 + "d", 10 ** 400):
+            task = {"name": "app", "context": str(tmp_path / "app"),
+                    "image": "127.0.0.1:9/app:1", "timeout": huge}
+            async with http.post(f"{daemon.url}/api/tasks", headers=AUTH, json=task) as answer:
+                assert answer.status == 400, await answer.text()
+                assert "task: timeout: a duration must be at most 36500d" in \
+                    (await answer.json())["error"]
+        build = {"image": ["127.0.0.1:9/x:1"], "context_url": "http://127.0.0.1:9/c.tar.gz",
+                 "timeout": 1e300}
+        async with http.post(f"{daemon.url}/api/builds", headers=AUTH, json=build) as answer:
+            assert answer.status == 400, await answer.text()
+            assert "build: timeout: a duration must be at most 36500d" in \
+                (await answer.json())["error"]
+        for top in ("1e23", "1" + "0" * 23, "-5", "x"):
+            async with http.get(f"{daemon.url}/api/runs", headers=AUTH,
+                                params={"top": top}) as answer:
+                assert answer.status == 400, (top, await answer.text())
+                assert (await answer.json())["error"] == \
+                    "top must be a whole number from 1 to 10000", top
+        assert await daemon.store.tasks.all() == [] and await daemon.store.runs.list() == []
+
+
+async def raw_request(url: str, head: bytes) -> tuple[int, bytes]:
+    """Send a request head as raw bytes (aiohttp would refuse to send these headers)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest
+
+
+@pytest.mark.parametrize("value", [b"Bearer \xff\xfe\x80", b"\xc3\x28 \xa0\xa1",
+                                   b"Bearer " + TOKEN.encode() + b"\xff"])
+async def test_a_non_utf8_authorization_header_gets_401(tmp_path, monkeypatch, value):
+    async with running_daemon(tmp_path, monkeypatch) as daemon:
+        status, rest = await raw_request(
+            daemon.url, b"GET /api/runs HTTP/1.1\r\nHost: x\r\nAuthorization: " + value
+            + b"\r\nConnection: close\r\n\r\n")
+    assert status == 401, rest
+    assert b"Traceback" not in rest
+
+
+async def test_manual_runs_beyond_max_queued_runs_get_429(tmp_path, monkeypatch):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    task = {"name": "app", "context": str(tmp_path / "app"), "image": "127.0.0.1:9/app:1"}
+    async with running_daemon(tmp_path, monkeypatch, max_queued_runs=2,
+                              tasks=[task]) as daemon, aiohttp.ClientSession() as http:
+        await daemon.queue.stop()  # nothing runs: what is queued stays queued
+        build = {"image": ["127.0.0.1:9/x:1"], "context_url": "http://127.0.0.1:9/c.tar.gz"}
+        async with http.post(f"{daemon.url}/api/builds", headers=AUTH, json=build) as answer:
+            assert answer.status == 202
+        async with http.post(f"{daemon.url}/api/tasks/app/runs", headers=AUTH) as answer:
+            assert answer.status == 202
+        refused = "2 runs are queued already, the daemon's max_queued_runs: wait for some to " \
+                  "finish or cancel some"
+        async with http.post(f"{daemon.url}/api/tasks/app/runs", headers=AUTH) as answer:
+            assert (answer.status, (await answer.json())["error"]) == (429, refused)
+        async with http.post(f"{daemon.url}/api/builds", headers=AUTH, json=build) as answer:
+            assert (answer.status, (await answer.json())["error"]) == (429, refused)
+        upload = {**AUTH, "Content-Type": "application/gzip",
+                  "X-Basewatch-Build": json.dumps({"image": ["127.0.0.1:9/x:1"]})}
+        async with http.post(f"{daemon.url}/api/builds", data=b"x" * 1000,
+                             headers=upload) as answer:  # refused before the upload is read
+            assert (answer.status, (await answer.json())["error"]) == (429, refused)
+        assert len(await daemon.store.runs.queued()) == 2
+        assert not list((tmp_path / "state" / "contexts").glob("upload-*"))

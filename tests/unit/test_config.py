@@ -540,3 +540,11 @@ def test_allowed_context_hosts_are_names_or_star_dot_domains(tmp_path):
     path = write(tmp_path, {"allowed_context_hosts": ["https://git.example.com"]})
     [problem] = problems(path)
     assert problem.startswith(f"{path}: allowed_context_hosts: ") and "not a host name" in problem
+
+
+@pytest.mark.parametrize("value", ["9" * 40 + "d", "9" * 5000 + "d", "36501d", 10 ** 400,
+                                   1e300, timedelta(days=36501)])
+def test_parse_duration_refuses_what_no_timer_takes(value):
+    # Once a 500: float() of a huge day count overflowed, and int() refuses 4,300 digits.
+    with pytest.raises(ValueError, match="a duration must be at most 36500d"):
+        parse_duration(value)
