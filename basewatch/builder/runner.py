@@ -55,7 +55,8 @@ def _say(run_log: RunLog | None, text: str) -> None:
     try:
         run_log.line(text)
     except Exception as exc:
-        log.warning("cannot write to a run's log: %s", unexpected_error(exc))
+        log.warning("cannot write the last line of a run's log (%s: %s)", type(exc).__name__,
+                    exc.strerror if isinstance(exc, OSError) else exc)
 
 
 class RunExecutor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import sqlite3
 from typing import Awaitable, Callable, Protocol
 
 from aiohttp import hdrs, web
@@ -13,7 +15,11 @@ from basewatch.errors import BasewatchError
 from basewatch.http.common import json_error, token_matches
 from basewatch.http.openapi import openapi_document
 
+log = logging.getLogger(__name__)
+
 API_PREFIX = "/api/"
+# What a 503 for a busy database tells the client to wait before trying again.
+DATABASE_BUSY_RETRY_AFTER_SECONDS = 5
 # A followed log wakes on every write; this only bounds the wait for a change nothing signals
 # (a queued run canceled, the daemon shutting down).
 LOG_RECHECK_SECONDS = 1.0
@@ -51,6 +57,12 @@ def api_auth(token: str | None) -> Callable:
             return await handler(request)
         except BasewatchError as exc:
             return json_error(_STATUS.get(type(exc).__name__, 400), str(exc))
+        except sqlite3.OperationalError as exc:
+            # Another process holding the database past busy_timeout (a backup, a shell):
+            # nothing was changed, and the same request will do once it lets go.
+            log.warning("%s %s: the database is busy: %s", request.method, request.path, exc)
+            return json_error(503, f"the daemon's database is busy ({exc}): try again shortly",
+                              {hdrs.RETRY_AFTER: str(DATABASE_BUSY_RETRY_AFTER_SECONDS)})
 
     return middleware
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 
@@ -172,3 +173,23 @@ async def test_manual_runs_beyond_max_queued_runs_get_429(tmp_path, monkeypatch)
             assert (answer.status, (await answer.json())["error"]) == (429, refused)
         assert len(await daemon.store.runs.queued()) == 2
         assert not list((tmp_path / "state" / "contexts").glob("upload-*"))
+
+
+async def test_a_request_while_the_database_is_locked_gets_503(tmp_path, monkeypatch):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    task = {"name": "app", "context": str(tmp_path / "app"), "image": "127.0.0.1:9/app:1"}
+    async with running_daemon(tmp_path, monkeypatch, tasks=[task]) as daemon, \
+            aiohttp.ClientSession() as http:
+        lock = sqlite3.connect(tmp_path / "state" / "basewatch.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # held past the daemon's busy_timeout
+        try:
+            async with http.post(f"{daemon.url}/api/tasks/app/runs", headers=AUTH) as answer:
+                assert answer.status == 503, await answer.text()
+                assert answer.headers["Retry-After"]
+                assert (await answer.json())["error"] == \
+                    "the daemon's database is busy (database is locked): try again shortly"
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert await daemon.store.runs.list() == []
