@@ -71,8 +71,8 @@ class RunQueue:
                 failures = self._failures[run_id] = self._failures.get(run_id, 0) + 1
                 retry_in = min(RETRY_AFTER_ERROR_SECONDS * 2 ** (failures - 1),
                                MAX_RETRY_AFTER_ERROR_SECONDS)
-                log.warning("run %s could not start (%s: %s); trying again in %.0fs", run_id,
-                            type(exc).__name__, exc, retry_in, exc_info=failures == 1)
+                log.warning("run %s could not be started (%s: %s); asking again in %.0fs",
+                            run_id, type(exc).__name__, exc, retry_in, exc_info=failures == 1)
             finally:
                 self.running.discard(run_id)
                 if retry_in is None:

@@ -137,13 +137,18 @@ async def raw_request(url: str, head: bytes) -> tuple[int, bytes]:
     return int(status_line.split()[1]), rest
 
 
+@pytest.mark.parametrize("request_line", [b"GET /api/runs", b"POST /webhooks/registry",
+                                          b"POST /webhooks/registry?token=%ff%fe"])
 @pytest.mark.parametrize("value", [b"Bearer \xff\xfe\x80", b"\xc3\x28 \xa0\xa1",
                                    b"Bearer " + TOKEN.encode() + b"\xff"])
-async def test_a_non_utf8_authorization_header_gets_401(tmp_path, monkeypatch, value):
-    async with running_daemon(tmp_path, monkeypatch) as daemon:
+async def test_a_non_utf8_authorization_header_gets_401(tmp_path, monkeypatch, request_line,
+                                                       value):
+    monkeypatch.setenv("BASEWATCH_TEST_NOTIFY", TOKEN)
+    async with running_daemon(tmp_path, monkeypatch,
+                              notifications={"token_env": "BASEWATCH_TEST_NOTIFY"}) as daemon:
         status, rest = await raw_request(
-            daemon.url, b"GET /api/runs HTTP/1.1\r\nHost: x\r\nAuthorization: " + value
-            + b"\r\nConnection: close\r\n\r\n")
+            daemon.url, request_line + b" HTTP/1.1\r\nHost: x\r\nAuthorization: " + value
+            + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
     assert status == 401, rest
     assert b"Traceback" not in rest
 
