@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from basewatch.builder.docker_engine import DockerEngine
 from basewatch.models import RunType, Trigger
 from basewatch.store.runs import RunRequest
+from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.support.inprocess_daemon import TOKEN, running_daemon
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -198,3 +201,64 @@ async def test_a_request_while_the_database_is_locked_gets_503(tmp_path, monkeyp
             lock.execute("ROLLBACK")
             lock.close()
         assert await daemon.store.runs.list() == []
+
+
+PING = re.compile(rb"^(?:GET|HEAD) /(?:v[0-9.]+/)?_ping[ ?]", re.MULTILINE)
+
+
+class CountingEngineProxy:
+    """A unix socket relaying to the real engine's, counting the pings that pass through."""
+
+    def __init__(self, engine_socket: str, path: Path):
+        self.engine_socket = engine_socket
+        self.path = path
+        self.pings = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self):
+        self._server = await asyncio.start_unix_server(self._relay, path=str(self.path))
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, client_reader, client_writer) -> None:
+        engine_reader, engine_writer = await asyncio.open_unix_connection(self.engine_socket)
+
+        async def pipe(reader, writer, count: bool) -> None:
+            try:
+                while data := await reader.read(65536):
+                    if count:
+                        self.pings += len(PING.findall(data))
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_reader, engine_writer, True),
+                             pipe(engine_reader, client_writer, False), return_exceptions=True)
+
+
+async def test_a_healthz_flood_on_a_live_daemon_pings_the_engine_rarely(tmp_path, docker_host):
+    if not docker_host.startswith("unix://"):
+        pytest.skip("the counting proxy relays a unix socket")
+    async with CountingEngineProxy(docker_host.removeprefix("unix://"),
+                                   tmp_path / "engine.sock") as engine:
+        process, url = start_daemon({"api_token_env": "API_TOKEN"}, tmp_path,
+                                    f"unix://{engine.path}", env={"API_TOKEN": TOKEN})
+        try:
+            report = await asyncio.to_thread(health, url, process)
+            assert report["engine"] == "ok", report
+            before, started = engine.pings, time.monotonic()
+            async with aiohttp.ClientSession() as flooding, aiohttp.ClientSession() as api:
+                storm = asyncio.ensure_future(flood(flooding, url, 1500))
+                await asyncio.sleep(0)
+                async with api.get(f"{url}/api/runs", headers=AUTH,
+                                   timeout=aiohttp.ClientTimeout(total=60)) as answer:
+                    assert (answer.status, await answer.json()) == (200, [])
+                assert set(await storm) == {200}
+            elapsed = time.monotonic() - started
+            assert engine.pings - before <= elapsed + 2, (engine.pings - before, elapsed)
+        finally:
+            await asyncio.to_thread(stop, process)
