@@ -17,9 +17,10 @@ from basewatch.store.database import Database, from_text, now, to_text
 log = logging.getLogger(__name__)
 
 RUN_ID_PREFIX = "ca"
-# What a run records as it goes, and its end, are written again while the database refuses it (another process holding the
-# write lock past busy_timeout, a full disk): long enough to outlast a backup or a vacuum, so
-# the run does not stay Running and hold back the tasks built on it.
+# What a run records as it goes, and its end, are written again while the database refuses
+# them (another process holding the write lock past busy_timeout, a full disk): for long enough
+# to outlast a backup or a vacuum, so the run does not stay Running and hold back the tasks
+# built on it.
 FINISH_RETRY_SECONDS = 600.0
 FINISH_RETRY_WAIT_SECONDS = 1.0
 FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
