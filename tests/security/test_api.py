@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from basewatch.builder.docker_engine import DockerEngine
-from basewatch.models import RunType, Trigger
+from basewatch.models import RunStatus, RunType, Trigger
 from basewatch.store.runs import RunRequest
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.support.inprocess_daemon import TOKEN, running_daemon
@@ -69,7 +69,7 @@ async def test_an_api_call_during_a_healthz_flood_is_not_queued_behind_it(tmp_pa
     async with running_daemon(tmp_path, monkeypatch) as daemon:
         run = await daemon.store.runs.create(RunRequest(
             "", Trigger.MANUAL, RunType.QUICK_BUILD, "linux/amd64", "quick build"))
-        await daemon.store.runs.finish(run.id, run.status.__class__("Failed"), [], "x")
+        await daemon.store.runs.finish(run.id, RunStatus.FAILED, [], "failed")
         logs = tmp_path / "state" / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         (logs / f"{run.id}.log").write_text("the log\n")
