@@ -25,6 +25,9 @@ CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by th
                       "the config's git_credentials (password_env)")
 _HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline
+# Longer than any timeout, interval or retention anyone means (100 years), short enough that
+# the event loop's timers and SQLite's timestamps take it.
+MAX_DURATION_SECONDS = 36500 * 86400
 
 
 def parse_duration(value: object) -> float:
@@ -32,16 +35,21 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = value  # an int stays exact: float() of a huge one overflows
     elif isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
+        if any(len(g or "") > 12 for g in match.groups()):  # int() of 4,300 digits refuses
+            raise ValueError(f"a duration must be at most {MAX_DURATION_SECONDS // 86400}d")
         days, hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs  # exact: no float overflow
     else:
         raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
-    if not math.isfinite(seconds):
+    if isinstance(seconds, float) and not math.isfinite(seconds):
         raise ValueError("a duration must be a finite number of seconds")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration must be at most {MAX_DURATION_SECONDS // 86400}d")
+    seconds = float(seconds)
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
@@ -224,6 +232,8 @@ class Config(_Strict):
     state_dir: Path = Path(".basewatch")
     listen: str = "127.0.0.1:8080"
     max_concurrent_runs: int = Field(2, ge=1, le=256)
+    # Manual runs and quick builds beyond this many queued runs are refused (429).
+    max_queued_runs: int = Field(1000, ge=1)
     poll_interval: Duration = 60.0
     settle_window: OptionalDuration = 0.0
     retention: Duration = 30 * 86400.0  # runs and logs older than this are purged, unless archived

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import shutil
 import signal
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Callable
 
 from aiohttp import web
 
@@ -45,6 +50,80 @@ log = logging.getLogger(__name__)
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # Config tasks whose git or tarball contexts are fetched at once while the daemon starts.
 CONFIG_FETCHES_AT_ONCE = 4
+# /healthz reports the engine and the disk as last seen this long ago: a flood of probes costs
+# one engine ping per period, on a thread of its own, and never holds up the API.
+HOST_STATE_SECONDS = 2.0
+# How long /healthz waits for the engine to answer a ping before calling it unreachable.
+ENGINE_PING_TIMEOUT_SECONDS = 10.0
+# Below this much free space on the disk holding state_dir, /healthz says degraded: run logs,
+# uploads and the database's results are about to fail to be written.
+MIN_FREE_DISK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HostState:
+    engine_error: str | None  # None: the engine answered
+    disk_problem: str | None  # None: enough free space under state_dir
+
+
+def disk_problem(state_dir: Path) -> str | None:
+    """What is wrong with the free space under `state_dir`, if anything."""
+    try:
+        free = shutil.disk_usage(state_dir).free
+    except OSError as exc:
+        return f"cannot tell the free space on the disk of state_dir: {exc.strerror}"
+    if free < MIN_FREE_DISK_BYTES:
+        return (f"the disk of state_dir is (nearly) full: {free // 2 ** 20} MiB free, below "
+                f"{MIN_FREE_DISK_BYTES // 2 ** 20} MiB; run logs and results cannot be written")
+    return None
+
+
+class HostProbe:
+    """The engine's reachability and the state disk's free space, checked at most once per
+    `ttl` however many ask at once, on a thread of its own."""
+
+    def __init__(self, ping: Callable[[], None], state_dir: Path, ttl: float = HOST_STATE_SECONDS):
+        self._ping = ping
+        self._state_dir = state_dir
+        self._ttl = ttl
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-probe")
+        self._checked_at = -math.inf
+        self._state: HostState | None = None
+        self._checking: asyncio.Future | None = None
+
+    async def state(self) -> HostState:
+        loop = asyncio.get_running_loop()
+        if self._state is not None and loop.time() - self._checked_at < self._ttl:
+            return self._state
+        if self._checking is None:
+            self._checking = loop.run_in_executor(self._thread, self._check)
+            self._checking.add_done_callback(self._checked)
+        try:
+            # Shielded: one caller giving up does not cancel the check the others wait on.
+            return await asyncio.wait_for(asyncio.shield(self._checking),
+                                          ENGINE_PING_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return HostState(f"the Docker Engine did not answer a ping within "
+                             f"{ENGINE_PING_TIMEOUT_SECONDS:.0f}s", disk_problem(self._state_dir))
+
+    def _check(self) -> HostState:
+        try:
+            self._ping()
+            engine_error = None
+        except BasewatchError as exc:
+            engine_error = str(exc)
+        except Exception as exc:  # a malformed DOCKER_HOST, an SDK surprise: reported, not 500
+            engine_error = f"cannot reach the Docker Engine: {type(exc).__name__}: {exc}"
+        return HostState(engine_error, disk_problem(self._state_dir))
+
+    def _checked(self, future: asyncio.Future) -> None:
+        self._checking = None
+        if not future.cancelled() and future.exception() is None:
+            self._state = future.result()
+            self._checked_at = asyncio.get_running_loop().time()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 class Daemon:
@@ -62,6 +141,7 @@ class Daemon:
         self.watcher: DigestWatcher | None = None
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task | None = None
+        self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
     async def start(self) -> None:
         try:
@@ -102,6 +182,8 @@ class Daemon:
             run_registry=run_registry, threads=config.max_concurrent_runs * 2,
             on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,
             on_context_changed=self._reregister)
+        if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
+            log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.fanout = FanOut(store, self.queue.submit, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
@@ -120,7 +202,8 @@ class Daemon:
             if config.log_archive else None
         self.services = Services(store, self.registrar, self.executor, self.queue.submit,
                                  archive, config.allow_file_contexts,
-                                 config.allowed_context_hosts, config.local_contexts_root)
+                                 config.allowed_context_hosts, config.local_contexts_root,
+                                 max_queued_runs=config.max_queued_runs)
         self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -151,7 +234,11 @@ class Daemon:
     async def receive_context(self, request: web.Request) -> Path:
         """Extract an uploaded context tarball into a folder of its own (bounded in size)."""
         destination = self.executor.quick_runs.upload_dir(uuid.uuid4().hex)
-        await receive_upload(request, destination, self.config.max_context_bytes)
+        try:
+            await receive_upload(request, destination, self.config.max_context_bytes)
+        except BaseException:
+            self.executor.quick_runs.discard(destination)
+            raise
         return destination
 
     async def on_push_notifications(self, pushes: list[PushNotification]) -> int:
@@ -185,13 +272,12 @@ class Daemon:
             return settings.poll_interval
         return self.config.poll_interval
 
-    async def _report_engine(self) -> str | None:
-        try:
-            await asyncio.to_thread(DockerEngine(self.docker_host).ping)
-        except BasewatchError as exc:
-            log.error("%s; builds will fail until it is back", exc)
-            return str(exc)
-        return None
+    async def _report_engine(self) -> None:
+        state = await self.host.state()
+        if state.engine_error is not None:
+            log.error("%s; builds will fail until it is back", state.engine_error)
+        if state.disk_problem is not None:
+            log.error("%s", state.disk_problem)
 
     async def _reregister(self, task: TaskSettings, context: Path) -> None:
         """A run fetched a Dockerfile whose bases moved since registration: follow it."""
@@ -237,12 +323,14 @@ class Daemon:
         self.watcher.refresh()
 
     async def health(self) -> dict:
-        engine_error = await self._report_engine()
+        host = await self.host.state()
         watched = await self.store.graph.watched()
         failing = [w.base for w in watched if w.last_error]
+        healthy = host.engine_error is None and host.disk_problem is None and not failing
         return {
-            "status": "ok" if engine_error is None and not failing else "degraded",
-            "engine": "ok" if engine_error is None else engine_error,
+            "status": "ok" if healthy else "degraded",
+            "engine": host.engine_error or "ok",
+            "disk": host.disk_problem or "ok",
             "watched": len(watched),
             "failing_references": failing,
             "queued": self.queue.depth,
@@ -261,6 +349,7 @@ class Daemon:
             await self.queue.stop()
         if self.executor is not None:
             self.executor.close()
+        self.host.close()
         if self.retention is not None:
             await self.retention.stop()
         if self.registry_client is not None:

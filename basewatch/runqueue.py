@@ -13,7 +13,11 @@ from typing import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 # execute(run_id) -> None when the run was handled, or seconds to wait before asking again.
+# It raises only when the run could not start (the database locked, the disk full): the run is
+# still Queued, and is tried again after RETRY_AFTER_ERROR_SECONDS, twice that the next time...
 Execute = Callable[[str], Awaitable[float | None]]
+RETRY_AFTER_ERROR_SECONDS = 5.0
+MAX_RETRY_AFTER_ERROR_SECONDS = 300.0
 
 
 class RunQueue:
@@ -24,6 +28,7 @@ class RunQueue:
         self._workers: list[asyncio.Task] = []
         self._submitted: set[str] = set()
         self._waiting: dict[str, asyncio.TimerHandle] = {}
+        self._failures: dict[str, int] = {}  # run id -> starts failed in a row
         self.running: set[str] = set()
 
     @property
@@ -58,11 +63,16 @@ class RunQueue:
             retry_in = None
             try:
                 retry_in = await self._execute(run_id)
+                self._failures.pop(run_id, None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # The executor records its own failures; this is a bug, but must not kill a worker.
-                log.exception("run %s: unexpected error", run_id)
+            except Exception as exc:
+                # Never dropped while it is Queued in the database: tried again, backing off.
+                failures = self._failures[run_id] = self._failures.get(run_id, 0) + 1
+                retry_in = min(RETRY_AFTER_ERROR_SECONDS * 2 ** (failures - 1),
+                               MAX_RETRY_AFTER_ERROR_SECONDS)
+                log.warning("run %s could not be started (%s: %s); asking again in %.0fs",
+                            run_id, type(exc).__name__, exc, retry_in, exc_info=failures == 1)
             finally:
                 self.running.discard(run_id)
                 if retry_in is None:

@@ -40,6 +40,10 @@ class InvalidRequestError(BasewatchError):
     """A request body that does not validate."""
 
 
+class TooManyRunsError(BasewatchError):
+    """As many runs are queued as the daemon takes (max_queued_runs)."""
+
+
 def validated(model, data: object, what: str):
     try:
         return model.model_validate(data)
@@ -78,7 +82,9 @@ class Services:
                  submit: Callable[[str], None], archive=None,
                  allow_file_contexts: bool = False,
                  allowed_context_hosts: list[str] | None = None,
-                 local_contexts_root: Path | None = None):
+                 local_contexts_root: Path | None = None,
+                 max_queued_runs: int | None = None):
+        self.max_queued_runs = max_queued_runs
         self.archive = archive  # a LogArchive when log_archive is configured
         self.local_contexts_root = local_contexts_root
         self.allow_file_contexts = allow_file_contexts
@@ -152,8 +158,17 @@ class Services:
 
     # ------------------------------------------------------------------ runs
 
+    async def check_queue_room(self) -> None:
+        """Manual runs and quick builds are refused while max_queued_runs are queued."""
+        if self.max_queued_runs is not None and \
+                await self.store.runs.count_queued() >= self.max_queued_runs:
+            raise TooManyRunsError(f"{self.max_queued_runs} runs are queued already, the "
+                                   "daemon's max_queued_runs: wait for some to finish or "
+                                   "cancel some")
+
     async def run_task(self, name: str, values: dict[str, str]) -> dict:
         task, _ = await self._task(name)
+        await self.check_queue_room()
         run = await self.store.runs.create(RunRequest(
             name, Trigger.MANUAL, RunType.AUTO_BUILD, task.platform, "manual run",
             values={str(k): str(v) for k, v in values.items()}))
@@ -161,7 +176,16 @@ class Services:
         return run_view(run)
 
     async def quick_build(self, body: dict, uploaded: Path | None = None) -> dict:
-        """A quick run of `body` (a QuickBuildSpec), on an uploaded context or a context URL."""
+        """A quick run of `body` (a QuickBuildSpec), on an uploaded context or a context URL.
+        An upload whose request is refused is removed at once."""
+        try:
+            return await self._quick_build(body, uploaded)
+        except BaseException:
+            if uploaded is not None:
+                self.executor.quick_runs.discard(uploaded)
+            raise
+
+    async def _quick_build(self, body: dict, uploaded: Path | None) -> dict:
         if "context_path" in body:
             raise InvalidRequestError("context_path is not accepted: upload the context, or "
                                       "give context_url")
@@ -176,6 +200,7 @@ class Services:
             self._check_context_url(spec.context_url)
         if spec.push and not spec.image:
             raise InvalidRequestError("give at least one image (-t) to push, or --no-push")
+        await self.check_queue_room()
         run = await self.store.runs.create(RunRequest(
             "", Trigger.MANUAL, RunType.QUICK_BUILD, spec.platform, "quick build",
             spec=spec.model_dump_json()))

@@ -2,17 +2,35 @@
 context that was uploaded with the request or is fetched from git or a tarball URL."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-from basewatch.config import BuildArgValue, DockerfileName, Duration, TaskSettings, _as_list
+from basewatch.config import (
+    BuildArgValue,
+    DockerfileName,
+    Duration,
+    TaskSettings,
+    _as_list,
+)
+from basewatch.errors import BasewatchError
 from basewatch.models import Run
 from basewatch.platforms import Platform
 
 QUICK_TASK_NAME = "quick-build"
+# An upload lives in contexts/upload-<id> from its request until no queued or running run
+# needs it: the run ended, was canceled while queued, or the request was refused.
+UPLOAD_PREFIX = "upload-"
 
 
 class QuickBuildSpec(BaseModel):
@@ -48,11 +66,11 @@ class QuickRuns:
         self.contexts_dir = contexts_dir
 
     def upload_dir(self, upload_id: str) -> Path:
-        return self.contexts_dir / f"upload-{upload_id}"
+        return self.contexts_dir / f"{UPLOAD_PREFIX}{upload_id}"
 
     def task_of(self, run: Run) -> TaskSettings:
         """The task a quick run builds: its own spec, on the uploaded folder or the URL."""
-        spec = QuickBuildSpec.model_validate_json(run.spec)
+        spec = _spec_of(run)
         task = TaskSettings(name=QUICK_TASK_NAME, context=spec.context_url or spec.context_path,
                             file=spec.file, image=spec.image or ["unused"],
                             build_args=spec.build_args, target=spec.target,
@@ -63,8 +81,45 @@ class QuickRuns:
         return task
 
     def clean_up(self, run: Run) -> None:
-        """A quick run's upload is of no use once it has finished: free the disk."""
-        spec = QuickBuildSpec.model_validate_json(run.spec)
-        if spec.context_path is not None and Path(spec.context_path).is_relative_to(
-                self.contexts_dir):
-            shutil.rmtree(spec.context_path, ignore_errors=True)
+        """A quick run's upload, once no run needs it (the run ended, or was canceled while
+        queued): free the disk."""
+        if (upload := _upload_of(run)) is not None:
+            self.discard(upload)
+
+    def discard(self, upload: Path) -> None:
+        """Remove an upload folder; nothing outside this daemon's uploads."""
+        if upload.parent == self.contexts_dir and upload.name.startswith(UPLOAD_PREFIX):
+            shutil.rmtree(upload, ignore_errors=True)
+
+    def discard_orphans(self, queued: list[Run]) -> int:
+        """Remove the uploads no queued run needs (left by a stopped daemon); how many. Only
+        as the daemon starts, before uploads come in."""
+        if not self.contexts_dir.is_dir():
+            return 0
+        needed = {_upload_of(run) for run in queued}
+        orphans = [p for p in self.contexts_dir.iterdir()
+                   if p.name.startswith(UPLOAD_PREFIX) and p not in needed]
+        for orphan in orphans:
+            self.discard(orphan)
+        return len(orphans)
+
+
+def _spec_of(run: Run) -> QuickBuildSpec:
+    try:
+        return QuickBuildSpec.model_validate_json(run.spec)
+    except ValidationError as invalid:
+        # Stored by an older version whose edge let it through: refused now, as at the edge.
+        problem = invalid.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "request"
+        raise BasewatchError(f"this quick build's request is no longer accepted: {where}: "
+                             f"{problem['msg'].removeprefix('Value error, ')}") from None
+
+
+def _upload_of(run: Run) -> Path | None:
+    """The upload folder a quick run names, read without validating the rest of its spec: a
+    spec refused today still has its upload to clean up."""
+    try:
+        path = json.loads(run.spec or "{}").get("context_path")
+    except (ValueError, AttributeError):
+        return None
+    return Path(path) if isinstance(path, str) and path else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,27 @@ ContextChangedHook = Callable[[TaskSettings, Path], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
+# A run's error is one line: an unexpected exception's message is cut to this.
+MAX_ERROR_CHARS = 500
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """One line for the run's record; the traceback goes to the daemon's log only."""
+    # An OSError's text names the daemon's own paths; its strerror says what went wrong.
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    text = " ".join(f"unexpected error: {type(exc).__name__}: {detail}".split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 1] + "…"
+
+
+def _say(run_log: RunLog | None, text: str) -> None:
+    """A last line in the run's log, when the log can still take it (a full disk cannot)."""
+    if run_log is None:
+        return
+    try:
+        run_log.line(text)
+    except Exception as exc:
+        log.warning("cannot write the last line of a run's log (%s: %s)", type(exc).__name__,
+                    exc.strerror if isinstance(exc, OSError) else exc)
 
 
 class RunExecutor:
@@ -91,6 +113,9 @@ class RunExecutor:
     async def cancel(self, run_id: str) -> bool:
         """Cancel a queued or running run; False when it has already finished."""
         if await self.store.runs.cancel_queued(run_id, "canceled by request"):
+            run = await self.store.runs.get(run_id)
+            if run.spec is not None:
+                self.quick_runs.clean_up(run)  # no run will need its upload now
             return True
         engine = self._engines.get(run_id)
         if engine is None:
@@ -132,25 +157,38 @@ class RunExecutor:
         return names
 
     async def _execute(self, run: Run) -> None:
-        run_log = RunLog(log_path(self.logs_dir, run.id),
-                         on_write=functools.partial(self.log_updates.changed, run.id))
+        # Raising here leaves the run Queued: the queue tries it again later.
+        await self.store.runs.mark_started(run.id)
+        run_log = None
+        keep_upload = False
+        # From here on, every way out records a final state: nothing is left Running.
         try:
-            await self.store.runs.mark_started(run.id)
+            run_log = RunLog(log_path(self.logs_dir, run.id),
+                             on_write=functools.partial(self.log_updates.changed, run.id))
             task = await self._task_of(run)
             status, outputs, error = await self._fetch_build_and_push(run, task, run_log)
         except BasewatchError as exc:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
-            run_log.line(f"Run ID: {run.id} errored: {error}")
+            _say(run_log, f"Run ID: {run.id} errored: {error}")
         except asyncio.CancelledError:
+            keep_upload = True  # the re-run builds it (a restart re-queues it if this fails)
             rerun = await asyncio.shield(self.store.runs.cancel_and_requeue(
                 run, "the daemon shut down during the run"))
-            run_log.line(f"Run ID: {run.id} was canceled: the daemon is shutting down"
-                         + (f"; it will run again as {rerun}" if rerun else ""))
+            keep_upload = rerun is not None
+            _say(run_log, f"Run ID: {run.id} was canceled: the daemon is shutting down"
+                 + (f"; it will run again as {rerun}" if rerun else ""))
             raise
+        except Exception as exc:  # a bug, or an input nobody foresaw: the run still ends
+            status, outputs, error = RunStatus.FAILED, [], unexpected_error(exc)
+            log.exception("run %s (%s) failed on an unexpected error", run.id,
+                          run.task or QUICK_TASK_NAME)
+            _say(run_log, f"Run ID: {run.id} failed: {error}")
         finally:
-            run_log.close()
+            if run_log is not None:
+                with contextlib.suppress(Exception):
+                    run_log.close()
             self._engines.pop(run.id, None)
-            if run.spec is not None:
+            if run.spec is not None and not keep_upload:
                 self.quick_runs.clean_up(run)
         if run.id in self._canceled:
             self._canceled.discard(run.id)
@@ -167,7 +205,10 @@ class RunExecutor:
         log.info("run %s (%s) %s%s", run.id, run.task or QUICK_TASK_NAME, status.value,
                  f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
         if self.on_finished is not None:
-            await self.on_finished(finished)
+            try:
+                await self.on_finished(finished)
+            except Exception:
+                log.exception("run %s: what follows its end failed", run.id)
 
     async def _fetch_build_and_push(self, run: Run, task: TaskSettings, run_log: RunLog
                                     ) -> tuple[RunStatus, list[PushedImage], str | None]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import sqlite3
 from typing import Awaitable, Callable, Protocol
 
 from aiohttp import hdrs, web
@@ -13,12 +15,19 @@ from basewatch.errors import BasewatchError
 from basewatch.http.common import json_error, token_matches
 from basewatch.http.openapi import openapi_document
 
+log = logging.getLogger(__name__)
+
 API_PREFIX = "/api/"
+# What a 503 for a busy database tells the client to wait before trying again.
+DATABASE_BUSY_RETRY_AFTER_SECONDS = 5
 # A followed log wakes on every write; this only bounds the wait for a change nothing signals
 # (a queued run canceled, the daemon shutting down).
 LOG_RECHECK_SECONDS = 1.0
+# The most runs one GET /api/runs lists.
+MAX_TOP = 10000
 _STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
-           "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502}
+           "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502,
+           "TooManyRunsError": 429}
 
 
 class ApiServices(Protocol):
@@ -48,6 +57,12 @@ def api_auth(token: str | None) -> Callable:
             return await handler(request)
         except BasewatchError as exc:
             return json_error(_STATUS.get(type(exc).__name__, 400), str(exc))
+        except sqlite3.OperationalError as exc:
+            # Another process holding the database past busy_timeout (a backup, a shell):
+            # nothing was changed, and the same request will do once it lets go.
+            log.warning("%s %s: the database is busy: %s", request.method, request.path, exc)
+            return json_error(503, f"the daemon's database is busy ({exc}): try again shortly",
+                              {hdrs.RETRY_AFTER: str(DATABASE_BUSY_RETRY_AFTER_SECONDS)})
 
     return middleware
 
@@ -61,7 +76,32 @@ async def _json_body(request: web.Request) -> dict:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
                                  content_type="application/json")
+    _refuse_nul(body)
     return body
+
+
+def _nul_at(value: object, path: str = "") -> str | None:
+    """Where a NUL character hides in a JSON value, as a key path; None when nowhere."""
+    if isinstance(value, str):
+        return path or "(the value)" if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        if "\0" in str(key):
+            return here
+        if found := _nul_at(item, here):
+            return found
+    return None
+
+
+def _refuse_nul(body: dict) -> None:
+    # No name, path, tag or argument may hold one (the OS cuts strings there, and a path with
+    # one fails every call); refused here rather than half-way through a run.
+    if (where := _nul_at(body)) is not None:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{where}: a NUL character is not allowed"}),
+            content_type="application/json")
 
 
 def add_api(app: web.Application, services, upload) -> None:
@@ -116,12 +156,14 @@ def add_api(app: web.Application, services, upload) -> None:
         if request.content_type == "application/json":
             body = await _json_body(request)
         else:  # a context tarball, with the build spec as JSON in a header
+            await services.check_queue_room()  # before the upload is read, not after
             try:
                 body = json.loads(request.headers.get("X-Basewatch-Build", "{}"))
             except json.JSONDecodeError:
                 return json_error(400, "the X-Basewatch-Build header is not valid JSON")
             if not isinstance(body, dict):
                 return json_error(400, "the X-Basewatch-Build header must be a JSON object")
+            _refuse_nul(body)
             return web.json_response(await services.quick_build(body, await upload(request)),
                                      status=202)
         return web.json_response(await services.quick_build(body), status=202)
@@ -129,12 +171,12 @@ def add_api(app: web.Application, services, upload) -> None:
     @routes.get("/api/runs")
     async def list_runs(request: web.Request) -> web.Response:
         query = request.query
-        try:
-            top = int(query.get("top", "15"))
-        except ValueError:
-            return json_error(400, "top must be a whole number")
+        top = query.get("top", "15")
+        # Bounded: SQLite takes no integer past 2**63, and nobody reads a million runs at once.
+        if not (top.isascii() and top.isdigit() and len(top) <= 6 and 1 <= int(top) <= MAX_TOP):
+            return json_error(400, f"top must be a whole number from 1 to {MAX_TOP}")
         return web.json_response(await services.list_runs(
-            query.get("task"), query.get("status"), query.get("image"), max(1, top)))
+            query.get("task"), query.get("status"), query.get("image"), int(top)))
 
     @routes.get("/api/runs/{run_id}")
     async def show_run(request: web.Request) -> web.Response:

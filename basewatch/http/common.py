@@ -13,4 +13,7 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None
 
 def token_matches(offered: str | None, token: str) -> bool:
     # Bytes, not str: compare_digest refuses non-ASCII strings, and a stranger chooses these.
-    return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
+    # aiohttp hands over header bytes that are not UTF-8 as surrogates: encoded back as they
+    # came, they are simply a wrong token.
+    return offered is not None and hmac.compare_digest(
+        offered.encode("utf-8", "surrogateescape"), token.encode())

@@ -36,9 +36,10 @@ def openapi_document() -> dict:
                   for name, schema in (("task", {"type": "string"}),
                                        ("status", {"type": "string"}),
                                        ("image", {"type": "string"}),
-                                       ("top", {"type": "integer", "default": 15}))]
+                                       ("top", {"type": "integer", "default": 15, "minimum": 1,
+                                                "maximum": 10000}))]
     paths = {
-        "/healthz": {"get": _op("daemon, engine and registry health",
+        "/healthz": {"get": _op("daemon, engine, state disk and registry health",
                                 {"200": {"description": "health report"}}, public=True)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}},
                                 public=True)},
@@ -65,14 +66,14 @@ def openapi_document() -> dict:
                           parameters=[_NAME]),
         },
         "/api/tasks/{name}/runs": {"post": _op(
-            "run a task now", {"202": {"description": "queued", **_RUN}}, 400, 404,
+            "run a task now", {"202": {"description": "queued", **_RUN}}, 400, 404, 429,
             body={"application/json": {"schema": {"type": "object", "properties": {
                 "values": {"type": "object", "additionalProperties": {"type": "string"}}}}}},
             parameters=[_NAME])},
         "/api/builds": {"post": _op(
             "quick build: a JSON spec with context_url, or a context tarball (gzip) with the "
             "spec in the X-Basewatch-Build header",
-            {"202": {"description": "queued", **_RUN}}, 400, 413,
+            {"202": {"description": "queued", **_RUN}}, 400, 413, 429,
             body={**_json("QuickBuild"), "application/gzip": {"schema": {
                 "type": "string", "format": "binary"}}})},
         "/api/runs": {"get": _op("list runs, newest first", {"200": {"description": "runs"}},

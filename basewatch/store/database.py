@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+import contextlib
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator
@@ -53,16 +54,19 @@ class Database:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version={number}")
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
             await self.connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self.connection
+                # A COMMIT refused (the database locked or full) must not leave the shared
+                # connection inside a transaction that every later BEGIN would trip over.
+                await self.connection.execute("COMMIT")
             except BaseException:
-                await self.connection.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # none left to roll back
+                    await self.connection.execute("ROLLBACK")
                 raise
-            await self.connection.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
         async with self._lock:

@@ -2,14 +2,28 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from tenacity import (AsyncRetrying, retry_if_exception_type, stop_after_delay,
+                      wait_exponential)
+
 from basewatch.models import PushedImage, Run, RunStatus, RunType, Trigger
 from basewatch.store.database import Database, from_text, now, to_text
 
+log = logging.getLogger(__name__)
+
 RUN_ID_PREFIX = "ca"
+# What a run records as it goes, and its end, are written again while the database refuses
+# them (another process holding the write lock past busy_timeout, a full disk): for long enough
+# to outlast a backup or a vacuum, so the run does not stay Running and hold back the tasks
+# built on it.
+FINISH_RETRY_SECONDS = 600.0
+FINISH_RETRY_WAIT_SECONDS = 1.0
+FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,11 @@ class RunStore:
             f"SELECT * FROM runs{where} ORDER BY seq DESC LIMIT ?", (*params, top))
         return [_run(row) for row in rows]
 
+    async def count_queued(self) -> int:
+        row = await self.database.fetchone("SELECT COUNT(*) AS n FROM runs WHERE status = ?",
+                                           (RunStatus.QUEUED.value,))
+        return row["n"]
+
     async def queued(self) -> list[Run]:
         rows = await self.database.fetchall(
             "SELECT * FROM runs WHERE status = ? ORDER BY seq", (RunStatus.QUEUED.value,))
@@ -119,8 +138,9 @@ class RunStore:
                              (RunStatus.RUNNING.value, to_text(now()), run_id))
 
     async def record_git_revision(self, run_id: str, revision: str) -> None:
-        async with self.database.transaction() as db:
-            await db.execute("UPDATE runs SET git_revision = ? WHERE id = ?", (revision, run_id))
+        await self._write_retried(run_id, "the git revision",
+                                  "UPDATE runs SET git_revision = ? WHERE id = ?",
+                                  (revision, run_id))
 
     async def cancel_queued(self, run_id: str, reason: str) -> bool:
         """Mark a run that has not started Canceled; False when it is not queued (any more)."""
@@ -136,19 +156,35 @@ class RunStore:
                              (int(archived), archive_ref, run_id))
 
     async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None:
-        async with self.database.transaction() as db:
-            await db.execute("UPDATE runs SET base_digests = ? WHERE id = ?",
-                             (json.dumps(base_digests), run_id))
+        await self._write_retried(run_id, "the base digests",
+                                  "UPDATE runs SET base_digests = ? WHERE id = ?",
+                                  (json.dumps(base_digests), run_id))
 
     async def finish(self, run_id: str, status: RunStatus, outputs: list[PushedImage] = (),
                      error: str | None = None) -> None:
-        async with self.database.transaction() as db:
-            await db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ?"
-                " WHERE id = ?",
-                (status.value, to_text(now()),
-                 json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
-                 error, run_id))
+        await self._write_retried(
+            run_id, "the end",
+            "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ? WHERE id = ?",
+            (status.value, to_text(now()),
+             json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
+             error, run_id))
+
+    async def _write_retried(self, run_id: str, what: str, sql: str, params: tuple) -> None:
+        """A write to a run in progress, retried while the database is locked or full."""
+
+        def retrying(state) -> None:
+            log.warning("cannot record %s of run %s (%s); trying again", what, run_id,
+                        state.outcome.exception())
+
+        async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(sqlite3.OperationalError),
+                stop=stop_after_delay(FINISH_RETRY_SECONDS),
+                wait=wait_exponential(multiplier=FINISH_RETRY_WAIT_SECONDS,
+                                      max=FINISH_RETRY_MAX_WAIT_SECONDS),
+                before_sleep=retrying, reraise=True):
+            with attempt:
+                async with self.database.transaction() as db:
+                    await db.execute(sql, params)
 
     async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]:
         """Mark runs that were in progress when the daemon stopped Failed, and queue each again

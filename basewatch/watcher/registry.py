@@ -409,7 +409,8 @@ class RegistryClient:
         # Docker Hub: `ratelimit-remaining: 100;w=21600` (pulls left in the window, in seconds).
         value = response.headers.get("ratelimit-remaining", "")
         count = value.partition(";")[0].strip()
-        if count.isdigit():
+        # isdigit() alone takes '²', which int() refuses: only ASCII digits are a count.
+        if count.isascii() and count.isdigit():
             self.rate_limit_remaining[host] = int(count)
 
 

@@ -614,3 +614,11 @@ def test_credentials_in_a_config_task_url_are_refused_without_showing_them(tmp_p
 def test_a_login_name_is_not_a_credential(tmp_path):
     path = write(tmp_path, {"tasks": [task(context="ssh://git@git.example.com/o/app.git")]})
     assert load_config(path).tasks[0].context == "ssh://git@git.example.com/o/app.git"
+
+
+@pytest.mark.parametrize("value", ["9" * 40 + "d", "9" * 5000 + "d", "36501d", 10 ** 400,
+                                   1e300, timedelta(days=36501)])
+def test_parse_duration_refuses_what_no_timer_takes(value):
+    # Once a 500: float() of a huge day count overflowed, and int() refuses 4,300 digits.
+    with pytest.raises(ValueError, match="a duration must be at most 36500d"):
+        parse_duration(value)

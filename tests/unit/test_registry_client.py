@@ -511,6 +511,14 @@ async def test_rate_limit_header_is_recorded_per_host(fake):
     assert client.rate_limit_remaining == {fake.address: 76}
 
 
+async def test_a_rate_limit_header_that_is_not_a_number_is_ignored(fake):
+    fake.headers = {"RateLimit-Remaining": "²"}  # isdigit() says yes, int() says no
+    async with RegistryClient() as client:
+        head = await client.head_manifest(fake.ref("app:1"))
+    assert head.digest.startswith("sha256:")
+    assert client.rate_limit_remaining == {}
+
+
 async def test_manifest_requests_accept_every_manifest_type():
     accepted = []
 
