@@ -36,7 +36,8 @@ def test_graph_shows_bases_digests_dependents_and_cascades(tmp_path, registry, b
              "context": write_app(tmp_path, "mid", f"FROM {reg}/base:1\n")},
             {"name": "app", "image": [f"{reg}/app:{{{{.Run.ID}}}}", f"{reg}/app:latest"],
              "context": write_app(tmp_path, "app",
-                                  f"FROM {reg}/base:1 AS build\nFROM {reg}/mid:latest\n")},
+                                  f"FROM {reg}/base:1 AS build\nFROM {reg}/mid:latest\n"
+                                  "COPY --from=build /bin/busybox /bin/copied\n")},
         ],
     }
     process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": TOKEN})

@@ -160,8 +160,8 @@ async def test_manual_runs_beyond_max_queued_runs_get_429(tmp_path, monkeypatch)
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
     task = {"name": "app", "context": str(tmp_path / "app"), "image": "127.0.0.1:9/app:1"}
-    async with running_daemon(tmp_path, monkeypatch, max_queued_runs=2,
-                              tasks=[task]) as daemon, aiohttp.ClientSession() as http:
+    async with running_daemon(tmp_path, monkeypatch, max_queued_runs=2, tasks=[task],
+                              allowed_context_hosts=["127.0.0.1"]) as daemon, aiohttp.ClientSession() as http:
         await daemon.queue.stop()  # nothing runs: what is queued stays queued
         build = {"image": ["127.0.0.1:9/x:1"], "context_url": "http://127.0.0.1:9/c.tar.gz"}
         async with http.post(f"{daemon.url}/api/builds", headers=AUTH, json=build) as answer:
