@@ -185,6 +185,7 @@ class Config(_Strict):
     notifications: NotificationSettings | None = None
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
+    max_log_bytes: int = Field(16 * 1024 * 1024, ge=4096)  # each run's log, then cut
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
     # Hosts that context URLs sent through the API may name (None: any), against fetches of
     # the daemon's neighbours on behalf of whoever holds the API token.
