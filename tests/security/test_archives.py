@@ -1,9 +1,12 @@
-"""Hostile context archives (issue 8, item 4 and the Low list): tiny uploads that used to take
-gigabytes, a recursion error or a minute are refused at once with a clear 400."""
+"""Hostile build contexts (issue 8, item 4 and the Low list): tiny uploads that used to take
+gigabytes, a recursion error or a minute are refused at once with a clear 400, and a git
+context is held to max_context_bytes as uploads and tarballs are."""
 from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import tarfile
 import urllib.error
 import urllib.request
@@ -12,6 +15,8 @@ import pytest
 
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_graph import TOKEN
+from tests.e2e.test_quick_build import cli
+from tests.support.git_http import GitHttpServer
 
 pytestmark = pytest.mark.e2e
 
@@ -110,3 +115,47 @@ print("left:", destination.exists())
                         "folders and links), the limit: list what the build does not need in "
                         ".dockerignore")
     assert lines[2] == "left: False"
+
+
+@pytest.fixture
+def build_daemon(tmp_path, registry, base_images, docker_host):
+    base_images.build(f"{registry.address}/base:1", {"/etc/release": "1\n"})
+    config = {"poll_interval": "1h", "registries": [{"host": registry.address}],
+              "api_token_env": "API_TOKEN", "max_context_bytes": 200_000,
+              "allowed_context_hosts": ["127.0.0.1"]}
+    process, url = start_daemon(config, tmp_path, docker_host, env={"API_TOKEN": TOKEN})
+    health(url, process)
+    yield url, registry.address, tmp_path
+    stop(process)
+
+
+async def test_a_git_context_over_max_context_bytes_fails_the_run_clearly(tmp_path,
+                                                                          build_daemon):
+    # Issue 8 (Low): max_context_bytes did not apply to git checkouts.
+    url, reg, daemon_dir = build_daemon
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "Dockerfile").write_text(f"FROM {reg}/base:1\nCOPY big.bin /big.bin\n")
+    (work / "big.bin").write_bytes(os.urandom(500_000))
+    for args in (["init", "-q", "-b", "main"], ["add", "."],
+                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "c"]):
+        subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "big.git")],
+                   check=True)
+    async with GitHttpServer(served) as server:
+        code, out, err = await cli("build", "--no-push", "-t", f"{reg}/big:1",
+                                   server.url("big.git"), url=url)
+    assert code == 1
+    # Refused as git writes it (the objects and the checkout: twice the limit) or once done.
+    assert "Status: Error" in err and "the limit of 195.3 KiB (max_context_bytes)" in err, err
+    assert "Traceback" not in err + out
+    assert not any((daemon_dir / "state" / "contexts").glob("run-*"))
+
+
+def test_the_property_tests_hold_under_the_memory_limit(bounded):
+    # Issue 8: any input gives a result or a clear error within a memory and time bound.
+    result = bounded("import sys, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+                     "'tests/unit/test_archive_properties.py']))", timeout=170)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

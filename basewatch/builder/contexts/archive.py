@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import posixpath
 import shutil
 import stat
 import tarfile
@@ -26,6 +25,34 @@ from basewatch.builder.contexts.spec import ContextError
 def _tar_bytes(size: int) -> int:
     """What one member costs in an uncompressed tar: a header block plus padded data."""
     return 512 + -(-size // 512) * 512
+
+
+def tar_size(folder: Path, skip: tuple[str, ...] = ()) -> tuple[int, int]:
+    """(bytes as an uncompressed tar, entries) of what `folder` holds, but for its top-level
+    `skip` names; what vanishes while it is counted (a fetch in progress) is left out."""
+    size, entries = tarfile.RECORDSIZE, 0
+    pending, top = [os.fspath(folder)], True
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as children:
+                for child in children:
+                    if top and child.name in skip:
+                        continue
+                    try:
+                        if child.is_dir(follow_symlinks=False):
+                            pending.append(child.path)
+                            size += _tar_bytes(0)
+                        else:
+                            status = child.stat(follow_symlinks=False)
+                            size += _tar_bytes(status.st_size if stat.S_ISREG(status.st_mode)
+                                               else 0)
+                    except FileNotFoundError:
+                        continue
+                    entries += 1
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        top = False
+    return size, entries
 
 
 def human_size(size: float) -> str:
