@@ -69,3 +69,10 @@ print("kept", len(recent), "ids of at most", max(map(len, recent._ids)), "charac
     assert result.returncode == 0, result.stderr[-2000:]
     kept, count, *_, longest, _ = result.stdout.split()
     assert (kept, count) == ("kept", "400") and int(longest) <= 128
+
+
+def test_the_property_tests_hold_under_the_memory_limit(bounded):
+    # Issue 8: any input gives a result or a clear error within a memory and time bound.
+    result = bounded("import sys, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+                     "'tests/unit/test_notification_properties.py']))", timeout=170)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -389,3 +389,4 @@ def test_a_registry_host_that_is_not_a_host_is_dropped():
     event["target"]["url"] = "http://bad\rhost/v2/x"
     [push], _ = parse({"events": [event]})
     assert push.registry is None
+
