@@ -23,7 +23,8 @@ SETTINGS = settings(max_examples=150, deadline=2000,
 
 # Names built from the parts that matter: ".", "..", empty parts (a//b), a leading "/", long
 # and deep names, names shared between members, a few non-ASCII ones.
-PART = st.sampled_from(["a", "b", "c", ".", "..", "", "Dockerfile", "é", "x" * 300])
+PART = st.sampled_from(["a", "b", "c", ".", "..", "", "Dockerfile", "é", "x" * 300, "n\x00ul",
+                        "new\nline", "\udcff"])
 NAME = st.builds(lambda lead, parts: lead + "/".join(parts),
                  st.sampled_from(["", "", "", "/", "./"]),
                  st.lists(PART, min_size=1, max_size=6) |

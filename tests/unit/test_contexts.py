@@ -506,3 +506,16 @@ def test_a_link_may_climb_only_at_the_start_of_its_target(layout):
         entry("b", None, type=tarfile.SYMTYPE, linkname=".")])
     with pytest.raises(ContextError, match="climb with '..' only at the start"):
         extract_context(archive, layout / "context", limit=MiB)
+
+
+@pytest.mark.parametrize("info", [  # non-ASCII: a PAX record, which keeps the NUL
+    entry("é\0b", b""),
+    entry("link", None, type=tarfile.SYMTYPE, linkname="é\0y"),
+    entry("hard", None, type=tarfile.LNKTYPE, linkname="Dockerfile\0é"),
+])
+def test_a_nul_in_a_name_is_refused_not_a_value_error(layout, info):
+    # Found by test_archive_properties: os.symlink and os.lstat raised ValueError (a 500).
+    archive = pax_tar(layout / "ctx.tar.gz", [entry("Dockerfile"), info])
+    with pytest.raises(ContextError, match="holds a NUL character"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()

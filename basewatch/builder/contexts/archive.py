@@ -202,6 +202,8 @@ def _member_name(member: tarfile.TarInfo) -> str:
     for value in (member.name, member.linkname):
         if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
             raise _unsafe(f"{_shown(value)} is longer than {MAX_NAME_BYTES} bytes")
+        if "\0" in value:  # a GNU long name may hold one; no file system name does
+            raise _unsafe(f"{_shown(value)} holds a NUL character")
     if member.name.startswith("/"):
         raise _unsafe(f"{_shown(member.name)} is an absolute path")
     name = _normalised(member.name)
