@@ -96,8 +96,8 @@ class Checkouts:
                     raise ContextError(
                         f"{where} took more than {human_size(2 * limit)} of disk while it was "
                         f"fetched, twice the limit of {human_size(limit)} (max_context_bytes)")
-                # Measuring a large tree takes a while: spend at most half the time on it.
-                pause = max(MIN_MEASURE_PAUSE, time.monotonic() - started)
+                # Measuring a large tree takes a while: leave git two thirds of the time.
+                pause = max(MIN_MEASURE_PAUSE, 2 * (time.monotonic() - started))
         except BaseException:
             fetch.cancel()  # git's process group is killed, and what it wrote removed
             with contextlib.suppress(BaseException):
