@@ -242,6 +242,7 @@ class Config(_Strict):
     notifications: NotificationSettings | None = None
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
+    max_log_bytes: int = Field(16 * 1024 * 1024, ge=4096)  # each run's log, then cut
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
     # The one folder under which tasks created through the API may name a local context
     # (None: none may); the config file's own tasks may name any folder.

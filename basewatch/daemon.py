@@ -181,7 +181,7 @@ class Daemon:
             ImageSources(config.registries), self.registry_client, checkouts,
             run_registry=run_registry, threads=config.max_concurrent_runs * 2,
             on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,
-            on_context_changed=self._reregister)
+            on_context_changed=self._reregister, max_log_bytes=config.max_log_bytes)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)

@@ -32,3 +32,7 @@ class EngineError(BasewatchError):
 
 class GraphError(BasewatchError):
     """The dependency graph would become invalid (a cycle, an unknown task)."""
+
+
+class RunLogError(BasewatchError):
+    """A run's log could not be written (a full disk...): the run cannot be followed."""

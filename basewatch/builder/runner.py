@@ -18,7 +18,7 @@ from basewatch.builder.engine import BuildRequest, Engine
 from basewatch.builder.image_sources import ImageSources
 from basewatch.builder.multiplatform import platform_tag, push_index
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickRuns
-from basewatch.builder.run_log import LogUpdates, RunLog, log_path
+from basewatch.builder.run_log import DEFAULT_MAX_LOG_BYTES, LogUpdates, RunLog, log_path
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.metrics import Metrics
@@ -66,7 +66,8 @@ class RunExecutor:
                  run_registry: str | None = None, threads: int = 8,
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
                  metrics: Metrics | None = None,
-                 on_context_changed: ContextChangedHook | None = None):
+                 on_context_changed: ContextChangedHook | None = None,
+                 max_log_bytes: int = DEFAULT_MAX_LOG_BYTES):
         self.store = store
         self.engine_factory = engine_factory
         self.sources = sources
@@ -83,6 +84,7 @@ class RunExecutor:
         self.quick_runs = QuickRuns(logs_dir.parent / "contexts")
         self.checkouts = checkouts
         self.log_updates = LogUpdates()
+        self.max_log_bytes = max_log_bytes
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
     def close(self) -> None:
@@ -164,7 +166,8 @@ class RunExecutor:
         # From here on, every way out records a final state: nothing is left Running.
         try:
             run_log = RunLog(log_path(self.logs_dir, run.id),
-                             on_write=functools.partial(self.log_updates.changed, run.id))
+                             on_write=functools.partial(self.log_updates.changed, run.id),
+                             max_bytes=self.max_log_bytes)
             task = await self._task_of(run)
             status, outputs, error = await self._fetch_build_and_push(run, task, run_log)
         except BasewatchError as exc:

@@ -1,14 +1,30 @@
-"""Context uploads for quick builds: streamed to disk under a size limit, then extracted safely."""
+"""Context uploads for quick builds: streamed to disk under a size limit, then extracted safely,
+a few at a time."""
 from __future__ import annotations
 
 import asyncio
 import json
 import tempfile
+import weakref
 from pathlib import Path
 
 from aiohttp import web
 
 UPLOAD_CHUNK = 1024 * 1024
+# Each upload may take twice max_context_bytes of disk (the spooled body and what it unpacks
+# to) and a thread while it unpacks: beyond these, uploads wait, their bodies unread.
+UPLOADS_AT_ONCE = 2
+_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = \
+    weakref.WeakKeyDictionary()
+
+
+def upload_slots() -> asyncio.Semaphore:
+    """This event loop's slots for uploads in progress."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(UPLOADS_AT_ONCE)
+    return slots
 
 
 def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
@@ -24,13 +40,14 @@ async def receive_upload(request: web.Request, destination: Path, limit: int) ->
 
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=destination.parent) as spool:
-        size = 0
-        async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            spool.write(chunk)
-        spool.seek(0)
-        await asyncio.to_thread(extract_context, spool, destination, limit)
+    async with upload_slots():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=destination.parent) as spool:
+            size = 0
+            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                spool.write(chunk)
+            spool.seek(0)
+            await asyncio.to_thread(extract_context, spool, destination, limit)

@@ -49,9 +49,15 @@ def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPus
             return rejected("too_large", json_error(
                 413, f"notification body is larger than {MAX_BODY_BYTES} bytes"))
         try:
-            pushes, ignored = parse_notifications(request.headers.get(hdrs.CONTENT_TYPE, ""), body)
+            pushes, ignored, invalid = parse_notifications(
+                request.headers.get(hdrs.CONTENT_TYPE, ""), body)
         except NotificationError as error:
             return rejected("bad_request", json_error(400, str(error)))
+        if invalid:
+            # repr: a name that is no repository name may hold anything, newlines included.
+            shown = ", ".join(repr(push.repository[:100]) for push in invalid[:5])
+            log.warning("registry notification: %d push(es) dropped, not repository names: %s%s",
+                        len(invalid), shown, ", ..." if len(invalid) > 5 else "")
         new = [push for push in pushes if recent.first_time(push.id)]
         if metrics is not None:
             for push in new:
@@ -70,10 +76,12 @@ def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPus
                 log.exception("registry notification not handled")
                 return json_error(503, "internal error while handling the notification; "
                                    "see the daemon log")
+            # Registry, repository and tag follow the reference grammar: one line each.
             log.info("registry notification: %s",
                      ", ".join(f"{p.registry or '?'}/{p.repository}:{p.tag}" for p in new))
         return web.json_response({"accepted": len(new), "duplicates": len(pushes) - len(new),
-                                  "ignored": ignored, "rechecked": rechecked}, status=202)
+                                  "ignored": ignored, "rejected": len(invalid),
+                                  "rechecked": rechecked}, status=202)
 
     app.router.add_post(PATH, registry_webhook)
 

@@ -10,11 +10,11 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from basewatch.errors import BasewatchError
-from basewatch.watcher.reference import TAG
+from basewatch.watcher.reference import TAG, is_registry_host, is_repository
 
 DISTRIBUTION_EVENTS = "application/vnd.docker.distribution.events.v1+json"
 CLOUDEVENTS = "application/cloudevents+json"
@@ -33,6 +33,9 @@ MANIFEST_MEDIA_TYPES = frozenset({
 # push by digest; "sha256:..." does not match, so that push counts as untagged.
 # Harbor 2 Default format, Harbor 2 CloudEvents, Harbor 1.x. A tuple: `type` may be any JSON.
 _HARBOR_PUSH_TYPES = ("PUSH_ARTIFACT", "harbor.artifact.pushed", "pushImage")
+# Ids are only compared, never shown. Providers send UUIDs; a longer id is kept as its hash, so
+# the ids remembered against redeliveries stay small whatever a body holds.
+MAX_EVENT_ID_LENGTH = 128
 
 Payload = dict[str, Any]
 
@@ -56,8 +59,14 @@ class PushNotification:
 Parsed = tuple[list[PushNotification], int]
 
 
-def parse_notifications(content_type: str, body: bytes) -> Parsed:
-    """(pushes that count, number of events ignored); NotificationError if the body is unusable."""
+class Notifications(NamedTuple):
+    pushes: list[PushNotification]  # tag pushes to re-check
+    ignored: int  # events that are no tag push (pulls, deletes, pushes by digest...)
+    rejected: list[PushNotification]  # pushes of a repository that is no repository name
+
+
+def parse_notifications(content_type: str, body: bytes) -> Notifications:
+    """The pushes in a body; NotificationError if the body is unusable."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -67,7 +76,13 @@ def parse_notifications(content_type: str, body: bytes) -> Parsed:
     if not isinstance(payload, dict):
         raise NotificationError("notification body must be a JSON object")
     media_type = content_type.partition(";")[0].strip().lower()
-    return _parser_for(media_type, payload)(payload)
+    pushes, ignored = _parser_for(media_type, payload)(payload)
+    # What is left of a push is shown in the log and matched against references: a name that
+    # no reference can have (a newline, upper case...) is refused rather than carried along.
+    rejected = [push for push in pushes if not is_repository(push.repository)]
+    if rejected:
+        pushes = [push for push in pushes if is_repository(push.repository)]
+    return Notifications(pushes, ignored, rejected)
 
 
 def _parser_for(media_type: str, payload: Payload) -> Callable[[Payload], Parsed]:
@@ -124,8 +139,8 @@ def _registry_event(source: str, event: Payload, where: str) -> PushNotification
     digest = _text(target, "digest", f"{where}.target")
     request = event.get("request")
     host = _text(request, "host", f"{where}.request") if isinstance(request, dict) else None
-    registry = host or _host(_text(target, "url", f"{where}.target"))
-    event_id = _text(event, "id", where) or _derived_id(
+    registry = _host(host) if host else _host(_text(target, "url", f"{where}.target"))
+    event_id = _bounded_id(_text(event, "id", where)) or _derived_id(
         source, repository, tag, digest, event.get("timestamp"))
     return PushNotification(event_id, source, registry, repository, tag, digest)
 
@@ -154,7 +169,8 @@ def _parse_harbor_cloudevent(payload: Payload) -> Parsed:
     if payload["type"] not in _HARBOR_PUSH_TYPES:
         return [], 1
     data = _object(payload, "data", "body")
-    return _harbor_resources(data, "data", _text(payload, "id", "body"), payload.get("time"))
+    return _harbor_resources(data, "data", _bounded_id(_text(payload, "id", "body")),
+                             payload.get("time"))
 
 
 def _harbor_resources(data: Payload, where: str, event_id: str | None,
@@ -204,11 +220,21 @@ def _is_tag(tag: str | None) -> bool:
 
 
 def _host(url: str | None) -> str | None:
-    """The host of `https://host/v2/...` or of Harbor's and Quay's scheme-less `host/repo`."""
+    """The host of `https://host/v2/...`, of Harbor's and Quay's scheme-less `host/repo`, or
+    a bare `host:port`; None when that is not a host (it is only shown, never used)."""
     if not url:
         return None
-    host = urlsplit(url).netloc if "://" in url else url.partition("/")[0]
-    return host or None
+    try:
+        host = urlsplit(url).netloc if "://" in url else url.partition("/")[0]
+    except ValueError:  # urlsplit: an invalid IPv6 literal
+        return None
+    return host if is_registry_host(host) else None
+
+
+def _bounded_id(event_id: str | None) -> str | None:
+    if event_id is None or len(event_id) <= MAX_EVENT_ID_LENGTH:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _derived_id(source: str, repository: str, tag: str, digest: str | None,

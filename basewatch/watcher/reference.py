@@ -138,3 +138,13 @@ def _suffix(tag: str | None, digest: str | None) -> str:
 
 def _invalid(text: str, reason: str) -> ImageReferenceError:
     return ImageReferenceError(f"invalid image reference {text!r}: {reason}")
+
+
+def is_repository(text: str) -> bool:
+    """Whether `text` is a repository as a registry names it (`library/alpine`, no host)."""
+    return len(text) <= _MAX_NAME_LENGTH and _PATH.fullmatch(text) is not None
+
+
+def is_registry_host(text: str) -> bool:
+    """Whether `text` is a registry host as image references write it (`host:port`)."""
+    return _DOMAIN.fullmatch(text) is not None

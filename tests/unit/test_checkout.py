@@ -1,6 +1,12 @@
 """Checkouts: a local folder is used as it is; leftovers of a stopped daemon are removed,
-uploads of queued quick builds are kept. (Fetching is tested end to end.)"""
+uploads of queued quick builds are kept; a git checkout fits max_context_bytes. (Fetching
+is otherwise tested end to end.)"""
 from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +68,66 @@ def test_a_dockerfile_outside_the_context_is_refused(tmp_path, file, message):
         dockerfile_in(tmp_path / "ctx", file)
     assert message in str(caught.value)
     assert str(tmp_path) not in str(caught.value), "the daemon's paths are not shown"
+# --- max_context_bytes for git checkouts (issue 8, Low) ---------------------------------------
+
+def git_repository(root: Path, files: dict[str, bytes]) -> str:
+    """A repository with `files` committed; its file:// URL."""
+    root.mkdir(parents=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    for args in (["init", "-q", "-b", "main"], ["add", "."],
+                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "c"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+    return f"file://{root}"
+
+
+async def test_a_git_checkout_over_max_context_bytes_is_refused_and_removed(tmp_path):
+    url = git_repository(tmp_path / "repo", {"Dockerfile": b"FROM scratch\n",
+                                             "big.bin": os.urandom(300_000)})
+    checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=200_000)
+    with pytest.raises(ContextError, match=r"is 304\.5 KiB once checked out, over the limit "
+                                           r"of 195\.3 KiB \(max_context_bytes\)"):
+        async with checkouts.for_run(url, "ca1", say=print):
+            pytest.fail("a checkout over the limit was used")
+    assert not (tmp_path / "contexts" / "run-ca1").exists()
+
+
+async def test_a_git_checkout_under_max_context_bytes_is_used(tmp_path):
+    url = git_repository(tmp_path / "repo", {"Dockerfile": b"FROM scratch\n",
+                                             "data.bin": os.urandom(100_000)})
+    checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=200_000)
+    async with checkouts.for_run(url, "ca1", say=print) as checkout:
+        assert (checkout.folder / "data.bin").stat().st_size == 100_000
+        assert checkout.revision is not None
+
+
+async def test_a_git_checkout_with_more_entries_than_the_cap_is_refused(tmp_path, monkeypatch):
+    from basewatch.builder.contexts import archive
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 5)
+    url = git_repository(tmp_path / "repo", {f"f{i}": b"" for i in range(6)})
+    checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=200_000)
+    with pytest.raises(ContextError, match="has more than 5 entries"):
+        async with checkouts.for_run(url, "ca1", say=print):
+            pytest.fail("a checkout over the entry cap was used")
+
+
+async def test_a_fetch_that_keeps_writing_is_stopped_before_it_fills_the_disk(tmp_path,
+                                                                              monkeypatch):
+    from basewatch.builder.contexts import checkout as module
+    written = []
+
+    async def endless_fetch(spec, destination, **options):
+        destination.mkdir(parents=True)
+        while True:  # a repository without end, as a hostile git server could send
+            (destination / f"f{len(written)}").write_bytes(b"\0" * 100_000)
+            written.append(1)
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(module, "fetch_git_context", endless_fetch)
+    checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=1_000_000)
+    with pytest.raises(ContextError, match="took more than 1.9 MiB of disk while it was "
+                                           "fetched, twice the limit"):
+        async with checkouts.for_run("https://git.example/repo.git", "ca1", say=print):
+            pytest.fail("an endless fetch ended")
+    assert len(written) < 60  # stopped near twice the limit, not long after
+    assert not (tmp_path / "contexts" / "run-ca1").exists()

@@ -219,6 +219,14 @@ def test_pack_errors(tmp_path, setup, dockerfile, message):
         pack_local_context(root, dockerfile, limit=MiB)
 
 
+def test_pack_refuses_more_entries_than_the_daemon_takes(tmp_path, monkeypatch):
+    from basewatch.builder.contexts import archive as module
+    monkeypatch.setattr(module, "MAX_ENTRIES", 3)
+    folder = write(tmp_path / "app", {"Dockerfile": "FROM scratch\n", "a": "", "b": "", "c": ""})
+    with pytest.raises(ContextError, match="has 4 entries .* over the daemon's limit of 3"):
+        pack_local_context(folder, limit=MiB)
+
+
 def test_pack_over_the_limit_names_the_size_the_limit_and_dockerignore(tmp_path):
     folder = write(tmp_path / "app", {"Dockerfile": "FROM scratch\n"})
     (folder / "data.bin").write_bytes(b"\0" * (3 * MiB))
@@ -308,7 +316,7 @@ def test_extracts_a_plain_tar_from_a_stream(layout):
       entry("out/evil")], "points outside the context"),
     ([entry("sub/out", None, type=tarfile.SYMTYPE, linkname="../../../outside"),
       entry("sub/out/evil")], "points outside the context"),
-    # A chain that is inside by spelling but outside once resolved: the data filter's check.
+    # A chain that is inside by spelling but outside once resolved.
     ([entry("b", None, type=tarfile.SYMTYPE, linkname="."),
       entry("c", None, type=tarfile.SYMTYPE, linkname="b/b/../outside"),
       entry("c/evil")], "unsafe build context"),
@@ -410,5 +418,131 @@ def test_a_truncated_archive_leaves_nothing(layout):
                                                entry("data", os.urandom(200_000))])
     archive.write_bytes(archive.read_bytes()[:100_000])
     with pytest.raises(ContextError, match="not a readable"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+# --- hostile shapes: names, depth, entries, extended headers -------------------------------
+
+def pax_tar(path: Path, entries) -> Path:
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None and info.isreg() else None)
+    return path
+
+
+def test_a_name_longer_than_path_max_is_refused(layout):
+    # Issue 8: one PAX name of 40,000 "a/" held 2.4 GB; deeper ones hit RecursionError.
+    archive = pax_tar(layout / "ctx.tar.gz", [entry("a/" * 40_000 + "f")])
+    assert archive.stat().st_size < 1024
+    with pytest.raises(ContextError, match="longer than 4096 bytes"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+def test_a_link_target_longer_than_path_max_is_refused(layout):
+    archive = pax_tar(layout / "ctx.tar.gz", [entry("l", None, type=tarfile.SYMTYPE,
+                                                    linkname="b/" * 3000)])
+    with pytest.raises(ContextError, match="longer than 4096 bytes"):
+        extract_context(archive, layout / "context", limit=MiB)
+
+
+def test_a_name_deeper_than_256_folders_is_refused(layout):
+    archive = pax_tar(layout / "ctx.tar.gz", [entry("a/" * 300 + "f")])
+    with pytest.raises(ContextError, match="more than 256 folders deep"):
+        extract_context(archive, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+def test_names_at_the_limits_are_extracted(layout):
+    deep = "d/" * 255 + "f"
+    long = "/".join(["x" * 250] * 16)[:4000]
+    archive = pax_tar(layout / "ctx.tar.gz", [entry(deep, b"deep"), entry(long, b"long")])
+    extract_context(archive, layout / "context", limit=MiB)
+    assert (layout / "context" / deep).read_bytes() == b"deep"
+    assert (layout / "context" / long).read_bytes() == b"long"
+
+
+def test_more_entries_than_the_cap_are_refused(layout, monkeypatch):
+    from basewatch.builder.contexts import archive as module
+    monkeypatch.setattr(module, "MAX_ENTRIES", 1000)
+    ok = make_tar(layout / "ok.tar.gz", [entry(f"f{i}", b"") for i in range(1000)])
+    extract_context(ok, layout / "ok", limit=MiB)
+    too_many = make_tar(layout / "ctx.tar.gz", [entry(f"f{i}", b"") for i in range(1001)])
+    with pytest.raises(ContextError, match="more than 1,000 entries"):
+        extract_context(too_many, layout / "context", limit=MiB)
+    assert not (layout / "context").exists()
+
+
+def test_an_extended_header_over_a_mebibyte_is_refused(layout):
+    info = tarfile.TarInfo("Dockerfile")
+    info.pax_headers = {"comment": "x" * (2 * MiB)}
+    archive = pax_tar(layout / "ctx.tar.gz", [(info, b"")])
+    with pytest.raises(ContextError, match="extended header larger than 1.0 MiB"):
+        extract_context(archive, layout / "context", limit=8 * MiB)
+
+
+def test_global_headers_add_up_to_a_mebibyte_at_most(layout):
+    buffer = io.BytesIO()
+    for index in range(3):
+        header = tarfile.TarInfo()
+        buffer.write(header._create_pax_generic_header(  # a pax global header ("g")
+            {f"k{index}": "v" * (MiB // 2)}, tarfile.XGLTYPE, "utf-8"))
+        buffer.write(tarfile.TarInfo(f"f{index}").tobuf(tarfile.USTAR_FORMAT))
+    buffer.write(b"\0" * 1024)
+    (layout / "ctx.tar").write_bytes(buffer.getvalue())
+    with pytest.raises(ContextError, match="extended header"):
+        extract_context(layout / "ctx.tar", layout / "context", limit=8 * MiB)
+
+
+def test_a_chain_of_extended_headers_is_refused_not_a_recursion_error(layout):
+    buffer = io.BytesIO()
+    for index in range(2000):
+        buffer.write(tarfile.TarInfo()._create_pax_generic_header(
+            {"comment": str(index)}, tarfile.XHDTYPE, "utf-8"))
+    buffer.write(tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT) + b"\0" * 1024)
+    (layout / "ctx.tar").write_bytes(buffer.getvalue())
+    with pytest.raises(ContextError, match="extended headers in a row"):
+        extract_context(layout / "ctx.tar", layout / "context", limit=8 * MiB)
+
+
+def test_sparse_files_are_refused(layout):
+    # A GNU 1.0 sparse map whose second number never ends: tarfile would read the rest of the
+    # stream into one growing buffer.
+    buffer = io.BytesIO()
+    buffer.write(tarfile.TarInfo()._create_pax_generic_header(
+        {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "f",
+         "GNU.sparse.realsize": "10"}, tarfile.XHDTYPE, "utf-8"))
+    member = tarfile.TarInfo("GNUSparseFile.0/f")
+    member.size = 4096
+    buffer.write(member.tobuf(tarfile.USTAR_FORMAT) + b"1\n" + b"9" * 4094 + b"\0" * 1024)
+    (layout / "ctx.tar").write_bytes(buffer.getvalue())
+    with pytest.raises(ContextError, match="sparse"):
+        extract_context(layout / "ctx.tar", layout / "context", limit=8 * MiB)
+
+
+def test_a_link_may_climb_only_at_the_start_of_its_target(layout):
+    archive = make_tar(layout / "ctx.tar.gz", [
+        entry("sub/up", None, type=tarfile.SYMTYPE, linkname="../Dockerfile"),
+        entry("Dockerfile", b"FROM scratch\n")])
+    extract_context(archive, layout / "ok", limit=MiB)
+    assert (layout / "ok/sub/up").read_bytes() == b"FROM scratch\n"
+    # "b" made a link after "c" changes where "c" leads: refused whatever the order.
+    archive = make_tar(layout / "ctx.tar.gz", [
+        entry("c", None, type=tarfile.SYMTYPE, linkname="b/../outside"),
+        entry("b", None, type=tarfile.SYMTYPE, linkname=".")])
+    with pytest.raises(ContextError, match="climb with '..' only at the start"):
+        extract_context(archive, layout / "context", limit=MiB)
+
+
+@pytest.mark.parametrize("info", [  # non-ASCII: a PAX record, which keeps the NUL
+    entry("é\0b", b""),
+    entry("link", None, type=tarfile.SYMTYPE, linkname="é\0y"),
+    entry("hard", None, type=tarfile.LNKTYPE, linkname="Dockerfile\0é"),
+])
+def test_a_nul_in_a_name_is_refused_not_a_value_error(layout, info):
+    # Found by test_archive_properties: os.symlink and os.lstat raised ValueError (a 500).
+    archive = pax_tar(layout / "ctx.tar.gz", [entry("Dockerfile"), info])
+    with pytest.raises(ContextError, match="holds a NUL character"):
         extract_context(archive, layout / "context", limit=MiB)
     assert not (layout / "context").exists()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.watcher.notifications import (DISTRIBUTION_EVENTS, NotificationError,
-                                             PushNotification, RecentEvents, parse_notifications)
+from basewatch.watcher.notifications import (DISTRIBUTION_EVENTS, MAX_EVENT_ID_LENGTH,
+                                             NotificationError, PushNotification, RecentEvents,
+                                             parse_notifications)
 
 # Providers' published example payloads, copied byte for byte from shared/fixtures/webhooks
 # (its README names each source), so the suite does not depend on where shared/ is laid.
@@ -29,7 +30,10 @@ def fixture(name: str) -> dict:
 
 
 def parse(payload: dict, content_type: str = "application/json"):
-    return parse_notifications(content_type, json.dumps(payload).encode())
+    """(pushes, ignored) of a payload with nothing to reject."""
+    pushes, ignored, rejected = parse_notifications(content_type, json.dumps(payload).encode())
+    assert rejected == []
+    return pushes, ignored
 
 
 def distribution_event(number: int, action: str, media_type: str, digest: str,
@@ -328,3 +332,61 @@ def test_recent_events_can_forget_an_event_whose_handling_failed():
     recent.forget("a")
     recent.forget("never seen")
     assert recent.first_time("a")
+
+
+# --- hostile values --------------------------------------------------------------------------
+
+def test_a_long_event_id_is_kept_as_a_short_hash():
+    # Issue 8: 1 MB ids were kept as they came, 10,000 of them.
+    event = distribution_event(1, "push", DOCKER_MANIFEST, DIGEST, tag="1")
+    event["id"] = "x" * 500_000
+    body = json.dumps({"events": [event]}).encode()
+    [push], _, _ = parse_notifications(DISTRIBUTION_EVENTS, body)
+    assert push.id.startswith("sha256:") and len(push.id) <= MAX_EVENT_ID_LENGTH
+    [again], _, _ = parse_notifications(DISTRIBUTION_EVENTS, body)
+    assert again.id == push.id  # a redelivery is still recognised
+    event["id"] = "x" * MAX_EVENT_ID_LENGTH
+    body = json.dumps({"events": [event]}).encode()
+    [short], _, _ = parse_notifications(DISTRIBUTION_EVENTS, body)
+    assert short.id == event["id"]
+
+
+def test_a_long_cloudevent_id_is_hashed_before_it_is_numbered():
+    payload = fixture("harbor-push_artifact-cloudevents.json")
+    payload["id"] = "y" * 10_000
+    payload["data"]["resources"] = [dict(payload["data"]["resources"][0], tag=tag)
+                                    for tag in ("1", "2")]
+    pushes, _ = parse(payload, "application/cloudevents+json")
+    assert [len(push.id) <= MAX_EVENT_ID_LENGTH for push in pushes] == [True, True]
+    assert pushes[0].id != pushes[1].id
+
+
+@pytest.mark.parametrize("repository", [
+    "base\n2026-12-01 00:00:00,000 ERROR   basewatch.daemon: forged", "Upper/Case", "a" * 256,
+    "../etc", "base/", "base:tag", "with space", "tab\there",
+])
+def test_a_repository_that_is_not_a_reference_is_rejected(repository):
+    events = [distribution_event(1, "push", DOCKER_MANIFEST, DIGEST, tag="1",
+                                 repository=repository),
+              distribution_event(2, "push", DOCKER_MANIFEST, DIGEST, tag="1", repository="ok")]
+    pushes, ignored, rejected = parse_notifications(
+        DISTRIBUTION_EVENTS, json.dumps({"events": events}).encode())
+    assert [push.repository for push in pushes] == ["ok"]
+    assert ignored == 0 and [push.repository for push in rejected] == [repository]
+
+
+@pytest.mark.parametrize("name", ["Bad\nName", "library/Bad Name"])
+def test_a_docker_hub_repository_that_is_not_a_reference_is_rejected(name):
+    payload = fixture("dockerhub-push.json")
+    payload["repository"]["repo_name"] = name
+    _, ignored, rejected = parse_notifications("application/json", json.dumps(payload).encode())
+    assert (ignored, len(rejected)) == (0, 1)
+
+
+def test_a_registry_host_that_is_not_a_host_is_dropped():
+    event = distribution_event(1, "push", DOCKER_MANIFEST, DIGEST, tag="1")
+    event["request"]["host"] = "registry.local\nforged"
+    event["target"]["url"] = "http://bad\rhost/v2/x"
+    [push], _ = parse({"events": [event]})
+    assert push.registry is None
+

@@ -94,7 +94,8 @@ async def post(client: TestClient, body: bytes = PUSH, headers: dict | None = No
 async def test_tagged_push_with_bearer_token_is_accepted(client, receiver):
     status, answer, _ = await post(client, headers=BEARER)
     assert status == 202
-    assert answer == {"accepted": 1, "duplicates": 0, "ignored": 2, "rechecked": 1}
+    assert answer == {"accepted": 1, "duplicates": 0, "ignored": 2, "rejected": 0,
+                      "rechecked": 1}
     assert receiver.calls == [[PushNotification("e1", "distribution", "registry.local:5000",
                                                 "base", "1", DIGEST)]]
 
@@ -141,7 +142,8 @@ async def test_second_identical_delivery_counts_as_duplicate(client, receiver):
     await post(client, headers=BEARER)
     status, answer, _ = await post(client, headers=BEARER)
     assert status == 202
-    assert answer == {"accepted": 0, "duplicates": 1, "ignored": 2, "rechecked": 0}
+    assert answer == {"accepted": 0, "duplicates": 1, "ignored": 2, "rejected": 0,
+                      "rechecked": 0}
     assert len(receiver.calls) == 1  # nothing new: the daemon is not asked
 
 
@@ -155,7 +157,8 @@ async def test_body_with_nothing_that_counts_does_not_reach_the_daemon(client, r
     body = (FIXTURES / "harbor-push_artifact.json").read_bytes()
     status, answer, _ = await post(client, body, {**BEARER, "Content-Type": "application/json"})
     assert status == 202
-    assert answer == {"accepted": 0, "duplicates": 0, "ignored": 1, "rechecked": 0}
+    assert answer == {"accepted": 0, "duplicates": 0, "ignored": 1, "rejected": 0,
+                      "rechecked": 0}
     assert receiver.calls == []
 
 
@@ -231,3 +234,17 @@ async def test_unexpected_failure_is_no_500_and_no_traceback(client, receiver, c
 async def test_only_post_is_served(client):
     response = await client.get(PATH, headers=BEARER)
     assert response.status == 405
+
+
+async def test_a_newline_in_a_repository_forges_no_log_line(client, receiver, caplog):
+    caplog.set_level("INFO")
+    event = json.loads(envelope(("f", "push", "1")))["events"][0]
+    forged = dict(event, id="g", target=dict(event["target"], repository=(
+        "base\n2026-12-01 00:00:00,000 ERROR   basewatch.daemon: forged")))
+    status, answer, _ = await post(client, json.dumps({"events": [event, forged]}).encode(),
+                                   BEARER)
+    assert status == 202
+    assert answer == {"accepted": 1, "duplicates": 0, "ignored": 0, "rejected": 1,
+                      "rechecked": 1}
+    assert [push.repository for push in receiver.calls[0]] == ["base"]
+    assert caplog.messages and not any("\n" in message for message in caplog.messages)

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from basewatch.builder.contexts import archive
+from basewatch.builder.contexts.archive import human_size, tar_size
 from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
                                               fetch_tarball_context)
 from basewatch.builder.contexts.spec import (ContextError, ContextSpec, checked_dockerfile_name,
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 # use once that ends (a queued quick build's upload, `upload-*`, outlives a restart).
 RUN_FOLDER = "run-{}"
 REGISTRATION_FOLDER = "register-{}"
+# How often, at least, a git fetch in progress is measured against max_context_bytes.
+MIN_MEASURE_PAUSE = 0.1
 
 
 def check_api_folder(folder: str, root: Path | None) -> None:
@@ -158,8 +163,7 @@ class Checkouts:
         try:
             revision = None
             if source.kind == "git":
-                revision = await fetch_git_context(source, destination, hosts=hosts,
-                                                   credential=self._credential_for(source))
+                revision = await self._fetch_git(source, destination, hosts)
                 # Left out of the build context, as BuildKit does for git contexts: COPY .
                 # would push it, with the remote it names.
                 await asyncio.to_thread(shutil.rmtree, destination / ".git", True)
@@ -170,3 +174,37 @@ class Checkouts:
             yield Checkout(context_dir(source, destination), revision)
         finally:
             shutil.rmtree(destination, ignore_errors=True)
+
+    async def _fetch_git(self, source: ContextSpec, destination: Path,
+                         hosts: HostPolicy | None) -> str:
+        """fetch_git_context, within max_context_bytes: git has no size limit of its own, so
+        the folder is measured while git writes it (the repository's objects and the checkout
+        may take twice the limit) and the checkout, without .git, once it is done."""
+        limit, where = self.max_context_bytes, display_url(source.location)
+        fetch = asyncio.ensure_future(fetch_git_context(
+            source, destination, hosts=hosts, credential=self._credential_for(source)))
+        try:
+            pause = MIN_MEASURE_PAUSE
+            while not (await asyncio.wait({fetch}, timeout=pause))[0]:
+                started = time.monotonic()
+                size, entries = await asyncio.to_thread(tar_size, destination)
+                if size > 2 * limit or entries > 2 * archive.MAX_ENTRIES:
+                    raise ContextError(
+                        f"{where} took more than {human_size(2 * limit)} of disk while it was "
+                        f"fetched, twice the limit of {human_size(limit)} (max_context_bytes)")
+                # Measuring a large tree takes a while: leave git two thirds of the time.
+                pause = max(MIN_MEASURE_PAUSE, 2 * (time.monotonic() - started))
+        except BaseException:
+            fetch.cancel()  # git's process group is killed, and what it wrote removed
+            with contextlib.suppress(BaseException):
+                await fetch
+            raise
+        revision = fetch.result()
+        size, entries = await asyncio.to_thread(tar_size, destination, (".git",))
+        if entries > archive.MAX_ENTRIES:
+            raise ContextError(f"{where} has more than {archive.MAX_ENTRIES:,} entries (files, "
+                               "folders and links) once checked out, the limit")
+        if size > limit:
+            raise ContextError(f"{where} is {human_size(size)} once checked out, over the limit "
+                               f"of {human_size(limit)} (max_context_bytes)")
+        return revision
