@@ -546,3 +546,44 @@ def test_a_nul_in_a_name_is_refused_not_a_value_error(layout, info):
     with pytest.raises(ContextError, match="holds a NUL character"):
         extract_context(archive, layout / "context", limit=MiB)
     assert not (layout / "context").exists()
+
+
+@pytest.mark.parametrize("entries, size, limit, refusal", [
+    (6, 0, 1 << 20, "more than 5 entries"),
+    (3, 400, 1000, "unpacks to more than the limit"),
+])
+def test_an_archive_over_a_cap_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                     entries, size, limit,
+                                                                     refusal):
+    # Issue 8 (Low): 200,000 empty files took 55 s, one file creation each, before the refusal.
+    from basewatch.builder.contexts import archive
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 5)
+    written = []
+    real_extract = archive._BoundedTarFile.extract
+    monkeypatch.setattr(archive._BoundedTarFile, "extract",
+                        lambda self, member, *a, **k: (written.append(member.name),
+                                                       real_extract(self, member, *a, **k)))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for index in range(entries):
+            info = tarfile.TarInfo(f"f{index}")
+            info.size = size
+            tar.addfile(info, io.BytesIO(b"x" * size))
+    buffer.seek(0)
+    with pytest.raises(ContextError, match=refusal):
+        extract_context(buffer, tmp_path / "context", limit)
+    assert written == [] and not (tmp_path / "context").exists()
+
+
+def test_an_extraction_error_names_the_member_not_the_daemons_folder(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in ("app", "app/Dockerfile"):  # a file, then a file inside it
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"FROM"))
+    buffer.seek(0)
+    with pytest.raises(ContextError) as caught:
+        extract_context(buffer, tmp_path / "daemon-state" / "upload-1", 1 << 20)
+    assert str(caught.value).startswith("could not extract the build context"), caught.value
+    assert str(tmp_path) not in str(caught.value)

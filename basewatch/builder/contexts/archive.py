@@ -139,23 +139,38 @@ def extract_context(archive: Path | BinaryIO, destination: Path, limit: int) -> 
     """
     created = claim_destination(destination)
     try:
-        with _opened(archive) as raw, _decompressed(raw) as source:
-            stream = _Limited(source, limit)
-            with _BoundedTarFile.open(fileobj=stream, mode="r|") as tar:
-                _extract_members(tar, destination, stream)
+        with _opened(archive) as raw:
+            if getattr(raw, "seekable", lambda: False)():
+                # Headers first, nothing written: an archive of many tiny files costs a file
+                # creation per entry, so one over the caps is refused before any is made.
+                start = raw.tell()
+                with _decompressed(raw) as source:
+                    _count_members(_Limited(source, limit))
+                raw.seek(start)
+            with _decompressed(raw) as source:
+                stream = _Limited(source, limit)
+                with _BoundedTarFile.open(fileobj=stream, mode="r|") as tar:
+                    _extract_members(tar, destination, stream)
     except BaseException as error:
         discard_destination(destination, created)
-        converted = _as_context_error(error)
+        converted = _as_context_error(error, destination)
         if converted is error:
             raise
         raise converted from error
 
 
-def _as_context_error(error: BaseException) -> BaseException:
+def _as_context_error(error: BaseException, destination: Path) -> BaseException:
     if isinstance(error, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)):
         return ContextError(f"the build context is not a readable tar or tar.gz archive: {error}")
     if isinstance(error, OSError):
-        return ContextError(f"could not extract the build context: {error}")
+        # Named inside the context: the daemon's own folders are none of the caller's business.
+        where = ""
+        if isinstance(error.filename, str):
+            path = Path(error.filename)
+            where = f" {_shown(str(path.relative_to(destination)))}" \
+                if path.is_relative_to(destination) else ""
+        return ContextError(f"could not extract the build context{where}: "
+                            f"{error.strerror or type(error).__name__}")
     return error
 
 
@@ -168,13 +183,28 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= 100 else name[:100] + "...")
 
 
+def _count_members(stream: "_Limited") -> None:
+    """Read every header of the archive in `stream`, writing nothing: past MAX_ENTRIES or the
+    byte limit, the ContextError extraction would give, before extraction starts."""
+    with _BoundedTarFile.open(fileobj=stream, mode="r|") as tar:
+        for count, member in enumerate(tar, start=1):
+            _check_count(count)
+            tar.members.clear()
+            if member.isreg():
+                stream.check(member.size)
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_ENTRIES:
+        raise ContextError(f"the build context has more than {MAX_ENTRIES:,} entries "
+                           "(files, folders and links), the limit: list what the build "
+                           "does not need in .dockerignore")
+
+
 def _extract_members(tar: tarfile.TarFile, destination: Path, stream: "_Limited") -> None:
     links = _Links()
     for count, member in enumerate(tar, start=1):
-        if count > MAX_ENTRIES:
-            raise ContextError(f"the build context has more than {MAX_ENTRIES:,} entries "
-                               "(files, folders and links), the limit: list what the build "
-                               "does not need in .dockerignore")
+        _check_count(count)
         tar.members.clear()  # a stream keeps every header it read otherwise
         name = _member_name(member)
         if not name:
