@@ -140,23 +140,31 @@ class RunExecutor:
                                     self.checkouts.local_contexts_root)
         return task
 
-    async def _bases_of(self, run: Run, task: TaskSettings, context: Path) -> list[str]:
-        """The bases to pull: what the Dockerfile being built names. A registered task's
-        recorded edges answer for a local folder; a fetched context may have changed since
-        registration, so its task is registered again from it when its bases moved."""
+    async def _bases_of(self, run: Run, task: TaskSettings, context: Path
+                        ) -> dict[str, list[str]]:
+        """The bases to pull for each platform built: what the Dockerfile names for it (a
+        quick build of several platforms may name other bases per platform, through
+        TARGETARCH). A registered task's recorded edges answer for a local folder; a fetched
+        context may have changed since registration, so its task is registered again from it
+        when its bases moved."""
         # Checked for every run: the folder may have changed since registration.
         await asyncio.to_thread(dockerfile_in, context, task.file)
+        platforms = run.platform.split(",")
         if run.spec is None and task.local_context:
-            return [d.base for d in await self.store.graph.dependencies(task.name)]
+            recorded = [d.base for d in await self.store.graph.dependencies(task.name)]
+            return {platform: recorded for platform in platforms}
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
-        bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
-                                        task.target, task.file, task.platform)
-        names = [str(b) for b in (bases.runtime, *bases.buildtime) if b is not None]
+        found = {}
+        for platform in platforms:
+            bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
+                                            task.target, task.file, platform)
+            found[platform] = [str(b) for b in (bases.runtime, *bases.buildtime)
+                               if b is not None]
         if run.spec is None and self.on_context_changed is not None:
             recorded = {d.base for d in await self.store.graph.dependencies(task.name)}
-            if set(names) != recorded:
+            if set(found[platforms[0]]) != recorded:  # a task builds one platform
                 await self.on_context_changed(task, context)
-        return names
+        return found
 
     async def _execute(self, run: Run) -> None:
         # Raising here leaves the run Queued: the queue tries it again later.
@@ -231,7 +239,7 @@ class RunExecutor:
             return RunStatus.TIMEOUT, [], message
 
     async def _build_and_push(self, run: Run, task: TaskSettings, context: Path,
-                              bases: list[str], run_log: RunLog
+                              bases_by_platform: dict[str, list[str]], run_log: RunLog
                               ) -> tuple[RunStatus, list[PushedImage], str | None]:
         platforms = run.platform.split(",")
         first = Platform.parse(platforms[0])
@@ -260,6 +268,7 @@ class RunExecutor:
 
         async def build(platform: str, platform_tags: list[str]) -> dict[str, str]:
             """Pull the bases for `platform`, build, tag; the base digests built on."""
+            bases = bases_by_platform[platform]
             request = BuildRequest(context=context, dockerfile=task.file, tags=platform_tags,
                                    platform=platform, build_args=build_args, target=task.target)
             # From the pulls to the end of the build, no other platform may re-pull these

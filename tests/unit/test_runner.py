@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,31 @@ async def test_a_run_that_could_not_start_is_queued_again(store, tmp_path, caplo
     finally:
         await queue.stop()
         executor.close()
+
+
+async def test_each_platform_of_a_quick_build_pulls_the_bases_its_dockerfile_names(store,
+                                                                                   tmp_path):
+    # TARGETARCH has the value of the platform being built, as in BuildKit: each platform of
+    # the build is analysed on its own.
+    folder = context(tmp_path, "FROM 127.0.0.1:9/base-${TARGETARCH}:1\n")
+    pulled = []
+
+    class RecordingEngine(FakeEngine):
+        def pull(self, source, name, platform, auth, log, current=None) -> str:
+            pulled.append((source, platform))
+            return super().pull(source, name, platform, auth, log, current)
+
+    spec = QuickBuildSpec(context_path=str(folder), push=False)
+    run = await store.runs.create(RunRequest("", Trigger.MANUAL, RunType.QUICK_BUILD,
+                                             "linux/amd64,linux/arm64", "quick build",
+                                             spec=spec.model_dump_json()))
+    class SeenDigests:  # the registry holds, for every base, the image the engine pulls
+        async def platform_digest(self, ref, platform):
+            return SimpleNamespace(digest=DIGEST, index_digest=None)
+
+    await make_executor(store, tmp_path, engine=RecordingEngine(),
+                        digests=SeenDigests()).execute(run.id)
+    finished = await store.runs.get(run.id)
+    assert finished.status is RunStatus.SUCCEEDED, finished.error
+    assert pulled == [("127.0.0.1:9/base-amd64:1", "linux/amd64"),
+                      ("127.0.0.1:9/base-arm64:1", "linux/arm64")]
