@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_daemon import health, start_daemon, stop, write_app
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -16,15 +17,6 @@ pytestmark = pytest.mark.e2e
 def runs(tmp_path: Path) -> list[tuple]:
     with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
         return db.execute("SELECT id, status, retry_of, error FROM runs ORDER BY seq").fetchall()
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def kill(process) -> None:

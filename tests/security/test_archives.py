@@ -4,12 +4,9 @@ context is held to max_context_bytes as uploads and tarballs are."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import tarfile
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -17,6 +14,7 @@ from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_graph import TOKEN
 from tests.e2e.test_quick_build import cli
 from tests.support.git_http import GitHttpServer
+from tests.support.uploads import post_build
 
 pytestmark = pytest.mark.e2e
 
@@ -30,16 +28,8 @@ def hostile_name(folders: int) -> bytes:
 
 
 def upload(url: str, body: bytes) -> tuple[int, dict]:
-    """POST a context as `basewatch build` does; (status, JSON answer)."""
-    spec = {"image": ["127.0.0.1:1/never:1"], "file": "Dockerfile", "push": False}
-    request = urllib.request.Request(f"{url}/api/builds", data=body, method="POST", headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/gzip",
-        "X-Basewatch-Build": json.dumps(spec)})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+    return post_build(url, body, {"image": ["127.0.0.1:1/never:1"], "file": "Dockerfile",
+                                  "push": False}, TOKEN)
 
 
 @pytest.fixture

@@ -7,18 +7,18 @@ import subprocess
 import textwrap
 
 import pytest
+import stack  # scripts/, put on sys.path by tests/conftest.py
 from aiohttp import web
 
-import stack  # scripts/, put on sys.path by tests/conftest.py
+from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
+from basewatch.builder.contexts.spec import ContextError, parse_context
+from basewatch.netpolicy import HostPolicy
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_graph import TOKEN
 from tests.e2e.test_quick_build import cli
 from tests.support.git_http import GitHttpServer
 from tests.support.loopback import LoopbackServer
 from tests.support.tarballs import tarball
-from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import ContextError, parse_context
-from basewatch.netpolicy import HostPolicy
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,8 @@ from tests.e2e.test_daemon import health, start_daemon
 from tests.support.inprocess_daemon import running_daemon
 from tests.support.loopback import LoopbackServer
 from tests.support.tarballs import tarball
-from tests.support.waiting import wait_for
+from tests.support.uploads import post_build
+from tests.support.waiting import wait_for, wait_until
 
 TOKEN = "runs-test-token"
 
@@ -54,16 +55,7 @@ async def test_a_full_disk_makes_healthz_say_so(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- on a live daemon and engine
 
 def upload(url: str, files: dict[str, str], spec: dict) -> tuple[int, dict]:
-    """POST /api/builds with `files` as the context tarball; (status, answer)."""
-    request = urllib.request.Request(
-        f"{url}/api/builds", data=tarball(files), method="POST",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/gzip",
-                 "X-Basewatch-Build": json.dumps(spec)})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.load(refused)
+    return post_build(url, tarball(files), spec, TOKEN, timeout=30)
 
 
 def runs(tmp_path: Path) -> list[tuple]:
@@ -74,15 +66,6 @@ def runs(tmp_path: Path) -> list[tuple]:
 def uploads(tmp_path: Path) -> list[str]:
     folder = tmp_path / "state" / "contexts"
     return sorted(p.name for p in folder.glob("upload-*")) if folder.is_dir() else []
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 
 async def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
@@ -12,4 +13,15 @@ async def wait_for(predicate, timeout: float, what: str, interval: float = 0.25)
         if result := await predicate():
             return result
         await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
+    """Call `condition()` until it returns something true; fail after `timeout` seconds. For
+    tests without an event loop of their own (a daemon in a subprocess)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
