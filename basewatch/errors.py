@@ -1,8 +1,14 @@
-"""Domain errors. Each carries a message a person can act on; the edges print it as one line."""
+"""Domain errors. Each carries a message a person can act on; the edges print it as one line.
+
+`http_status` is what the HTTP API answers with one of them: one place, looked up by type, so a
+subclass answers as its parent does unless it says otherwise.
+"""
 
 
 class BasewatchError(Exception):
     """An error whose message is meant for the user, not a traceback."""
+
+    http_status = 400
 
 
 class ConfigError(BasewatchError):
@@ -20,10 +26,14 @@ class DockerfileError(BasewatchError):
 class RegistryError(BasewatchError):
     """A registry could not be reached or refused a request."""
 
+    http_status = 502  # the daemon's upstream failed, not the request
+
 
 class RegistryAddressRefused(RegistryError):
     """A registry, or a realm or redirect it names, on an address the daemon may not contact:
     not a registry that is down, so nothing tries it later."""
+
+    http_status = 400  # what the request named is refused; no registry failed
 
 
 class EngineError(BasewatchError):
@@ -33,6 +43,30 @@ class EngineError(BasewatchError):
 class GraphError(BasewatchError):
     """The dependency graph would become invalid (a cycle, an unknown task)."""
 
+    http_status = 409
+
 
 class RunLogError(BasewatchError):
     """A run's log could not be written (a full disk...): the run cannot be followed."""
+
+
+class NotFoundError(BasewatchError):
+    """No task or run by that name."""
+
+    http_status = 404
+
+
+class ConflictError(BasewatchError):
+    """The request contradicts what exists (a task that exists, a config-file task...)."""
+
+    http_status = 409
+
+
+class InvalidRequestError(BasewatchError):
+    """A request body that does not validate."""
+
+
+class TooManyRunsError(BasewatchError):
+    """As many runs are queued as the daemon takes (max_queued_runs)."""
+
+    http_status = 429

@@ -19,29 +19,13 @@ from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import CREDENTIALS_IN_URL, TaskSettings, format_validation_error
-from basewatch.errors import BasewatchError
+from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, RunType, Trigger
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
 from basewatch.store.runs import RunRequest
 from basewatch.watcher.registration import TaskRegistrar
-
-
-class NotFoundError(BasewatchError):
-    """No task or run by that name."""
-
-
-class ConflictError(BasewatchError):
-    """The request contradicts what exists (a task that exists, a config-file task...)."""
-
-
-class InvalidRequestError(BasewatchError):
-    """A request body that does not validate."""
-
-
-class TooManyRunsError(BasewatchError):
-    """As many runs are queued as the daemon takes (max_queued_runs)."""
 
 
 def validated(model, data: object, what: str):

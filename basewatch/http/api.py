@@ -25,9 +25,6 @@ DATABASE_BUSY_RETRY_AFTER_SECONDS = 5
 LOG_RECHECK_SECONDS = 1.0
 # The most runs one GET /api/runs lists.
 MAX_TOP = 10000
-_STATUS = {"NotFoundError": 404, "ConflictError": 409, "ContextError": 400,
-           "InvalidRequestError": 400, "GraphError": 409, "RegistryError": 502,
-           "TooManyRunsError": 429}
 
 
 class ApiServices(Protocol):
@@ -56,7 +53,7 @@ def api_auth(token: str | None) -> Callable:
         try:
             return await handler(request)
         except BasewatchError as exc:
-            return json_error(_STATUS.get(type(exc).__name__, 400), str(exc))
+            return json_error(exc.http_status, str(exc))
         except sqlite3.OperationalError as exc:
             # Another process holding the database past busy_timeout (a backup, a shell):
             # nothing was changed, and the same request will do once it lets go.
