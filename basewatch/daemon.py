@@ -204,7 +204,7 @@ class Daemon:
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs)
-        self.retention = RetentionSchedule(store.database, config.state_dir / "logs",
+        self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
         self.retention.start()

@@ -12,26 +12,29 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from basewatch.builder.run_log import log_path
-from basewatch.models import RunStatus
-from basewatch.store import Database
-from basewatch.store.database import to_text
 from basewatch.store.runs import RUN_ID_PREFIX
 
 log = logging.getLogger(__name__)
 
-_UNFINISHED = tuple(status.value for status in RunStatus if not status.finished)
 # Only files named like a run's log are ever removed; anything else in the folder is not ours.
 _RUN_LOG_NAME = re.compile(rf"{RUN_ID_PREFIX}\d+\.log")
-_ID_BATCH = 500  # stays well under SQLite's limit on bound parameters
 # The first purge waits this long after start (or one interval, if that is shorter), so it does
 # not compete with the daemon's own start-up work.
 FIRST_PURGE_DELAY = timedelta(seconds=30)
+
+
+class PurgeableRuns(Protocol):
+    """What the purge needs of the run store (store.runs.RunStore)."""
+
+    async def purge_finished(self, before: datetime, log_candidates: list[str]
+                             ) -> tuple[set[str], set[str]]: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class PurgeResult:
     logs: int  # log files removed, of those runs and stray ones
 
 
-async def purge(database: Database, logs_dir: Path, older_than: timedelta,
+async def purge(runs: PurgeableRuns, logs_dir: Path, older_than: timedelta,
                 now: datetime | None = None) -> PurgeResult:
     """Delete finished, unarchived runs older than `older_than`, then their logs and stray logs.
 
@@ -50,15 +53,7 @@ async def purge(database: Database, logs_dir: Path, older_than: timedelta,
     """
     cutoff = (now or datetime.now(timezone.utc)) - older_than
     old_logs = await asyncio.to_thread(_logs_older_than, logs_dir, cutoff)
-    unfinished = ", ".join("?" * len(_UNFINISHED))
-    async with database.transaction() as db:
-        # julianday() compares instants, whatever offset or precision the text was written with.
-        deleted = await db.execute_fetchall(
-            f"DELETE FROM runs WHERE archived = 0 AND status NOT IN ({unfinished})"
-            " AND julianday(COALESCE(finished_at, queued_at)) < julianday(?) RETURNING id",
-            (*_UNFINISHED, to_text(cutoff)))
-        known = await _existing_run_ids(db, [path.stem for path in old_logs])
-    deleted_ids = {row["id"] for row in deleted}
+    deleted_ids, known = await runs.purge_finished(cutoff, [path.stem for path in old_logs])
     doomed = [log_path(logs_dir, run_id) for run_id in sorted(deleted_ids)]
     skip = known | deleted_ids  # logs of runs still there, and those already listed
     doomed += [path for path in old_logs if path.stem not in skip]
@@ -84,16 +79,6 @@ def _logs_older_than(logs_dir: Path, cutoff: datetime) -> list[Path]:
     return found
 
 
-async def _existing_run_ids(db, candidates: list[str]) -> set[str]:
-    known: set[str] = set()
-    for start in range(0, len(candidates), _ID_BATCH):
-        batch = candidates[start:start + _ID_BATCH]
-        rows = await db.execute_fetchall(
-            f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(batch))})", batch)
-        known.update(row["id"] for row in rows)
-    return known
-
-
 def _remove_files(paths: list[Path]) -> int:
     removed = 0
     for path in paths:
@@ -111,10 +96,10 @@ def _remove_files(paths: list[Path]) -> int:
 class RetentionSchedule:
     """Runs purge() once a day (and once shortly after start) on APScheduler's AsyncIOScheduler."""
 
-    def __init__(self, database: Database, logs_dir: Path, retention: timedelta,
+    def __init__(self, runs: PurgeableRuns, logs_dir: Path, retention: timedelta,
                  interval: timedelta = timedelta(days=1), *,
                  first_purge_delay: timedelta = FIRST_PURGE_DELAY):
-        self.database = database
+        self.runs = runs
         self.logs_dir = logs_dir
         self.retention = retention
         self.interval = interval
@@ -161,7 +146,7 @@ class RetentionSchedule:
         task = asyncio.current_task()
         self._in_flight.add(task)
         try:
-            result = await purge(self.database, self.logs_dir, self.retention)
+            result = await purge(self.runs, self.logs_dir, self.retention)
         except Exception:  # logged; the next day's purge tries again
             log.exception("retention: purge failed")
         else:

@@ -17,6 +17,7 @@ from basewatch.store.database import Database, from_text, now, to_text
 log = logging.getLogger(__name__)
 
 RUN_ID_PREFIX = "ca"
+_ID_BATCH = 500  # ids bound in one statement: well under SQLite's limit on parameters
 # What a run records as it goes, and its end, are written again while the database refuses
 # them (another process holding the write lock past busy_timeout, a full disk): for long enough
 # to outlast a backup or a vacuum, so the run does not stay Running and hold back the tasks
@@ -240,3 +241,25 @@ class RunStore:
             "SELECT DISTINCT task FROM runs WHERE status IN (?, ?, ?)",
             (RunStatus.QUEUED.value, RunStatus.STARTED.value, RunStatus.RUNNING.value))
         return {row["task"] for row in rows}
+
+    async def purge_finished(self, before: datetime, log_candidates: list[str]
+                             ) -> tuple[set[str], set[str]]:
+        """Delete finished, unarchived runs that finished (or, without a finish time, were
+        queued) before `before`, in one transaction; (the ids deleted, those of
+        `log_candidates` that are still runs)."""
+        unfinished = tuple(status.value for status in RunStatus if not status.finished)
+        marks = ", ".join("?" * len(unfinished))
+        async with self.database.transaction() as db:
+            # julianday() compares instants, whatever offset or precision the text was
+            # written with.
+            deleted = await db.execute_fetchall(
+                f"DELETE FROM runs WHERE archived = 0 AND status NOT IN ({marks})"
+                " AND julianday(COALESCE(finished_at, queued_at)) < julianday(?) RETURNING id",
+                (*unfinished, to_text(before)))
+            known: set[str] = set()
+            for start in range(0, len(log_candidates), _ID_BATCH):
+                batch = log_candidates[start:start + _ID_BATCH]
+                rows = await db.execute_fetchall(
+                    f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(batch))})", batch)
+                known.update(row["id"] for row in rows)
+        return {row["id"] for row in deleted}, known

@@ -69,18 +69,18 @@ async def test_old_finished_runs_go_with_their_logs(store, logs_dir):
                           RunStatus.ERROR, RunStatus.TIMEOUT)]
     recent = await make_run(store, logs_dir, age=timedelta(days=29))
 
-    result = await purge(store.database, logs_dir, RETENTION, now=NOW)
+    result = await purge(store.runs, logs_dir, RETENTION, now=NOW)
 
     assert result == PurgeResult(runs=5, logs=5)
     assert await ids(store) == {recent}
     assert sorted(p.name for p in logs_dir.iterdir()) == [f"{recent}.log"]
     assert not any(log_path(logs_dir, run_id).exists() for run_id in old)
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 0)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 0)
 
 
 async def test_archived_runs_are_kept_however_old(store, logs_dir):
     archived = await make_run(store, logs_dir, age=timedelta(days=400), archived=True)
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 0)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 0)
     assert await ids(store) == {archived}
     assert log_path(logs_dir, archived).read_text() == f"log of {archived}\n"
 
@@ -94,7 +94,7 @@ async def test_queued_and_running_runs_are_never_purged(store, logs_dir, status)
     old_mtime = (NOW - timedelta(days=90)).timestamp()
     os.utime(log_path(logs_dir, run_id), (old_mtime, old_mtime))
 
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 0)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 0)
     assert (await store.runs.get(run_id)).status is status
     assert log_path(logs_dir, run_id).exists(), "an old log of a run still there stays"
 
@@ -102,7 +102,7 @@ async def test_queued_and_running_runs_are_never_purged(store, logs_dir, status)
 async def test_a_finished_run_without_finish_time_ages_from_when_it_was_queued(store, logs_dir):
     old = await make_run(store, logs_dir, age=timedelta(days=31), never_finished_at=True)
     recent = await make_run(store, logs_dir, age=timedelta(days=1), never_finished_at=True)
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 1)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 1)
     assert await ids(store) == {recent}
     assert not log_path(logs_dir, old).exists()
 
@@ -114,13 +114,13 @@ async def test_age_compares_instants_whatever_the_offset_written(store, logs_dir
     async with store.database.transaction() as db:
         await db.execute("UPDATE runs SET finished_at = ? WHERE id = ?",
                          (written.replace(microsecond=0).isoformat(), run_id))
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 1)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 1)
 
 
 async def test_a_run_without_a_log_file_is_purged_all_the_same(store, logs_dir):
     run_id = await make_run(store, logs_dir, age=timedelta(days=31))
     log_path(logs_dir, run_id).unlink()
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 0)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 0)
 
 
 async def test_stray_logs_go_once_they_are_old(store, logs_dir):
@@ -133,14 +133,14 @@ async def test_stray_logs_go_once_they_are_old(store, logs_dir):
     for path in (old_stray, not_a_run_log, log_path(logs_dir, kept)):
         os.utime(path, (old_mtime, old_mtime))
 
-    assert await purge(store.database, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 1)
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(0, 1)
     assert sorted(p.name for p in logs_dir.iterdir()) == sorted(
         [f"{kept}.log", new_stray.name, not_a_run_log.name])
 
 
 async def test_missing_logs_dir_is_no_error(store, tmp_path):
     await make_run(store, tmp_path, age=timedelta(days=31))
-    assert await purge(store.database, tmp_path / "absent", RETENTION, now=NOW) == PurgeResult(1, 0)
+    assert await purge(store.runs, tmp_path / "absent", RETENTION, now=NOW) == PurgeResult(1, 0)
 
 
 async def test_schedule_purges_shortly_after_start_and_then_each_interval(store, logs_dir):
@@ -148,7 +148,7 @@ async def test_schedule_purges_shortly_after_start_and_then_each_interval(store,
     async with store.database.transaction() as db:
         await db.execute("UPDATE runs SET finished_at = ? WHERE id = ?",
                          (to_text(datetime.now(timezone.utc) - timedelta(seconds=5)), first))
-    schedule = RetentionSchedule(store.database, logs_dir, timedelta(seconds=2),
+    schedule = RetentionSchedule(store.runs, logs_dir, timedelta(seconds=2),
                                  interval=timedelta(milliseconds=50))
     schedule.start()
     try:
@@ -175,7 +175,7 @@ async def test_schedule_purges_shortly_after_start_and_then_each_interval(store,
 
 
 async def test_schedule_first_purge_waits_for_the_delay(store, logs_dir):
-    schedule = RetentionSchedule(store.database, logs_dir, timedelta(days=30))
+    schedule = RetentionSchedule(store.runs, logs_dir, timedelta(days=30))
     schedule.start()
     try:
         assert schedule.first_purge_delay == timedelta(seconds=30)
@@ -186,7 +186,7 @@ async def test_schedule_first_purge_waits_for_the_delay(store, logs_dir):
 
 async def test_a_failing_purge_is_logged_and_the_schedule_goes_on(store, logs_dir, caplog):
     await store.close()  # every purge now fails on the closed database
-    schedule = RetentionSchedule(store.database, logs_dir, timedelta(days=30),
+    schedule = RetentionSchedule(store.runs, logs_dir, timedelta(days=30),
                                  interval=timedelta(milliseconds=20))
     schedule.start()
     try:
@@ -209,7 +209,7 @@ async def test_stop_lets_a_purge_in_progress_finish(store, logs_dir, monkeypatch
         return PurgeResult(0, 0)
 
     monkeypatch.setattr(retention, "purge", slow_purge)
-    schedule = RetentionSchedule(store.database, logs_dir, timedelta(days=30),
+    schedule = RetentionSchedule(store.runs, logs_dir, timedelta(days=30),
                                  interval=timedelta(milliseconds=20))
     schedule.start()
     await asyncio.wait_for(started.wait(), 10)
