@@ -17,7 +17,7 @@ from tests.support.git_http import GitHttpServer
 from tests.support.loopback import LoopbackServer
 from tests.support.tarballs import tarball
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import ContextError, parse_context
+from basewatch.context_spec import ContextError, parse_context
 from basewatch.netpolicy import HostPolicy
 
 pytestmark = pytest.mark.e2e
@@ -77,8 +77,8 @@ ENDLESS_INDEX = textwrap.dedent("""
     import asyncio
     from aiohttp import web
     from basewatch.errors import RegistryError
-    from basewatch.watcher.reference import ImageReference
-    from basewatch.watcher.registry import OCI_INDEX, RegistryClient
+    from basewatch.oci.reference import ImageReference
+    from basewatch.oci.registry import OCI_INDEX, RegistryClient
 
     sent = 0
 

@@ -11,9 +11,9 @@ import pytest
 
 from basewatch.builder.contexts.archive import extract_context, pack_local_context
 from basewatch.builder.contexts.fetch import GitCredential, _credential_env, _split_credential
-from basewatch.builder.contexts.spec import (ContextError, ContextSpec, context_dir, context_host,
-                                             parse_context, url_has_credentials,
-                                             without_credentials)
+from basewatch.context_spec import (ContextError, ContextSpec, context_dir, context_host,
+                                    parse_context, url_has_credentials,
+                                    without_credentials)
 
 MiB = 1 << 20
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.watcher.dockerfile import analyse_dockerfile_path
+from basewatch.dockerfile.analysis import analyse_dockerfile_path
 
 FOLDER = Path(__file__).resolve().parent.parent / "fixtures" / "dockerfiles"
 COLLECTION = json.loads((FOLDER / "expected.json").read_text())
