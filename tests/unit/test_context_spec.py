@@ -6,6 +6,7 @@ import pytest
 from basewatch.context_spec import (ContextError, ContextSpec, context_dir, context_host,
                                     parse_context, url_has_credentials, without_credentials)
 
+
 # --- parse_context ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, expected", [
