@@ -78,7 +78,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_bases(args: argparse.Namespace) -> int:
-    from basewatch.watcher.dockerfile import analyse_dockerfile_path
+    from basewatch.dockerfile.analysis import analyse_dockerfile_path
 
     path = args.path / args.file if args.path.is_dir() else args.path
     bases = analyse_dockerfile_path(path, dict(args.build_arg), args.target, args.platform)

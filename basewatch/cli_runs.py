@@ -65,7 +65,7 @@ def add_build_command(commands) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from basewatch.builder.contexts.archive import pack_local_context
-    from basewatch.builder.contexts.spec import parse_context
+    from basewatch.context_spec import parse_context
 
     client = _client(args)
     spec = {"image": args.image, "file": args.file, "build_args": dict(args.build_arg),

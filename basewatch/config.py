@@ -12,12 +12,12 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       ValidationError, field_validator, model_validator)
 
-from basewatch.builder.contexts.spec import (ContextError, checked_dockerfile_name, parse_context,
-                                             url_has_credentials)
+from basewatch.context_spec import (ContextError, checked_dockerfile_name, parse_context,
+                                    url_has_credentials)
 from basewatch.errors import ConfigError, ImageReferenceError
-from basewatch.platforms import Platform
+from basewatch.oci.platforms import Platform
 from basewatch.textfiles import read_text_file
-from basewatch.watcher.reference import ImageReference
+from basewatch.oci.reference import ImageReference
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by the API and "

@@ -24,7 +24,7 @@ from aiohttp import web
 from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.docker_engine import DockerEngine
 from basewatch.builder.log_archive import LogArchive
-from basewatch.builder.image_sources import ImageSources
+from basewatch.oci.image_sources import ImageSources
 from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config, TaskSettings, load_config
 from basewatch.errors import BasewatchError
@@ -41,9 +41,9 @@ from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.notifications import PushNotification
-from basewatch.watcher.reference import ImageReference
+from basewatch.oci.reference import ImageReference
 from basewatch.watcher.registration import TaskRegistrar
-from basewatch.watcher.registry import RegistryClient
+from basewatch.oci.registry import RegistryClient
 
 log = logging.getLogger(__name__)
 

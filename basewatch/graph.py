@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError, GraphError
 from basewatch.models import Dependency
+from basewatch.oci.reference import ImageReference
 from basewatch.templating import RunVariables, render
-from basewatch.watcher.reference import ImageReference
 
 # Stand-ins for the per-run variables; a tag that contains one changes every run.
 _PER_RUN = RunVariables(id="\x00id\x00", date=datetime(1, 1, 1, tzinfo=timezone.utc))

@@ -12,9 +12,9 @@ from typing import Callable
 from pydantic import ValidationError
 
 from basewatch.builder.contexts.checkout import check_api_folder, dockerfile_in
-from basewatch.builder.contexts.spec import (ContextError, context_host, display_url,
-                                             parse_context, url_has_credentials,
-                                             without_credentials)
+from basewatch.context_spec import (ContextError, context_host, display_url,
+                                    parse_context, url_has_credentials,
+                                    without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.runner import RunExecutor

@@ -28,7 +28,7 @@ from basewatch.config import TaskSettings  # noqa: E402
 from basewatch.models import DependencyKind  # noqa: E402
 from basewatch.store import Store  # noqa: E402
 from basewatch.watcher.digest_watch import DigestWatcher  # noqa: E402
-from basewatch.watcher.registry import RegistryClient  # noqa: E402
+from basewatch.oci.registry import RegistryClient  # noqa: E402
 from tests.support.oci import ImagePusher  # noqa: E402
 
 GOAL_SECONDS = 2.0

@@ -13,8 +13,8 @@ import urllib3.exceptions
 
 from basewatch.builder.engine import BuildRequest, BuildResult, LogSink
 from basewatch.errors import EngineError
-from basewatch.platforms import Platform
-from basewatch.watcher.reference import ImageReference
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
 
 _UNREACHABLE = (requests.exceptions.ConnectionError, docker.errors.DockerException)
 # What a stream cut short (by cancel() or a dying engine) raises mid-read.

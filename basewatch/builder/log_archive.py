@@ -36,9 +36,9 @@ import requests
 
 from basewatch.config import RegistrySettings
 from basewatch.errors import ImageReferenceError, RegistryError
-from basewatch.watcher.credentials import Challenge, CredentialStore, Credentials
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import DOCKER_MANIFEST, OCI_MANIFEST, endpoint_for
+from basewatch.oci.credentials import Challenge, CredentialStore, Credentials
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import DOCKER_MANIFEST, OCI_MANIFEST, endpoint_for
 
 ARTIFACT_TYPE = "application/vnd.basewatch.run-log.v1"
 LOG_MEDIA_TYPE = "text/plain"

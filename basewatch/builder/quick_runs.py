@@ -25,7 +25,7 @@ from basewatch.config import (
 )
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
-from basewatch.platforms import Platform
+from basewatch.oci.platforms import Platform
 
 QUICK_TASK_NAME = "quick-build"
 # An upload lives in contexts/upload-<id> from its request until no queued or running run

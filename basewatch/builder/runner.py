@@ -15,20 +15,20 @@ from basewatch.builder.contexts.checkout import (Checkouts, check_api_folder, do
                                                  read_dockerfile)
 from basewatch.builder.docker_engine import engine_name
 from basewatch.builder.engine import BuildRequest, Engine
-from basewatch.builder.image_sources import ImageSources
-from basewatch.builder.multiplatform import platform_tag, push_index
+from basewatch.oci.image_sources import ImageSources
+from basewatch.oci.image_index import platform_tag, push_index
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickRuns
 from basewatch.builder.run_log import DEFAULT_MAX_LOG_BYTES, LogUpdates, RunLog, log_path
 from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
-from basewatch.platforms import Platform
+from basewatch.oci.platforms import Platform
 from basewatch.store import Store
 from basewatch.templating import RunVariables, render
 from basewatch.watcher.digest_watch import DigestSource, PlatformDigestLike
-from basewatch.watcher.dockerfile import analyse_dockerfile
-from basewatch.watcher.reference import ImageReference
+from basewatch.dockerfile.analysis import analyse_dockerfile
+from basewatch.oci.reference import ImageReference
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ import logging
 
 from pydantic import ValidationError
 
-from basewatch.builder.contexts.spec import without_credentials
 from basewatch.config import TaskSettings, format_validation_error
+from basewatch.context_spec import without_credentials
 from basewatch.store.database import Database, now, to_text
 
 log = logging.getLogger(__name__)

@@ -1,1 +1,1 @@
-"""Watching base images: references, Dockerfile analysis, digest polling."""
+"""Watching base images: digest polling, fan-out, registry notifications, registration."""

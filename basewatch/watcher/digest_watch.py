@@ -15,9 +15,9 @@ from typing import Awaitable, Callable, Protocol
 from basewatch.errors import BasewatchError
 from basewatch.metrics import Metrics
 from basewatch.models import WatchedDigest
-from basewatch.platforms import Platform
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
 from basewatch.store.graph import GraphStore
-from basewatch.watcher.reference import ImageReference
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from basewatch.errors import BasewatchError
-from basewatch.watcher.reference import TAG, is_registry_host, is_repository
+from basewatch.oci.reference import TAG, is_registry_host, is_repository
 
 DISTRIBUTION_EVENTS = "application/vnd.docker.distribution.events.v1+json"
 CLOUDEVENTS = "application/cloudevents+json"

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Callable
 
 from basewatch.builder.contexts.checkout import read_dockerfile
 from basewatch.config import TaskSettings
+from basewatch.dockerfile.analysis import DockerfileBases, analyse_dockerfile
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
 from basewatch.models import Dependency, DependencyKind
-from basewatch.platforms import Platform
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
 from basewatch.store import Store
 from basewatch.watcher.digest_watch import DigestSource
-from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile
-from basewatch.watcher.reference import ImageReference
 
 if TYPE_CHECKING:
     from basewatch.builder.contexts.checkout import Checkouts

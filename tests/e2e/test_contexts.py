@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import ContextError, context_dir, parse_context
+from basewatch.context_spec import ContextError, context_dir, parse_context
 from tests.support.git_http import GitHttpServer
 from tests.support.tarballs import tarball
 from tests.support.waiting import wait_for

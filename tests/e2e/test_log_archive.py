@@ -11,9 +11,9 @@ from basewatch.builder.log_archive import (ARTIFACT_TYPE, LOG_MEDIA_TYPE, RUN_ID
                                            LogArchive)
 from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryError
-from basewatch.watcher.credentials import CredentialStore
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import RegistryClient
+from basewatch.oci.credentials import CredentialStore
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import RegistryClient
 from tests.support.token_server import TokenServer
 
 pytestmark = pytest.mark.e2e

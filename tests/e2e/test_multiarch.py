@@ -19,9 +19,9 @@ from busybox_images import BaseImages, MultiPlatformImage, PlatformImage
 from basewatch.config import load_config
 from basewatch.daemon import Daemon
 from basewatch.models import Run, RunStatus, Trigger
-from basewatch.platforms import Platform
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import PlatformDigest, RegistryClient
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import PlatformDigest, RegistryClient
 
 pytestmark = pytest.mark.e2e
 

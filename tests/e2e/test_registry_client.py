@@ -10,9 +10,9 @@ import pytest
 
 from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryError
-from basewatch.platforms import Platform
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import ManifestHead, PlatformDigest, RegistryClient
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import ManifestHead, PlatformDigest, RegistryClient
 from tests.support.oci import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, ImagePusher
 from tests.support.token_server import TokenServer
 

@@ -61,7 +61,7 @@ def test_extracting_a_hostile_name_stays_small(bounded):
 import io, tarfile, tempfile
 from pathlib import Path
 from basewatch.builder.contexts.archive import extract_context
-from basewatch.builder.contexts.spec import ContextError
+from basewatch.context_spec import ContextError
 buffer = io.BytesIO()
 with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
     tar.addfile(tarfile.TarInfo("a/" * 40_000 + "f"))
@@ -83,7 +83,7 @@ def test_two_hundred_thousand_empty_files_are_refused_at_the_entry_cap(bounded):
 import io, tarfile, tempfile, time
 from pathlib import Path
 from basewatch.builder.contexts.archive import extract_context
-from basewatch.builder.contexts.spec import ContextError
+from basewatch.context_spec import ContextError
 buffer = io.BytesIO()
 with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
     for index in range(200_000):

@@ -11,7 +11,7 @@ DOUBLING = "ARG A0=xx\n" + "".join(f"ARG A{i}=${{A{i - 1}}}${{A{i - 1}}}\n" for 
 ANALYSE = """
 import json
 from basewatch.errors import DockerfileError
-from basewatch.watcher.dockerfile import analyse_dockerfile
+from basewatch.dockerfile.analysis import analyse_dockerfile
 try:
     result = analyse_dockerfile({content!r})
 except DockerfileError as exc:

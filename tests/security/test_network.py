@@ -11,7 +11,7 @@ import stack  # scripts/, put on sys.path by tests/conftest.py
 from aiohttp import web
 
 from basewatch.builder.contexts.fetch import fetch_git_context, fetch_tarball_context
-from basewatch.builder.contexts.spec import ContextError, parse_context
+from basewatch.context_spec import ContextError, parse_context
 from basewatch.netpolicy import HostPolicy
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.e2e.test_graph import TOKEN
@@ -77,8 +77,8 @@ ENDLESS_INDEX = textwrap.dedent("""
     import asyncio
     from aiohttp import web
     from basewatch.errors import RegistryError
-    from basewatch.watcher.reference import ImageReference
-    from basewatch.watcher.registry import OCI_INDEX, RegistryClient
+    from basewatch.oci.reference import ImageReference
+    from basewatch.oci.registry import OCI_INDEX, RegistryClient
 
     sent = 0
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from basewatch.builder.contexts.archive import extract_context
-from basewatch.builder.contexts.spec import ContextError
+from basewatch.context_spec import ContextError
 
 LIMIT = 1 << 20
 SETTINGS = settings(max_examples=150, deadline=2000,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from basewatch.builder.contexts.checkout import Checkout, Checkouts, dockerfile_in
-from basewatch.builder.contexts.spec import ContextError
+from basewatch.context_spec import ContextError
 
 
 async def test_a_local_folder_is_used_in_place_and_left_alone(tmp_path):

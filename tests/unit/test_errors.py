@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from basewatch import errors
-from basewatch.builder.contexts.spec import ContextError
+from basewatch.context_spec import ContextError
 from basewatch.http.api import api_auth
 
 

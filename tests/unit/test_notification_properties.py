@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from basewatch.watcher.notifications import (CLOUDEVENTS, DISTRIBUTION_EVENTS,
                                              MAX_EVENT_ID_LENGTH, NotificationError,
                                              parse_notifications)
-from basewatch.watcher.reference import TAG, is_registry_host, is_repository
+from basewatch.oci.reference import TAG, is_registry_host, is_repository
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 SETTINGS = settings(max_examples=300, deadline=1000,

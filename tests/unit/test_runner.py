@@ -14,7 +14,7 @@ import pytest
 from basewatch.store import runs as runs_module
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.engine import BuildResult
-from basewatch.builder.image_sources import ImageSources
+from basewatch.oci.image_sources import ImageSources
 from basewatch.builder.quick_runs import QuickBuildSpec
 from basewatch.builder.runner import RunExecutor
 from basewatch.models import RunStatus, RunType, Trigger

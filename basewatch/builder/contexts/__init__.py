@@ -3,6 +3,7 @@
 The CLI packs a local folder (honouring `.dockerignore`); the daemon materialises every kind
 into the run's own folder. Everything that reaches the daemon is untrusted.
 
-Import the module you need (`spec`, `archive`, `dockerignore`, `fetch`): the CLI loads only the
-first three, and starts faster for it.
+What a context string names is `basewatch.context_spec`. Import the module you need
+(`archive`, `dockerignore`, `fetch`, `checkout`): the CLI loads only the first two, and starts
+faster for it.
 """

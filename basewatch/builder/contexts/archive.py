@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from basewatch.builder.contexts.dockerignore import context_files
-from basewatch.builder.contexts.spec import ContextError
+from basewatch.context_spec import ContextError
 
 
 # --- sizes --------------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from basewatch.builder.contexts import archive
 from basewatch.builder.contexts.archive import human_size, tar_size
 from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
                                               fetch_tarball_context)
-from basewatch.builder.contexts.spec import (ContextError, ContextSpec, checked_dockerfile_name,
-                                             context_dir, display_url, parse_context)
+from basewatch.context_spec import (ContextError, ContextSpec, checked_dockerfile_name,
+                                    context_dir, display_url, parse_context)
 from basewatch.errors import DockerfileError
 from basewatch.netpolicy import HostPolicy
-from basewatch.watcher.dockerfile import MAX_DOCKERFILE_BYTES
+from basewatch.dockerfile.analysis import MAX_DOCKERFILE_BYTES
 
 if TYPE_CHECKING:
     from basewatch.config import GitCredentialSettings

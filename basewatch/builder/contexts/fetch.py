@@ -16,9 +16,9 @@ if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the 
 
 from basewatch.builder.contexts.archive import (claim_destination, discard_destination,
                                                 extract_context, human_size)
-from basewatch.builder.contexts.spec import (COMMIT, ContextError, ContextSpec, context_host,
-                                             display_url, url_has_credentials,
-                                             without_credentials)
+from basewatch.context_spec import (COMMIT, ContextError, ContextSpec, context_host,
+                                    display_url, url_has_credentials,
+                                    without_credentials)
 from basewatch.netpolicy import AddressRefused, HostPolicy, literal_address
 
 # Redirects followed for a tarball, each checked as the first URL was.

@@ -2,7 +2,7 @@
 import pytest
 
 from basewatch.errors import BasewatchError, ImageReferenceError
-from basewatch.watcher.reference import ImageReference
+from basewatch.oci.reference import ImageReference
 
 SHA = "sha256:" + "ab" * 32
 

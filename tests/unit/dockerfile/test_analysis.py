@@ -4,9 +4,9 @@ from textwrap import dedent
 import pytest
 
 from basewatch.errors import BasewatchError, DockerfileError
-from basewatch.watcher.dockerfile import (DockerfileBases, analyse_dockerfile,
-                                          analyse_dockerfile_path)
-from basewatch.watcher.reference import ImageReference
+from basewatch.dockerfile.analysis import (DockerfileBases, analyse_dockerfile,
+                                           analyse_dockerfile_path)
+from basewatch.oci.reference import ImageReference
 
 SHA = "sha256:" + "0123456789abcdef" * 4
 

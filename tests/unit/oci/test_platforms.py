@@ -1,7 +1,7 @@
 """Platforms written as Docker writes them, normalised so they compare equal to index entries."""
 import pytest
 
-from basewatch.platforms import DEFAULT_PLATFORM, Platform
+from basewatch.oci.platforms import DEFAULT_PLATFORM, Platform
 
 
 @pytest.mark.parametrize("text, platform", [

@@ -18,13 +18,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from yarl import URL
 
 from basewatch import __version__
-from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryAddressRefused, RegistryError
 from basewatch.netpolicy import AddressRefused, HostPolicy
-from basewatch.platforms import Platform
-from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
-from basewatch.watcher.pacing import RequestPacer
-from basewatch.watcher.reference import ImageReference
+from basewatch.oci.credentials import Challenge, CredentialStore, TokenCache
+from basewatch.oci.pacing import RequestPacer
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.settings import RegistrySettings
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

@@ -8,15 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from basewatch.dockerfile.instructions import Instruction, extract_flags, parse_dockerfile
+from basewatch.dockerfile.words import (ARG_NAME, ArgScope, ExpansionBudget, ExpansionError,
+                                        ExpansionLimit, expand, split_words)
 from basewatch.errors import DockerfileError, ImageReferenceError
-from basewatch.platforms import Platform, native_platform
+from basewatch.oci.platforms import Platform, native_platform
+from basewatch.oci.reference import ImageReference
 from basewatch.textfiles import read_text_file
-from basewatch.watcher.dockerfile_instructions import (Instruction, extract_flags,
-                                                       parse_dockerfile)
-from basewatch.watcher.dockerfile_words import (ARG_NAME, ArgScope, ExpansionBudget,
-                                                ExpansionError, ExpansionLimit, expand,
-                                                split_words)
-from basewatch.watcher.reference import ImageReference
 
 # Real Dockerfiles are kilobytes; past this one is refused before it is read.
 MAX_DOCKERFILE_BYTES = 8 * 1024 * 1024

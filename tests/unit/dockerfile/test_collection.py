@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.watcher.dockerfile import analyse_dockerfile_path
+from basewatch.dockerfile.analysis import analyse_dockerfile_path
 
-FOLDER = Path(__file__).resolve().parent.parent / "fixtures" / "dockerfiles"
+FOLDER = Path(__file__).resolve().parents[2] / "fixtures" / "dockerfiles"
 COLLECTION = json.loads((FOLDER / "expected.json").read_text())
 CASES = [pytest.param(entry["file"], case, id=f"{entry['file']}-{number}")
          for entry in COLLECTION for number, case in enumerate(entry["cases"])]

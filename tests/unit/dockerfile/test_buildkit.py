@@ -7,12 +7,12 @@ from textwrap import dedent
 import pytest
 
 from basewatch.errors import DockerfileError
-from basewatch.platforms import Platform
-from basewatch.watcher.dockerfile import (MAX_DOCKERFILE_BYTES, analyse_dockerfile,
-                                          analyse_dockerfile_path, automatic_args)
-from basewatch.watcher.dockerfile_patterns import MatchBudget, replace, trim_suffix
-from basewatch.watcher.dockerfile_words import (MAX_EXPANSION_TOTAL, MAX_PATTERN_STEPS,
-                                                MAX_WORD_LENGTH)
+from basewatch.oci.platforms import Platform
+from basewatch.dockerfile.analysis import (MAX_DOCKERFILE_BYTES, analyse_dockerfile,
+                                           analyse_dockerfile_path, automatic_args)
+from basewatch.dockerfile.patterns import MatchBudget, replace, trim_suffix
+from basewatch.dockerfile.words import (MAX_EXPANSION_TOTAL, MAX_PATTERN_STEPS,
+                                        MAX_WORD_LENGTH)
 
 
 def bases(content, build_args=None, target=None, platform=None, build_platform="linux/amd64"):

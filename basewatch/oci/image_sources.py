@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from basewatch.config import RegistrySettings
-from basewatch.watcher.credentials import CredentialStore
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import default_endpoint, endpoint_for
+from basewatch.oci.credentials import CredentialStore
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import default_endpoint, endpoint_for
+from basewatch.oci.settings import RegistrySettings
 
 
 class ImageSources:

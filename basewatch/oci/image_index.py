@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from basewatch.platforms import Platform
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import OCI_INDEX, RegistryClient
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import OCI_INDEX, RegistryClient
 
 
 def platform_tag(image: str, platform: str) -> str:

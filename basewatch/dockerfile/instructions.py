@@ -12,8 +12,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from basewatch.dockerfile.words import split_words
 from basewatch.errors import DockerfileError
-from basewatch.watcher.dockerfile_words import split_words
 
 # Go's \s (RE2) is ASCII whitespace only; Python's would also take Unicode spaces.
 _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z")

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from basewatch.errors import DockerfileError
-from basewatch.watcher.dockerfile import DockerfileBases, analyse_dockerfile
-from basewatch.watcher.dockerfile_patterns import (MatchBudget, PatternError, replace, trim_prefix,
-                                                   trim_suffix)
+from basewatch.dockerfile.analysis import DockerfileBases, analyse_dockerfile
+from basewatch.dockerfile.patterns import (MatchBudget, PatternError, replace, trim_prefix,
+                                           trim_suffix)
 
 # The caps keep one analysis far below this; the doubling-ARG file once took 2.1 GB.
 MEMORY_BOUND = 64 * 1024 * 1024
@@ -127,7 +127,7 @@ VALUE = st.text(alphabet=st.sampled_from(list("ab.[]\n")), max_size=200)
 
 def _regex(pattern: str) -> str:
     """An independent reading of a pattern: the regular expression BuildKit compiles it to."""
-    from basewatch.watcher.dockerfile_patterns import _ANY, _STAR, _tokens
+    from basewatch.dockerfile.patterns import _ANY, _STAR, _tokens
 
     return "".join(".*" if t is _STAR else "." if t is _ANY else re.escape(t)
                    for t in _tokens(pattern))

@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestServer
 
 from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryAddressRefused, RegistryError
-from basewatch.platforms import Platform
-from basewatch.watcher.credentials import Challenge, CredentialStore, TokenCache
-from basewatch.watcher.reference import ImageReference
-from basewatch.watcher.registry import (DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, ManifestHead,
-                                        PlatformDigest, RegistryClient)
+from basewatch.oci.platforms import Platform
+from basewatch.oci.credentials import Challenge, CredentialStore, TokenCache
+from basewatch.oci.reference import ImageReference
+from basewatch.oci.registry import (DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, ManifestHead,
+                                    PlatformDigest, RegistryClient)
 from tests.support.oci import canonical_json, sha256_digest
 
 AMD64, ARM64 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -560,7 +560,7 @@ def test_endpoint_mapping():
 
 async def test_request_rate_cap_spaces_requests_to_one_registry():
     """Twenty checks falling due at once reach a registry capped at 20/s over about a second."""
-    from basewatch.watcher.pacing import RequestPacer
+    from basewatch.oci.pacing import RequestPacer
 
     pacer, starts = RequestPacer(20.0), []
     loop = asyncio.get_running_loop()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from basewatch.watcher.dockerfile_patterns import (MatchBudget, PatternBudgetExceeded,
-                                                   PatternError, replace, trim_prefix,
-                                                   trim_suffix)
+from basewatch.dockerfile.patterns import (MatchBudget, PatternBudgetExceeded,
+                                           PatternError, replace, trim_prefix,
+                                           trim_suffix)
 
 ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryError
+from basewatch.oci.settings import RegistrySettings
 
 # `docker login` stores Docker Hub credentials under https://index.docker.io/v1/.
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
