@@ -245,13 +245,17 @@ class Daemon:
         """Re-check the watched references a push names. Matched on repository and tag only:
         a registry names itself by whatever host its client used, and a wrong match costs no
         more than one HEAD."""
-        pushed = {(push.repository, push.tag) for push in pushes}
+        pushed = {(push.repository, push.tag): push.digest for push in pushes}
 
         def named(base: str) -> bool:
             ref = ImageReference.parse(base)
             return (ref.repository, ref.tag) in pushed
 
-        return await self.watcher.check_references(named)
+        def notified(base: str) -> str | None:
+            ref = ImageReference.parse(base)
+            return pushed.get((ref.repository, ref.tag))
+
+        return await self.watcher.check_references(named, notified)
 
     async def _upstream_of(self, task: str) -> set[str]:
         return (await self.registrar.graph()).ancestors(task)

@@ -26,6 +26,11 @@ MAX_BACKOFF_FACTOR = 8
 RELOAD_SECONDS = 30.0
 
 Key = tuple[str, str]  # (base reference, platform)
+# A registry may notify a tagged push before the tag serves it (distribution 2.x stores the
+# manifest, notifies, then moves the tag), so a check made on the notification can still read the
+# old digest. Asked again after these pauses until the tag serves the digest the notification
+# named; past them, polling is the safety net.
+NOTIFIED_RECHECK_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 class PlatformDigestLike(Protocol):
@@ -121,14 +126,38 @@ class DigestWatcher:
         finally:
             self._in_flight.discard(key)
 
-    async def check_references(self, wanted: Callable[[str], bool]) -> int:
+    async def check_references(self, wanted: Callable[[str], bool],
+                               notified: Callable[[str], str | None] | None = None) -> int:
         """Check now every watched reference (any platform) for which `wanted(base)` holds;
-        return how many were checked. For pushes we hear of: cascades and notifications."""
+        return how many were checked. For pushes we hear of: cascades and notifications.
+        `notified(base)` is the digest a notification says was pushed there, if it names one:
+        until the tag serves it, the reference is checked again a few times."""
         if not self._watched:
             await self._load()
         keys = [key for key in self._watched if wanted(key[0])]
         await asyncio.gather(*(self.check(*key) for key in keys))
+        for key in keys:
+            digest = notified(key[0]) if notified is not None else None
+            if digest is not None and not self._serves(key, digest):
+                recheck = asyncio.create_task(self._recheck_until_served(key, digest))
+                self._checks.add(recheck)  # cancelled with the watcher
+                recheck.add_done_callback(self._checks.discard)
         return len(keys)
+
+    def _serves(self, key: Key, digest: str) -> bool:
+        watched = self._watched.get(key)
+        return watched is None or digest in (watched.digest, watched.index_digest)
+
+    async def _recheck_until_served(self, key: Key, digest: str) -> None:
+        for delay in NOTIFIED_RECHECK_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                await self.check(*key)
+            except Exception:
+                log.exception("checking %s (%s) failed unexpectedly", *key)
+            if self._serves(key, digest):
+                return
+        log.info("%s (%s) does not serve the notified %s yet: left to polling", *key, digest)
 
     def _count(self, ref: ImageReference, result: str) -> None:
         if self.metrics is not None:

@@ -207,3 +207,35 @@ async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_notified_digest_the_tag_does_not_serve_yet_is_checked_again(store,
+                                                                            monkeypatch):
+    # distribution 2.x notifies a tagged push before it moves the tag: the first check after
+    # the notification can read the old digest.
+    from basewatch.watcher import digest_watch
+    monkeypatch.setattr(digest_watch, "NOTIFIED_RECHECK_DELAYS", (0.01, 0.01, 0.01))
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry, submitted = FakeRegistry("sha256:old"), []
+    watcher = make_watcher(store, registry, submitted)
+    served_after = 2  # the tag moves once the first re-check has been made
+
+    async def platform_digest(ref, platform):
+        registry.calls += 1
+        return Seen("sha256:new" if registry.calls > served_after else "sha256:old")
+
+    registry.platform_digest = platform_digest
+    assert await watcher.check_references(lambda base: base == BASE,
+                                          lambda base: "sha256:new") == 1
+    assert submitted == [], "the tag still served the old digest"
+    await asyncio.gather(*watcher._checks)
+    assert registry.calls == 3
+    assert [run.task for run in await store.runs.queued()] == ["app"]
+
+
+async def test_a_notified_digest_already_served_is_not_checked_again(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry, submitted = FakeRegistry("sha256:new"), []
+    watcher = make_watcher(store, registry, submitted)
+    await watcher.check_references(lambda base: True, lambda base: "sha256:new")
+    assert not watcher._checks and registry.calls == 1 and len(submitted) == 1
