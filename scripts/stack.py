@@ -337,27 +337,42 @@ def engine_answers(docker_host: str) -> bool:
         conn.close()
 
 
+def _engine_request(docker_host: str, method: str, url: str,
+                    body: dict | None = None) -> tuple[int, bytes]:
+    conn = _UnixHTTPConnection(docker_host[len("unix://"):], timeout=30)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        conn.request(method, url, body=payload,
+                     headers={"Content-Type": "application/json"} if payload else {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
 def ensure_network(docker_host: str, name: str = BUILD_NETWORK) -> None:
     """Create the bridge network `name` on the engine unless it has one already."""
-    path = docker_host[len("unix://"):]
-
-    def request(method: str, url: str, body: dict | None = None) -> tuple[int, bytes]:
-        conn = _UnixHTTPConnection(path, timeout=30)
-        try:
-            payload = json.dumps(body).encode() if body is not None else None
-            conn.request(method, url, body=payload,
-                         headers={"Content-Type": "application/json"} if payload else {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    if request("GET", f"/networks/{name}")[0] == 200:
+    if _engine_request(docker_host, "GET", f"/networks/{name}")[0] == 200:
         return
-    status, answer = request("POST", "/networks/create",
-                             {"Name": name, "Driver": "bridge", "CheckDuplicate": True})
-    if status not in (201, 409):  # 409: created meanwhile by another session
-        raise RuntimeError(f"creating the network {name} failed: {status} {answer[:300]!r}")
+    status, answer = _engine_request(docker_host, "POST", "/networks/create",
+                                     {"Name": name, "Driver": "bridge", "CheckDuplicate": True})
+    if status in (201, 409):  # 409: created meanwhile by another session
+        return
+    hint = ""
+    if b"non-overlapping" in answer:
+        hint = (": every private address pool is taken, most likely by the bridges (br-...) of "
+                "engines that were killed before they could remove them; `ip -br link` lists "
+                "them and `ip link delete NAME` removes one")
+    raise RuntimeError(f"creating the network {name} failed: {status} {answer[:300]!r}{hint}")
+
+
+def remove_network(docker_host: str, name: str = BUILD_NETWORK) -> None:
+    """Remove the network `name`: a stopped engine leaves its bridge on the host otherwise, and
+    after a few dozen of them no address pool is left for the next engine's."""
+    try:
+        _engine_request(docker_host, "DELETE", f"/networks/{name}")
+    except OSError as error:
+        log(f"could not remove the network {name}: {error}")
 
 
 def registry_answers(address: str) -> bool:
@@ -445,6 +460,7 @@ class Engine:
     def stop(self, remove: Path | None = None) -> None:
         """Stop the engine if this script started it; then delete `remove`, its state folder."""
         if self.process is not None:
+            remove_network(self.docker_host)
             _terminate(self.process.pid, self.process)
             self.process = None
         if remove is not None:
@@ -606,6 +622,8 @@ def cmd_down(state_dir: Path) -> None:
         return
     state = json.loads(state_file.read_text())
     for name, pid in state.get("started", {}).items():
+        if name == "dockerd" and engine_answers(state["docker_host"]):
+            remove_network(state["docker_host"])
         log(f"stopping {name} (pid {pid})")
         _terminate(pid)
     state_file.unlink()
