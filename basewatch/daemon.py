@@ -134,6 +134,7 @@ class Daemon:
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
+        self.archive_client: RegistryClient | None = None
         self.metrics = Metrics()
         self.retention: RetentionSchedule | None = None
         self.queue: RunQueue | None = None
@@ -198,8 +199,11 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        archive = LogArchive(config.log_archive.repository, config.registries) \
-            if config.log_archive else None
+        archive = None
+        if config.log_archive:
+            # Its own client, without the address guard: the operator named this registry.
+            self.archive_client = RegistryClient(config.registries, attempts=3, timeout=60.0)
+            archive = LogArchive(config.log_archive.repository, self.archive_client)
         self.services = Services(store, self.registrar, self.executor, self.queue.submit,
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
@@ -356,8 +360,9 @@ class Daemon:
         self.host.close()
         if self.retention is not None:
             await self.retention.stop()
-        if self.registry_client is not None:
-            await self.registry_client.close()
+        for client in (self.registry_client, self.archive_client):
+            if client is not None:
+                await client.close()
         if self.store is not None:
             if self.watcher is not None:
                 await self.watcher.flush()

@@ -224,10 +224,13 @@ class RegistryClient:
         return response
 
     async def _authorized(self, method: str, ref: ImageReference, path: str,
-                          body: bytes | None = None, media_type: str | None = None) -> _Response:
-        """Send with the auth the host asked for before; answer one new challenge, then give up."""
+                          body: bytes | None = None, media_type: str | None = None, *,
+                          actions: str | None = None) -> _Response:
+        """Send with the auth the host asked for before; answer one new challenge, then give up.
+
+        The token's scope is `actions`, by default `pull,push` when there is a body to send."""
         host = ref.registry
-        actions = "pull" if body is None else "pull,push"
+        actions = actions or ("pull" if body is None else "pull,push")
         headers = {"Accept": ACCEPT}
         if media_type is not None:
             headers["Content-Type"] = media_type
@@ -413,6 +416,42 @@ class RegistryClient:
         if count.isascii() and count.isdigit():
             self.rate_limit_remaining[host] = int(count)
 
+    # ------------------------------------------------------------------ pushing artifacts
+
+    async def push_blob(self, ref: ImageReference, data: bytes) -> str:
+        """Upload `data` as a blob of `ref`'s repository, unless it is there already; its digest.
+
+        Every request of a push asks for a token scoped `pull,push` from the start: a token-auth
+        registry refuses an upload made with the `pull` token its first challenge would give."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        found = await self._authorized("HEAD", ref, f"/v2/{ref.repository}/blobs/{digest}",
+                                       actions="pull,push")
+        if found.status == 200:
+            return digest
+        if found.status != 404:
+            raise _push_refused(ref, "the blob check", found)
+        # A monolithic upload in two requests (POST for a session, PUT of the bytes), the one
+        # every distribution registry supports.
+        started = await self._authorized("POST", ref, f"/v2/{ref.repository}/blobs/uploads/",
+                                         actions="pull,push")
+        if started.status != 202:
+            raise _push_refused(ref, "the blob upload", started)
+        endpoint, named = self.endpoint(ref.registry), started.headers.get("location", "")
+        location = str(URL(endpoint).join(URL(named)).update_query(digest=digest))
+        # The client sends only to the registry's endpoint, so the session must be under it.
+        if not named or not location.startswith(endpoint + "/"):
+            raise RegistryError(f"{ref}: registry {ref.registry} started an upload at "
+                                f"{named!r}, not under its endpoint {endpoint}")
+        finished = await self._authorized("PUT", ref, location[len(endpoint):], data,
+                                          "application/octet-stream")
+        if finished.status != 201:
+            raise _push_refused(ref, "the blob upload", finished)
+        stored = finished.headers.get("docker-content-digest")
+        if stored and stored != digest:
+            raise RegistryError(f"{ref}: registry {ref.registry} stored the blob {digest} as "
+                                f"{stored}")
+        return digest
+
 
 async def _read_body(raw: aiohttp.ClientResponse, method: str, ref: ImageReference,
                      server: str) -> bytes:
@@ -467,3 +506,8 @@ def _error_detail(response: _Response) -> str:
         return f": {errors[0]['code']} {errors[0].get('message', '')}".rstrip()
     except (ValueError, KeyError, IndexError, TypeError):
         return ""
+
+
+def _push_refused(ref: ImageReference, what: str, response: _Response) -> RegistryError:
+    return RegistryError(f"{ref}: registry {ref.registry} refused {what} ({response.status} "
+                         f"{response.reason}{_error_detail(response)})")

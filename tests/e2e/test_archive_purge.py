@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from basewatch.builder.log_archive import LogArchive
-from basewatch.config import RegistrySettings
 from tests.e2e.test_daemon import health, start_daemon, stop, write_app
 from tests.e2e.test_graph import TOKEN, cli
+from tests.support.oras_pull import oras_pull
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +37,8 @@ async def test_archived_run_survives_the_purge_and_its_log_is_in_the_registry(
 
         logs = tmp_path / "state" / "logs"
         original = (logs / "ca1.log").read_text()
-        pulled = await LogArchive(f"{reg}/basewatch/run-logs", [RegistrySettings(host=reg)]) \
-            .pull(reference, tmp_path / "pulled.log")
+        [pulled] = await oras_pull(reference, tmp_path / "pulled")
+        assert pulled.name == "ca1.log"
         assert pulled.read_text() == original and "Run ID: ca1 was successful" in original
 
         deadline = time.monotonic() + 30

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
@@ -43,9 +44,17 @@ class FakeRegistry:
         self.token_field = "token"
         self.realm: str | None = None  # where the bearer challenge sends clients; default /token
         self.log: list[tuple[str, str, str | None]] = []  # method, path with query, Authorization
-        self._issued: set[str] = set()
+        self.blobs: dict[tuple[str, str], bytes] = {}
+        self.upload_faults: list[Callable[[], web.Response]] = []  # answered to upload PUTs
+        self.upload_location: str | None = None  # where uploads go; default a path of ours
+        self._uploads: dict[str, str] = {}  # session id -> repository
+        self._issued: dict[str, str] = {}  # token -> the scope it was asked for
         app = web.Application()
         app.router.add_get("/v2/{name:.+}/manifests/{reference}", self._manifest)
+        app.router.add_put("/v2/{name:.+}/manifests/{reference}", self._put_manifest)
+        app.router.add_get("/v2/{name:.+}/blobs/{digest}", self._blob)
+        app.router.add_post("/v2/{name:.+}/blobs/uploads/", self._start_upload)
+        app.router.add_put("/v2/{name:.+}/blobs/uploads/{session}", self._finish_upload)
         app.router.add_get("/token", self._token)
         self.server = TestServer(app, host=host)
 
@@ -99,15 +108,73 @@ class FakeRegistry:
             headers["Docker-Content-Digest"] = sha256_digest(body)
         return web.Response(body=body, headers=headers)
 
-    def _challenge(self, request: web.Request, name: str) -> str | None:
+    def _challenge(self, request: web.Request, name: str, push: bool = False) -> str | None:
+        """Like distribution: a push needs a token whose scope has `push`."""
         given = request.headers.get("Authorization")
         if self.auth == "basic" and given not in {basic(u, p) for u, p in self.users.items()}:
             return 'Basic realm="fake"'
-        if self.auth == "bearer" and given not in {f"Bearer {t}" for t in self._issued}:
+        granted = {f"Bearer {t}" for t, scope in self._issued.items()
+                   if not push or scope.endswith(",push")}
+        if self.auth == "bearer" and given not in granted:
             realm = self.realm or f"http://{self.address}/token"
+            actions = "pull,push" if push else "pull"
             return (f'Bearer realm="{realm}",service="fake-registry",'
-                    f'scope="repository:{name}:pull"')
+                    f'scope="repository:{name}:{actions}"')
         return None
+
+    def _refusal(self, request: web.Request, push: bool = True) -> web.Response | None:
+        """A fault or a challenge for a blob or upload request, after logging it."""
+        self.log.append((request.method, request.path_qs, request.headers.get("Authorization")))
+        if self.faults:
+            return self.faults.pop(0)()
+        if challenge := self._challenge(request, request.match_info["name"], push):
+            return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+        return None
+
+    async def _blob(self, request: web.Request) -> web.Response:
+        # The client checks with a push token before it uploads.
+        if refused := self._refusal(request, push=False):
+            return refused
+        key = (request.match_info["name"], request.match_info["digest"])
+        if key not in self.blobs:
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN",
+                                                  "message": "blob unknown"}]}, status=404)
+        return web.Response(body=self.blobs[key], content_type="application/octet-stream")
+
+    async def _start_upload(self, request: web.Request) -> web.Response:
+        if refused := self._refusal(request):
+            return refused
+        session = f"s{len(self._uploads)}"
+        self._uploads[session] = request.match_info["name"]
+        location = self.upload_location or \
+            f"/v2/{request.match_info['name']}/blobs/uploads/{session}?_state=a%2Bb%3D"
+        return web.Response(status=202, headers={"Location": location})
+
+    async def _finish_upload(self, request: web.Request) -> web.Response:
+        if refused := self._refusal(request):
+            return refused
+        if self.upload_faults:
+            return self.upload_faults.pop(0)()
+        name, session = request.match_info["name"], request.match_info["session"]
+        data, digest = await request.read(), request.query.get("digest", "")
+        if self._uploads.get(session) != name or request.query.get("_state") != "a+b=":
+            return web.json_response({"errors": [{"code": "BLOB_UPLOAD_UNKNOWN",
+                                                  "message": "unknown upload"}]}, status=404)
+        if sha256_digest(data) != digest:
+            return web.json_response({"errors": [{"code": "DIGEST_INVALID",
+                                                  "message": "digest mismatch"}]}, status=400)
+        del self._uploads[session]
+        self.blobs[(name, digest)] = data
+        return web.Response(status=201, headers={"Docker-Content-Digest": digest})
+
+    async def _put_manifest(self, request: web.Request) -> web.Response:
+        if refused := self._refusal(request):
+            return refused
+        name, body = request.match_info["name"], await request.read()
+        digest = sha256_digest(body)
+        for reference in (request.match_info["reference"], digest):
+            self.manifests[(name, reference)] = (request.content_type, body)
+        return web.Response(status=201, headers={"Docker-Content-Digest": digest})
 
     async def _token(self, request: web.Request) -> web.Response:
         given = request.headers.get("Authorization")
@@ -117,7 +184,7 @@ class FakeRegistry:
         if given is None and not self.anonymous_tokens:
             return web.json_response({"details": "login required"}, status=401)
         token = f"token-{self.requests(path='/token') - 1}"
-        self._issued.add(token)
+        self._issued[token] = request.query.get("scope", "")
         return web.json_response({self.token_field: token, "expires_in": 300})
 
 
@@ -725,3 +792,104 @@ async def test_check_registry_refuses_before_the_engine_would_push_or_pull(fake)
             await client.check_registry(ImageReference.parse("localhost:5/app:1"))
     async with RegistryClient() as client:  # without the rule, as library users had it
         await client.check_registry(ImageReference.parse("localhost:5/app:1"))
+
+
+# ---------------------------------------------------------------- pushing artifacts
+
+
+def token_scopes(fake: FakeRegistry) -> list[str]:
+    return [parse_qs(urlsplit(p).query)["scope"][0] for _, p, _ in fake.log if "/token" in p]
+
+
+async def test_push_blob_uploads_once_then_finds_the_blob_there(fake):
+    data = b"a run's log\n" * 1000
+    async with RegistryClient() as client:
+        digest = await client.push_blob(fake.ref("logs:ca1"), data)
+        again = await client.push_blob(fake.ref("logs:ca1"), data)
+    assert digest == again == sha256_digest(data)
+    assert fake.blobs == {("logs", digest): data}
+    # HEAD first; a monolithic upload (POST, PUT at the Location with its query and the digest);
+    # the second push stops at the HEAD.
+    assert [(m, p.partition("?")[0]) for m, p, _ in fake.log] == [
+        ("HEAD", f"/v2/logs/blobs/{digest}"), ("POST", "/v2/logs/blobs/uploads/"),
+        ("PUT", "/v2/logs/blobs/uploads/s0"), ("HEAD", f"/v2/logs/blobs/{digest}")]
+
+
+async def test_an_artifact_is_pushed_with_a_token_scoped_pull_push(fake):
+    fake.auth, fake.anonymous_tokens = "bearer", False
+    settings = [RegistrySettings(host=fake.address, username="alice", password="secret")]
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "artifactType": "application/vnd.example"})
+    async with RegistryClient(settings) as client:
+        config = await client.push_blob(fake.ref("logs:ca1"), b"{}")
+        layer = await client.push_blob(fake.ref("logs:ca1"), b"the log")
+        pushed = await client.put_manifest(fake.ref("logs:ca1"), manifest, OCI_MANIFEST)
+        # Only the first request went without a token; one token served every other one.
+        assert token_scopes(fake) == ["repository:logs:pull,push"]
+        assert [a for _, p, a in fake.log if "/token" not in p][0] is None
+        assert {a for _, p, a in fake.log[2:] if "/token" not in p} == {"Bearer token-0"}
+        # Reading afterwards asks for a token scoped to what it does: pull.
+        head = await client.head_manifest(fake.ref("logs:ca1"))
+    assert pushed == head.digest == sha256_digest(manifest)
+    assert {("logs", config), ("logs", layer)} == set(fake.blobs)
+    assert token_scopes(fake) == ["repository:logs:pull,push", "repository:logs:pull"]
+
+
+async def test_a_pull_token_is_not_used_for_a_push(fake):
+    fake.auth = "bearer"
+    async with RegistryClient() as client:
+        await client.head_manifest(fake.ref("app:1"))  # a pull token, cached
+        await client.push_blob(fake.ref("app:1"), b"blob")
+    assert token_scopes(fake) == ["repository:app:pull", "repository:app:pull,push"]
+
+
+async def test_an_upload_failing_with_500_is_retried_with_back_off(fake):
+    fake.upload_faults = [status(500)]
+    async with RegistryClient() as client:
+        started = time.monotonic()
+        digest = await client.push_blob(fake.ref("logs:ca1"), b"the log")
+    assert 0.2 <= time.monotonic() - started < 1.5  # the client's back-off: 0.2 s
+    assert fake.blobs == {("logs", digest): b"the log"}
+    assert fake.requests("PUT") == 2
+
+
+async def test_an_upload_failing_every_time_names_the_registry_and_the_tries(fake):
+    fake.upload_faults = [status(503)] * 2
+    async with RegistryClient(attempts=2) as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.push_blob(fake.ref("logs:ca1"), b"the log")
+    assert str(caught.value) == (f"{fake.address}/logs:ca1: registry {fake.address} failed (503 "
+                                 "Service Unavailable) (tried 2 times); try again later, or "
+                                 "check the registry's health")
+
+
+async def test_a_refused_upload_carries_the_registry_error_code(fake):
+    fake.upload_faults = [lambda: web.json_response(
+        {"errors": [{"code": "DENIED", "message": "requested access is denied"}]}, status=403)]
+    async with RegistryClient() as client:
+        with pytest.raises(RegistryError, match=r"^[^ ]+/logs:ca1: unauthorized: check the "
+                                                rf"credentials for {fake.address}"):
+            await client.push_blob(fake.ref("logs:ca1"), b"the log")
+        fake.upload_faults = [lambda: web.json_response(
+            {"errors": [{"code": "SIZE_INVALID", "message": "too big"}]}, status=400)]
+        with pytest.raises(RegistryError, match=rf"registry {fake.address} refused the blob "
+                                                r"upload \(400 Bad Request: SIZE_INVALID too "
+                                                r"big\)"):
+            await client.push_blob(fake.ref("logs:ca1"), b"the log")
+
+
+async def test_an_upload_sent_to_another_origin_is_refused(fake):
+    fake.upload_location = "http://elsewhere.example/v2/logs/blobs/uploads/s0"
+    async with RegistryClient() as client:
+        with pytest.raises(RegistryError, match="started an upload at 'http://elsewhere.example/"
+                                                "v2/logs/blobs/uploads/s0', not under its "
+                                                f"endpoint http://{fake.address}"):
+            await client.push_blob(fake.ref("logs:ca1"), b"the log")
+    assert fake.requests("PUT") == 0
+
+
+async def test_an_absolute_upload_location_at_the_endpoint_is_followed(fake):
+    fake.upload_location = f"http://{fake.address}/v2/logs/blobs/uploads/s0?_state=a%2Bb%3D"
+    async with RegistryClient() as client:
+        digest = await client.push_blob(fake.ref("logs:ca1"), b"the log")
+    assert fake.blobs == {("logs", digest): b"the log"}
