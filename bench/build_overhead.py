@@ -1,6 +1,6 @@
 """`basewatch build` against `docker build` + `docker push` of the same context on the same engine.
 
-    .venv/bin/python bench/build_overhead.py [--rounds 10]
+    python3 bench/build_overhead.py [--rounds 10]
 
 A real daemon (`basewatch serve`), a real registry, one engine for both. Each round builds a
 context both ways, in alternating order, with a build arg that changes every round so the `RUN`
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The interpreter running this script, on this checkout: not a hard-coded virtual environment.
+BASEWATCH = [sys.executable, "-m", "basewatch"]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 import docker  # noqa: E402
@@ -93,11 +95,12 @@ def main() -> int:
                 "state_dir": str(workdir / "state"), "listen": f"127.0.0.1:{port}",
                 "poll_interval": "1h", "api_token_env": "BENCH_TOKEN",
                 "registries": [{"host": reg}]}))
-            env = dict(os.environ, DOCKER_HOST=engine.docker_host, DOCKER_BUILDKIT="0",
+            env = dict(os.environ, PYTHONPATH=str(REPO), DOCKER_HOST=engine.docker_host,
+                       DOCKER_BUILDKIT="0",
                        BENCH_TOKEN=TOKEN, BASEWATCH_TOKEN=TOKEN,
                        BASEWATCH_URL=f"http://127.0.0.1:{port}")
             daemon = subprocess.Popen(
-                [str(REPO / ".venv" / "bin" / "basewatch"), "serve", "--config", str(config)],
+                [*BASEWATCH, "serve", "--config", str(config)],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 stack.daemon_health(f"http://127.0.0.1:{port}", daemon)
@@ -153,18 +156,18 @@ class Figures:
 def measure(context: Path, rounds: int, reg: str, env: dict[str, str],
             label: str) -> Figures:
     """Both ways, `rounds` times after a warm-up, back to back in alternating order."""
-    cli, basewatch = docker_cli(), str(REPO / ".venv" / "bin" / "basewatch")
+    cli = docker_cli()
     figures = Figures(label)
     for round_ in range(rounds + 1):  # round 0 warms both paths up
         tags = {"docker": f"{reg}/{label}-docker:{round_}",
                 "basewatch": f"{reg}/{label}-basewatch:{round_}"}
         runs = {
             "docker": lambda n=round_: timed(
-                env, [cli, "build", "--network", "host", "-q", "--build-arg", f"NONCE=d{n}",
+                env, [cli, "build", "-q", "--build-arg", f"NONCE=d{n}",
                       "-t", tags["docker"], str(context)],
                 [cli, "push", "-q", tags["docker"]]),
             "basewatch": lambda n=round_: timed(
-                env, [basewatch, "build", "--build-arg", f"NONCE=b{n}", "-t",
+                env, [*BASEWATCH, "build", "--build-arg", f"NONCE=b{n}", "-t",
                       tags["basewatch"], str(context)]),
         }
         order = ("docker", "basewatch") if round_ % 2 else ("basewatch", "docker")

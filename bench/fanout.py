@@ -1,6 +1,6 @@
 """One base with 1,000 dependent tasks: from the digest change to all 1,000 runs queued.
 
-    .venv/bin/python bench/fanout.py [--tasks 1000]
+    python3 bench/fanout.py [--tasks 1000]
 
 A real `basewatch serve` process with N tasks in its config (all FROM the same base in a real
 local registry), polling every second. A new digest of the base is pushed; the figure is the
@@ -26,6 +26,8 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
+# The interpreter running this script, on this checkout: not a hard-coded virtual environment.
+BASEWATCH = [sys.executable, "-m", "basewatch"]
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 import stack  # noqa: E402
@@ -76,11 +78,12 @@ def main() -> int:
             asyncio.run(push_base(registry.address, "before"))
             config = write_config(workdir, registry.address, args.tasks, port)
             # The engine is never used: the runs stay queued behind the settle window.
-            env = dict(os.environ, DOCKER_HOST=f"unix://{workdir}/no-engine.sock")
+            env = dict(os.environ, PYTHONPATH=str(REPO),
+                       DOCKER_HOST=f"unix://{workdir}/no-engine.sock")
             log_path = workdir / "daemon.log"
             with open(log_path, "w") as log_file:
                 daemon = subprocess.Popen(
-                    [str(REPO / ".venv" / "bin" / "basewatch"), "serve", "--config", str(config)],
+                    [*BASEWATCH, "serve", "--config", str(config)],
                     env=env, stdout=log_file, stderr=subprocess.STDOUT)
             try:
                 started = time.monotonic()

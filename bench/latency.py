@@ -1,6 +1,6 @@
 """Time from a base push to its dependent's run starting: with notifications, and polling only.
 
-    .venv/bin/python bench/latency.py [--samples 10]
+    python3 bench/latency.py [--samples 10]
 
 A real registry (notifications pointed at the daemon), a real engine, a daemon in this process.
 Each sample pushes a new digest of the base over the registry API (two blobs and the manifest, a

@@ -1,6 +1,6 @@
 """One full poll cycle over N distinct base references on a real local registry.
 
-    .venv/bin/python bench/poll.py [--sizes 100 1000] [--concurrency 64]
+    python3 bench/poll.py [--sizes 100 1000] [--concurrency 64]
 
 Pushes N single-platform images (one repository each) to a fresh docker-registry, records them
 as watched bases in a fresh store, takes a baseline cycle (first observations), then measures a

@@ -22,6 +22,8 @@ import stack
 from busybox_images import BaseImages
 
 REPO = Path(__file__).resolve().parent.parent
+# The interpreter running this script, on this checkout: not a hard-coded virtual environment.
+BASEWATCH = [sys.executable, "-m", "basewatch"]
 CONFIG = REPO / "config" / "demo.yml"
 BASE = "127.0.0.1:5000/demo/base:1"
 TASKS = ("hello", "web")
@@ -65,7 +67,7 @@ def main() -> int:
 
     say("starting: basewatch serve --config config/demo.yml")
     daemon = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "basewatch"), "serve", "--config", str(CONFIG)],
+        [*BASEWATCH, "serve", "--config", str(CONFIG)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     succeeded: set[str] = set()
     rebuilt = threading.Event()
@@ -84,7 +86,7 @@ def main() -> int:
         if not rebuilt.wait(timeout=180):
             say("the rebuilds did not finish within 180 s: see the log above")
             return 1
-        graph = subprocess.run([str(REPO / ".venv" / "bin" / "basewatch"), "graph"], env=env,
+        graph = subprocess.run([*BASEWATCH, "graph"], env=env,
                                capture_output=True, text=True)
         say(f"basewatch graph (BASEWATCH_TOKEN={API_TOKEN}):\n{graph.stdout or graph.stderr}")
         say("both applications were rebuilt on the patched base and pushed. "
