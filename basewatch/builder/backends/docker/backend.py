@@ -56,8 +56,8 @@ class DockerBackend:
         return True
 
     async def run(self, plan: RunPlan, run_log: RunLogSink, report: OutcomeHook) -> None:
-        session = _Session(self, self._engines.setdefault(plan.run_id, self.engine_factory()),
-                           plan, run_log)
+        engine = self._engines[plan.run_id] = self.engine_factory()
+        session = _Session(self, engine, plan, run_log)
         try:
             # Refused before anything is built: the engine resolves names itself and follows
             # no rule of ours.
