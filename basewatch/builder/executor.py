@@ -28,6 +28,7 @@ from basewatch.run_plan import (
     BuildStep,
     IndexOutcome,
     PushOutcome,
+    PushStep,
     RunPlan,
     StepOutcome,
 )
@@ -64,14 +65,16 @@ def _say(run_log: RunLog | None, text: str) -> None:
 
 class _Results:
     """What a run's steps reported, recorded as they come: the bases once every platform is
-    built, the images pushed (a multi-platform tag by its index)."""
+    built (and, for several platforms, pushed under its own tag), the images pushed (a
+    multi-platform tag by its index)."""
 
     def __init__(self, store: Store, plan: RunPlan):
         self.store = store
         self.plan = plan
         self.several = len(plan.platforms) > 1
-        builds = [s for s in plan.steps if isinstance(s, BuildStep)]
-        self.last_build = builds[-1] if builds else None
+        platform_steps = [s for s in plan.steps if isinstance(s, BuildStep)
+                          or isinstance(s, PushStep) and s.platform is not None]
+        self.bases_known_after = platform_steps[-1] if platform_steps else None
         self.base_digests: dict[str, str] = {}
         self.outputs: list[PushedImage] = []
 
@@ -80,12 +83,12 @@ class _Results:
             for base, digest in outcome.base_digests.items():
                 key = f"{base} ({outcome.step.platform})" if self.several else base
                 self.base_digests[key] = digest
-            if outcome.step is self.last_build:
-                await self.store.runs.record_base_digests(self.plan.run_id, self.base_digests)
         elif isinstance(outcome, PushOutcome) and outcome.step.platform is None:
             self.outputs.append(PushedImage(outcome.step.tag, outcome.digest))
         elif isinstance(outcome, IndexOutcome):
             self.outputs.append(PushedImage(outcome.step.tag, outcome.digest))
+        if outcome.step is self.bases_known_after:
+            await self.store.runs.record_base_digests(self.plan.run_id, self.base_digests)
 
 
 class RunExecutor:

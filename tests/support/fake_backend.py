@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Callable
 
 from basewatch.errors import EngineError
 from basewatch.run_plan import (
@@ -24,10 +25,11 @@ def digest_of(text: str) -> str:
 
 
 class FakeBackend:
-    """`fail_on`: a step kind (BuildStep...) whose first step raises `failure`; `hold_on`: a step
-    kind whose first step waits until `release` is set (or the run is canceled)."""
+    """`fail_on`: a step kind (BuildStep...), or a test of a step, whose first step raises
+    `failure`; `hold_on`: a step kind whose steps wait until `release` is set (or the run is
+    canceled)."""
 
-    def __init__(self, fail_on: type | None = None,
+    def __init__(self, fail_on: type | Callable[[object], bool] | None = None,
                  failure: BaseException = EngineError("build failed: the fake said so"),
                  hold_on: type | None = None):
         self.plans: list[RunPlan] = []
@@ -52,11 +54,18 @@ class FakeBackend:
                     await _first(self.release.wait(), canceled.wait())
                 if canceled.is_set():
                     raise EngineError("build was canceled")
-                if self.fail_on is not None and isinstance(step, self.fail_on):
+                if self._fails(step):
                     raise self.failure
                 await report(self.outcome(step))
         finally:
             del self.running[plan.run_id]
+
+    def _fails(self, step) -> bool:
+        if self.fail_on is None:
+            return False
+        if isinstance(self.fail_on, type):
+            return isinstance(step, self.fail_on)
+        return self.fail_on(step)
 
     @staticmethod
     def outcome(step):

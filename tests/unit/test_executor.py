@@ -22,7 +22,7 @@ from basewatch.config import TaskSettings
 from basewatch.errors import EngineError
 from basewatch.models import RunStatus, RunType, Trigger
 from basewatch.oci.image_sources import ImageSources
-from basewatch.run_plan import BuildStep, PushStep
+from basewatch.run_plan import BuildStep, IndexStep, PushStep
 from basewatch.runqueue import RunQueue
 from basewatch.store import Store
 from basewatch.store import runs as runs_module
@@ -403,3 +403,18 @@ async def test_closing_the_executor_closes_its_backend(store, tmp_path):
     backend = FakeBackend()
     make_executor(store, tmp_path, backend=backend).close()
     assert backend.closed
+
+
+def last_platform_push(step) -> bool:
+    return isinstance(step, PushStep) and step.platform == "linux/arm64"
+
+
+@pytest.mark.parametrize("fail_on, recorded", [(last_platform_push, False), (IndexStep, True)])
+async def test_several_platforms_record_their_bases_once_each_is_built_and_pushed(
+        store, tmp_path, fail_on, recorded):
+    await register(store, tmp_path)
+    run_id = await queue_task_run(store, "app", "linux/amd64,linux/arm64")
+    await make_executor(store, tmp_path, backend=FakeBackend(fail_on=fail_on)).execute(run_id)
+    run = await store.runs.get(run_id)
+    assert run.status is RunStatus.FAILED
+    assert bool(run.base_digests) is recorded
