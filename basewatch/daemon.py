@@ -22,10 +22,13 @@ from typing import Callable
 from aiohttp import web
 
 from basewatch.builder.contexts.checkout import Checkouts, git_credentials
-from basewatch.builder.docker_engine import DockerEngine
+from basewatch.builder.backends.docker.backend import DockerBackend
+from basewatch.builder.backends.docker.docker_engine import DockerEngine
+from basewatch.builder.executor import RunExecutor
 from basewatch.builder.log_archive import LogArchive
+from basewatch.builder.planner import RunPlanner
+from basewatch.builder.quick_runs import QuickRuns
 from basewatch.oci.image_sources import ImageSources
-from basewatch.builder.runner import RunExecutor
 from basewatch.config import Config, TaskSettings, load_config
 from basewatch.errors import BasewatchError
 from basewatch.http.app import create_app
@@ -176,13 +179,16 @@ class Daemon:
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
                                        on_change=self._tasks_changed)
+        planner = RunPlanner(store, checkouts, QuickRuns(config.state_dir / "contexts"),
+                             run_registry, on_context_changed=self._reregister)
+        backend = DockerBackend(
+            lambda: DockerEngine(self.docker_host, network=config.build_network),
+            ImageSources(config.registries), self.registry_client,
+            threads=config.max_concurrent_runs * 2)
         self.executor = RunExecutor(
-            store, lambda: DockerEngine(self.docker_host, network=config.build_network),
-            config.state_dir / "logs",
-            ImageSources(config.registries), self.registry_client, checkouts,
-            run_registry=run_registry, threads=config.max_concurrent_runs * 2,
-            on_finished=self._cascade, upstream_of=self._upstream_of, metrics=self.metrics,
-            on_context_changed=self._reregister, max_log_bytes=config.max_log_bytes)
+            store, planner, backend, config.state_dir / "logs", on_finished=self._cascade,
+            upstream_of=self._upstream_of, metrics=self.metrics,
+            max_log_bytes=config.max_log_bytes)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)

@@ -17,7 +17,7 @@ from basewatch.context_spec import (ContextError, context_host, display_url,
                                     without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
-from basewatch.builder.runner import RunExecutor
+from basewatch.builder.executor import RunExecutor
 from basewatch.config import CREDENTIALS_IN_URL, TaskSettings, format_validation_error
 from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view

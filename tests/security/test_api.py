@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from basewatch.builder.docker_engine import DockerEngine
+from basewatch.builder.backends.docker.docker_engine import DockerEngine
 from basewatch.models import RunStatus, RunType, Trigger
 from basewatch.store.runs import RunRequest
 from tests.e2e.test_daemon import health, start_daemon, stop

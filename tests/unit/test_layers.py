@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
     ("dockerfile", ("dockerfile",)),
-    ("core", ("models", "context_spec", "templating", "metrics", "runqueue")),
+    ("core", ("models", "context_spec", "templating", "metrics", "runqueue", "run_plan")),
     ("config", ("config",)),
     ("graph", ("graph", "graph_view")),
     ("store", ("store",)),
@@ -135,5 +135,7 @@ def test_the_check_sees_imports_in_functions_and_type_checking_blocks(tmp_path):
         (3, "basewatch.daemon"), (5, "basewatch.services"), (6, "basewatch.builder.contexts"),
         (7, "basewatch.errors")]
     assert layer_of("basewatch.builder.contexts.fetch")[1] == "contexts"
-    assert layer_of("basewatch.builder.runner")[1] == "builder"
+    assert layer_of("basewatch.builder.executor")[1] == "builder"
+    assert layer_of("basewatch.builder.backends.docker.backend")[1] == "builder"
+    assert layer_of("basewatch.run_plan")[1] == "core"
     assert layer_of("basewatch")[1] == "floor"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from basewatch.builder.base_leases import BaseLeases
+from basewatch.builder.backends.docker.base_leases import BaseLeases
 
 
 async def test_same_platform_shares_other_platform_waits():

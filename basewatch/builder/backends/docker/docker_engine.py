@@ -1,4 +1,4 @@
-"""Docker Engine through the docker SDK. Blocking: the runner calls it from a worker thread."""
+"""Docker Engine through the docker SDK. Blocking: the Docker backend calls it from a thread."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
-from basewatch.builder.engine import BuildRequest, BuildResult, LogSink
+from basewatch.builder.backends.docker.engine import BuildRequest, BuildResult, LogSink
 from basewatch.errors import EngineError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
@@ -212,7 +212,7 @@ class DockerEngine:
     def _stream_build(self, client: docker.APIClient, request: BuildRequest,
                       log: LogSink) -> str:
         image_id = None
-        # pull=False: the runner has just pulled every base, from where the watcher reads it.
+        # pull=False: the backend has just pulled every base, from where the watcher reads it.
         # Without a network_mode the engine's default network: a Dockerfile's RUN steps must not
         # reach the daemon, the registry or anything else listening on the host's loopback.
         network = None if self.network == "default" else self.network

@@ -1,0 +1,1 @@
+"""The Docker Engine backend: pulls, base leases, builds, pushes and index assembly."""

@@ -1,0 +1,232 @@
+"""Executes one queued run: claims it, waits for its upstream runs, has it planned and its plan
+carried out by the backend under its timeout, and records how it ended, whatever happens."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from basewatch.builder.backend import Backend
+from basewatch.builder.planner import RunPlanner
+from basewatch.builder.quick_runs import QUICK_TASK_NAME
+from basewatch.builder.run_log import (
+    DEFAULT_MAX_LOG_BYTES,
+    LogUpdates,
+    RunLog,
+    log_path,
+)
+from basewatch.config import TaskSettings
+from basewatch.errors import BasewatchError
+from basewatch.metrics import Metrics
+from basewatch.models import PushedImage, Run, RunStatus
+from basewatch.run_plan import (
+    BuildOutcome,
+    BuildStep,
+    IndexOutcome,
+    PushOutcome,
+    PushStep,
+    RunPlan,
+    StepOutcome,
+)
+from basewatch.store import Store
+
+log = logging.getLogger(__name__)
+
+FinishedHook = Callable[[Run], Awaitable[None]]
+UpstreamOf = Callable[[str], Awaitable[set[str]]]
+# How often a run waiting on an upstream build asks again.
+UPSTREAM_RECHECK_SECONDS = 0.5
+# A run's error is one line: an unexpected exception's message is cut to this.
+MAX_ERROR_CHARS = 500
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """One line for the run's record; the traceback goes to the daemon's log only."""
+    # An OSError's text names the daemon's own paths; its strerror says what went wrong.
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    text = " ".join(f"unexpected error: {type(exc).__name__}: {detail}".split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 1] + "…"
+
+
+def _say(run_log: RunLog | None, text: str) -> None:
+    """A last line in the run's log, when the log can still take it (a full disk cannot)."""
+    if run_log is None:
+        return
+    try:
+        run_log.line(text)
+    except Exception as exc:
+        log.warning("cannot write the last line of a run's log (%s: %s)", type(exc).__name__,
+                    exc.strerror if isinstance(exc, OSError) else exc)
+
+
+class _Results:
+    """What a run's steps reported, recorded as they come: the bases once every platform is
+    built (and, for several platforms, pushed under its own tag), the images pushed (a
+    multi-platform tag by its index)."""
+
+    def __init__(self, store: Store, plan: RunPlan):
+        self.store = store
+        self.plan = plan
+        self.several = len(plan.platforms) > 1
+        platform_steps = [s for s in plan.steps if isinstance(s, BuildStep)
+                          or isinstance(s, PushStep) and s.platform is not None]
+        self.bases_known_after = platform_steps[-1] if platform_steps else None
+        self.base_digests: dict[str, str] = {}
+        self.outputs: list[PushedImage] = []
+
+    async def report(self, outcome: StepOutcome) -> None:
+        if isinstance(outcome, BuildOutcome):
+            for base, digest in outcome.base_digests.items():
+                key = f"{base} ({outcome.step.platform})" if self.several else base
+                self.base_digests[key] = digest
+        elif isinstance(outcome, PushOutcome) and outcome.step.platform is None:
+            self.outputs.append(PushedImage(outcome.step.tag, outcome.digest))
+        elif isinstance(outcome, IndexOutcome):
+            self.outputs.append(PushedImage(outcome.step.tag, outcome.digest))
+        if outcome.step is self.bases_known_after:
+            await self.store.runs.record_base_digests(self.plan.run_id, self.base_digests)
+
+
+class RunExecutor:
+    def __init__(self, store: Store, planner: RunPlanner, backend: Backend, logs_dir: Path,
+                 on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
+                 metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES):
+        self.store = store
+        self.planner = planner
+        self.backend = backend
+        self.logs_dir = logs_dir
+        self.on_finished = on_finished
+        self.upstream_of = upstream_of
+        self.metrics = metrics
+        self._canceled: set[str] = set()
+        self.quick_runs = planner.quick_runs
+        self.log_updates = LogUpdates()
+        self.max_log_bytes = max_log_bytes
+
+    def close(self) -> None:
+        self.backend.close()
+
+    async def execute(self, run_id: str) -> float | None:
+        """Run it; or, when it must wait, how many seconds until it should be asked again."""
+        run = await self.store.runs.get(run_id)
+        if run is None or run.status is not RunStatus.QUEUED:
+            return None  # canceled or already handled while it waited
+        if wait := await self._must_wait(run):
+            return wait
+        await self._execute(run)
+        return None
+
+    async def _must_wait(self, run: Run) -> float | None:
+        now = datetime.now(timezone.utc)
+        if run.not_before is not None and run.not_before > now:
+            return (run.not_before - now).total_seconds()  # still settling
+        if self.upstream_of is not None:
+            # Built in topological order: not while a task it is built on is being rebuilt.
+            upstream = await self.upstream_of(run.task)
+            if upstream and upstream & await self.store.runs.pending_tasks():
+                return UPSTREAM_RECHECK_SECONDS
+        return None
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a queued or running run; False when it has already finished."""
+        if await self.store.runs.cancel_queued(run_id, "canceled by request"):
+            run = await self.store.runs.get(run_id)
+            if run.spec is not None:
+                self.quick_runs.clean_up(run)  # no run will need its upload now
+            return True
+        self._canceled.add(run_id)
+        if await self.backend.cancel(run_id):
+            return True
+        self._canceled.discard(run_id)
+        return False
+
+    async def _execute(self, run: Run) -> None:
+        # Raising here leaves the run Queued: the queue tries it again later.
+        await self.store.runs.mark_started(run.id)
+        run_log = None
+        keep_upload = False
+        # From here on, every way out records a final state: nothing is left Running.
+        try:
+            run_log = RunLog(log_path(self.logs_dir, run.id),
+                             on_write=functools.partial(self.log_updates.changed, run.id),
+                             max_bytes=self.max_log_bytes)
+            task = await self.planner.task_of(run)
+            status, outputs, error = await self._plan_and_run(run, task, run_log)
+        except BasewatchError as exc:
+            status, outputs, error = RunStatus.ERROR, [], str(exc)
+            _say(run_log, f"Run ID: {run.id} errored: {error}")
+        except asyncio.CancelledError:
+            keep_upload = True  # the re-run builds it (a restart re-queues it if this fails)
+            rerun = await asyncio.shield(self.store.runs.cancel_and_requeue(
+                run, "the daemon shut down during the run"))
+            keep_upload = rerun is not None
+            _say(run_log, f"Run ID: {run.id} was canceled: the daemon is shutting down"
+                 + (f"; it will run again as {rerun}" if rerun else ""))
+            raise
+        except Exception as exc:  # a bug, or an input nobody foresaw: the run still ends
+            status, outputs, error = RunStatus.FAILED, [], unexpected_error(exc)
+            log.exception("run %s (%s) failed on an unexpected error", run.id,
+                          run.task or QUICK_TASK_NAME)
+            _say(run_log, f"Run ID: {run.id} failed: {error}")
+        finally:
+            if run_log is not None:
+                with contextlib.suppress(Exception):
+                    run_log.close()
+            if run.spec is not None and not keep_upload:
+                self.quick_runs.clean_up(run)
+        if run.id in self._canceled:
+            self._canceled.discard(run.id)
+            status, error = RunStatus.CANCELED, "canceled by request"
+        await self.store.runs.finish(run.id, status, outputs, error)
+        self.log_updates.changed(run.id)
+        finished = await self.store.runs.get(run.id)
+        if self.metrics is not None:
+            self.metrics.runs.labels(run.trigger.value, status.value).inc()
+            if finished.duration_seconds is not None:
+                self.metrics.run_duration.labels(run.trigger.value).observe(
+                    finished.duration_seconds)
+        pushed = ", ".join(f"{o.image}@{o.digest}" for o in outputs)
+        log.info("run %s (%s) %s%s", run.id, run.task or QUICK_TASK_NAME, status.value,
+                 f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
+        if self.on_finished is not None:
+            try:
+                await self.on_finished(finished)
+            except Exception:
+                log.exception("run %s: what follows its end failed", run.id)
+
+    async def _plan_and_run(self, run: Run, task: TaskSettings, run_log: RunLog
+                            ) -> tuple[RunStatus, list[PushedImage], str | None]:
+        """The whole run under its timeout: fetching its context counts too."""
+        try:
+            async with asyncio.timeout(task.timeout):
+                async with self.planner.plan(run, task, run_log) as plan:
+                    return await self._carry_out(run, plan, run_log)
+        except TimeoutError:
+            message = f"the run exceeded its timeout of {task.timeout:.0f}s"
+            run_log.line(f"Run ID: {run.id} timed out: {message}")
+            return RunStatus.TIMEOUT, [], message
+
+    async def _carry_out(self, run: Run, plan: RunPlan, run_log: RunLog
+                         ) -> tuple[RunStatus, list[PushedImage], str | None]:
+        log.info("run %s (%s) started: building %s", run.id, plan.task, ", ".join(plan.images))
+        run_log.line(f"Run ID: {run.id} started: task {plan.task}, trigger {run.trigger.value}"
+                     + (f" ({run.reason})" if run.reason else ""))
+        started = asyncio.get_running_loop().time()
+        results = _Results(self.store, plan)
+        try:
+            await self.backend.run(plan, run_log, results.report)
+        except BasewatchError as exc:
+            if run.id in self._canceled:
+                run_log.line(f"Run ID: {run.id} was canceled")
+                return RunStatus.CANCELED, [], "canceled by request"
+            run_log.line(f"Run ID: {run.id} failed: {exc}")
+            return RunStatus.FAILED, [], str(exc)
+        if run.spec is None:
+            await self.store.graph.record_build(plan.task, results.base_digests)
+        run_log.line(f"Run ID: {run.id} was successful after "
+                     f"{asyncio.get_running_loop().time() - started:.0f}s")
+        return RunStatus.SUCCEEDED, results.outputs, None

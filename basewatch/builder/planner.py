@@ -1,0 +1,131 @@
+"""What a run will do: its task, its context checked out, the bases each platform is built on,
+its tags and build args rendered with the run's variables, as a run plan of steps."""
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+from basewatch.builder.backend import RunLogSink
+from basewatch.builder.contexts.checkout import (
+    Checkouts,
+    check_api_folder,
+    dockerfile_in,
+    read_dockerfile,
+)
+from basewatch.builder.quick_runs import QuickRuns
+from basewatch.config import TaskSettings
+from basewatch.dockerfile.analysis import analyse_dockerfile
+from basewatch.errors import BasewatchError
+from basewatch.models import Run
+from basewatch.oci.image_index import platform_tag
+from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
+from basewatch.run_plan import BuildStep, IndexStep, PushStep, RunPlan, Step
+from basewatch.store import Store
+from basewatch.templating import RunVariables, render
+
+ContextChangedHook = Callable[[TaskSettings, Path], Awaitable[None]]
+
+
+class RunPlanner:
+    def __init__(self, store: Store, checkouts: Checkouts, quick_runs: QuickRuns,
+                 run_registry: str | None = None,
+                 on_context_changed: ContextChangedHook | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.store = store
+        self.checkouts = checkouts
+        self.quick_runs = quick_runs
+        self.run_registry = run_registry
+        self.on_context_changed = on_context_changed
+        self.clock = clock
+
+    async def task_of(self, run: Run) -> TaskSettings:
+        """The task a run builds: a registered task, or a quick run's own spec."""
+        if run.spec is not None:
+            return self.quick_runs.task_of(run)
+        found = await self.store.tasks.get_with_source(run.task)
+        if found is None:
+            raise BasewatchError(f"task {run.task} no longer exists")
+        task, source = found
+        if source == "api" and task.local_context:
+            # Checked at creation too; this catches a task stored by an older version.
+            await asyncio.to_thread(check_api_folder, task.context,
+                                    self.checkouts.local_contexts_root)
+        return task
+
+    @asynccontextmanager
+    async def plan(self, run: Run, task: TaskSettings, run_log: RunLogSink
+                   ) -> AsyncIterator[RunPlan]:
+        """The run's plan, on its context checked out for as long as the plan is used."""
+        async with self.checkouts.for_run(task.context, run.id, run_log.line) as checkout:
+            if checkout.revision is not None:
+                await self.store.runs.record_git_revision(run.id, checkout.revision)
+            bases = await self._bases_of(run, task, checkout.folder)
+            yield dockerfile_plan(run, task, checkout.folder, bases,
+                                  self.variables(run))
+
+    def variables(self, run: Run) -> RunVariables:
+        first = Platform.parse(run.platform.split(",")[0])
+        return RunVariables(id=run.id, date=self.clock(), registry=self.run_registry,
+                            os=first.os, architecture=first.architecture)
+
+    async def _bases_of(self, run: Run, task: TaskSettings, context: Path
+                        ) -> dict[str, list[str]]:
+        """The bases to pull for each platform built: what the Dockerfile names for it (a
+        quick build of several platforms may name other bases per platform, through
+        TARGETARCH). A registered task's recorded edges answer for a local folder; a fetched
+        context may have changed since registration, so its task is registered again from it
+        when its bases moved."""
+        # Checked for every run: the folder may have changed since registration.
+        await asyncio.to_thread(dockerfile_in, context, task.file)
+        platforms = run.platform.split(",")
+        if run.spec is None and task.local_context:
+            recorded = [d.base for d in await self.store.graph.dependencies(task.name)]
+            return {platform: recorded for platform in platforms}
+        content = await asyncio.to_thread(read_dockerfile, context, task.file)
+        found = {}
+        for platform in platforms:
+            bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
+                                            task.target, task.file, platform)
+            found[platform] = [str(b) for b in (bases.runtime, *bases.buildtime)
+                               if b is not None]
+        if run.spec is None and self.on_context_changed is not None:
+            recorded = {d.base for d in await self.store.graph.dependencies(task.name)}
+            if set(found[platforms[0]]) != recorded:  # a task builds one platform
+                await self.on_context_changed(task, context)
+        return found
+
+
+def dockerfile_plan(run: Run, task: TaskSettings, context: Path,
+                    bases_by_platform: dict[str, list[str]], variables: RunVariables) -> RunPlan:
+    """A Dockerfile task's plan: one build per platform and its pushes. Several platforms are
+    each pushed under a tag of their own, then put together as one index per tag."""
+    platforms = run.platform.split(",")
+    tags = [render(image, variables, run.values) for image in task.image]
+    build_args = {k: render(v, variables, run.values) for k, v in task.build_args.items()}
+
+    def build(platform: str, platform_tags: list[str]) -> BuildStep:
+        return BuildStep(platform=platform, tags=platform_tags,
+                         bases=bases_by_platform[platform], dockerfile=task.file,
+                         build_args=build_args, target=task.target)
+
+    steps: list[Step] = []
+    if len(platforms) == 1:
+        steps.append(build(platforms[0], tags))
+        steps += [PushStep(tag) for tag in tags if task.push]
+        return RunPlan(run.id, task.name, context, tags, steps)
+    # An index can only point at manifests in its own repository: one image per platform in
+    # each repository the tags name.
+    first_tags = {ImageReference.parse(tag).name: tag for tag in reversed(tags)}
+    for platform in platforms:
+        platform_tags = {name: platform_tag(tag, platform) for name, tag in first_tags.items()}
+        steps.append(build(platform, list(platform_tags.values())))
+        steps += [PushStep(tag, platform) for tag in platform_tags.values() if task.push]
+    for tag in tags if task.push else ():
+        name = ImageReference.parse(tag).name
+        steps.append(IndexStep(tag, [(platform, platform_tag(first_tags[name], platform))
+                                     for platform in platforms]))
+    return RunPlan(run.id, task.name, context, tags, steps)
