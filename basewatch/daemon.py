@@ -38,6 +38,7 @@ from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import Store
+from basewatch.tasks import Task
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.notifications import PushNotification
@@ -287,7 +288,7 @@ class Daemon:
         if state.disk_problem is not None:
             log.error("%s", state.disk_problem)
 
-    async def _reregister(self, task: TaskSettings, context: Path) -> None:
+    async def _reregister(self, task: Task, context: Path) -> None:
         """A run fetched a Dockerfile whose bases moved since registration: follow it."""
         found = await self.store.tasks.get_with_source(task.name)
         if found is not None:
@@ -310,9 +311,10 @@ class Daemon:
         names = {task.name for task in self.config.tasks}
         fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
 
-        async def register(task: TaskSettings) -> None:
+        async def register(settings: TaskSettings) -> None:
             # Remote contexts are fetched side by side; the registrar still takes the tasks
             # into the graph one at a time (local ones in the config's order).
+            task = settings.to_task()
             async with fetches:
                 try:
                     bases = await self.registrar.register(task, "config")

@@ -19,12 +19,12 @@ from basewatch.oci.image_sources import ImageSources
 from basewatch.oci.image_index import platform_tag, push_index
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickRuns
 from basewatch.builder.run_log import DEFAULT_MAX_LOG_BYTES, LogUpdates, RunLog, log_path
-from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
 from basewatch.oci.platforms import Platform
 from basewatch.store import Store
+from basewatch.tasks import Task
 from basewatch.templating import RunVariables, render
 from basewatch.watcher.digest_watch import DigestSource, PlatformDigestLike
 from basewatch.dockerfile.analysis import analyse_dockerfile
@@ -33,7 +33,7 @@ from basewatch.oci.reference import ImageReference
 log = logging.getLogger(__name__)
 
 FinishedHook = Callable[[Run], Awaitable[None]]
-ContextChangedHook = Callable[[TaskSettings, Path], Awaitable[None]]
+ContextChangedHook = Callable[[Task, Path], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
@@ -126,7 +126,7 @@ class RunExecutor:
         await asyncio.get_running_loop().run_in_executor(self._threads, engine.cancel)
         return True
 
-    async def _task_of(self, run: Run) -> TaskSettings:
+    async def _task_of(self, run: Run) -> Task:
         """The task a run builds: a registered task, or a quick run's own spec."""
         if run.spec is not None:
             return self.quick_runs.task_of(run)
@@ -140,7 +140,7 @@ class RunExecutor:
                                     self.checkouts.local_contexts_root)
         return task
 
-    async def _bases_of(self, run: Run, task: TaskSettings, context: Path
+    async def _bases_of(self, run: Run, task: Task, context: Path
                         ) -> dict[str, list[str]]:
         """The bases to pull for each platform built: what the Dockerfile names for it (a
         quick build of several platforms may name other bases per platform, through
@@ -151,8 +151,9 @@ class RunExecutor:
         await asyncio.to_thread(dockerfile_in, context, task.file)
         platforms = run.platform.split(",")
         if run.spec is None and task.local_context:
-            recorded = [d.base for d in await self.store.graph.dependencies(task.name)]
-            return {platform: recorded for platform in platforms}
+            recorded = await self.store.graph.dependencies(task.name)
+            return {platform: [d.base for d in recorded if d.platform == platform]
+                    for platform in platforms}
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
         found = {}
         for platform in platforms:
@@ -161,8 +162,9 @@ class RunExecutor:
             found[platform] = [str(b) for b in (bases.runtime, *bases.buildtime)
                                if b is not None]
         if run.spec is None and self.on_context_changed is not None:
-            recorded = {d.base for d in await self.store.graph.dependencies(task.name)}
-            if set(found[platforms[0]]) != recorded:  # a task builds one platform
+            recorded = {(d.base, d.platform)
+                        for d in await self.store.graph.dependencies(task.name)}
+            if {(base, p) for p in platforms for base in found[p]} != recorded:
                 await self.on_context_changed(task, context)
         return found
 
@@ -221,7 +223,7 @@ class RunExecutor:
             except Exception:
                 log.exception("run %s: what follows its end failed", run.id)
 
-    async def _fetch_build_and_push(self, run: Run, task: TaskSettings, run_log: RunLog
+    async def _fetch_build_and_push(self, run: Run, task: Task, run_log: RunLog
                                     ) -> tuple[RunStatus, list[PushedImage], str | None]:
         """The whole run under its timeout: fetching its context counts too."""
         try:
@@ -238,7 +240,7 @@ class RunExecutor:
             run_log.line(f"Run ID: {run.id} timed out: {message}")
             return RunStatus.TIMEOUT, [], message
 
-    async def _build_and_push(self, run: Run, task: TaskSettings, context: Path,
+    async def _build_and_push(self, run: Run, task: Task, context: Path,
                               bases_by_platform: dict[str, list[str]], run_log: RunLog
                               ) -> tuple[RunStatus, list[PushedImage], str | None]:
         platforms = run.platform.split(",")
@@ -246,7 +248,7 @@ class RunExecutor:
         variables = RunVariables(id=run.id, date=datetime.now(timezone.utc),
                                  registry=self.run_registry, os=first.os,
                                  architecture=first.architecture)
-        tags = [render(image, variables, run.values) for image in task.image]
+        tags = [render(image, variables, run.values) for image in task.images]
         build_args = {k: render(v, variables, run.values) for k, v in task.build_args.items()}
         engine = self._engines[run.id] = self.engine_factory()
         log.info("run %s (%s) started: building %s", run.id, task.name, ", ".join(tags))
@@ -301,12 +303,12 @@ class RunExecutor:
             for tag in tags if task.push else ():
                 await self.digests.check_registry(ImageReference.parse(tag))
             if len(platforms) == 1:
-                base_digests = await build(platforms[0], tags)
-                await self.store.runs.record_base_digests(run.id, base_digests)
+                built_on = {platforms[0]: await build(platforms[0], tags)}
+                await self.store.runs.record_base_digests(run.id, built_on[platforms[0]])
                 if task.push:
                     outputs = [PushedImage(tag, await push(tag)) for tag in tags]
             else:
-                base_digests, outputs = await self._build_platforms(
+                built_on, outputs = await self._build_platforms(
                     run, task, tags, platforms, build, push, run_log)
         except BasewatchError as exc:
             if run.id in self._canceled:
@@ -315,22 +317,26 @@ class RunExecutor:
             run_log.line(f"Run ID: {run.id} failed: {exc}")
             return RunStatus.FAILED, [], str(exc)
         if run.spec is None:
-            await self.store.graph.record_build(task.name, base_digests)
+            for platform, base_digests in built_on.items():
+                await self.store.graph.record_build(task.name, platform, base_digests)
         run_log.line(f"Run ID: {run.id} was successful after {loop.time() - started:.0f}s")
         return RunStatus.SUCCEEDED, outputs, None
 
-    async def _build_platforms(self, run: Run, task: TaskSettings, tags: list[str],
+    async def _build_platforms(self, run: Run, task: Task, tags: list[str],
                                platforms: list[str], build, push, run_log: RunLog
-                               ) -> tuple[dict[str, str], list[PushedImage]]:
-        """Each platform built and pushed under a tag of its own, then one index per tag."""
+                               ) -> tuple[dict[str, dict[str, str]], list[PushedImage]]:
+        """Each platform built and pushed under a tag of its own, then one index per tag; the
+        base digests built on, by platform."""
         base_digests: dict[str, str] = {}
+        built_on: dict[str, dict[str, str]] = {}
         # An index can only point at manifests in its own repository: one image per platform
         # in each repository the tags name.
         first_tags = {ImageReference.parse(tag).name: tag for tag in reversed(tags)}
         images: dict[str, list[tuple[str, str]]] = {name: [] for name in first_tags}
         for platform in platforms:
             platform_tags = {name: platform_tag(tag, platform) for name, tag in first_tags.items()}
-            for base, digest in (await build(platform, list(platform_tags.values()))).items():
+            built_on[platform] = await build(platform, list(platform_tags.values()))
+            for base, digest in built_on[platform].items():
                 base_digests[f"{base} ({platform})"] = digest
             for name, tag in platform_tags.items() if task.push else ():
                 images[name].append((platform, await push(tag)))
@@ -340,7 +346,7 @@ class RunExecutor:
             digest = await push_index(self.digests, tag, images[ImageReference.parse(tag).name])
             run_log.line(f"Pushed the index {tag} ({', '.join(platforms)}): digest: {digest}")
             outputs.append(PushedImage(tag, digest))
-        return base_digests, outputs
+        return built_on, outputs
 
     async def _registry_digest(self, base: str, platform: str) -> PlatformDigestLike | None:
         """What the registry holds for `base` on `platform` now (index and platform digests)."""

@@ -28,7 +28,7 @@ async def run_once(tmp_path: Path, docker_host: str, dockerfile: str, reg: str,
     await daemon.start()
     try:
         run = await daemon.store.runs.create(
-            RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, task.platform))
+            RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, task.to_task().platform_list))
         daemon.queue.submit(run.id)
         for _ in range(240):
             run = await daemon.store.runs.get(run.id)

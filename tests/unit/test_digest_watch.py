@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.config import TaskSettings
 from basewatch.errors import RegistryError
 from basewatch.models import DependencyKind, RunStatus, RunType, Trigger
 from basewatch.store import Store
 from basewatch.store.runs import RunRequest
+from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 
@@ -49,10 +49,11 @@ async def store(tmp_path: Path):
 
 async def add_task(store: Store, name: str, kind: DependencyKind, digest: str | None,
                    trigger_type: str = "runtime", enabled: bool = True) -> None:
-    task = TaskSettings(name=name, context=Path("/nowhere"), image=[f"reg/{name}"],
-                        base_image_trigger={"enabled": enabled, "type": trigger_type})
+    task = Task(name=name, context="/nowhere", images=[f"reg/{name}"],
+                base_image_trigger=BaseImageTrigger(enabled, trigger_type))
     await store.tasks.upsert(task, "config")
-    await store.graph.replace_dependencies(name, PLATFORM, [(BASE, kind)], {BASE: digest})
+    await store.graph.replace_dependencies(name, [(BASE, PLATFORM, kind)],
+                                           {(BASE, PLATFORM): digest})
 
 
 def make_watcher(store: Store, registry: FakeRegistry, submitted: list[str]) -> DigestWatcher:
@@ -131,7 +132,7 @@ async def test_a_queued_run_is_not_queued_twice(store):
 
 async def test_already_built_on_the_new_digest_is_skipped(store):
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:a")
-    await store.graph.record_build("app", {BASE: "sha256:b"})  # a manual run got there first
+    await store.graph.record_build("app", PLATFORM, {BASE: "sha256:b"})  # a manual run got there first
     registry, submitted = FakeRegistry("sha256:b"), []
     await make_watcher(store, registry, submitted).check(BASE, PLATFORM)
     assert submitted == []

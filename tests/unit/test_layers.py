@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
     ("dockerfile", ("dockerfile",)),
-    ("core", ("models", "context_spec", "templating", "metrics", "runqueue")),
+    ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue")),
     ("config", ("config",)),
     ("graph", ("graph", "graph_view")),
     ("store", ("store",)),
