@@ -9,6 +9,7 @@ import pytest
 
 from basewatch.errors import RegistryError
 from basewatch.models import DependencyKind, RunStatus, RunType, Trigger
+from basewatch.oci.platforms import Platform
 from basewatch.store import Store
 from basewatch.store.runs import RunRequest
 from basewatch.tasks import BaseImageTrigger, Task
@@ -78,6 +79,26 @@ async def test_change_queues_one_run_per_runtime_dependent(store):
     assert sorted(submitted) == sorted(run.id for run in runs.values())
     assert all(run.trigger is Trigger.IMAGE_UPDATE for run in runs.values())
     assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:new"
+
+
+async def test_a_change_of_either_platform_queues_one_run_of_every_platform(store):
+    arm64 = "linux/arm64"
+    task = Task(name="both", context="/nowhere", images=["reg/both"],
+                platforms=[Platform("linux", "amd64"), Platform("linux", "arm64")])
+    await store.tasks.upsert(task, "config")
+    await store.graph.replace_dependencies(
+        "both", [(BASE, PLATFORM, DependencyKind.RUNTIME), (BASE, arm64, DependencyKind.RUNTIME)],
+        {(BASE, PLATFORM): "sha256:amd-old", (BASE, arm64): "sha256:arm-old"})
+    registry, submitted = FakeRegistry("sha256:arm-new"), []
+    watcher = make_watcher(store, registry, submitted)
+    change = await watcher.check(BASE, arm64)
+    assert (change.platform, change.new) == (arm64, "sha256:arm-new")
+    [run] = await store.runs.queued()
+    assert (run.task, run.platform) == ("both", "linux/amd64,linux/arm64")
+    assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:amd-old"
+    registry.digest = "sha256:amd-new"  # the other platform moves before the run starts
+    await watcher.check(BASE, PLATFORM)
+    assert [r.id for r in await store.runs.queued()] == [run.id] and submitted == [run.id]
 
 
 async def test_same_digest_again_queues_nothing(store):
