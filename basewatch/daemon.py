@@ -37,7 +37,7 @@ from basewatch.netpolicy import HostPolicy
 from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
-from basewatch.store import Store
+from basewatch.store import SQLiteStore, Store
 from basewatch.tasks import Task
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
@@ -157,7 +157,7 @@ class Daemon:
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
-        self.store = store = await Store.open(config.state_dir / "basewatch.db")
+        self.store = store = await SQLiteStore.open(config.state_dir / "basewatch.db")
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
         for failed, rerun in interrupted:

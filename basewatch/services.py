@@ -22,10 +22,9 @@ from basewatch.config import (CREDENTIALS_IN_URL, TaskSettings, format_validatio
                               task_fields)
 from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view
-from basewatch.models import Run, RunStatus, RunType, Trigger
+from basewatch.models import Run, RunRequest, RunStatus, RunType, Trigger
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
-from basewatch.store.runs import RunRequest
 from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
 

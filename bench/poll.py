@@ -25,7 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 import stack  # noqa: E402
 from basewatch.models import DependencyKind  # noqa: E402
-from basewatch.store import Store  # noqa: E402
+from basewatch.store import SQLiteStore  # noqa: E402
 from basewatch.tasks import Task  # noqa: E402
 from basewatch.watcher.digest_watch import DigestWatcher  # noqa: E402
 from basewatch.oci.registry import RegistryClient  # noqa: E402
@@ -55,7 +55,7 @@ async def push_bases(address: str, count: int) -> list[str]:
 
 async def measure(address: str, count: int, workdir: Path, concurrency: int) -> dict:
     references = await push_bases(address, count)
-    store = await Store.open(workdir / f"bench-{count}.db")
+    store = await SQLiteStore.open(workdir / f"bench-{count}.db")
     try:
         for n, reference in enumerate(references):
             name = f"app-{n:05d}"

@@ -20,7 +20,7 @@ def _dependency(row) -> Dependency:
                       kind=DependencyKind(row["kind"]), digest_at_build=row["digest_at_build"])
 
 
-class GraphStore:
+class SQLiteGraphStore:
     def __init__(self, database: Database):
         self.database = database
 

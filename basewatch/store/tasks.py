@@ -90,7 +90,7 @@ def _task(row) -> Task | None:
     return None
 
 
-class TaskStore:
+class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
 

@@ -5,9 +5,8 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from basewatch.models import Dependency, DependencyKind, RunType, Trigger
+from basewatch.models import Dependency, DependencyKind, RunRequest, RunType, Trigger
 from basewatch.store import Store
-from basewatch.store.runs import RunRequest
 from basewatch.tasks import Task
 from basewatch.watcher.digest_watch import DigestChange
 

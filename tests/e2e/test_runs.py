@@ -9,7 +9,7 @@ import pytest
 from basewatch.config import Config, RegistrySettings, TaskSettings
 from basewatch.daemon import Daemon
 from basewatch.models import RunStatus, RunType, Trigger
-from basewatch.store.runs import RunRequest
+from basewatch.models import RunRequest
 
 pytestmark = pytest.mark.e2e
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from basewatch.errors import RegistryError
-from basewatch.models import DependencyKind, RunStatus, RunType, Trigger
+from basewatch.models import DependencyKind, RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
-from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.store import SQLiteStore, Store
 from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
@@ -43,7 +42,7 @@ class FakeRegistry:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await Store.open(tmp_path / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
@@ -187,9 +186,9 @@ async def test_interrupted_runs_are_marked_failed(store):
 
 
 async def test_migrations_run_once(tmp_path):
-    store = await Store.open(tmp_path / "db.sqlite")
+    store = await SQLiteStore.open(tmp_path / "db.sqlite")
     await store.close()
-    store = await Store.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
+    store = await SQLiteStore.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
     assert await store.tasks.all() == []
     await store.close()
 

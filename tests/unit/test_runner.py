@@ -19,8 +19,8 @@ from basewatch.builder.quick_runs import QuickBuildSpec
 from basewatch.builder.runner import RunExecutor
 from basewatch.models import RunStatus, RunType, Trigger
 from basewatch.runqueue import RunQueue
-from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.store import SQLiteStore
+from basewatch.models import RunRequest
 from tests.support.waiting import wait_for
 
 DIGEST = "sha256:" + "a" * 64
@@ -72,7 +72,7 @@ class FakeDigests:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await Store.open(tmp_path / "state" / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 

@@ -11,7 +11,7 @@ from basewatch.config import TaskSettings, load_config, task_fields
 from basewatch.errors import InvalidRequestError
 from basewatch.oci.platforms import Platform
 from basewatch.services import Services
-from basewatch.store import Store
+from basewatch.store import SQLiteStore
 from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.watcher.registration import TaskRegistrar
 
@@ -56,7 +56,7 @@ class Digests:
 
 @pytest.fixture
 async def services(tmp_path: Path):
-    store = await Store.open(tmp_path / "state" / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
     registrar = TaskRegistrar(store, Digests(), REG)
     yield Services(store, registrar, SimpleNamespace(log_updates=None), lambda run_id: None,
                    local_contexts_root=tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from basewatch.oci.platforms import Platform
-from basewatch.store import Store
+from basewatch.store import SQLiteStore, Store
 from basewatch.store.tasks import task_from_json, task_json
 from basewatch.tasks import BaseImageTrigger, Task
 
@@ -23,7 +23,7 @@ OLDER_ROW = {"name": "app", "context": "/srv/app", "file": "docker/Dockerfile",
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await Store.open(tmp_path / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
