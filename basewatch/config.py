@@ -29,8 +29,7 @@ from basewatch.context_spec import (
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
-from basewatch.tasks import BaseImageTrigger as TriggerOfTask
-from basewatch.tasks import Task
+from basewatch import tasks
 from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
@@ -234,17 +233,18 @@ class TaskSettings(_Strict):
     def local_context(self) -> bool:
         return parse_context(self.context).kind == "local"
 
-    def to_task(self) -> Task:
+    def to_task(self) -> tasks.Task:
         """The domain's task: what the config file and the API's body both map into."""
-        return Task(name=self.name, context=self.context, images=list(self.image),
-                    file=self.file, build_args=dict(self.build_args), target=self.target,
-                    platforms=[Platform.parse(p) for p in self.platform],
-                    base_image_trigger=TriggerOfTask(self.base_image_trigger.enabled,
-                                                     self.base_image_trigger.type),
-                    push=self.push, timeout=self.timeout)
+        trigger = self.base_image_trigger
+        return tasks.Task(name=self.name, context=self.context, images=list(self.image),
+                          file=self.file, build_args=dict(self.build_args), target=self.target,
+                          platforms=[Platform.parse(p) for p in self.platform],
+                          base_image_trigger=tasks.BaseImageTrigger(trigger.enabled,
+                                                                    trigger.type),
+                          push=self.push, timeout=self.timeout)
 
 
-def task_fields(task: Task) -> dict:
+def task_fields(task: tasks.Task) -> dict:
     """A task as the config file and the API write it (the inverse of TaskSettings.to_task)."""
     return {"name": task.name, "context": task.context, "file": task.file,
             "image": list(task.images), "build_args": dict(task.build_args),
