@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from basewatch import tasks
 from basewatch.context_spec import (
     ContextError,
     checked_dockerfile_name,
@@ -29,7 +30,6 @@ from basewatch.context_spec import (
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
-from basewatch import tasks
 from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
