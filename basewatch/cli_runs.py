@@ -135,7 +135,8 @@ def add_task_command(commands) -> None:
         parser.add_argument("-t", "--image", action="append", metavar="IMAGE")
         parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V")
         parser.add_argument("--target")
-        parser.add_argument("--platform")
+        parser.add_argument("--platform", help="os/arch[/variant]; a comma list builds each "
+                            "into one index per tag, and watches each one's base digest")
         parser.add_argument("--timeout", type=int)
         parser.add_argument("--push", type=_bool)
         parser.add_argument("--base-image-trigger-enabled", type=_bool)
@@ -206,7 +207,8 @@ def cmd_task_show(args) -> int:
 
 
 def cmd_task_list(args) -> int:
-    rows = [(t["name"], t["source"], t["platform"], ", ".join(t["image"]), str(t["context"]))
+    rows = [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
+             str(t["context"]))
             for t in _client(args).get_json("/api/tasks")]
     _table(("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT"), rows)
     return 0

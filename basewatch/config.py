@@ -9,15 +9,28 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      ValidationError, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from basewatch.context_spec import (ContextError, checked_dockerfile_name, parse_context,
-                                    url_has_credentials)
+from basewatch import tasks
+from basewatch.context_spec import (
+    ContextError,
+    checked_dockerfile_name,
+    parse_context,
+    url_has_credentials,
+)
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
-from basewatch.textfiles import read_text_file
 from basewatch.oci.reference import ImageReference
+from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by the API and "
@@ -91,6 +104,29 @@ DockerfileName = Annotated[str, AfterValidator(_dockerfile_name)]
 
 def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
+
+
+def parse_platforms(value: object) -> list[Platform]:
+    """`linux/amd64`, `linux/amd64,linux/arm64` or a list of them: each parsed, none twice,
+    none Windows; raise ValueError with the reason otherwise."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ValueError("give a platform such as linux/amd64, or a list of them")
+    platforms: list[Platform] = []
+    for item in items:
+        platform = Platform.parse(item)
+        if platform.os == "windows":
+            raise ValueError("windows images cannot be built on a Linux engine")
+        if platform in platforms:
+            raise ValueError(f"the platform {platform} is given twice")
+        platforms.append(platform)
+    if not platforms:
+        raise ValueError("give at least one platform, e.g. linux/amd64")
+    return platforms
+
+
+def _platform_texts(value: object) -> list[str]:
+    return [str(p) for p in parse_platforms(value)]
 
 
 def _as_text(value: object) -> object:
@@ -170,7 +206,8 @@ class TaskSettings(_Strict):
     image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
     build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
     target: str | None = None
-    platform: str = "linux/amd64"
+    # One platform or several (a list, or one string with commas), normalised as Docker does.
+    platform: Annotated[list[str], BeforeValidator(_platform_texts)] = ["linux/amd64"]
     base_image_trigger: BaseImageTrigger = BaseImageTrigger()
     push: bool = True
     timeout: Duration = 3600.0
@@ -196,13 +233,26 @@ class TaskSettings(_Strict):
     def local_context(self) -> bool:
         return parse_context(self.context).kind == "local"
 
-    @field_validator("platform")
-    @classmethod
-    def _platform_is_valid(cls, value: str) -> str:
-        platform = Platform.parse(value)
-        if platform.os == "windows":
-            raise ValueError("windows images cannot be built on a Linux engine")
-        return str(platform)
+    def to_task(self) -> tasks.Task:
+        """The domain's task: what the config file and the API's body both map into."""
+        trigger = self.base_image_trigger
+        return tasks.Task(name=self.name, context=self.context, images=list(self.image),
+                          file=self.file, build_args=dict(self.build_args), target=self.target,
+                          platforms=[Platform.parse(p) for p in self.platform],
+                          base_image_trigger=tasks.BaseImageTrigger(trigger.enabled,
+                                                                    trigger.type),
+                          push=self.push, timeout=self.timeout)
+
+
+def task_fields(task: tasks.Task) -> dict:
+    """A task as the config file and the API write it (the inverse of TaskSettings.to_task)."""
+    return {"name": task.name, "context": task.context, "file": task.file,
+            "image": list(task.images), "build_args": dict(task.build_args),
+            "target": task.target, "platform": [str(p) for p in task.platforms],
+            "base_image_trigger": {"enabled": task.base_image_trigger.enabled,
+                                   "type": task.base_image_trigger.type},
+            "push": task.push, "timeout": task.timeout}
+
 
 class NotificationSettings(_Strict):
     """Registry push notifications: the shared secret registries send, read from the env."""

@@ -40,7 +40,8 @@ from basewatch.netpolicy import HostPolicy
 from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
-from basewatch.store import Store
+from basewatch.store import SQLiteStore, Store
+from basewatch.tasks import Task
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.notifications import PushNotification
@@ -159,7 +160,7 @@ class Daemon:
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
-        self.store = store = await Store.open(config.state_dir / "basewatch.db")
+        self.store = store = await SQLiteStore.open(config.state_dir / "basewatch.db")
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
         for failed, rerun in interrupted:
@@ -293,7 +294,7 @@ class Daemon:
         if state.disk_problem is not None:
             log.error("%s", state.disk_problem)
 
-    async def _reregister(self, task: TaskSettings, context: Path) -> None:
+    async def _reregister(self, task: Task, context: Path) -> None:
         """A run fetched a Dockerfile whose bases moved since registration: follow it."""
         found = await self.store.tasks.get_with_source(task.name)
         if found is not None:
@@ -316,9 +317,10 @@ class Daemon:
         names = {task.name for task in self.config.tasks}
         fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
 
-        async def register(task: TaskSettings) -> None:
+        async def register(settings: TaskSettings) -> None:
             # Remote contexts are fetched side by side; the registrar still takes the tasks
             # into the graph one at a time (local ones in the config's order).
+            task = settings.to_task()
             async with fetches:
                 try:
                     bases = await self.registrar.register(task, "config")

@@ -40,6 +40,13 @@ class EngineError(BasewatchError):
     """The container engine could not be reached or a build or push failed."""
 
 
+class StoreBusyError(BasewatchError):
+    """The store refused a read or write for now (another process holding its lock past the
+    busy timeout, a full disk): nothing was changed, and the same request will do later."""
+
+    http_status = 503
+
+
 class GraphError(BasewatchError):
     """The dependency graph would become invalid (a cycle, an unknown task)."""
 

@@ -1,6 +1,6 @@
 """The task graph: which task's published image is another task's base. Pure, no I/O.
 
-A task publishes the tags in its `image` list that name the same image on every run: a tag
+A task publishes the tags in its `images` that name the same image on every run: a tag
 with `{{.Run.ID}}` or `{{.Run.Date}}` in it is new each run, so no other task can be built on it.
 """
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
-from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError, GraphError
 from basewatch.models import Dependency
 from basewatch.oci.reference import ImageReference
+from basewatch.tasks import Task
 from basewatch.templating import RunVariables, render
 
 # Stand-ins for the per-run variables; a tag that contains one changes every run.
@@ -19,11 +19,11 @@ _PER_RUN = RunVariables(id="\x00id\x00", date=datetime(1, 1, 1, tzinfo=timezone.
 _PER_RUN_MARKS = ("\x00id\x00", "00010101-000000z")
 
 
-def published_images(task: TaskSettings, run_registry: str | None) -> set[str]:
+def published_images(task: Task, run_registry: str | None) -> set[str]:
     """Canonical references of the images a task's runs publish under a stable tag."""
     published = set()
     variables = RunVariables(id=_PER_RUN.id, date=_PER_RUN.date, registry=run_registry)
-    for template in task.image:
+    for template in task.images:
         try:
             tag = render(template, variables)
             if any(mark in tag for mark in _PER_RUN_MARKS):

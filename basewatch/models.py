@@ -36,6 +36,10 @@ class RunType(str, Enum):
     AUTO_RUN = "AutoRun"
 
 
+# Run ids are this prefix and a number that is never reused: ca1, ca2... (as ACR Tasks writes them).
+RUN_ID_PREFIX = "ca"
+
+
 class DependencyKind(str, Enum):
     RUNTIME = "runtime"
     BUILDTIME = "buildtime"
@@ -69,6 +73,21 @@ class WatchedDigest:
 class PushedImage:
     image: str
     digest: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run to queue: which task, why, and for which platform(s), a comma list."""
+
+    task: str
+    trigger: Trigger
+    run_type: RunType
+    platform: str
+    reason: str = ""
+    not_before: datetime | None = None
+    retry_of: str | None = None
+    spec: str | None = None
+    values: dict[str, str] | None = None
 
 
 @dataclass

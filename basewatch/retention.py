@@ -12,14 +12,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Protocol
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from basewatch.builder.run_log import log_path
-from basewatch.store.runs import RUN_ID_PREFIX
+from basewatch.models import RUN_ID_PREFIX
+from basewatch.store.protocols import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +30,13 @@ _RUN_LOG_NAME = re.compile(rf"{RUN_ID_PREFIX}\d+\.log")
 FIRST_PURGE_DELAY = timedelta(seconds=30)
 
 
-class PurgeableRuns(Protocol):
-    """What the purge needs of the run store (store.runs.RunStore)."""
-
-    async def purge_finished(self, before: datetime, log_candidates: list[str]
-                             ) -> tuple[set[str], set[str]]: ...
-
-
 @dataclass(frozen=True)
 class PurgeResult:
     runs: int  # rows deleted
     logs: int  # log files removed, of those runs and stray ones
 
 
-async def purge(runs: PurgeableRuns, logs_dir: Path, older_than: timedelta,
+async def purge(runs: RunStore, logs_dir: Path, older_than: timedelta,
                 now: datetime | None = None) -> PurgeResult:
     """Delete finished, unarchived runs older than `older_than`, then their logs and stray logs.
 
@@ -96,7 +89,7 @@ def _remove_files(paths: list[Path]) -> int:
 class RetentionSchedule:
     """Runs purge() once a day (and once shortly after start) on APScheduler's AsyncIOScheduler."""
 
-    def __init__(self, runs: PurgeableRuns, logs_dir: Path, retention: timedelta,
+    def __init__(self, runs: RunStore, logs_dir: Path, retention: timedelta,
                  interval: timedelta = timedelta(days=1), *,
                  first_purge_delay: timedelta = FIRST_PURGE_DELAY):
         self.runs = runs

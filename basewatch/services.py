@@ -18,13 +18,14 @@ from basewatch.context_spec import (ContextError, context_host, display_url,
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.executor import RunExecutor
-from basewatch.config import CREDENTIALS_IN_URL, TaskSettings, format_validation_error
+from basewatch.config import (CREDENTIALS_IN_URL, TaskSettings, format_validation_error,
+                              task_fields)
 from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view
-from basewatch.models import Run, RunStatus, RunType, Trigger
+from basewatch.models import Run, RunRequest, RunStatus, RunType, Trigger
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
 
 
@@ -53,8 +54,8 @@ def _stamp(moment) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def task_view(task: TaskSettings, source: str | None = None) -> dict:
-    view = task.model_dump(mode="json")
+def task_view(task: Task, source: str | None = None) -> dict:
+    view = task_fields(task)
     view["context"] = without_credentials(task.context)  # a task stored by an older version
     if source is not None:
         view["source"] = source
@@ -98,7 +99,7 @@ class Services:
         return view
 
     async def create_task(self, body: dict) -> dict:
-        task = validated(TaskSettings, body, "task")
+        task = validated(TaskSettings, body, "task").to_task()
         if await self.store.tasks.get(task.name) is not None:
             raise ConflictError(f"task {task.name} exists already: update it, or delete it first")
         await self._register(task)
@@ -111,7 +112,7 @@ class Services:
                                 "send the daemon SIGHUP")
         if "name" in changes and changes["name"] != name:
             raise InvalidRequestError("a task cannot be renamed: create a new one")
-        updated = validated(TaskSettings, {**task.model_dump(mode="json"), **changes}, "task")
+        updated = validated(TaskSettings, {**task_fields(task), **changes}, "task").to_task()
         await self._register(updated)
         return await self.get_task(name)
 
@@ -124,7 +125,7 @@ class Services:
         if not await self.registrar.unregister(name):
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
 
-    async def _register(self, task: TaskSettings) -> None:
+    async def _register(self, task: Task) -> None:
         if task.local_context:
             try:
                 await asyncio.to_thread(check_api_folder, task.context, self.local_contexts_root)
@@ -134,7 +135,7 @@ class Services:
             self._check_remote_context(task.context)
         await self.registrar.register(task, "api")
 
-    async def _task(self, name: str) -> tuple[TaskSettings, str]:
+    async def _task(self, name: str) -> tuple[Task, str]:
         found = await self.store.tasks.get_with_source(name)
         if found is None:
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
@@ -154,7 +155,7 @@ class Services:
         task, _ = await self._task(name)
         await self.check_queue_room()
         run = await self.store.runs.create(RunRequest(
-            name, Trigger.MANUAL, RunType.AUTO_BUILD, task.platform, "manual run",
+            name, Trigger.MANUAL, RunType.AUTO_BUILD, task.platform_list, "manual run",
             values={str(k): str(v) for k, v in values.items()}))
         self.submit(run.id)
         return run_view(run)

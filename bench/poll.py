@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
 import stack  # noqa: E402
-from basewatch.config import TaskSettings  # noqa: E402
 from basewatch.models import DependencyKind  # noqa: E402
-from basewatch.store import Store  # noqa: E402
+from basewatch.store import SQLiteStore  # noqa: E402
+from basewatch.tasks import Task  # noqa: E402
 from basewatch.watcher.digest_watch import DigestWatcher  # noqa: E402
 from basewatch.oci.registry import RegistryClient  # noqa: E402
 from tests.support.oci import ImagePusher  # noqa: E402
@@ -55,14 +55,14 @@ async def push_bases(address: str, count: int) -> list[str]:
 
 async def measure(address: str, count: int, workdir: Path, concurrency: int) -> dict:
     references = await push_bases(address, count)
-    store = await Store.open(workdir / f"bench-{count}.db")
+    store = await SQLiteStore.open(workdir / f"bench-{count}.db")
     try:
         for n, reference in enumerate(references):
             name = f"app-{n:05d}"
             await store.tasks.upsert(
-                TaskSettings(name=name, context=workdir, image=[f"{address}/{name}"]), "config")
+                Task(name=name, context=str(workdir), images=[f"{address}/{name}"]), "config")
             await store.graph.replace_dependencies(
-                name, "linux/amd64", [(reference, DependencyKind.RUNTIME)], {reference: None})
+                name, [(reference, "linux/amd64", DependencyKind.RUNTIME)], {})
 
         async def no_change(change) -> None:
             raise AssertionError(f"unexpected change during the benchmark: {change}")

@@ -19,7 +19,6 @@ from basewatch.builder.run_log import (
     RunLog,
     log_path,
 )
-from basewatch.config import TaskSettings
 from basewatch.errors import BasewatchError
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
@@ -33,6 +32,7 @@ from basewatch.run_plan import (
     StepOutcome,
 )
 from basewatch.store import Store
+from basewatch.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,12 @@ class _Results:
                           or isinstance(s, PushStep) and s.platform is not None]
         self.bases_known_after = platform_steps[-1] if platform_steps else None
         self.base_digests: dict[str, str] = {}
+        self.built_on: dict[str, dict[str, str]] = {}  # by platform, for the graph
         self.outputs: list[PushedImage] = []
 
     async def report(self, outcome: StepOutcome) -> None:
         if isinstance(outcome, BuildOutcome):
+            self.built_on[outcome.step.platform] = dict(outcome.base_digests)
             for base, digest in outcome.base_digests.items():
                 key = f"{base} ({outcome.step.platform})" if self.several else base
                 self.base_digests[key] = digest
@@ -198,7 +200,7 @@ class RunExecutor:
             except Exception:
                 log.exception("run %s: what follows its end failed", run.id)
 
-    async def _plan_and_run(self, run: Run, task: TaskSettings, run_log: RunLog
+    async def _plan_and_run(self, run: Run, task: Task, run_log: RunLog
                             ) -> tuple[RunStatus, list[PushedImage], str | None]:
         """The whole run under its timeout: fetching its context counts too."""
         try:
@@ -226,7 +228,8 @@ class RunExecutor:
             run_log.line(f"Run ID: {run.id} failed: {exc}")
             return RunStatus.FAILED, [], str(exc)
         if run.spec is None:
-            await self.store.graph.record_build(plan.task, results.base_digests)
+            for platform, base_digests in results.built_on.items():
+                await self.store.graph.record_build(plan.task, platform, base_digests)
         run_log.line(f"Run ID: {run.id} was successful after "
                      f"{asyncio.get_running_loop().time() - started:.0f}s")
         return RunStatus.SUCCEEDED, results.outputs, None

@@ -16,7 +16,6 @@ from basewatch.builder.contexts.checkout import (
     read_dockerfile,
 )
 from basewatch.builder.quick_runs import QuickRuns
-from basewatch.config import TaskSettings
 from basewatch.dockerfile.analysis import analyse_dockerfile
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
@@ -25,9 +24,10 @@ from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
 from basewatch.run_plan import BuildStep, IndexStep, PushStep, RunPlan, Step
 from basewatch.store import Store
+from basewatch.tasks import Task
 from basewatch.templating import RunVariables, render
 
-ContextChangedHook = Callable[[TaskSettings, Path], Awaitable[None]]
+ContextChangedHook = Callable[[Task, Path], Awaitable[None]]
 
 
 class RunPlanner:
@@ -42,7 +42,7 @@ class RunPlanner:
         self.on_context_changed = on_context_changed
         self.clock = clock
 
-    async def task_of(self, run: Run) -> TaskSettings:
+    async def task_of(self, run: Run) -> Task:
         """The task a run builds: a registered task, or a quick run's own spec."""
         if run.spec is not None:
             return self.quick_runs.task_of(run)
@@ -57,7 +57,7 @@ class RunPlanner:
         return task
 
     @asynccontextmanager
-    async def plan(self, run: Run, task: TaskSettings, run_log: RunLogSink
+    async def plan(self, run: Run, task: Task, run_log: RunLogSink
                    ) -> AsyncIterator[RunPlan]:
         """The run's plan, on its context checked out for as long as the plan is used."""
         async with self.checkouts.for_run(task.context, run.id, run_log.line) as checkout:
@@ -72,7 +72,7 @@ class RunPlanner:
         return RunVariables(id=run.id, date=self.clock(), registry=self.run_registry,
                             os=first.os, architecture=first.architecture)
 
-    async def _bases_of(self, run: Run, task: TaskSettings, context: Path
+    async def _bases_of(self, run: Run, task: Task, context: Path
                         ) -> dict[str, list[str]]:
         """The bases to pull for each platform built: what the Dockerfile names for it (a
         quick build of several platforms may name other bases per platform, through
@@ -83,8 +83,9 @@ class RunPlanner:
         await asyncio.to_thread(dockerfile_in, context, task.file)
         platforms = run.platform.split(",")
         if run.spec is None and task.local_context:
-            recorded = [d.base for d in await self.store.graph.dependencies(task.name)]
-            return {platform: recorded for platform in platforms}
+            recorded = await self.store.graph.dependencies(task.name)
+            return {platform: [d.base for d in recorded if d.platform == platform]
+                    for platform in platforms}
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
         found = {}
         for platform in platforms:
@@ -93,18 +94,19 @@ class RunPlanner:
             found[platform] = [str(b) for b in (bases.runtime, *bases.buildtime)
                                if b is not None]
         if run.spec is None and self.on_context_changed is not None:
-            recorded = {d.base for d in await self.store.graph.dependencies(task.name)}
-            if set(found[platforms[0]]) != recorded:  # a task builds one platform
+            recorded = {(d.base, d.platform)
+                        for d in await self.store.graph.dependencies(task.name)}
+            if {(base, p) for p in platforms for base in found[p]} != recorded:
                 await self.on_context_changed(task, context)
         return found
 
 
-def dockerfile_plan(run: Run, task: TaskSettings, context: Path,
+def dockerfile_plan(run: Run, task: Task, context: Path,
                     bases_by_platform: dict[str, list[str]], variables: RunVariables) -> RunPlan:
     """A Dockerfile task's plan: one build per platform and its pushes. Several platforms are
     each pushed under a tag of their own, then put together as one index per tag."""
     platforms = run.platform.split(",")
-    tags = [render(image, variables, run.values) for image in task.image]
+    tags = [render(image, variables, run.values) for image in task.images]
     build_args = {k: render(v, variables, run.values) for k, v in task.build_args.items()}
 
     def build(platform: str, platform_tags: list[str]) -> BuildStep:

@@ -16,16 +16,11 @@ from pydantic import (
     field_validator,
 )
 
-from basewatch.config import (
-    BuildArgValue,
-    DockerfileName,
-    Duration,
-    TaskSettings,
-    _as_list,
-)
+from basewatch.config import BuildArgValue, DockerfileName, Duration, _as_list
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
 from basewatch.oci.platforms import Platform
+from basewatch.tasks import Task
 
 QUICK_TASK_NAME = "quick-build"
 # An upload lives in contexts/upload-<id> from its request until no queued or running run
@@ -68,17 +63,14 @@ class QuickRuns:
     def upload_dir(self, upload_id: str) -> Path:
         return self.contexts_dir / f"{UPLOAD_PREFIX}{upload_id}"
 
-    def task_of(self, run: Run) -> TaskSettings:
+    def task_of(self, run: Run) -> Task:
         """The task a quick run builds: its own spec, on the uploaded folder or the URL."""
         spec = _spec_of(run)
-        task = TaskSettings(name=QUICK_TASK_NAME, context=spec.context_url or spec.context_path,
-                            file=spec.file, image=spec.image or ["unused"],
-                            build_args=spec.build_args, target=spec.target,
-                            platform=run.platform.split(",")[0],
-                            push=spec.push and bool(spec.image), timeout=spec.timeout)
-        if not spec.image:
-            task = task.model_copy(update={"image": []})
-        return task
+        return Task(name=QUICK_TASK_NAME, context=spec.context_url or spec.context_path,
+                    file=spec.file, images=list(spec.image), build_args=dict(spec.build_args),
+                    target=spec.target,
+                    platforms=[Platform.parse(p) for p in spec.platform.split(",")],
+                    push=spec.push and bool(spec.image), timeout=spec.timeout)
 
     def clean_up(self, run: Run) -> None:
         """A quick run's upload, once no run needs it (the run ended, or was canceled while

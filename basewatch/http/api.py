@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from typing import Awaitable, Callable, Protocol
 
 from aiohttp import hdrs, web
 
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, StoreBusyError
 from basewatch.http.common import json_error, token_matches
 from basewatch.http.openapi import openapi_document
 
@@ -52,14 +51,14 @@ def api_auth(token: str | None) -> Callable:
                               {hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'})
         try:
             return await handler(request)
-        except BasewatchError as exc:
-            return json_error(exc.http_status, str(exc))
-        except sqlite3.OperationalError as exc:
+        except StoreBusyError as exc:
             # Another process holding the database past busy_timeout (a backup, a shell):
             # nothing was changed, and the same request will do once it lets go.
             log.warning("%s %s: the database is busy: %s", request.method, request.path, exc)
             return json_error(503, f"the daemon's database is busy ({exc}): try again shortly",
                               {hdrs.RETRY_AFTER: str(DATABASE_BUSY_RETRY_AFTER_SECONDS)})
+        except BasewatchError as exc:
+            return json_error(exc.http_status, str(exc))
 
     return middleware
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform as _host
+import re
 from dataclasses import dataclass
 
 # Docker accepts these aliases and normalises them (containerd's normalizeArch); so do we, so
@@ -10,6 +11,7 @@ _ARCH_ALIASES = {"x86_64": ("amd64", None), "x86-64": ("amd64", None),
                  "aarch64": ("arm64", None), "armhf": ("arm", "v7"), "armel": ("arm", "v6"),
                  "i386": ("386", None)}
 _DEFAULT_VARIANT = {"arm": "v7"}
+_PART = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 # Variants that name the baseline of their architecture, written or not.
 _BASELINE_VARIANT = {("arm64", "v8"), ("amd64", "v1")}
 
@@ -24,7 +26,8 @@ class Platform:
     def parse(cls, text: str) -> "Platform":
         """Parse `linux/amd64`, `linux/arm/v7`, `linux/arm64`; raise ValueError otherwise."""
         parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
+        # Each part a name: `linux/amd64 linux/arm64` is no architecture `amd64 linux`.
+        if len(parts) not in (2, 3) or not all(_PART.fullmatch(p) for p in parts):
             raise ValueError(f"platform {text!r} is not of the form os/arch[/variant]")
         os_name, (arch, implied) = parts[0], _ARCH_ALIASES.get(parts[1], (parts[1], None))
         variant = parts[2] if len(parts) == 3 else implied or _DEFAULT_VARIANT.get(arch)

@@ -1,29 +1,32 @@
-"""SQLite persistence, split by concept: tasks, the dependency graph with watched digests, runs."""
+"""The SQLite store: one database file, WAL, foreign keys, numbered migrations, a view per
+concept. It satisfies the Protocols in store/protocols.py, which is what callers type against;
+SQLite itself (PRAGMA user_version, BEGIN IMMEDIATE, json_each, julianday) stays in here."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from basewatch.store.database import Database
-from basewatch.store.graph import GraphStore
-from basewatch.store.runs import RunStore
-from basewatch.store.tasks import TaskStore
+from basewatch.store.graph import SQLiteGraphStore
+from basewatch.store.protocols import GraphStore, RunStore, Store, TaskStore
+from basewatch.store.runs import SQLiteRunStore
+from basewatch.store.tasks import SQLiteTaskStore
 
 
-class Store:
+class SQLiteStore:
     """One database, with a view per concept."""
 
     def __init__(self, database: Database):
         self.database = database
-        self.tasks = TaskStore(database)
-        self.graph = GraphStore(database)
-        self.runs = RunStore(database)
+        self.tasks = SQLiteTaskStore(database)
+        self.graph = SQLiteGraphStore(database)
+        self.runs = SQLiteRunStore(database)
 
     @classmethod
-    async def open(cls, path: Path) -> "Store":
+    async def open(cls, path: Path) -> "SQLiteStore":
         return cls(await Database.open(path))
 
     async def close(self) -> None:
         await self.database.close()
 
 
-__all__ = ["Store", "Database"]
+__all__ = ["Database", "GraphStore", "RunStore", "SQLiteStore", "Store", "TaskStore"]

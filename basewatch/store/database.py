@@ -1,4 +1,8 @@
-"""The SQLite connection: WAL, foreign keys, migrations, and one transaction at a time."""
+"""The SQLite connection: WAL, foreign keys, migrations, and one transaction at a time.
+
+SQLite's own failures (the database locked past busy_timeout, a full disk) leave here as
+StoreBusyError, so nothing above the store knows it is SQLite.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +14,7 @@ from typing import AsyncIterator
 
 import aiosqlite
 
+from basewatch.errors import StoreBusyError
 from basewatch.store.migrations import MIGRATIONS
 
 
@@ -23,6 +28,14 @@ def to_text(moment: datetime | None) -> str | None:
 
 def from_text(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+@contextlib.contextmanager
+def _busy_as_domain_error():
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreBusyError(str(exc)) from exc
 
 
 class Database:
@@ -57,20 +70,22 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self.connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.connection
-                # A COMMIT refused (the database locked or full) must not leave the shared
-                # connection inside a transaction that every later BEGIN would trip over.
-                await self.connection.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):  # none left to roll back
-                    await self.connection.execute("ROLLBACK")
-                raise
+            with _busy_as_domain_error():
+                await self.connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.connection
+                    # A COMMIT refused (the database locked or full) must not leave the shared
+                    # connection inside a transaction that every later BEGIN would trip over.
+                    await self.connection.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.OperationalError):  # none to roll back
+                        await self.connection.execute("ROLLBACK")
+                    raise
 
     async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
         async with self._lock:
-            return list(await self.connection.execute_fetchall(sql, params))
+            with _busy_as_domain_error():
+                return list(await self.connection.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: tuple = ()) -> aiosqlite.Row | None:
         rows = await self.fetchall(sql, params)

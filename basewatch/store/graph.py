@@ -20,19 +20,20 @@ def _dependency(row) -> Dependency:
                       kind=DependencyKind(row["kind"]), digest_at_build=row["digest_at_build"])
 
 
-class GraphStore:
+class SQLiteGraphStore:
     def __init__(self, database: Database):
         self.database = database
 
-    async def replace_dependencies(self, task: str, platform: str,
-                                   edges: Iterable[tuple[str, DependencyKind]],
-                                   digests: dict[str, str | None]) -> None:
-        """Set a task's edges; a base seen for the first time starts from `digests[base]`."""
+    async def replace_dependencies(self, task: str,
+                                   edges: Iterable[tuple[str, str, DependencyKind]],
+                                   digests: dict[tuple[str, str], str | None]) -> None:
+        """Set a task's (base, platform, kind) edges, on every platform it is built for; a
+        base seen for the first time starts from `digests[(base, platform)]`."""
         stamp = to_text(now())
         async with self.database.transaction() as db:
             await db.execute("DELETE FROM dependencies WHERE task = ?", (task,))
-            for base, kind in edges:
-                digest = digests.get(base)
+            for base, platform, kind in edges:
+                digest = digests.get((base, platform))
                 await db.execute(
                     "INSERT INTO dependencies (task, base, platform, kind, digest_at_build)"
                     " VALUES (?, ?, ?, ?, ?)", (task, base, platform, kind.value, digest))
@@ -87,7 +88,7 @@ class GraphStore:
         sql, params = "SELECT * FROM dependencies", ()
         if task is not None:
             sql, params = sql + " WHERE task = ?", (task,)
-        rows = await self.database.fetchall(sql + " ORDER BY task, base", params)
+        rows = await self.database.fetchall(sql + " ORDER BY task, base, platform", params)
         return [_dependency(row) for row in rows]
 
     async def dependents(self, base: str, platform: str) -> list[Dependency]:
@@ -96,9 +97,11 @@ class GraphStore:
             (base, platform))
         return [_dependency(row) for row in rows]
 
-    async def record_build(self, task: str, base_digests: dict[str, str]) -> None:
+    async def record_build(self, task: str, platform: str, base_digests: dict[str, str]
+                           ) -> None:
+        """The digests of its bases that a task was just built on, for one platform."""
         async with self.database.transaction() as db:
             for base, digest in base_digests.items():
                 await db.execute(
-                    "UPDATE dependencies SET digest_at_build = ? WHERE task = ? AND base = ?",
-                    (digest, task, base))
+                    "UPDATE dependencies SET digest_at_build = ? WHERE task = ? AND base = ?"
+                    " AND platform = ?", (digest, task, base, platform))

@@ -63,4 +63,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN archive_ref TEXT;
     CREATE INDEX runs_by_queued_at ON runs (queued_at)
     """,
+    # 4: a task built for several platforms has an edge per (base, platform).
+    """
+    CREATE TABLE dependencies_by_platform (
+        task             TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+        base             TEXT NOT NULL,
+        platform         TEXT NOT NULL,
+        kind             TEXT NOT NULL CHECK (kind IN ('runtime', 'buildtime')),
+        digest_at_build  TEXT,
+        PRIMARY KEY (task, base, platform)
+    );
+    INSERT INTO dependencies_by_platform SELECT task, base, platform, kind, digest_at_build
+        FROM dependencies;
+    DROP TABLE dependencies;
+    ALTER TABLE dependencies_by_platform RENAME TO dependencies;
+    CREATE INDEX dependencies_by_base ON dependencies (base, platform)
+    """,
 ]

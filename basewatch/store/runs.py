@@ -3,20 +3,30 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
-from tenacity import (AsyncRetrying, retry_if_exception_type, stop_after_delay,
-                      wait_exponential)
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
-from basewatch.models import PushedImage, Run, RunStatus, RunType, Trigger
+from basewatch.errors import StoreBusyError
+from basewatch.models import (
+    RUN_ID_PREFIX,
+    PushedImage,
+    Run,
+    RunRequest,
+    RunStatus,
+    RunType,
+    Trigger,
+)
 from basewatch.store.database import Database, from_text, now, to_text
 
 log = logging.getLogger(__name__)
 
-RUN_ID_PREFIX = "ca"
 _ID_BATCH = 500  # ids bound in one statement: well under SQLite's limit on parameters
 # What a run records as it goes, and its end, are written again while the database refuses
 # them (another process holding the write lock past busy_timeout, a full disk): for long enough
@@ -25,21 +35,6 @@ _ID_BATCH = 500  # ids bound in one statement: well under SQLite's limit on para
 FINISH_RETRY_SECONDS = 600.0
 FINISH_RETRY_WAIT_SECONDS = 1.0
 FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """A run to queue: which task, why, and for which platform."""
-
-    task: str
-    trigger: Trigger
-    run_type: RunType
-    platform: str
-    reason: str = ""
-    not_before: datetime | None = None
-    retry_of: str | None = None
-    spec: str | None = None
-    values: dict[str, str] | None = None
 
 
 def _run(row) -> Run:
@@ -89,7 +84,10 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
                                            retry_of=run.id, spec=run.spec, values=run.values))
 
 
-class RunStore:
+__all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
+
+
+class SQLiteRunStore:
     def __init__(self, database: Database):
         self.database = database
 
@@ -178,7 +176,7 @@ class RunStore:
                         state.outcome.exception())
 
         async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(sqlite3.OperationalError),
+                retry=retry_if_exception_type(StoreBusyError),
                 stop=stop_after_delay(FINISH_RETRY_SECONDS),
                 wait=wait_exponential(multiplier=FINISH_RETRY_WAIT_SECONDS,
                                       max=FINISH_RETRY_MAX_WAIT_SECONDS),

@@ -1,38 +1,103 @@
-"""Task definitions, from the config file or the API, stored as validated JSON."""
+"""Task definitions, from the config file or the API, stored as the domain's Task in JSON.
+
+Rows written by versions before the domain Task (the config model's JSON: `image`, and one
+`platform` string) are read as well; a task is written back in today's form when it is next
+registered.
+"""
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 
-from pydantic import ValidationError
-
-from basewatch.config import TaskSettings, format_validation_error
-from basewatch.context_spec import without_credentials
+from basewatch.context_spec import (
+    checked_dockerfile_name,
+    parse_context,
+    without_credentials,
+)
+from basewatch.errors import BasewatchError
+from basewatch.oci.platforms import Platform
 from basewatch.store.database import Database, now, to_text
+from basewatch.tasks import BaseImageTrigger, Task
 
 log = logging.getLogger(__name__)
 
 
-def _task(row) -> TaskSettings | None:
+def task_json(task: Task) -> str:
+    return json.dumps({
+        "name": task.name, "context": task.context, "file": task.file,
+        "images": list(task.images), "build_args": dict(task.build_args),
+        "target": task.target, "platforms": [str(p) for p in task.platforms],
+        "base_image_trigger": {"enabled": task.base_image_trigger.enabled,
+                               "type": task.base_image_trigger.type},
+        "push": task.push, "timeout": task.timeout})
+
+
+def _typed(value, kind, key: str):
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"{key}: {value!r} is not what a task holds there")
+    return value
+
+
+def task_from_json(text: str) -> Task:
+    """The task a row holds, in today's form or an older version's; ValueError (with the
+    reason) for one that is refused today."""
+    data = _typed(json.loads(text), dict, "definition")
+    images = data["images"] if "images" in data else data.get("image", [])
+    platforms = data["platforms"] if "platforms" in data else data.get("platform", "linux/amd64")
+    if isinstance(platforms, str):  # an older version's one platform
+        platforms = platforms.split(",")
+    trigger = _typed(data.get("base_image_trigger", {}), dict, "base_image_trigger")
+    trigger_type = trigger.get("type", "runtime")
+    if trigger_type not in ("runtime", "all"):
+        raise ValueError(f"base_image_trigger.type: {trigger_type!r} is not runtime or all")
+    build_args = _typed(data.get("build_args", {}), dict, "build_args")
+    for key, value in build_args.items():
+        _typed(value, str, f"build_args.{key}")
+    parsed = [Platform.parse(_typed(p, str, "platform"))
+              for p in _typed(platforms, list, "platform")]
+    if not parsed or any(p.os == "windows" for p in parsed):
+        raise ValueError(f"platform: {platforms!r} cannot be built on this daemon's engine")
+    context = _typed(data["context"], str, "context")
+    parse_context(context)
+    timeout = data.get("timeout", 3600.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout: {timeout!r} is not a number of seconds")
+    target = data.get("target")
+    return Task(
+        name=_typed(data["name"], str, "name"), context=context,
+        images=[_typed(i, str, "image") for i in _typed(images, list, "image")],
+        file=checked_dockerfile_name(_typed(data.get("file", "Dockerfile"), str, "file")),
+        build_args=build_args, target=None if target is None else _typed(target, str, "target"),
+        platforms=parsed,
+        base_image_trigger=BaseImageTrigger(_typed(trigger.get("enabled", True), bool,
+                                                    "base_image_trigger.enabled"), trigger_type),
+        push=_typed(data.get("push", True), bool, "push"), timeout=float(timeout))
+
+
+def _task(row) -> Task | None:
     """The task a row holds; None, said once per read, for a definition an older version
     stored that this one refuses (a Dockerfile outside its context...): such a task is not
     built, and `basewatch task delete` removes it."""
     try:
-        return TaskSettings.model_validate_json(row["definition"])
-    except ValidationError as exc:
-        problems = format_validation_error("task", exc).replace("\n", "; ")
-        log.warning("task %s is ignored: its stored definition is refused (%s); delete it and "
-                    "create it again", row["name"], problems)
-        return None
+        return task_from_json(row["definition"])
+    except KeyError as exc:
+        problem = f"{exc.args[0]} is missing"
+    except (ValueError, BasewatchError) as exc:  # the core's own checks raise ContextError
+        problem = str(exc)
+    log.warning("task %s is ignored: its stored definition is refused (%s); delete it and "
+                "create it again", row["name"], " ".join(problem.split()))
+    return None
 
 
-class TaskStore:
+class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
 
-    async def upsert(self, task: TaskSettings, source: str) -> None:
+    async def upsert(self, task: Task, source: str) -> None:
         # Credentials never reach the database (they are refused at the edges; a task stored
         # by an older version loses them when it is written again).
-        task = task.model_copy(update={"context": without_credentials(task.context)})
+        task = replace(task, context=without_credentials(task.context))
         stamp = to_text(now())
         async with self.database.transaction() as db:
             await db.execute(
@@ -40,26 +105,26 @@ class TaskStore:
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
                 " source = excluded.source, definition = excluded.definition,"
                 " updated_at = excluded.updated_at",
-                (task.name, source, task.model_dump_json(), stamp, stamp),
+                (task.name, source, task_json(task), stamp, stamp),
             )
 
-    async def get(self, name: str) -> TaskSettings | None:
+    async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
             "SELECT name, definition FROM tasks WHERE name = ?", (name,))
         return _task(row) if row else None
 
-    async def get_with_source(self, name: str) -> tuple[TaskSettings, str] | None:
+    async def get_with_source(self, name: str) -> tuple[Task, str] | None:
         row = await self.database.fetchone(
             "SELECT name, definition, source FROM tasks WHERE name = ?", (name,))
         task = _task(row) if row else None
         return (task, row["source"]) if task is not None else None
 
-    async def with_sources(self) -> list[tuple[TaskSettings, str]]:
+    async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
             "SELECT name, definition, source FROM tasks ORDER BY name")
         return [(task, row["source"]) for row in rows if (task := _task(row)) is not None]
 
-    async def all(self, source: str | None = None) -> list[TaskSettings]:
+    async def all(self, source: str | None = None) -> list[Task]:
         sql, params = "SELECT name, definition FROM tasks", ()
         if source is not None:
             sql, params = sql + " WHERE source = ?", (source,)

@@ -17,7 +17,7 @@ from basewatch.metrics import Metrics
 from basewatch.models import WatchedDigest
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
-from basewatch.store.graph import GraphStore
+from basewatch.store.protocols import GraphStore
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,19 @@
-"""Turns one base digest change into one queued run per dependent task."""
+"""Turns one base digest change (of one platform) into one queued run per dependent task."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from basewatch.config import TaskSettings
-from basewatch.models import Dependency, DependencyKind, RunType, Trigger
+from basewatch.models import Dependency, DependencyKind, RunRequest, RunType, Trigger
 from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.tasks import Task
 from basewatch.watcher.digest_watch import DigestChange
 
 log = logging.getLogger(__name__)
 
 
-def triggers(dependency: Dependency, task: TaskSettings, new_digest: str) -> bool:
+def triggers(dependency: Dependency, task: Task, new_digest: str) -> bool:
     """Whether a change of `dependency.base` to `new_digest` should rebuild `task`."""
     trigger = task.base_image_trigger
     if not trigger.enabled:
@@ -37,12 +36,14 @@ class FanOut:
     async def on_change(self, change: DigestChange) -> list[str]:
         dependents = await self.store.graph.dependents(change.base, change.platform)
         tasks = {task.name: task for task in await self.store.tasks.all()}
-        reason = f"base {change.base} changed to {change.new}"
+        reason = f"base {change.base} ({change.platform}) changed to {change.new}"
         not_before = (datetime.now(timezone.utc) + timedelta(seconds=self.settle)
                       if self.settle else None)
+        # One run per task, of every platform it is built for: a change to any one platform's
+        # digest rebuilds the task's index (a second platform's change finds it queued).
         requests = [
-            RunRequest(dep.task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD, change.platform, reason,
-                       not_before=not_before)
+            RunRequest(dep.task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD,
+                       tasks[dep.task].platform_list, reason, not_before=not_before)
             for dep in dependents
             if dep.task in tasks and triggers(dep, tasks[dep.task], change.new)
         ]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from basewatch.builder.contexts.checkout import read_dockerfile
-from basewatch.config import TaskSettings
 from basewatch.dockerfile.analysis import DockerfileBases, analyse_dockerfile
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
@@ -15,6 +14,7 @@ from basewatch.models import Dependency, DependencyKind
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
 from basewatch.store import Store
+from basewatch.tasks import Task
 from basewatch.watcher.digest_watch import DigestSource
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ class TaskRegistrar:
         # would drop one's edges from the cache, or pass a cycle neither sees alone).
         self._changing = asyncio.Lock()
 
-    async def register(self, task: TaskSettings, source: str,
+    async def register(self, task: Task, source: str,
                        context: Path | None = None) -> DockerfileBases:
         """Analyse and check first, store after: a bad Dockerfile or a cycle leaves the previous
         registration intact. `context` is the task's context already on disk; without it a
@@ -55,26 +55,31 @@ class TaskRegistrar:
         async with self._changing:
             return await self._register(task, source, context or Path(task.context))
 
-    async def _register(self, task: TaskSettings, source: str, context: Path) -> DockerfileBases:
+    async def _register(self, task: Task, source: str, context: Path) -> DockerfileBases:
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
-        bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
-                                        task.target, task.file, task.platform)
-        edges = [(str(b), DependencyKind.BUILDTIME) for b in bases.buildtime]
-        if bases.runtime is not None:
-            edges.insert(0, (str(bases.runtime), DependencyKind.RUNTIME))
+        # Each platform analysed on its own: TARGETARCH and friends may name other bases.
+        edges: list[tuple[str, str, DependencyKind]] = []
+        first: DockerfileBases | None = None
+        for platform in task.platforms:
+            bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
+                                            task.target, task.file, str(platform))
+            first = first or bases
+            if bases.runtime is not None:
+                edges.append((str(bases.runtime), str(platform), DependencyKind.RUNTIME))
+            edges += [(str(b), str(platform), DependencyKind.BUILDTIME) for b in bases.buildtime]
         await self.graph()
         published = {**self._published, task.name: published_images(task, self.run_registry)}
         dependencies = {**self._edges, task.name: [
-            Dependency(task.name, base, task.platform, kind) for base, kind in edges]}
+            Dependency(task.name, base, platform, kind) for base, platform, kind in edges]}
         graph = _graph_of(published, dependencies)
         graph.check_acyclic()
         digests = dict(await asyncio.gather(
-            *(self._current_digest(base, task.platform) for base, _ in edges)))
+            *(self._current_digest(base, platform) for base, platform, _ in edges)))
         await self.store.tasks.upsert(task, source)
-        await self.store.graph.replace_dependencies(task.name, task.platform, edges, digests)
+        await self.store.graph.replace_dependencies(task.name, edges, digests)
         self._published, self._edges, self._graph = published, dependencies, graph
         self._changed()
-        return bases
+        return first
 
     async def unregister(self, name: str) -> bool:
         async with self._changing:
@@ -106,20 +111,21 @@ class TaskRegistrar:
             self._graph = _graph_of(self._published, self._edges)
         return self._graph
 
-    async def _current_digest(self, base: str, platform: str) -> tuple[str, str | None]:
+    async def _current_digest(self, base: str, platform: str
+                              ) -> tuple[tuple[str, str], str | None]:
         """The digest the task counts as built on, so the first patch already triggers."""
         watched = await self.store.graph.get_watched(base, platform)
         if watched is not None and watched.digest is not None:
-            return base, watched.digest
+            return (base, platform), watched.digest
         try:
             seen = await self.source.platform_digest(ImageReference.parse(base),
                                                      Platform.parse(platform))
         except RegistryAddressRefused:
             raise  # not a registry that is down: one the daemon will never contact
         except BasewatchError as exc:
-            log.warning("cannot read the digest of %s yet: %s", base, exc)
-            return base, None
-        return base, seen.digest
+            log.warning("cannot read the digest of %s (%s) yet: %s", base, platform, exc)
+            return (base, platform), None
+        return (base, platform), seen.digest
 
 
 def _graph_of(published: dict[str, set[str]], edges: dict[str, list[Dependency]]) -> TaskGraph:

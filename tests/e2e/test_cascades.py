@@ -106,7 +106,7 @@ async def test_cycle_is_refused_at_registration(tmp_path, registry, base_images,
     daemon = await start_daemon(tmp_path, docker_host, reg, [a])
     try:
         with pytest.raises(GraphError) as refused:
-            await daemon.registrar.register(b, "api")
+            await daemon.registrar.register(b.to_task(), "api")
         assert str(refused.value) == (
             f"tasks would form a cycle: a -> b -> a (a's image {reg}/a:latest is b's base, "
             f"b's image {reg}/b:latest is a's base)")

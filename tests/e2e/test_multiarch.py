@@ -3,12 +3,15 @@
 The bases are real indexes: one busybox image per platform, built here (arm `RUN` steps under
 qemu) and joined into an index. A platform added to the index changes the index digest and no
 platform digest: nothing is rebuilt. A patch to one platform's image rebuilds only the tasks
-built for that platform.
+built for that platform; a task built for both platforms is rebuilt, both platforms into one
+index, when either moves.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,14 +62,15 @@ async def build_platform(base_images: BaseImages, image: str, platform: str,
     return await asyncio.to_thread(base_images.build_platform, image, platform, files)
 
 
-def write_config(tmp_path: Path, registry: str) -> Path:
+def write_config(tmp_path: Path, registry: str, platforms: dict = TASKS,
+                 image: str = "{registry}/apps/{name}:{{{{.Run.ID}}}}") -> Path:
     tasks = []
-    for name, platform in TASKS.items():
+    for name, platform in platforms.items():
         context = tmp_path / "apps" / name
         context.mkdir(parents=True)
         (context / "Dockerfile").write_text(DOCKERFILE.format(reg=registry))
         tasks.append({"name": name, "context": f"apps/{name}", "platform": platform,
-                      "image": f"{registry}/apps/{name}:{{{{.Run.ID}}}}"})
+                      "image": image.format(registry=registry, name=name)})
     config = {"state_dir": "state", "listen": "127.0.0.1:0", "max_concurrent_runs": 2,
               "poll_interval": "1s", "registries": [{"host": registry}], "tasks": tasks}
     path = tmp_path / "basewatch.yml"
@@ -225,3 +229,64 @@ async def test_registry_client_resolves_each_platform_of_a_built_index(
     async with RegistryClient() as client:
         seen = await client.platform_digest(ImageReference.parse(base), Platform.parse(platform))
     assert seen == PlatformDigest(digests[built_for], index)
+
+
+def index_platforms(registry: str, repository: str, tag: str) -> dict[str, str]:
+    """The platforms of the index a tag serves, and each one's manifest digest."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        index = json.load(response)
+    return {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+            for m in index["manifests"]}
+
+
+async def test_a_task_of_two_platforms_is_rebuilt_into_one_index_when_only_arm64_moves(
+        tmp_path, registry, base_images, docker_host, emulation):
+    reg = registry.address
+    base = f"{reg}/multi:1"
+    first = await build_base(base_images, base)
+    amd64, arm64 = first.images
+    # a. One task built for both platforms: each platform's digest of the base is watched.
+    config = write_config(tmp_path, reg, {"app-both": [AMD64, ARM64]},
+                          image="{registry}/apps/{name}:latest")
+    daemon = Daemon(load_config(config), docker_host)
+    await daemon.start()
+    scenario = Scenario(daemon, base, tmp_path / "state" / "logs")
+    try:
+        deps = await daemon.store.graph.dependencies()
+        assert {(d.task, d.base, d.platform, d.digest_at_build) for d in deps} == {
+            ("app-both", base, AMD64, amd64.digest), ("app-both", base, ARM64, arm64.digest)}
+
+        # b. Only the arm64 image patched: one run rebuilds both platforms into one index.
+        patched = await build_platform(base_images, base, ARM64,
+                                       {**RELEASE, "/etc/patch": "arm64 fix\n"})
+        index = await asyncio.to_thread(base_images.push_index, base, [amd64, patched])
+        run = await wait_for(lambda: scenario.finished_run("app-both"), 120,
+                             "the rebuild of app-both")
+        assert run.status is RunStatus.SUCCEEDED, (run.error, scenario.log(run))
+        assert (run.trigger, run.platform) == (Trigger.IMAGE_UPDATE, f"{AMD64},{ARM64}")
+        assert f"base {base} ({ARM64}) changed to {patched.digest}" in run.reason
+        # Each platform's base digest is recorded, on the run and on the graph's edges.
+        assert run.base_digests == {f"{base} ({AMD64})": amd64.digest,
+                                    f"{base} ({ARM64})": patched.digest}
+        deps = {d.platform: d.digest_at_build for d in await daemon.store.graph.dependencies()}
+        assert deps == {AMD64: amd64.digest, ARM64: patched.digest}
+        await wait_for(lambda: scenario.seen(index), 15, "the watcher to read the patched index")
+        await asyncio.sleep(3)  # a few more poll cycles: the amd64 digest did not move
+        assert len(await scenario.runs("app-both")) == 1
+
+        # c. One index pushed per tag, with both platforms, each built on its own base.
+        [output] = run.outputs
+        assert output.image == f"{reg}/apps/app-both:latest"
+        manifests = await asyncio.to_thread(index_platforms, reg, "apps/app-both", "latest")
+        assert set(manifests) == {AMD64, ARM64}
+        for platform, machine, patch in ((AMD64, "x86_64\n", None),
+                                         (ARM64, "aarch64\n", "arm64 fix\n")):
+            files = {path: await asyncio.to_thread(base_images.read_file, output.image, path,
+                                                   platform)
+                     for path in ("/app-arch", "/etc/patch")}
+            assert files == {"/app-arch": machine, "/etc/patch": patch}, platform
+    finally:
+        await daemon.stop()

@@ -9,7 +9,7 @@ import pytest
 from basewatch.config import Config, RegistrySettings, TaskSettings
 from basewatch.daemon import Daemon
 from basewatch.models import RunStatus, RunType, Trigger
-from basewatch.store.runs import RunRequest
+from basewatch.models import RunRequest
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ async def run_once(tmp_path: Path, docker_host: str, dockerfile: str, reg: str,
     await daemon.start()
     try:
         run = await daemon.store.runs.create(
-            RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, task.platform))
+            RunRequest("app", Trigger.MANUAL, RunType.QUICK_BUILD, task.to_task().platform_list))
         daemon.queue.submit(run.id)
         for _ in range(240):
             run = await daemon.store.runs.get(run.id)

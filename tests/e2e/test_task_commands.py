@@ -77,6 +77,31 @@ def test_task_lifecycle_and_runs(tmp_path, daemon, base_images):
     assert "api-app" not in cli("task", "list", url=url).stdout
 
 
+def test_a_task_of_several_platforms_through_the_cli(tmp_path, daemon):
+    url, reg, _, _ = daemon
+    context = tmp_path / "apps" / "both"
+    context.mkdir(parents=True)
+    (context / "Dockerfile").write_text(f"FROM {reg}/base:1\n")
+    created = cli("task", "create", "both", "--context", str(context), "-t", f"{reg}/both:1",
+                  "--platform", "linux/amd64,linux/aarch64", url=url)
+    assert created.returncode == 0, created.stderr
+    task = json.loads(created.stdout)
+    assert task["platform"] == ["linux/amd64", "linux/arm64"]
+    assert {(b["reference"], b["platform"]) for b in task["bases"]} == {
+        (f"{reg}/base:1", "linux/amd64"), (f"{reg}/base:1", "linux/arm64")}
+    row = next(line for line in cli("task", "list", url=url).stdout.splitlines()
+               if line.startswith("both "))
+    assert row.split()[:3] == ["both", "api", "linux/amd64,linux/arm64"]
+
+    refused = cli("task", "create", "bad", "--context", str(context), "-t", f"{reg}/bad:1",
+                  "--platform", "linux/amd64,linux", url=url)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "basewatch: error: task: platform: platform 'linux' is not of the form "
+        "os/arch[/variant] (HTTP 400)"], \
+        refused.stderr
+
+
 def test_failures_cancel_and_timeout(tmp_path, daemon):
     url, reg, _, _ = daemon
     for name, dockerfile, options in (

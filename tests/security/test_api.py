@@ -15,7 +15,7 @@ import pytest
 
 from basewatch.builder.backends.docker.docker_engine import DockerEngine
 from basewatch.models import RunStatus, RunType, Trigger
-from basewatch.store.runs import RunRequest
+from basewatch.models import RunRequest
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.support.inprocess_daemon import TOKEN, running_daemon
 

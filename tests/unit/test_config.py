@@ -6,8 +6,15 @@ from textwrap import dedent
 import pytest
 import yaml
 
-from basewatch.config import Config, RegistrySettings, TaskSettings, load_config, parse_duration
+from basewatch.config import (
+    Config,
+    RegistrySettings,
+    TaskSettings,
+    load_config,
+    parse_duration,
+)
 from basewatch.errors import BasewatchError, ConfigError
+from basewatch.oci.platforms import Platform
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = {"name": "app", "context": "apps/app", "image": "127.0.0.1:5000/app:{{.Run.ID}}"}
@@ -76,7 +83,7 @@ def test_example_config_loads_with_every_key():
                            "127.0.0.1:5000/apps/hello:latest"]
     assert hello.build_args == {"VERSION": "1"}
     assert (hello.target, hello.platform, hello.push, hello.timeout) == (
-        None, "linux/amd64", True, 3600.0)
+        None, ["linux/amd64"], True, 3600.0)
     assert (hello.base_image_trigger.enabled, hello.base_image_trigger.type) == (True, "runtime")
 
 
@@ -112,7 +119,7 @@ def test_task_defaults(tmp_path):
                                     image=["127.0.0.1:5000/app:{{.Run.ID}}"])
     assert settings.file == "Dockerfile"
     assert settings.build_args == {}
-    assert (settings.target, settings.platform, settings.push) == (None, "linux/amd64", True)
+    assert (settings.target, settings.platform, settings.push) == (None, ["linux/amd64"], True)
     assert settings.timeout == 3600.0
     assert (settings.base_image_trigger.enabled, settings.base_image_trigger.type) == (
         True, "runtime")
@@ -327,7 +334,34 @@ def test_build_args_that_yaml_would_reinterpret_are_refused(tmp_path, value):
 ])
 def test_platform_is_normalised_as_docker_does(tmp_path, given, normalised):
     [settings] = load_config(write(tmp_path, {"tasks": [task(platform=given)]})).tasks
-    assert settings.platform == normalised
+    assert settings.platform == [normalised]
+
+
+@pytest.mark.parametrize("given", [
+    ["linux/amd64", "linux/arm64"],
+    "linux/amd64,linux/arm64",
+    "linux/amd64, linux/aarch64",
+    ["linux/x86_64", "LINUX/ARM64/v8"],
+])
+def test_a_task_builds_several_platforms_from_a_list_or_a_comma_list(tmp_path, given):
+    [settings] = load_config(write(tmp_path, {"tasks": [task(platform=given)]})).tasks
+    assert settings.platform == ["linux/amd64", "linux/arm64"]
+    assert settings.to_task().platforms == [Platform("linux", "amd64"), Platform("linux", "arm64")]
+
+
+@pytest.mark.parametrize("given, message", [
+    ("linux/amd64 linux/arm64", "platform 'linux/amd64 linux/arm64' is not of the form "
+                                "os/arch[/variant]"),
+    ("linux/amd64,linux", "platform 'linux' is not of the form os/arch[/variant]"),
+    ("linux/amd64,", "platform '' is not of the form os/arch[/variant]"),
+    (["linux/amd64", "linux/x86_64"], "the platform linux/amd64 is given twice"),
+    (["linux/arm64", "windows/amd64"], "windows images cannot be built on a Linux engine"),
+    ([], "give at least one platform, e.g. linux/amd64"),
+    ([7], "give a platform such as linux/amd64, or a list of them"),
+])
+def test_a_malformed_platform_list_is_one_clear_line(tmp_path, given, message):
+    path = write(tmp_path, {"tasks": [task(platform=given)]})
+    assert problem(path) == f"{path}: tasks[0].platform: {message}"
 
 
 @pytest.mark.parametrize("platform", ["windows/amd64", "Windows/AMD64", "windows/arm64"])

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.config import TaskSettings
 from basewatch.errors import RegistryError
-from basewatch.models import DependencyKind, RunStatus, RunType, Trigger
-from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.models import DependencyKind, RunRequest, RunStatus, RunType, Trigger
+from basewatch.oci.platforms import Platform
+from basewatch.store import SQLiteStore, Store
+from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 
@@ -42,17 +42,18 @@ class FakeRegistry:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await Store.open(tmp_path / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
 
 async def add_task(store: Store, name: str, kind: DependencyKind, digest: str | None,
                    trigger_type: str = "runtime", enabled: bool = True) -> None:
-    task = TaskSettings(name=name, context=Path("/nowhere"), image=[f"reg/{name}"],
-                        base_image_trigger={"enabled": enabled, "type": trigger_type})
+    task = Task(name=name, context="/nowhere", images=[f"reg/{name}"],
+                base_image_trigger=BaseImageTrigger(enabled, trigger_type))
     await store.tasks.upsert(task, "config")
-    await store.graph.replace_dependencies(name, PLATFORM, [(BASE, kind)], {BASE: digest})
+    await store.graph.replace_dependencies(name, [(BASE, PLATFORM, kind)],
+                                           {(BASE, PLATFORM): digest})
 
 
 def make_watcher(store: Store, registry: FakeRegistry, submitted: list[str]) -> DigestWatcher:
@@ -77,6 +78,26 @@ async def test_change_queues_one_run_per_runtime_dependent(store):
     assert sorted(submitted) == sorted(run.id for run in runs.values())
     assert all(run.trigger is Trigger.IMAGE_UPDATE for run in runs.values())
     assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:new"
+
+
+async def test_a_change_of_either_platform_queues_one_run_of_every_platform(store):
+    arm64 = "linux/arm64"
+    task = Task(name="both", context="/nowhere", images=["reg/both"],
+                platforms=[Platform("linux", "amd64"), Platform("linux", "arm64")])
+    await store.tasks.upsert(task, "config")
+    await store.graph.replace_dependencies(
+        "both", [(BASE, PLATFORM, DependencyKind.RUNTIME), (BASE, arm64, DependencyKind.RUNTIME)],
+        {(BASE, PLATFORM): "sha256:amd-old", (BASE, arm64): "sha256:arm-old"})
+    registry, submitted = FakeRegistry("sha256:arm-new"), []
+    watcher = make_watcher(store, registry, submitted)
+    change = await watcher.check(BASE, arm64)
+    assert (change.platform, change.new) == (arm64, "sha256:arm-new")
+    [run] = await store.runs.queued()
+    assert (run.task, run.platform) == ("both", "linux/amd64,linux/arm64")
+    assert (await store.graph.get_watched(BASE, PLATFORM)).digest == "sha256:amd-old"
+    registry.digest = "sha256:amd-new"  # the other platform moves before the run starts
+    await watcher.check(BASE, PLATFORM)
+    assert [r.id for r in await store.runs.queued()] == [run.id] and submitted == [run.id]
 
 
 async def test_same_digest_again_queues_nothing(store):
@@ -131,7 +152,7 @@ async def test_a_queued_run_is_not_queued_twice(store):
 
 async def test_already_built_on_the_new_digest_is_skipped(store):
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:a")
-    await store.graph.record_build("app", {BASE: "sha256:b"})  # a manual run got there first
+    await store.graph.record_build("app", PLATFORM, {BASE: "sha256:b"})  # a manual run got there first
     registry, submitted = FakeRegistry("sha256:b"), []
     await make_watcher(store, registry, submitted).check(BASE, PLATFORM)
     assert submitted == []
@@ -165,9 +186,9 @@ async def test_interrupted_runs_are_marked_failed(store):
 
 
 async def test_migrations_run_once(tmp_path):
-    store = await Store.open(tmp_path / "db.sqlite")
+    store = await SQLiteStore.open(tmp_path / "db.sqlite")
     await store.close()
-    store = await Store.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
+    store = await SQLiteStore.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
     assert await store.tasks.all() == []
     await store.close()
 

@@ -15,7 +15,7 @@ from basewatch.http.api import api_auth
     (errors.BasewatchError, 400), (errors.InvalidRequestError, 400), (ContextError, 400),
     (errors.DockerfileError, 400), (errors.NotFoundError, 404), (errors.ConflictError, 409),
     (errors.GraphError, 409), (errors.TooManyRunsError, 429), (errors.RegistryError, 502),
-    (errors.RegistryAddressRefused, 400),
+    (errors.RegistryAddressRefused, 400), (errors.StoreBusyError, 503),
 ])
 def test_each_domain_error_has_its_status(error, status):
     assert error("x").http_status == status

@@ -19,14 +19,14 @@ from basewatch.builder.executor import UPSTREAM_RECHECK_SECONDS, RunExecutor
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
 from basewatch.config import TaskSettings
+from basewatch.tasks import Task
 from basewatch.errors import EngineError
-from basewatch.models import RunStatus, RunType, Trigger
+from basewatch.models import RunStatus, RunType, Trigger, RunRequest
 from basewatch.oci.image_sources import ImageSources
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
 from basewatch.runqueue import RunQueue
-from basewatch.store import Store
+from basewatch.store import SQLiteStore
 from basewatch.store import runs as runs_module
-from basewatch.store.runs import RunRequest
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_backend import FakeBackend, digest_of
 from tests.support.fake_engine import DIGEST, FakeDigests, FakeEngine
@@ -35,7 +35,7 @@ from tests.support.waiting import wait_for
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await Store.open(tmp_path / "state" / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 
@@ -200,14 +200,14 @@ class SeenDigests:
 
 
 async def register(store, tmp_path, name="app", base="reg.example:5000/base:1",
-                   platform="linux/amd64") -> TaskSettings:
+                   platform="linux/amd64") -> Task:
     """A task on a local folder, registered as the daemon does: its edges are in the graph."""
     folder = tmp_path / name
     folder.mkdir()
     (folder / "Dockerfile").write_text(f"FROM {base}\n")
     task = TaskSettings(name=name, context=str(folder), platform=platform,
                         image=[f"reg.example:5000/{name}:{{{{.Run.ID}}}}",
-                               f"reg.example:5000/{name}:latest"])
+                               f"reg.example:5000/{name}:latest"]).to_task()
     await TaskRegistrar(store, SeenDigests(), "reg.example:5000").register(task, "config")
     return task
 
@@ -247,7 +247,7 @@ async def test_a_run_carried_out_records_what_it_built_on_and_pushed(store, tmp_
 
 async def test_a_run_of_several_platforms_records_each_platforms_bases_and_its_indexes(
         store, tmp_path):
-    await register(store, tmp_path)
+    await register(store, tmp_path, platform="linux/amd64,linux/arm64")
     backend = FakeBackend()
     run_id = await queue_task_run(store, "app", "linux/amd64,linux/arm64")
     await make_executor(store, tmp_path, backend=backend).execute(run_id)

@@ -11,11 +11,11 @@ from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
 from basewatch.config import TaskSettings
+from basewatch.tasks import Task
 from basewatch.errors import BasewatchError
-from basewatch.models import RunType, Trigger
+from basewatch.models import RunType, Trigger, RunRequest
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
-from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.store import SQLiteStore
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_engine import DIGEST
 
@@ -40,7 +40,7 @@ class SeenDigests:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await Store.open(tmp_path / "state" / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 
@@ -52,13 +52,13 @@ def planner(store, tmp_path, **kwargs) -> RunPlanner:
 
 
 async def registered(store, tmp_path, dockerfile="FROM reg.example:5000/base:1\n",
-                     **settings) -> TaskSettings:
+                     **settings) -> Task:
     folder = tmp_path / "app"
     folder.mkdir()
     (folder / "Dockerfile").write_text(dockerfile)
     task = TaskSettings(**{"name": "app", "context": str(folder),
                            "image": ["{{.Run.Registry}}/app:{{.Run.ID}}", "$Registry/app:$Date"],
-                           **settings})
+                           **settings}).to_task()
     await TaskRegistrar(store, SeenDigests(), "reg.example:5000").register(task, "config")
     return task
 
@@ -100,7 +100,7 @@ async def test_a_task_that_does_not_push_is_a_build_alone(store, tmp_path):
 
 async def test_several_platforms_push_each_under_a_tag_of_its_own_then_one_index_per_tag(
         store, tmp_path):
-    await registered(store, tmp_path)
+    await registered(store, tmp_path, platform=["linux/amd64", "linux/arm/v7"])
     run = await run_of(store, "app", "linux/amd64,linux/arm/v7")
     plan, _ = await plan_of(planner(store, tmp_path), run)
     tag, dated = f"reg.example:5000/app:{run.id}", "reg.example:5000/app:20260503-043342z"

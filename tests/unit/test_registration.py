@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from basewatch.config import TaskSettings
 from basewatch.errors import GraphError
-from basewatch.store import Store
+from basewatch.store import SQLiteStore
+from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
 
 
@@ -20,16 +20,16 @@ class SlowDigests:
 
 @pytest.fixture
 async def registrar(tmp_path):
-    store = await Store.open(tmp_path / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "basewatch.db")
     yield TaskRegistrar(store, SlowDigests(), "reg.example:5000")
     await store.close()
 
 
-def task(tmp_path, name: str, base: str) -> TaskSettings:
+def task(tmp_path, name: str, base: str) -> Task:
     folder = tmp_path / name
     folder.mkdir()
     (folder / "Dockerfile").write_text(f"FROM {base}\n")
-    return TaskSettings(name=name, context=folder, image=[f"reg.example:5000/{name}:latest"])
+    return Task(name=name, context=str(folder), images=[f"reg.example:5000/{name}:latest"])
 
 
 async def test_concurrent_registrations_all_land_in_the_graph(tmp_path, registrar):

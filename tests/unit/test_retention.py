@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.builder.run_log import log_path
 from basewatch import retention
-from basewatch.models import RunStatus, RunType, Trigger
+from basewatch.builder.run_log import log_path
+from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.retention import PurgeResult, RetentionSchedule, purge
-from basewatch.store import Store
+from basewatch.store import SQLiteStore, Store
 from basewatch.store.database import to_text
-from basewatch.store.runs import RunRequest
 from tests.support.waiting import wait_for
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -23,7 +22,7 @@ RETENTION = timedelta(days=30)
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await Store.open(tmp_path / "db")
+    store = await SQLiteStore.open(tmp_path / "db")
     yield store
     await store.close()
 

@@ -10,7 +10,7 @@ import pytest
 from basewatch.builder.backends.docker.backend import DockerBackend
 from basewatch.builder.quick_runs import QuickBuildSpec
 from basewatch.errors import EngineError
-from basewatch.models import RunStatus, RunType, Trigger
+from basewatch.models import RunStatus, RunType, Trigger, RunRequest
 from basewatch.oci.image_sources import ImageSources
 from basewatch.run_plan import (
     BuildOutcome,
@@ -21,15 +21,14 @@ from basewatch.run_plan import (
     PushStep,
     RunPlan,
 )
-from basewatch.store import Store
-from basewatch.store.runs import RunRequest
+from basewatch.store import SQLiteStore
 from tests.support.fake_engine import DIGEST, FakeEngine
 from tests.unit.test_executor import context, make_executor
 
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await Store.open(tmp_path / "state" / "basewatch.db")
+    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 

@@ -1,0 +1,124 @@
+"""What the daemon asks of its store, one Protocol per view: tasks, the graph with the watched
+digests, runs. Callers type against these; the SQLite implementation (SQLiteStore, the rest of
+this package) satisfies them, and a second implementation (PostgreSQL for several daemons)
+would stand beside it. Only domain types cross: no rows, no SQL.
+
+Errors: a store that refuses for now (locked, full) raises errors.StoreBusyError; the run
+store retries what a run records as it goes while it does.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Protocol
+
+from basewatch.models import (
+    Dependency,
+    DependencyKind,
+    PushedImage,
+    Run,
+    RunRequest,
+    RunStatus,
+    WatchedDigest,
+)
+from basewatch.tasks import Task
+
+
+class TaskStore(Protocol):
+    """Task definitions and where each came from (`config` or `api`)."""
+
+    async def upsert(self, task: Task, source: str) -> None: ...
+
+    async def get(self, name: str) -> Task | None: ...
+
+    async def get_with_source(self, name: str) -> tuple[Task, str] | None: ...
+
+    async def with_sources(self) -> list[tuple[Task, str]]: ...
+
+    async def all(self, source: str | None = None) -> list[Task]: ...
+
+    async def delete(self, name: str) -> bool:
+        """Delete a task and its edges; False when there was none."""
+
+
+class GraphStore(Protocol):
+    """The edges (task, base, platform) and what the watcher last saw of each base."""
+
+    async def replace_dependencies(self, task: str,
+                                   edges: Iterable[tuple[str, str, DependencyKind]],
+                                   digests: dict[tuple[str, str], str | None]) -> None: ...
+
+    async def prune(self) -> None:
+        """Forget watched digests no edge needs any more."""
+
+    async def watched(self) -> list[WatchedDigest]: ...
+
+    async def get_watched(self, base: str, platform: str) -> WatchedDigest | None: ...
+
+    async def record_same(self, checks: Iterable[tuple[str, str, str | None]]) -> None: ...
+
+    async def record_first(self, base: str, platform: str, digest: str,
+                           index_digest: str | None) -> None: ...
+
+    async def record_error(self, base: str, platform: str, error: str) -> None: ...
+
+    async def dependencies(self, task: str | None = None) -> list[Dependency]: ...
+
+    async def dependents(self, base: str, platform: str) -> list[Dependency]: ...
+
+    async def record_build(self, task: str, platform: str, base_digests: dict[str, str]
+                           ) -> None: ...
+
+
+class RunStore(Protocol):
+    """Run history and the durable queue of runs waiting for a builder."""
+
+    async def create(self, request: RunRequest) -> Run: ...
+
+    async def get(self, run_id: str) -> Run | None: ...
+
+    async def list(self, task: str | None = None, status: RunStatus | None = None,
+                   top: int = 15, image: str | None = None) -> list[Run]: ...
+
+    async def count_queued(self) -> int: ...
+
+    async def queued(self) -> list[Run]: ...
+
+    async def mark_started(self, run_id: str) -> None: ...
+
+    async def record_git_revision(self, run_id: str, revision: str) -> None: ...
+
+    async def cancel_queued(self, run_id: str, reason: str) -> bool: ...
+
+    async def set_archived(self, run_id: str, archived: bool, archive_ref: str | None
+                           ) -> None: ...
+
+    async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None: ...
+
+    async def finish(self, run_id: str, status: RunStatus, outputs: list[PushedImage] = (),
+                     error: str | None = None) -> None: ...
+
+    async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]: ...
+
+    async def cancel_and_requeue(self, run: Run, reason: str) -> str | None: ...
+
+    async def record_change_and_queue(self, base: str, platform: str, digest: str,
+                                      index_digest: str | None,
+                                      requests: list[RunRequest]) -> list[str]:
+        """Record a base's new digest and queue its runs atomically; the new runs' ids."""
+
+    async def pending_tasks(self) -> set[str]: ...
+
+    async def purge_finished(self, before: datetime, log_candidates: list[str]
+                             ) -> tuple[set[str], set[str]]:
+        """Delete old finished, unarchived runs; (ids deleted, `log_candidates` still runs)."""
+
+
+class Store(Protocol):
+    """One store, with a view per concept."""
+
+    tasks: TaskStore
+    graph: GraphStore
+    runs: RunStore
+
+    async def close(self) -> None: ...

@@ -1,0 +1,47 @@
+"""The domain's task: what to build, for which platforms, and when. Plain data, no framework.
+
+The config file's model and the API's body are validated at the edge and mapped into a Task
+there (config.TaskSettings.to_task); the store persists it; the graph, the watcher and the
+builder read it. Platforms arrive parsed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from basewatch.context_spec import parse_context
+from basewatch.oci.platforms import DEFAULT_PLATFORM, Platform
+
+TriggerType = Literal["runtime", "all"]
+
+
+@dataclass(frozen=True)
+class BaseImageTrigger:
+    """Whether a change of a base rebuilds the task: its runtime base only, or every base."""
+
+    enabled: bool = True
+    type: TriggerType = "runtime"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    context: str  # a folder on the daemon's host, or a git or tarball URL
+    images: list[str]
+    file: str = "Dockerfile"
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    # One or more; several are built into one index per tag, and each is watched on its own.
+    platforms: list[Platform] = field(default_factory=lambda: [DEFAULT_PLATFORM])
+    base_image_trigger: BaseImageTrigger = BaseImageTrigger()
+    push: bool = True
+    timeout: float = 3600.0
+
+    @property
+    def local_context(self) -> bool:
+        return parse_context(self.context).kind == "local"
+
+    @property
+    def platform_list(self) -> str:
+        """The platforms as a run records them: `linux/amd64,linux/arm64`."""
+        return ",".join(str(p) for p in self.platforms)

@@ -1,0 +1,104 @@
+"""The task store keeps the domain's Task, and still reads the rows older versions wrote."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from basewatch.oci.platforms import Platform
+from basewatch.store import SQLiteStore, Store
+from basewatch.store.tasks import task_from_json, task_json
+from basewatch.tasks import BaseImageTrigger, Task
+
+AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
+# What versions before the domain Task stored: config.TaskSettings' JSON.
+OLDER_ROW = {"name": "app", "context": "/srv/app", "file": "docker/Dockerfile",
+             "image": ["reg:5000/app:{{.Run.ID}}", "reg:5000/app:latest"],
+             "build_args": {"VERSION": "1"}, "target": "final", "platform": "linux/arm64",
+             "base_image_trigger": {"enabled": False, "type": "all"}, "push": False,
+             "timeout": 600.0}
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    yield store
+    await store.close()
+
+
+async def insert_row(store: Store, name: str, definition: str) -> None:
+    async with store.database.transaction() as db:
+        await db.execute("INSERT INTO tasks (name, source, definition, created_at, updated_at)"
+                         " VALUES (?, 'api', ?, '', '')", (name, definition))
+
+
+def test_a_task_round_trips_with_every_field():
+    task = Task(name="app", context="https://git.example/app.git#main:web", file="web/Dockerfile",
+                images=["reg:5000/app:1"], build_args={"A": "b"}, target="final",
+                platforms=[AMD64, ARM64], base_image_trigger=BaseImageTrigger(False, "all"),
+                push=False, timeout=90.0)
+    assert task_from_json(task_json(task)) == task
+
+
+async def test_a_row_an_older_version_wrote_reads_as_a_task(store):
+    await insert_row(store, "app", json.dumps(OLDER_ROW))
+    assert await store.tasks.get("app") == Task(
+        name="app", context="/srv/app", file="docker/Dockerfile",
+        images=["reg:5000/app:{{.Run.ID}}", "reg:5000/app:latest"], build_args={"VERSION": "1"},
+        target="final", platforms=[ARM64], base_image_trigger=BaseImageTrigger(False, "all"),
+        push=False, timeout=600.0)
+
+
+async def test_an_older_row_is_written_back_in_todays_form(store):
+    await insert_row(store, "app", json.dumps(OLDER_ROW))
+    await store.tasks.upsert(await store.tasks.get("app"), "api")
+    row = await store.database.fetchone("SELECT definition FROM tasks WHERE name = 'app'")
+    stored = json.loads(row["definition"])
+    assert (stored["images"], stored["platforms"]) == (OLDER_ROW["image"], ["linux/arm64"])
+    assert "image" not in stored and "platform" not in stored
+
+
+async def test_an_older_row_with_defaults_left_out_takes_the_defaults(store):
+    await insert_row(store, "app", json.dumps({"name": "app", "context": "/srv/app",
+                                                "image": ["reg:5000/app:1"]}))
+    task = await store.tasks.get("app")
+    assert (task.file, task.platforms, task.push, task.timeout) == (
+        "Dockerfile", [Platform("linux", "amd64")], True, 3600.0)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"file": "/etc/passwd"}, "must be a relative path inside the build context"),
+    ({"file": "../x"}, "may not contain '..'"),
+    ({"platform": "windows/amd64"}, "cannot be built"),
+    ({"platform": "linux"}, "is not of the form os/arch[/variant]"),
+    ({"image": "reg:5000/app:1"}, "image: 'reg:5000/app:1' is not what a task holds there"),
+    ({"push": "yes"}, "push"),
+    ({"timeout": -1}, "timeout"),
+    ({"base_image_trigger": {"type": "sometimes"}}, "base_image_trigger.type"),
+    ({"context": ""}, "the build context is empty"),
+])
+async def test_a_row_refused_today_is_ignored_and_said_once(store, caplog, change, reason):
+    await insert_row(store, "bad", json.dumps({**OLDER_ROW, "name": "bad", **change}))
+    await store.tasks.upsert(Task(name="good", context="/srv/good", images=["r:5000/g:1"]), "api")
+    with caplog.at_level(logging.WARNING, logger="basewatch.store.tasks"):
+        assert [t.name for t in await store.tasks.all()] == ["good"]
+        assert await store.tasks.get("bad") is None
+    [first, _] = [r.getMessage() for r in caplog.records]
+    assert first.startswith("task bad is ignored: its stored definition is refused (")
+    assert reason in first
+    assert await store.tasks.delete("bad")
+
+
+async def test_a_row_missing_a_required_key_is_ignored(store, caplog):
+    await insert_row(store, "bad", json.dumps({"name": "bad", "image": ["r:5000/b:1"]}))
+    assert await store.tasks.all() == []
+    assert "context is missing" in caplog.text
+
+
+async def test_credentials_in_a_context_url_are_not_stored(store):
+    await store.tasks.upsert(Task(name="app", context="https://u:p@git.example/app.git",
+                                  images=["r:5000/a:1"]), "api")
+    row = await store.database.fetchone("SELECT definition FROM tasks")
+    assert "u:p" not in row["definition"]
