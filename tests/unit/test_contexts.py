@@ -474,3 +474,25 @@ def test_an_extraction_error_names_the_member_not_the_daemons_folder(tmp_path):
         extract_context(buffer, tmp_path / "daemon-state" / "upload-1", 1 << 20)
     assert str(caught.value).startswith("could not extract the build context"), caught.value
     assert str(tmp_path) not in str(caught.value)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length).encode()) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def test_a_pax_header_charset_that_is_not_utf8_is_a_clear_error(tmp_path):
+    # tarfile decodes hdrcharset as UTF-8 and raised UnicodeDecodeError: a 500 (hypothesis).
+    records = _pax_record(b"hdrcharset", b"\xff\xfe") + _pax_record(b"path", b"x\xff")
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, len(records)
+    member = tarfile.TarInfo("Dockerfile")
+    archive = (header.tobuf(format=tarfile.USTAR_FORMAT) + records
+               + b"\0" * (-len(records) % 512) + member.tobuf(format=tarfile.USTAR_FORMAT)
+               + b"\0" * 1024)
+    with pytest.raises(ContextError, match="not a readable tar or tar.gz archive"):
+        extract_context(io.BytesIO(archive), tmp_path / "context", 1 << 20)
+    assert not (tmp_path / "context").exists()

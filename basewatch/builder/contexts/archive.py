@@ -160,7 +160,10 @@ def extract_context(archive: Path | BinaryIO, destination: Path, limit: int) -> 
 
 
 def _as_context_error(error: BaseException, destination: Path) -> BaseException:
-    if isinstance(error, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)):
+    # UnicodeDecodeError: tarfile decodes a pax header's hdrcharset value as UTF-8 and lets the
+    # error out (found by the property tests).
+    if isinstance(error, (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile,
+                          UnicodeDecodeError)):
         return ContextError(f"the build context is not a readable tar or tar.gz archive: {error}")
     if isinstance(error, OSError):
         # Named inside the context: the daemon's own folders are none of the caller's business.
