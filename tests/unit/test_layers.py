@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contexts", ("builder.contexts",)),
     ("watcher", ("watcher",)),
     ("builder", ("builder",)),
-    ("services", ("services", "retention")),
+    ("services", ("services", "retention", "cascades", "config_sync", "host_probe")),
     ("http", ("http",)),
     ("edges", ("cli", "cli_runs", "client", "daemon", "__main__")),
 ]
