@@ -40,6 +40,7 @@ from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import Store
+from basewatch.triggers import Triggers
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.push_matching import PushMatcher
@@ -118,7 +119,8 @@ class Daemon:
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
-        self.fanout = FanOut(store, self.queue.submit, config.settle_window)
+        self.triggers = Triggers(store.runs, self.queue.submit)
+        self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics)
         self.config_sync = ConfigSync(store, self.registrar, self.watcher.refresh)
@@ -137,7 +139,7 @@ class Daemon:
             # Its own client, without the address guard: the operator named this registry.
             self.archive_client = RegistryClient(config.registries, attempts=3, timeout=60.0)
             archive = LogArchive(config.log_archive.repository, self.archive_client)
-        self.services = Services(store, self.registrar, self.executor, self.queue.submit,
+        self.services = Services(store, self.registrar, self.executor, self.triggers,
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs)

@@ -71,6 +71,15 @@ class PushedImage:
     digest: str
 
 
+@dataclass(frozen=True)
+class BaseChange:
+    """What fired a base-image run: `reference` was seen at `digest` for `platform`."""
+
+    reference: str
+    platform: str
+    digest: str
+
+
 @dataclass
 class Run:
     id: str
@@ -93,6 +102,7 @@ class Run:
     git_revision: str | None = None
     archived: bool = False
     archive_ref: str | None = None  # where the archived log was pushed
+    base_change: BaseChange | None = None  # for a base-image run: the change that fired it
 
     @property
     def duration_seconds(self) -> float | None:

@@ -63,4 +63,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN archive_ref TEXT;
     CREATE INDEX runs_by_queued_at ON runs (queued_at)
     """,
+    # 4: what fired a run, as data (JSON; for a base-image run its reference, platform, digest).
+    """
+    ALTER TABLE runs ADD COLUMN trigger_data TEXT
+    """,
 ]

@@ -12,6 +12,7 @@ from basewatch.errors import RegistryError
 from basewatch.models import DependencyKind, RunStatus, RunType, Trigger
 from basewatch.store import Store
 from basewatch.store.runs import RunRequest
+from basewatch.triggers import Triggers
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 
@@ -56,7 +57,7 @@ async def add_task(store: Store, name: str, kind: DependencyKind, digest: str | 
 
 
 def make_watcher(store: Store, registry: FakeRegistry, submitted: list[str]) -> DigestWatcher:
-    fanout = FanOut(store, lambda run_id, delay: submitted.append(run_id))
+    fanout = FanOut(store, Triggers(store.runs, lambda run_id, delay: submitted.append(run_id)))
     return DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 1.0)
 
 
@@ -188,7 +189,7 @@ async def test_a_base_shared_by_many_tasks_is_checked_once_per_cycle(store):
 async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
     registry, submitted = FakeRegistry("sha256:old"), []
-    fanout = FanOut(store, lambda run_id, delay: submitted.append(run_id))
+    fanout = FanOut(store, Triggers(store.runs, lambda run_id, delay: submitted.append(run_id)))
     watcher = DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 0.2)
     loop = asyncio.create_task(watcher.run())
     try:

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("config",)),
     ("graph", ("graph", "graph_view")),
     ("store", ("store",)),
+    ("triggers", ("triggers",)),
     ("contexts", ("builder.contexts",)),
     ("watcher", ("watcher",)),
     ("builder", ("builder",)),
