@@ -28,7 +28,7 @@ from basewatch.cascades import Cascades
 from basewatch.config import Config
 from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError
-from basewatch.host_probe import HostProbe
+from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
@@ -201,19 +201,8 @@ class Daemon:
             self.watcher.refresh()
 
     async def health(self) -> dict:
-        host = await self.host.state()
-        watched = await self.store.graph.watched()
-        failing = [w.base for w in watched if w.last_error]
-        healthy = host.engine_error is None and host.disk_problem is None and not failing
-        return {
-            "status": "ok" if healthy else "degraded",
-            "engine": host.engine_error or "ok",
-            "disk": host.disk_problem or "ok",
-            "watched": len(watched),
-            "failing_references": failing,
-            "queued": self.queue.depth,
-            "running": sorted(self.queue.running),
-        }
+        return health_report(await self.host.state(), await self.store.graph.watched(),
+                             self.queue.depth, self.queue.running)
 
     async def stop(self) -> None:
         if self._runner is not None:

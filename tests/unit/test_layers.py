@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contexts", ("builder.contexts",)),
     ("watcher", ("watcher",)),
     ("builder", ("builder",)),
-    ("services", ("services", "retention", "cascades", "config_sync", "host_probe")),
+    ("services", ("services", "retention", "cascades", "config_sync", "health")),
     ("http", ("http",)),
     ("edges", ("cli", "cli_runs", "client", "daemon", "__main__")),
 ]

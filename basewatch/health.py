@@ -1,4 +1,5 @@
-"""The engine's reachability and the free space under state_dir, as /healthz reports them."""
+"""What /healthz reports: the engine's reachability, the free space under state_dir, the
+watched references failing, and the run queue."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +8,10 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from basewatch.errors import BasewatchError
+from basewatch.models import WatchedDigest
 
 # /healthz reports the engine and the disk as last seen this long ago: a flood of probes costs
 # one engine ping per period, on a thread of its own, and never holds up the API.
@@ -85,3 +87,19 @@ class HostProbe:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
+                  running: Iterable[str]) -> dict:
+    """The body of /healthz: degraded while the engine, the disk or a watched reference fails."""
+    failing = [w.base for w in watched if w.last_error]
+    healthy = host.engine_error is None and host.disk_problem is None and not failing
+    return {
+        "status": "ok" if healthy else "degraded",
+        "engine": host.engine_error or "ok",
+        "disk": host.disk_problem or "ok",
+        "watched": len(watched),
+        "failing_references": failing,
+        "queued": queued,
+        "running": sorted(running),
+    }
