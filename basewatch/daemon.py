@@ -1,4 +1,5 @@
-"""The long-lived daemon: wires the watcher, the run queue, the builder and the HTTP edge.
+"""The long-lived daemon: builds the parts (watcher, triggers, run queue, builder, HTTP edge),
+wires them together, and runs start, SIGHUP and shutdown; it holds no logic of its own.
 
 Shutdown order is written down: stop taking requests, stop watching, cancel runs in progress
 (they are marked Canceled), close the engine threads, the registry client and the database.
@@ -8,126 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
-import shutil
 import signal
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 
-from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.backends.docker.backend import DockerBackend
 from basewatch.builder.backends.docker.docker_engine import DockerEngine
+from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.executor import RunExecutor
 from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickRuns
-from basewatch.oci.image_sources import ImageSources
-from basewatch.config import Config, TaskSettings, load_config
+from basewatch.cascades import Cascades
+from basewatch.config import Config
+from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError
+from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
-from basewatch.models import Run, RunStatus
 from basewatch.netpolicy import HostPolicy
+from basewatch.oci.image_sources import ImageSources
+from basewatch.oci.registry import RegistryClient
 from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
-from basewatch.tasks import Task
+from basewatch.triggers import Triggers
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
-from basewatch.watcher.notifications import PushNotification
-from basewatch.oci.reference import ImageReference
+from basewatch.watcher.push_matching import PushMatcher
 from basewatch.watcher.registration import TaskRegistrar
-from basewatch.oci.registry import RegistryClient
+from basewatch.watcher.reregistration import Reregistration
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-# Config tasks whose git or tarball contexts are fetched at once while the daemon starts.
-CONFIG_FETCHES_AT_ONCE = 4
-# /healthz reports the engine and the disk as last seen this long ago: a flood of probes costs
-# one engine ping per period, on a thread of its own, and never holds up the API.
-HOST_STATE_SECONDS = 2.0
-# How long /healthz waits for the engine to answer a ping before calling it unreachable.
-ENGINE_PING_TIMEOUT_SECONDS = 10.0
-# Below this much free space on the disk holding state_dir, /healthz says degraded: run logs,
-# uploads and the database's results are about to fail to be written.
-MIN_FREE_DISK_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class HostState:
-    engine_error: str | None  # None: the engine answered
-    disk_problem: str | None  # None: enough free space under state_dir
-
-
-def disk_problem(state_dir: Path) -> str | None:
-    """What is wrong with the free space under `state_dir`, if anything."""
-    try:
-        free = shutil.disk_usage(state_dir).free
-    except OSError as exc:
-        return f"cannot tell the free space on the disk of state_dir: {exc.strerror}"
-    if free < MIN_FREE_DISK_BYTES:
-        return (f"the disk of state_dir is (nearly) full: {free // 2 ** 20} MiB free, below "
-                f"{MIN_FREE_DISK_BYTES // 2 ** 20} MiB; run logs and results cannot be written")
-    return None
-
-
-class HostProbe:
-    """The engine's reachability and the state disk's free space, checked at most once per
-    `ttl` however many ask at once, on a thread of its own."""
-
-    def __init__(self, ping: Callable[[], None], state_dir: Path, ttl: float = HOST_STATE_SECONDS):
-        self._ping = ping
-        self._state_dir = state_dir
-        self._ttl = ttl
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-probe")
-        self._checked_at = -math.inf
-        self._state: HostState | None = None
-        self._checking: asyncio.Future | None = None
-
-    async def state(self) -> HostState:
-        loop = asyncio.get_running_loop()
-        if self._state is not None and loop.time() - self._checked_at < self._ttl:
-            return self._state
-        if self._checking is None:
-            self._checking = loop.run_in_executor(self._thread, self._check)
-            self._checking.add_done_callback(self._checked)
-        try:
-            # Shielded: one caller giving up does not cancel the check the others wait on.
-            return await asyncio.wait_for(asyncio.shield(self._checking),
-                                          ENGINE_PING_TIMEOUT_SECONDS)
-        except TimeoutError:
-            return HostState(f"the Docker Engine did not answer a ping within "
-                             f"{ENGINE_PING_TIMEOUT_SECONDS:.0f}s", disk_problem(self._state_dir))
-
-    def _check(self) -> HostState:
-        try:
-            self._ping()
-            engine_error = None
-        except BasewatchError as exc:
-            engine_error = str(exc)
-        except Exception as exc:  # a malformed DOCKER_HOST, an SDK surprise: reported, not 500
-            engine_error = f"cannot reach the Docker Engine: {type(exc).__name__}: {exc}"
-        return HostState(engine_error, disk_problem(self._state_dir))
-
-    def _checked(self, future: asyncio.Future) -> None:
-        self._checking = None
-        if not future.cancelled() and future.exception() is None:
-            self._state = future.result()
-            self._checked_at = asyncio.get_running_loop().time()
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 class Daemon:
@@ -146,6 +68,7 @@ class Daemon:
         self.watcher: DigestWatcher | None = None
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task | None = None
+        self.config_sync: ConfigSync | None = None
         self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
     async def start(self) -> None:
@@ -173,7 +96,7 @@ class Daemon:
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
                               HostPolicy.for_contexts(config.allowed_context_hosts),
-                              trusted=self._context_in_config,
+                              trusted=lambda context: context_in_config(self.config, context),
                               git_credentials=git_credentials(config.git_credentials),
                               local_contexts_root=config.local_contexts_root)
         if discarded := checkouts.discard_leftovers():
@@ -181,27 +104,32 @@ class Daemon:
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
                                        on_change=self._tasks_changed)
         planner = RunPlanner(store, checkouts, QuickRuns(config.state_dir / "contexts"),
-                             run_registry, on_context_changed=self._reregister)
+                             run_registry,
+                             on_context_changed=Reregistration(store, self.registrar)
+                             .on_context_changed)
+        cascades = Cascades(self.registrar, lambda: self.watcher)
         backend = DockerBackend(
             lambda: DockerEngine(self.docker_host, network=config.build_network),
             ImageSources(config.registries), self.registry_client,
             threads=config.max_concurrent_runs * 2)
         self.executor = RunExecutor(
-            store, planner, backend, config.state_dir / "logs", on_finished=self._cascade,
-            upstream_of=self._upstream_of, metrics=self.metrics,
+            store, planner, backend, config.state_dir / "logs", on_finished=cascades.on_finished,
+            upstream_of=cascades.upstream_of, metrics=self.metrics,
             max_log_bytes=config.max_log_bytes)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
-        self.fanout = FanOut(store, self.queue.submit, config.settle_window)
+        self.triggers = Triggers(store.runs, self.queue.submit)
+        self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics)
+        self.config_sync = ConfigSync(store, self.registrar, self.watcher.refresh)
         self.metrics.watch_queue(lambda: self.queue.depth)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
         await self._report_engine()
-        await self.sync_config_tasks()
+        await self.config_sync.sync(config.tasks)
         self.queue.start()
         for run in await store.runs.queued():
             self.queue.submit(run.id)
@@ -211,7 +139,7 @@ class Daemon:
             # Its own client, without the address guard: the operator named this registry.
             self.archive_client = RegistryClient(config.registries, attempts=3, timeout=60.0)
             archive = LogArchive(config.log_archive.repository, self.archive_client)
-        self.services = Services(store, self.registrar, self.executor, self.queue.submit,
+        self.services = Services(store, self.registrar, self.executor, self.triggers,
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs)
@@ -221,7 +149,8 @@ class Daemon:
         self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
                          self.receive_context)
-        add_registry_webhook(app, notification_token, self.on_push_notifications, self.metrics)
+        add_registry_webhook(app, notification_token,
+                             PushMatcher(self.watcher).on_push_notifications, self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.listen_host, config.listen_port)
@@ -252,35 +181,6 @@ class Daemon:
             raise
         return destination
 
-    async def on_push_notifications(self, pushes: list[PushNotification]) -> int:
-        """Re-check the watched references a push names. Matched on repository and tag only:
-        a registry names itself by whatever host its client used, and a wrong match costs no
-        more than one HEAD."""
-        pushed = {(push.repository, push.tag): push.digest for push in pushes}
-
-        def named(base: str) -> bool:
-            ref = ImageReference.parse(base)
-            return (ref.repository, ref.tag) in pushed
-
-        def notified(base: str) -> str | None:
-            ref = ImageReference.parse(base)
-            return pushed.get((ref.repository, ref.tag))
-
-        return await self.watcher.check_references(named, notified)
-
-    async def _upstream_of(self, task: str) -> set[str]:
-        return (await self.registrar.graph()).ancestors(task)
-
-    async def _cascade(self, run: Run) -> None:
-        """A task that pushed an image another task is built on: check that image now, so the
-        downstream rebuild starts without waiting for the next poll."""
-        if run.status is not RunStatus.SUCCEEDED or not run.outputs:
-            return
-        published = (await self.registrar.published()).get(run.task, set())
-        checked = await self.watcher.check_references(published.__contains__)
-        if checked:
-            log.info("run %s pushed %d watched base(s): checked at once", run.id, checked)
-
     def _poll_interval(self, registry_host: str) -> float:
         settings = self.config.registry(registry_host)
         if settings is not None and settings.poll_interval is not None:
@@ -294,64 +194,15 @@ class Daemon:
         if state.disk_problem is not None:
             log.error("%s", state.disk_problem)
 
-    async def _reregister(self, task: Task, context: Path) -> None:
-        """A run fetched a Dockerfile whose bases moved since registration: follow it."""
-        found = await self.store.tasks.get_with_source(task.name)
-        if found is not None:
-            bases = await self.registrar.register(task, found[1], context)
-            log.info("task %s: its Dockerfile changed; runtime base now %s", task.name,
-                     bases.runtime if bases.runtime else "scratch")
-
-    def _context_in_config(self, context: str) -> bool:
-        """A context the config file names: its author chose it, so it is fetched unchecked."""
-        return any(task.context == context for task in self.config.tasks)
-
     def _tasks_changed(self) -> None:
         """A task was registered, changed or removed: its bases are watched (or not) now, not
         at the watcher's next periodic re-read."""
         if self.watcher is not None:
             self.watcher.refresh()
 
-    async def sync_config_tasks(self) -> None:
-        """Register the config's tasks and forget config tasks that were removed from it."""
-        names = {task.name for task in self.config.tasks}
-        fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
-
-        async def register(settings: TaskSettings) -> None:
-            # Remote contexts are fetched side by side; the registrar still takes the tasks
-            # into the graph one at a time (local ones in the config's order).
-            task = settings.to_task()
-            async with fetches:
-                try:
-                    bases = await self.registrar.register(task, "config")
-                except BasewatchError as exc:
-                    log.error("task %s not registered: %s", task.name, exc)
-                    return
-            log.info("task %s: runtime base %s", task.name,
-                     bases.runtime if bases.runtime else "scratch")
-
-        await asyncio.gather(*(register(task) for task in self.config.tasks))
-        for task in await self.store.tasks.all(source="config"):
-            if task.name not in names:
-                await self.registrar.unregister(task.name)
-                log.info("task %s removed: no longer in the config", task.name)
-        await self.store.graph.prune()
-        self.watcher.refresh()
-
     async def health(self) -> dict:
-        host = await self.host.state()
-        watched = await self.store.graph.watched()
-        failing = [w.base for w in watched if w.last_error]
-        healthy = host.engine_error is None and host.disk_problem is None and not failing
-        return {
-            "status": "ok" if healthy else "degraded",
-            "engine": host.engine_error or "ok",
-            "disk": host.disk_problem or "ok",
-            "watched": len(watched),
-            "failing_references": failing,
-            "queued": self.queue.depth,
-            "running": sorted(self.queue.running),
-        }
+        return health_report(await self.host.state(), await self.store.graph.watched(),
+                             self.queue.depth, self.queue.running)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -380,20 +231,8 @@ class Daemon:
     async def reload(self) -> None:
         """SIGHUP: re-read the config file's tasks. Queued runs stay queued; other settings
         (listen, registries, tokens) take a restart."""
-        if self.config_path is None:
-            return
-        try:
-            config = load_config(self.config_path)
-        except BasewatchError as exc:
-            log.error("config not reloaded, the running tasks stay as they were: %s", exc)
-            return
-        unchanged = self.config.model_copy(update={"tasks": config.tasks})
-        if unchanged != config:
-            log.warning("config reloaded: tasks applied; other changed settings take effect "
-                        "after a restart")
-        self.config = self.config.model_copy(update={"tasks": config.tasks})
-        await self.sync_config_tasks()
-        log.info("config reloaded: %d tasks from the file", len(config.tasks))
+        if self.config_path is not None and self.config_sync is not None:
+            self.config = await self.config_sync.reload(self.config, self.config_path)
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the config's tasks."""

@@ -76,6 +76,15 @@ class PushedImage:
 
 
 @dataclass(frozen=True)
+class BaseChange:
+    """What fired a base-image run: `reference` was seen at `digest` for `platform`."""
+
+    reference: str
+    platform: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """A run to queue: which task, why, and for which platform(s), a comma list."""
 
@@ -88,6 +97,7 @@ class RunRequest:
     retry_of: str | None = None
     spec: str | None = None
     values: dict[str, str] | None = None
+    base_change: BaseChange | None = None  # what fired a base-image run
 
 
 @dataclass
@@ -112,6 +122,7 @@ class Run:
     git_revision: str | None = None
     archived: bool = False
     archive_ref: str | None = None  # where the archived log was pushed
+    base_change: BaseChange | None = None  # for a base-image run: the change that fired it
 
     @property
     def duration_seconds(self) -> float | None:

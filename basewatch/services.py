@@ -22,10 +22,12 @@ from basewatch.config import (CREDENTIALS_IN_URL, TaskSettings, format_validatio
                               task_fields)
 from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view
-from basewatch.models import Run, RunRequest, RunStatus, RunType, Trigger
+from basewatch.models import Run, RunStatus
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
 from basewatch.tasks import Task
+from basewatch.triggers import Triggers
+from basewatch.triggers.manual import quick_build, task_run
 from basewatch.watcher.registration import TaskRegistrar
 
 
@@ -47,6 +49,9 @@ def run_view(run: Run) -> dict:
         "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
         "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
         "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
+        "base_change": None if run.base_change is None else {
+            "reference": run.base_change.reference, "platform": run.base_change.platform,
+            "digest": run.base_change.digest},
     }
 
 
@@ -64,7 +69,7 @@ def task_view(task: Task, source: str | None = None) -> dict:
 
 class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
-                 submit: Callable[[str], None], archive=None,
+                 triggers: Triggers, archive=None,
                  allow_file_contexts: bool = False,
                  allowed_context_hosts: list[str] | None = None,
                  local_contexts_root: Path | None = None,
@@ -78,7 +83,7 @@ class Services:
         self.registrar = registrar
         self.executor = executor
         self.log_updates = executor.log_updates
-        self.submit = submit
+        self.triggers = triggers
 
     async def graph_view(self) -> dict:
         return build_graph_view(
@@ -154,11 +159,8 @@ class Services:
     async def run_task(self, name: str, values: dict[str, str]) -> dict:
         task, _ = await self._task(name)
         await self.check_queue_room()
-        run = await self.store.runs.create(RunRequest(
-            name, Trigger.MANUAL, RunType.AUTO_BUILD, task.platform_list, "manual run",
-            values={str(k): str(v) for k, v in values.items()}))
-        self.submit(run.id)
-        return run_view(run)
+        (run_id,) = await self.triggers.enqueue([task_run(name, task.platform_list, values)])
+        return run_view(await self._run(run_id))
 
     async def quick_build(self, body: dict, uploaded: Path | None = None) -> dict:
         """A quick run of `body` (a QuickBuildSpec), on an uploaded context or a context URL.
@@ -186,11 +188,9 @@ class Services:
         if spec.push and not spec.image:
             raise InvalidRequestError("give at least one image (-t) to push, or --no-push")
         await self.check_queue_room()
-        run = await self.store.runs.create(RunRequest(
-            "", Trigger.MANUAL, RunType.QUICK_BUILD, spec.platform, "quick build",
-            spec=spec.model_dump_json()))
-        self.submit(run.id)
-        return run_view(run)
+        (run_id,) = await self.triggers.enqueue([quick_build(spec.platform,
+                                                             spec.model_dump_json())])
+        return run_view(await self._run(run_id))
 
     def _check_context_url(self, url: str) -> None:
         """Refused before anything is queued: a local path (the daemon's disk is not the

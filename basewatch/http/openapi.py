@@ -118,6 +118,12 @@ def openapi_document() -> dict:
                                         "Canceled", "Error", "Timeout"]},
                     "platform": {"type": "string"}, "outputs": {"type": "array"},
                     "base_digests": {"type": "object"},
+                    "base_change": {
+                        "description": "for an Image Update run: the base reference, platform "
+                                       "and digest whose change fired it",
+                        "type": ["object", "null"], "properties": {
+                            "reference": {"type": "string"}, "platform": {"type": "string"},
+                            "digest": {"type": "string"}}},
                     "git_revision": {"type": ["string", "null"]},
                     "archived": {"type": "boolean"}}},
             },

@@ -79,4 +79,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE dependencies_by_platform RENAME TO dependencies;
     CREATE INDEX dependencies_by_base ON dependencies (base, platform)
     """,
+    # 5: what fired a run, as data (JSON; for a base-image run its reference, platform, digest).
+    """
+    ALTER TABLE runs ADD COLUMN trigger_data TEXT
+    """,
 ]

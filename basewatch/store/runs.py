@@ -16,6 +16,7 @@ from tenacity import (
 from basewatch.errors import StoreBusyError
 from basewatch.models import (
     RUN_ID_PREFIX,
+    BaseChange,
     PushedImage,
     Run,
     RunRequest,
@@ -37,6 +38,17 @@ FINISH_RETRY_WAIT_SECONDS = 1.0
 FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
 
 
+def _trigger_data(change: BaseChange | None) -> str | None:
+    if change is None:
+        return None
+    return json.dumps({"reference": change.reference, "platform": change.platform,
+                       "digest": change.digest})
+
+
+def _base_change(text: str | None) -> BaseChange | None:
+    return BaseChange(**json.loads(text)) if text else None
+
+
 def _run(row) -> Run:
     return Run(
         id=row["id"], task=row["task"], trigger=Trigger(row["trigger"]),
@@ -48,6 +60,7 @@ def _run(row) -> Run:
         not_before=from_text(row["not_before"]), retry_of=row["retry_of"], spec=row["spec"],
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
+        base_change=_base_change(row["trigger_data"]),
     )
 
 
@@ -59,10 +72,12 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
     stamp = to_text(now())
     await db.executemany(
         "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
-        " not_before, retry_of, spec, run_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " not_before, retry_of, spec, run_values, trigger_data)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
           r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of, r.spec,
-          json.dumps(r.values or {})) for n, r in enumerate(requests)])
+          json.dumps(r.values or {}), _trigger_data(r.base_change))
+         for n, r in enumerate(requests)])
     rows = await db.execute_fetchall(
         "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
         (RUN_ID_PREFIX, f"{batch}-%"))
@@ -81,7 +96,8 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
         return None
     return await insert_run(db, RunRequest(run.task, run.trigger, run.run_type, run.platform,
                                            f"re-run of {run.id}, interrupted by {cause}",
-                                           retry_of=run.id, spec=run.spec, values=run.values))
+                                           retry_of=run.id, spec=run.spec, values=run.values,
+                                           base_change=run.base_change))
 
 
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
@@ -92,9 +108,13 @@ class SQLiteRunStore:
         self.database = database
 
     async def create(self, request: RunRequest) -> Run:
-        async with self.database.transaction() as db:
-            run_id = await insert_run(db, request)
+        (run_id,) = await self.queue([request])
         return await self.get(run_id)
+
+    async def queue(self, requests: list[RunRequest]) -> list[str]:
+        """Queue runs in one transaction: all of them, or (on an error) none."""
+        async with self.database.transaction() as db:
+            return await insert_runs(db, requests)
 
     async def get(self, run_id: str) -> Run | None:
         row = await self.database.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -214,7 +234,8 @@ class SQLiteRunStore:
                                       requests: list[RunRequest]) -> list[str]:
         """Record a new base digest and queue its runs in one transaction, so a crash loses neither.
 
-        A task that already has a queued run for the same trigger gets no second one.
+        A task that already has a queued run for the same trigger gets no second one; that run
+        now records this change as the one that fired it (the latest, which it will build on).
         """
         stamp = to_text(now())
         async with self.database.transaction() as db:
@@ -231,6 +252,11 @@ class SQLiteRunStore:
                 "UPDATE runs SET not_before = MAX(COALESCE(not_before, ''), ?) WHERE id = ?",
                 [(to_text(r.not_before), pending[(r.task, r.trigger.value)]) for r in requests
                  if r.not_before is not None and (r.task, r.trigger.value) in pending])
+            await db.executemany(
+                "UPDATE runs SET trigger_data = ? WHERE id = ?",
+                [(_trigger_data(r.base_change), pending[(r.task, r.trigger.value)])
+                 for r in requests
+                 if r.base_change is not None and (r.task, r.trigger.value) in pending])
         return queued
 
     async def pending_tasks(self) -> set[str]:

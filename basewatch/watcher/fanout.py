@@ -1,13 +1,15 @@
-"""Turns one base digest change (of one platform) into one queued run per dependent task."""
+"""Turns one base digest change (of one platform) into one queued run per dependent task,
+through `triggers`."""
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
-from basewatch.models import Dependency, DependencyKind, RunRequest, RunType, Trigger
+from basewatch.models import Dependency, DependencyKind
 from basewatch.store import Store
 from basewatch.tasks import Task
+from basewatch.triggers import NewDigest, Triggers
+from basewatch.triggers.base_image import base_image_run
 from basewatch.watcher.digest_watch import DigestChange
 
 log = logging.getLogger(__name__)
@@ -28,31 +30,29 @@ class FanOut:
     """`settle` seconds after the last change, the runs start: a burst of pushes of one base
     gives one run per dependent (each further push extends the window)."""
 
-    def __init__(self, store: Store, submit: Callable[[str, float], None], settle: float = 0.0):
+    def __init__(self, store: Store, triggers: Triggers, settle: float = 0.0):
         self.store = store
-        self.submit = submit
+        self.triggers = triggers
         self.settle = settle
 
     async def on_change(self, change: DigestChange) -> list[str]:
         dependents = await self.store.graph.dependents(change.base, change.platform)
         tasks = {task.name: task for task in await self.store.tasks.all()}
-        reason = f"base {change.base} ({change.platform}) changed to {change.new}"
         not_before = (datetime.now(timezone.utc) + timedelta(seconds=self.settle)
                       if self.settle else None)
         # One run per task, of every platform it is built for: a change to any one platform's
         # digest rebuilds the task's index (a second platform's change finds it queued).
         requests = [
-            RunRequest(dep.task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD,
-                       tasks[dep.task].platform_list, reason, not_before=not_before)
+            base_image_run(dep.task, change.base, change.platform, change.new, not_before,
+                           platforms=tasks[dep.task].platform_list)
             for dep in dependents
             if dep.task in tasks and triggers(dep, tasks[dep.task], change.new)
         ]
-        run_ids = await self.store.runs.record_change_and_queue(
-            change.base, change.platform, change.new, change.index_digest, requests)
+        run_ids = await self.triggers.enqueue(
+            requests, delay=self.settle,
+            new_digest=NewDigest(change.base, change.platform, change.new, change.index_digest))
         if run_ids:
             listed = ", ".join(run_ids) if len(run_ids) <= 10 else \
                 f"{len(run_ids)} runs ({run_ids[0]} to {run_ids[-1]})"
             log.info("base %s changed: queued %s", change.base, listed)
-        for run_id in run_ids:
-            self.submit(run_id, self.settle)
         return run_ids

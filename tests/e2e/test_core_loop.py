@@ -107,6 +107,9 @@ async def test_patched_base_rebuilds_dependents(tmp_path, registry, base_images,
                 assert run.status is RunStatus.SUCCEEDED, (run.error, log_text)
                 assert run.trigger is Trigger.IMAGE_UPDATE
                 assert run.base_digests[f"{reg}/base:1"] == new_base
+                # what fired it, recorded with the run: the reference, platform and digest
+                assert (run.base_change.reference, run.base_change.platform,
+                        run.base_change.digest) == (f"{reg}/base:1", run.platform, new_base)
                 assert {o.image for o in run.outputs} == {
                     f"{reg}/apps/{name}:{run.id}", f"{reg}/apps/{name}:latest"}
                 content = await asyncio.to_thread(base_images.read_file,

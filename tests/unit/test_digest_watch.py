@@ -12,6 +12,7 @@ from basewatch.models import DependencyKind, RunRequest, RunStatus, RunType, Tri
 from basewatch.oci.platforms import Platform
 from basewatch.store import SQLiteStore, Store
 from basewatch.tasks import BaseImageTrigger, Task
+from basewatch.triggers import Triggers
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 
@@ -57,7 +58,7 @@ async def add_task(store: Store, name: str, kind: DependencyKind, digest: str | 
 
 
 def make_watcher(store: Store, registry: FakeRegistry, submitted: list[str]) -> DigestWatcher:
-    fanout = FanOut(store, lambda run_id, delay: submitted.append(run_id))
+    fanout = FanOut(store, Triggers(store.runs, lambda run_id, delay: submitted.append(run_id)))
     return DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 1.0)
 
 
@@ -209,7 +210,7 @@ async def test_a_base_shared_by_many_tasks_is_checked_once_per_cycle(store):
 async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
     registry, submitted = FakeRegistry("sha256:old"), []
-    fanout = FanOut(store, lambda run_id, delay: submitted.append(run_id))
+    fanout = FanOut(store, Triggers(store.runs, lambda run_id, delay: submitted.append(run_id)))
     watcher = DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 0.2)
     loop = asyncio.create_task(watcher.run())
     try:

@@ -25,10 +25,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("config",)),
     ("graph", ("graph", "graph_view")),
     ("store", ("store",)),
+    ("triggers", ("triggers",)),
     ("contexts", ("builder.contexts",)),
     ("watcher", ("watcher",)),
     ("builder", ("builder",)),
-    ("services", ("services", "retention")),
+    ("services", ("services", "retention", "cascades", "config_sync", "health")),
     ("http", ("http",)),
     ("edges", ("cli", "cli_runs", "client", "daemon", "__main__")),
 ]

@@ -13,6 +13,7 @@ from basewatch.oci.platforms import Platform
 from basewatch.services import Services
 from basewatch.store import SQLiteStore
 from basewatch.tasks import BaseImageTrigger, Task
+from basewatch.triggers import Triggers
 from basewatch.watcher.registration import TaskRegistrar
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
@@ -58,8 +59,8 @@ class Digests:
 async def services(tmp_path: Path):
     store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
     registrar = TaskRegistrar(store, Digests(), REG)
-    yield Services(store, registrar, SimpleNamespace(log_updates=None), lambda run_id: None,
-                   local_contexts_root=tmp_path)
+    yield Services(store, registrar, SimpleNamespace(log_updates=None),
+                   Triggers(store.runs, lambda run_id, delay: None), local_contexts_root=tmp_path)
     await store.close()
 
 

@@ -1,0 +1,79 @@
+"""Config sync: the config file's tasks registered as the daemon starts and on SIGHUP, and config
+tasks no longer in the file forgotten. Other settings take a restart."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Callable
+
+from basewatch.config import Config, TaskSettings, load_config
+from basewatch.errors import BasewatchError
+from basewatch.store import Store
+from basewatch.watcher.registration import TaskRegistrar
+
+log = logging.getLogger(__name__)
+
+# Config tasks whose git or tarball contexts are fetched at once while the daemon starts.
+CONFIG_FETCHES_AT_ONCE = 4
+
+
+def context_in_config(config: Config, context: str) -> bool:
+    """A context the config file names: its author chose it, so it is fetched unchecked."""
+    return any(task.context == context for task in config.tasks)
+
+
+def reread(current: Config, path: Path) -> Config | None:
+    """The config with the file's tasks read again, the rest as running; None when the file
+    does not load (logged: the running tasks stay as they were)."""
+    try:
+        config = load_config(path)
+    except BasewatchError as exc:
+        log.error("config not reloaded, the running tasks stay as they were: %s", exc)
+        return None
+    if current.model_copy(update={"tasks": config.tasks}) != config:
+        log.warning("config reloaded: tasks applied; other changed settings take effect "
+                    "after a restart")
+    return current.model_copy(update={"tasks": config.tasks})
+
+
+class ConfigSync:
+    def __init__(self, store: Store, registrar: TaskRegistrar, refresh: Callable[[], None]):
+        self.store = store
+        self.registrar = registrar
+        self.refresh = refresh  # the watcher re-reads what it watches
+
+    async def sync(self, tasks: list[TaskSettings]) -> None:
+        """Register the config's tasks and forget config tasks that were removed from it."""
+        names = {task.name for task in tasks}
+        fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
+
+        async def register(settings: TaskSettings) -> None:
+            # Remote contexts are fetched side by side; the registrar still takes the tasks
+            # into the graph one at a time (local ones in the config's order).
+            task = settings.to_task()
+            async with fetches:
+                try:
+                    bases = await self.registrar.register(task, "config")
+                except BasewatchError as exc:
+                    log.error("task %s not registered: %s", task.name, exc)
+                    return
+            log.info("task %s: runtime base %s", task.name,
+                     bases.runtime if bases.runtime else "scratch")
+
+        await asyncio.gather(*(register(task) for task in tasks))
+        for task in await self.store.tasks.all(source="config"):
+            if task.name not in names:
+                await self.registrar.unregister(task.name)
+                log.info("task %s removed: no longer in the config", task.name)
+        await self.store.graph.prune()
+        self.refresh()
+
+    async def reload(self, current: Config, path: Path) -> Config:
+        """SIGHUP: re-read the file's tasks and sync them; the config now running."""
+        config = reread(current, path)
+        if config is None:
+            return current
+        await self.sync(config.tasks)
+        log.info("config reloaded: %d tasks from the file", len(config.tasks))
+        return config

@@ -1,0 +1,47 @@
+"""Which watched references a registry's push notifications name, and the digest each was sent.
+
+Matched on repository and tag only: a registry names itself by whatever host its client used,
+and a wrong match costs no more than one HEAD.
+"""
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Protocol
+
+from basewatch.oci.reference import ImageReference
+from basewatch.watcher.notifications import PushNotification
+
+
+class ReferenceChecker(Protocol):
+    def check_references(self, wanted: Callable[[str], bool],
+                         notified: Callable[[str], str | None] | None = None
+                         ) -> Awaitable[int]: ...
+
+
+class PushMatch:
+    """The references a batch of pushes names (`named`) and the digest pushed there
+    (`notified`), as the watcher's `check_references` takes them."""
+
+    def __init__(self, pushes: list[PushNotification]):
+        self._pushed = {(push.repository, push.tag): push.digest for push in pushes}
+
+    @staticmethod
+    def _key(base: str) -> tuple[str, str | None]:
+        ref = ImageReference.parse(base)
+        return ref.repository, ref.tag
+
+    def named(self, base: str) -> bool:
+        return self._key(base) in self._pushed
+
+    def notified(self, base: str) -> str | None:
+        return self._pushed.get(self._key(base))
+
+
+class PushMatcher:
+    """Re-checks at once the watched references a batch of push notifications names."""
+
+    def __init__(self, watcher: ReferenceChecker):
+        self.watcher = watcher
+
+    async def on_push_notifications(self, pushes: list[PushNotification]) -> int:
+        match = PushMatch(pushes)
+        return await self.watcher.check_references(match.named, match.notified)
