@@ -14,9 +14,11 @@ from basewatch.oci.reference import ImageReference
 from basewatch.tasks import Task
 from basewatch.templating import RunVariables, render
 
-# Stand-ins for the per-run variables; a tag that contains one changes every run.
+# Stand-ins for the per-run variables; a tag that contains one changes every run. The date's
+# mark is taken from the template itself: strftime writes the year 1 as "1", not "0001", so a
+# mark written out by hand never matched and `{{.Run.Date}}` tags passed as stable.
 _PER_RUN = RunVariables(id="\x00id\x00", date=datetime(1, 1, 1, tzinfo=timezone.utc))
-_PER_RUN_MARKS = ("\x00id\x00", "00010101-000000z")
+_PER_RUN_MARKS = (_PER_RUN.id, render("{{.Run.Date}}", _PER_RUN))
 
 
 def published_images(task: Task, run_registry: str | None) -> set[str]:
