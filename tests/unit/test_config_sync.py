@@ -8,20 +8,8 @@ import pytest
 
 from basewatch.config import Config, TaskSettings, load_config
 from basewatch.config_sync import ConfigSync, context_in_config
-from basewatch.store import SQLiteStore
 from basewatch.watcher.registration import TaskRegistrar
-
-
-class Digests:
-    async def platform_digest(self, ref, platform):
-        return type("Seen", (), {"digest": "sha256:" + "a" * 64, "index_digest": None})()
-
-
-@pytest.fixture
-async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
-    yield store
-    await store.close()
+from tests.support.fake_registry import SeenDigests
 
 
 @pytest.fixture
@@ -31,7 +19,7 @@ def refreshes() -> list[int]:
 
 @pytest.fixture
 def sync(store, refreshes) -> ConfigSync:
-    registrar = TaskRegistrar(store, Digests(), "reg.example:5000")
+    registrar = TaskRegistrar(store, SeenDigests(), "reg.example:5000")
     return ConfigSync(store, registrar, lambda: refreshes.append(1))
 
 

@@ -30,6 +30,7 @@ from basewatch.store import runs as runs_module
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_backend import FakeBackend, digest_of
 from tests.support.fake_engine import DIGEST, FakeDigests, FakeEngine
+from tests.support.fake_registry import SeenDigests
 from tests.support.waiting import wait_for
 
 
@@ -191,12 +192,6 @@ async def test_a_run_that_could_not_start_is_queued_again(store, tmp_path, caplo
 
 
 # ------------------------------------------------------------------ on the fake backend
-
-class SeenDigests:
-    """The registry holds one digest for every base."""
-
-    async def platform_digest(self, ref, platform):
-        return type("Seen", (), {"digest": DIGEST, "index_digest": None})()
 
 
 async def register(store, tmp_path, name="app", base="reg.example:5000/base:1",

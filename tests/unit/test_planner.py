@@ -17,7 +17,7 @@ from basewatch.models import RunType, Trigger, RunRequest
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
 from basewatch.store import SQLiteStore
 from basewatch.watcher.registration import TaskRegistrar
-from tests.support.fake_engine import DIGEST
+from tests.support.fake_registry import SeenDigests
 
 MOMENT = datetime(2026, 5, 3, 4, 33, 42, tzinfo=timezone.utc)
 
@@ -31,11 +31,6 @@ class Log:
 
     def write(self, text: str) -> None:
         self.lines.append(text)
-
-
-class SeenDigests:
-    async def platform_digest(self, ref, platform):
-        return type("Seen", (), {"digest": DIGEST, "index_digest": None})()
 
 
 @pytest.fixture

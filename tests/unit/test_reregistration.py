@@ -1,30 +1,18 @@
 """Re-registration: a run's Dockerfile with other bases moves the task's watched bases."""
 from __future__ import annotations
 
-import pytest
 
 from basewatch.config import TaskSettings
-from basewatch.store import SQLiteStore
 from basewatch.watcher.registration import TaskRegistrar
 from basewatch.watcher.reregistration import Reregistration
-
-
-class Digests:
-    async def platform_digest(self, ref, platform):
-        return type("Seen", (), {"digest": "sha256:" + "a" * 64, "index_digest": None})()
-
-
-@pytest.fixture
-async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
-    yield store
-    await store.close()
+from tests.support.fake_registry import SeenDigests
 
 
 async def test_a_changed_dockerfile_moves_the_watched_base(tmp_path, store):
-    registrar = TaskRegistrar(store, Digests(), "reg.example:5000")
+    registrar = TaskRegistrar(store, SeenDigests(), "reg.example:5000")
     (tmp_path / "Dockerfile").write_text("FROM reg.example:5000/base:1\n")
-    task = TaskSettings(name="app", context=tmp_path, image=["reg.example:5000/app:latest"]).to_task()
+    task = TaskSettings(name="app", context=tmp_path,
+                        image=["reg.example:5000/app:latest"]).to_task()
     await registrar.register(task, "api")
     fetched = tmp_path / "fetched"
     fetched.mkdir()
@@ -36,8 +24,9 @@ async def test_a_changed_dockerfile_moves_the_watched_base(tmp_path, store):
 
 
 async def test_a_task_deleted_meanwhile_is_not_registered_again(tmp_path, store):
-    registrar = TaskRegistrar(store, Digests(), "reg.example:5000")
+    registrar = TaskRegistrar(store, SeenDigests(), "reg.example:5000")
     (tmp_path / "Dockerfile").write_text("FROM reg.example:5000/base:1\n")
-    task = TaskSettings(name="gone", context=tmp_path, image=["reg.example:5000/gone:latest"]).to_task()
+    task = TaskSettings(name="gone", context=tmp_path,
+                        image=["reg.example:5000/gone:latest"]).to_task()
     await Reregistration(store, registrar).on_context_changed(task, tmp_path)
     assert await store.tasks.all() == []

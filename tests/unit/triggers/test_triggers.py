@@ -19,6 +19,7 @@ from basewatch.triggers.manual import quick_build, task_run
 from basewatch.watcher.digest_watch import DigestChange
 from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.registration import TaskRegistrar
+from tests.support.fake_registry import SeenDigests
 
 BASE = "reg.example:5000/base:1"
 PLATFORM = "linux/amd64"
@@ -131,11 +132,6 @@ async def test_runs_from_before_the_trigger_data_column_read_back(tmp_path):
         await store.close()
 
 
-class Digests:
-    async def platform_digest(self, ref, platform):
-        return type("Seen", (), {"digest": OLD, "index_digest": None})()
-
-
 class Executor:
     log_updates = None
 
@@ -148,7 +144,7 @@ async def test_manual_runs_and_quick_builds_go_through_the_seam(tmp_path, store,
             calls.append([r.run_type for r in requests])
             return await super().enqueue(requests, **kwargs)
 
-    registrar = TaskRegistrar(store, Digests(), "reg.example:5000")
+    registrar = TaskRegistrar(store, SeenDigests(), "reg.example:5000")
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE}\n")
     await registrar.register(TaskSettings(name="app", context=tmp_path,
                                           image=["reg.example:5000/app:1"]).to_task(), "api")

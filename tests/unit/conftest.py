@@ -1,0 +1,14 @@
+"""Fixtures the unit tests share: a real SQLite store in a temporary folder. A test module
+that needs the store elsewhere (beside a state folder's logs) defines its own `store`."""
+from __future__ import annotations
+
+import pytest
+
+from basewatch.store import SQLiteStore
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    yield store
+    await store.close()
