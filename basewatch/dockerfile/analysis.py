@@ -49,18 +49,25 @@ def automatic_args(platform: Platform, build_platform: Platform) -> dict[str, st
     return values
 
 
-def analyse_dockerfile_path(path: Path | str, build_args: Mapping[str, str] | None = None,
-                            target: str | None = None, platform: Platform | str | None = None,
-                            build_platform: Platform | str | None = None) -> DockerfileBases:
-    """Read the Dockerfile at `path` and analyse it."""
-    path = Path(path)
+def read_dockerfile_text(path: Path, shown: str | None = None) -> str:
+    """The Dockerfile at `path`, refused unread past MAX_DOCKERFILE_BYTES (a hostile context's
+    file may be any size); errors name it `shown`, by default its path."""
+    name = shown or str(path)
     try:
         too_large = path.is_file() and path.stat().st_size > MAX_DOCKERFILE_BYTES
     except OSError:
         too_large = False  # reading it says what is wrong
     if too_large:
-        raise DockerfileError(f"{path}: {_TOO_LARGE}")
-    content = read_text_file(path, "Dockerfile", DockerfileError, encoding="utf-8-sig")
+        raise DockerfileError(f"{name}: {_TOO_LARGE}")
+    return read_text_file(path, "Dockerfile", DockerfileError, encoding="utf-8-sig", shown=name)
+
+
+def analyse_dockerfile_path(path: Path | str, build_args: Mapping[str, str] | None = None,
+                            target: str | None = None, platform: Platform | str | None = None,
+                            build_platform: Platform | str | None = None) -> DockerfileBases:
+    """Read the Dockerfile at `path` and analyse it."""
+    path = Path(path)
+    content = read_dockerfile_text(path)
     return analyse_dockerfile(content, build_args, target, source=str(path), platform=platform,
                               build_platform=build_platform)
 

@@ -131,3 +131,17 @@ async def test_a_fetch_that_keeps_writing_is_stopped_before_it_fills_the_disk(tm
             pytest.fail("an endless fetch ended")
     assert len(written) < 60  # stopped near twice the limit, not long after
     assert not (tmp_path / "contexts" / "run-ca1").exists()
+
+
+def test_a_dockerfile_over_the_size_cap_is_refused_unread_and_named_as_the_task_names_it(
+        tmp_path):
+    from basewatch.builder.contexts.checkout import read_dockerfile
+    from basewatch.dockerfile.analysis import MAX_DOCKERFILE_BYTES
+    from basewatch.errors import DockerfileError
+    (tmp_path / "build").mkdir()
+    with open(tmp_path / "build" / "Dockerfile", "wb") as huge:
+        huge.truncate(MAX_DOCKERFILE_BYTES + 1)  # sparse: no 8 MiB written
+    with pytest.raises(DockerfileError) as caught:
+        read_dockerfile(tmp_path, "build/Dockerfile")
+    assert str(caught.value) == "build/Dockerfile: larger than 8 MiB, the most a Dockerfile " \
+                                "may hold"

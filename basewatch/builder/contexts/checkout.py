@@ -19,9 +19,8 @@ from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
                                               fetch_tarball_context)
 from basewatch.context_spec import (ContextError, ContextSpec, checked_dockerfile_name,
                                     context_dir, display_url, parse_context)
-from basewatch.errors import DockerfileError
 from basewatch.netpolicy import HostPolicy
-from basewatch.dockerfile.analysis import MAX_DOCKERFILE_BYTES
+from basewatch.dockerfile.analysis import read_dockerfile_text
 
 if TYPE_CHECKING:
     from basewatch.config import GitCredentialSettings
@@ -86,17 +85,7 @@ def git_credentials(settings: Sequence[GitCredentialSettings]) -> dict[str, GitC
 def read_dockerfile(context: Path, file: str) -> str:
     """The text of the Dockerfile `file` in `context` (see dockerfile_in); errors name it
     relative to the context, as the task does, not by the daemon's own paths."""
-    path = dockerfile_in(context, file)
-    try:
-        # Checked before reading: a hostile context's file may be any size.
-        if path.stat().st_size > MAX_DOCKERFILE_BYTES:
-            raise DockerfileError(f"{file}: larger than {MAX_DOCKERFILE_BYTES // 2**20} MiB, "
-                                  "too large for a Dockerfile")
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DockerfileError(f"{file}: not a text file: a Dockerfile must be UTF-8") from None
-    except OSError as exc:
-        raise DockerfileError(f"{file}: cannot read: {exc.strerror}") from None
+    return read_dockerfile_text(dockerfile_in(context, file), shown=file)
 
 
 @dataclass(frozen=True)
