@@ -11,12 +11,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Callable, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from basewatch.builder.contexts import archive
 from basewatch.builder.contexts.archive import human_size, tar_size
-from basewatch.builder.contexts.fetch import (GitCredential, fetch_git_context,
-                                              fetch_tarball_context)
+from basewatch.builder.contexts.fetch import (GitCredential, credential_host,
+                                              fetch_git_context, fetch_tarball_context)
 from basewatch.context_spec import (ContextError, ContextSpec, checked_dockerfile_name,
                                     context_dir, display_url, parse_context)
 from basewatch.netpolicy import HostPolicy
@@ -131,10 +130,8 @@ class Checkouts:
         return self.open(context, REGISTRATION_FOLDER.format(uuid.uuid4().hex))
 
     def _credential_for(self, source: ContextSpec) -> GitCredential | None:
-        parts = urlsplit(source.location)
-        if parts.scheme not in ("http", "https"):
-            return None
-        return self.git_credentials.get(parts.netloc.rpartition("@")[2].lower())
+        host = credential_host(source.location)
+        return self.git_credentials.get(host) if host is not None else None
 
     @contextlib.asynccontextmanager
     async def open(self, context: str, name: str,

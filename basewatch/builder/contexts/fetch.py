@@ -66,17 +66,26 @@ _HELPER = ('!f() { test "$1" = get || return 0; '
            '"$BASEWATCH_GIT_USERNAME" "$BASEWATCH_GIT_PASSWORD"; }; f')
 
 
+def credential_host(location: str) -> str | None:
+    """The host[:port], lower case, that git credentials are given for: of an http(s) URL
+    only (ssh has keys of its own)."""
+    parts = urlsplit(location)
+    if parts.scheme not in ("http", "https"):
+        return None
+    return parts.netloc.rpartition("@")[2].lower()
+
+
 def _credential_env(location: str, credential: GitCredential | None) -> dict[str, str]:
     """git's environment for fetching `location` with `credential` (None: anonymously)."""
-    parts = urlsplit(location)
-    if credential is None or parts.scheme not in ("http", "https"):
+    host = credential_host(location)
+    if credential is None or host is None:
         return {}
-    host = parts.netloc.rpartition("@")[2].lower()
+    scheme = urlsplit(location).scheme
     # The empty helper first: the daemon user's own helpers (`store`, a keychain) are not
     # asked, nor told the password to keep. Scoped to the host, a redirect elsewhere gets none.
     return {"GIT_CONFIG_COUNT": "2",
             "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": "",
-            "GIT_CONFIG_KEY_1": f"credential.{parts.scheme}://{host}.helper",
+            "GIT_CONFIG_KEY_1": f"credential.{scheme}://{host}.helper",
             "GIT_CONFIG_VALUE_1": _HELPER,
             "BASEWATCH_GIT_USERNAME": credential.username,
             "BASEWATCH_GIT_PASSWORD": credential.password}
