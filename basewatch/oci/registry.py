@@ -219,8 +219,7 @@ class RegistryClient:
             raise RegistryError(f"{ref}: manifest unknown (the {what} does not exist in "
                                 f"{ref.registry})")
         if response.status >= 400:
-            raise RegistryError(f"{ref}: registry {ref.registry} refused the request "
-                                f"({response.status} {response.reason}{_error_detail(response)})")
+            raise _request_refused(ref, "the request", response)
         return response
 
     async def _authorized(self, method: str, ref: ImageReference, path: str,
@@ -429,13 +428,13 @@ class RegistryClient:
         if found.status == 200:
             return digest
         if found.status != 404:
-            raise _push_refused(ref, "the blob check", found)
+            raise _request_refused(ref, "the blob check", found)
         # A monolithic upload in two requests (POST for a session, PUT of the bytes), the one
         # every distribution registry supports.
         started = await self._authorized("POST", ref, f"/v2/{ref.repository}/blobs/uploads/",
                                          actions="pull,push")
         if started.status != 202:
-            raise _push_refused(ref, "the blob upload", started)
+            raise _request_refused(ref, "the blob upload", started)
         endpoint, named = self.endpoint(ref.registry), started.headers.get("location", "")
         location = str(URL(endpoint).join(URL(named)).update_query(digest=digest))
         # The client sends only to the registry's endpoint, so the session must be under it.
@@ -445,7 +444,7 @@ class RegistryClient:
         finished = await self._authorized("PUT", ref, location[len(endpoint):], data,
                                           "application/octet-stream")
         if finished.status != 201:
-            raise _push_refused(ref, "the blob upload", finished)
+            raise _request_refused(ref, "the blob upload", finished)
         stored = finished.headers.get("docker-content-digest")
         if stored and stored != digest:
             raise RegistryError(f"{ref}: registry {ref.registry} stored the blob {digest} as "
@@ -508,6 +507,6 @@ def _error_detail(response: _Response) -> str:
         return ""
 
 
-def _push_refused(ref: ImageReference, what: str, response: _Response) -> RegistryError:
+def _request_refused(ref: ImageReference, what: str, response: _Response) -> RegistryError:
     return RegistryError(f"{ref}: registry {ref.registry} refused {what} ({response.status} "
                          f"{response.reason}{_error_detail(response)})")
