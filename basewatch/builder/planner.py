@@ -79,10 +79,11 @@ class RunPlanner:
         TARGETARCH). A registered task's recorded edges answer for a local folder; a fetched
         context may have changed since registration, so its task is registered again from it
         when its bases moved."""
-        # Checked for every run: the folder may have changed since registration.
-        await asyncio.to_thread(dockerfile_in, context, task.file)
         platforms = run.platform.split(",")
         if run.spec is None and task.local_context:
+            # Checked for every run: the folder may have changed since registration (a fetched
+            # context's Dockerfile is checked as it is read, below).
+            await asyncio.to_thread(dockerfile_in, context, task.file)
             recorded = await self.store.graph.dependencies(task.name)
             return {platform: [d.base for d in recorded if d.platform == platform]
                     for platform in platforms}
