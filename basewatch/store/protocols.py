@@ -75,6 +75,9 @@ class RunStore(Protocol):
 
     async def create(self, request: RunRequest) -> Run: ...
 
+    async def queue(self, requests: list[RunRequest]) -> list[str]:
+        """Queue runs in one transaction: all of them, or none; their ids."""
+
     async def get(self, run_id: str) -> Run | None: ...
 
     async def list(self, task: str | None = None, status: RunStatus | None = None,
