@@ -12,6 +12,7 @@ from typing import Awaitable, Callable, Protocol
 
 from basewatch.graph import TaskGraph
 from basewatch.models import Run, RunStatus
+from basewatch.watcher.digest_watch import ReferenceChecker
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +21,6 @@ class PublishedImages(Protocol):
     def published(self) -> Awaitable[dict[str, set[str]]]: ...
 
     def graph(self) -> Awaitable[TaskGraph]: ...
-
-
-class ReferenceChecker(Protocol):
-    def check_references(self, wanted: Callable[[str], bool],
-                         notified: Callable[[str], str | None] | None = None
-                         ) -> Awaitable[int]: ...
 
 
 class Cascades:

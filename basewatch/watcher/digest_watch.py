@@ -43,6 +43,15 @@ class DigestSource(Protocol):
                               platform: Platform) -> PlatformDigestLike: ...
 
 
+class ReferenceChecker(Protocol):
+    """What asks the watcher to check references now (cascades, push notifications): the
+    DigestWatcher's check_references."""
+
+    def check_references(self, wanted: Callable[[str], bool],
+                         notified: Callable[[str], str | None] | None = None
+                         ) -> Awaitable[int]: ...
+
+
 @dataclass(frozen=True)
 class DigestChange:
     base: str

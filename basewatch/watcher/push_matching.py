@@ -5,16 +5,9 @@ and a wrong match costs no more than one HEAD.
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Protocol
-
 from basewatch.oci.reference import ImageReference
+from basewatch.watcher.digest_watch import ReferenceChecker
 from basewatch.watcher.notifications import PushNotification
-
-
-class ReferenceChecker(Protocol):
-    def check_references(self, wanted: Callable[[str], bool],
-                         notified: Callable[[str], str | None] | None = None
-                         ) -> Awaitable[int]: ...
 
 
 class PushMatch:
