@@ -16,7 +16,7 @@ from basewatch.builder.contexts.checkout import (
     read_dockerfile,
 )
 from basewatch.builder.quick_runs import QuickRuns
-from basewatch.dockerfile.analysis import analyse_dockerfile
+from basewatch.dockerfile.analysis import analyse_for_platforms
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
 from basewatch.oci.image_index import platform_tag
@@ -88,12 +88,10 @@ class RunPlanner:
             return {platform: [d.base for d in recorded if d.platform == platform]
                     for platform in platforms}
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
-        found = {}
-        for platform in platforms:
-            bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
-                                            task.target, task.file, platform)
-            found[platform] = [str(b) for b in (bases.runtime, *bases.buildtime)
-                               if b is not None]
+        analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
+                                           task.target, task.file, platforms)
+        found = {platform: [str(ref) for ref in bases.images]
+                 for platform, bases in analysed.items()}
         if run.spec is None and self.on_context_changed is not None:
             recorded = {(d.base, d.platform)
                         for d in await self.store.graph.dependencies(task.name)}

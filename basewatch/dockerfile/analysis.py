@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,11 @@ class DockerfileBases:
 
     runtime: ImageReference | None  # None: the final stage is rooted at `scratch`
     buildtime: tuple[ImageReference, ...]  # sorted by str, unique, never containing runtime
+
+    @property
+    def images(self) -> list[ImageReference]:
+        """Every image the build pulls: the runtime base first, then the build-time ones."""
+        return [ref for ref in (self.runtime, *self.buildtime) if ref is not None]
 
     def to_json(self) -> dict:
         """A JSON-ready form, with `scratch` spelled out for a rootless runtime."""
@@ -70,6 +75,15 @@ def analyse_dockerfile_path(path: Path | str, build_args: Mapping[str, str] | No
     content = read_dockerfile_text(path)
     return analyse_dockerfile(content, build_args, target, source=str(path), platform=platform,
                               build_platform=build_platform)
+
+
+def analyse_for_platforms(content: str, build_args: Mapping[str, str] | None,
+                          target: str | None, source: str,
+                          platforms: Iterable[Platform | str]) -> dict[str, DockerfileBases]:
+    """Each platform analysed on its own, by name: TARGETARCH and its kin may make the same
+    Dockerfile name other bases on other platforms."""
+    return {str(platform): analyse_dockerfile(content, build_args, target, source, platform)
+            for platform in platforms}
 
 
 def analyse_dockerfile(content: str, build_args: Mapping[str, str] | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from basewatch.builder.contexts.checkout import read_dockerfile
-from basewatch.dockerfile.analysis import DockerfileBases, analyse_dockerfile
+from basewatch.dockerfile.analysis import DockerfileBases, analyse_for_platforms
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
 from basewatch.models import Dependency, DependencyKind
@@ -57,16 +57,13 @@ class TaskRegistrar:
 
     async def _register(self, task: Task, source: str, context: Path) -> DockerfileBases:
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
-        # Each platform analysed on its own: TARGETARCH and friends may name other bases.
+        analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
+                                           task.target, task.file, task.platforms)
         edges: list[tuple[str, str, DependencyKind]] = []
-        first: DockerfileBases | None = None
-        for platform in task.platforms:
-            bases = await asyncio.to_thread(analyse_dockerfile, content, task.build_args,
-                                            task.target, task.file, str(platform))
-            first = first or bases
+        for platform, bases in analysed.items():
             if bases.runtime is not None:
-                edges.append((str(bases.runtime), str(platform), DependencyKind.RUNTIME))
-            edges += [(str(b), str(platform), DependencyKind.BUILDTIME) for b in bases.buildtime]
+                edges.append((str(bases.runtime), platform, DependencyKind.RUNTIME))
+            edges += [(str(b), platform, DependencyKind.BUILDTIME) for b in bases.buildtime]
         await self.graph()
         published = {**self._published, task.name: published_images(task, self.run_registry)}
         dependencies = {**self._edges, task.name: [
@@ -79,7 +76,7 @@ class TaskRegistrar:
         await self.store.graph.replace_dependencies(task.name, edges, digests)
         self._published, self._edges, self._graph = published, dependencies, graph
         self._changed()
-        return first
+        return next(iter(analysed.values()))  # the first platform's
 
     async def unregister(self, name: str) -> bool:
         async with self._changing:
