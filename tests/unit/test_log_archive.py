@@ -11,13 +11,7 @@ from basewatch.builder.log_archive import (ARTIFACT_TYPE, EMPTY_CONFIG_MEDIA_TYP
 from basewatch.errors import RegistryError
 from basewatch.oci.registry import OCI_MANIFEST, RegistryClient
 from tests.support.oci import sha256_digest
-from tests.unit.oci.test_registry import FakeRegistry, status
-
-
-@pytest.fixture(autouse=True)
-def no_docker_login(tmp_path, monkeypatch):
-    """Keep the machine's own ~/.docker/config.json out of these tests."""
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+from tests.unit.oci.test_registry import FakeRegistry, no_docker_login, status  # noqa: F401
 
 
 @pytest.fixture
