@@ -24,6 +24,33 @@ class BaseImageTrigger:
 
 
 @dataclass(frozen=True)
+class CommitTrigger:
+    """A commit to one of `branches` rebuilds the task (a git context only). No branches: the
+    context's own branch (its `#ref`, or the remote's default branch)."""
+
+    enabled: bool = True
+    branches: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PullRequestTrigger:
+    """A pull request opened or updated against one of the commit trigger's branches builds
+    its head (pushes included, as ACR does); pull requests from forks only when allowed."""
+
+    enabled: bool = False
+    allow_forks: bool = False
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A cron schedule (five fields, UTC, Sunday as 0) that runs the task."""
+
+    name: str
+    schedule: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     context: str  # a folder on the daemon's host, or a git or tarball URL
@@ -36,6 +63,14 @@ class Task:
     base_image_trigger: BaseImageTrigger = BaseImageTrigger()
     push: bool = True
     timeout: float = 3600.0
+    commit_trigger: CommitTrigger = CommitTrigger()
+    pull_request_trigger: PullRequestTrigger = PullRequestTrigger()
+    timers: tuple[Timer, ...] = ()
+    # Names of environment variables, never the values: the secret a repository's webhooks
+    # are signed with, and a token for private repositories and the provider's REST API.
+    webhook_secret_env: str | None = None
+    git_access_token_env: str | None = None
+    report_status: bool = False  # post each run's state to its commit (needs the token)
 
     @property
     def local_context(self) -> bool:

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
     ("dockerfile", ("dockerfile",)),
-    ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue",
+    ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue", "cron",
               "run_plan")),
     ("config", ("config",)),
     ("graph", ("graph", "graph_view")),
