@@ -41,8 +41,8 @@ from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
 from basewatch.triggers import Triggers
+from basewatch.triggers.base_image import FanOut
 from basewatch.watcher.digest_watch import DigestWatcher
-from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.push_matching import PushMatcher
 from basewatch.watcher.registration import TaskRegistrar
 from basewatch.watcher.reregistration import Reregistration

@@ -70,6 +70,17 @@ class WatchedDigest:
 
 
 @dataclass(frozen=True)
+class DigestChange:
+    """The watcher saw `base` move from `old` to `new` for `platform`."""
+
+    base: str
+    platform: str
+    old: str
+    new: str
+    index_digest: str | None
+
+
+@dataclass(frozen=True)
 class PushedImage:
     image: str
     digest: str

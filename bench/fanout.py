@@ -119,7 +119,7 @@ def wait_for_fanout(log_path: Path, daemon: subprocess.Popen,
     while time.monotonic() < deadline:
         lines = log_path.read_text().splitlines()
         changed = next((l for l in lines if "digest_watch" in l and " changed: " in l), None)
-        queued = next((l for l in lines if "fanout" in l and " queued " in l), None)
+        queued = next((l for l in lines if "base_image" in l and " queued " in l), None)
         if changed and queued:
             return changed, queued
         if daemon.poll() is not None:

@@ -4,7 +4,7 @@ Every source of runs builds `RunRequest`s, which carry what triggered them as da
 and for a base-image run the reference, platform and digest that fired it), and hands them to
 `Triggers.enqueue`: the runs are written in one transaction (with the new digest, for a base
 change), then handed to the run queue. A source is a module here building its requests:
-`base_image` (a watched base moved; `watcher/fanout.py` picks the dependent tasks), `manual`
+`base_image` (a watched base moved: one run per dependent task), `manual`
 (a task run by hand, a quick build). A new source (a commit webhook, a git poll, a timer) is one
 more module beside them.
 """

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Protocol
 
 from basewatch.errors import BasewatchError
 from basewatch.metrics import Metrics
-from basewatch.models import WatchedDigest
+from basewatch.models import DigestChange, WatchedDigest
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
 from basewatch.store.protocols import GraphStore
@@ -50,15 +50,6 @@ class ReferenceChecker(Protocol):
     def check_references(self, wanted: Callable[[str], bool],
                          notified: Callable[[str], str | None] | None = None
                          ) -> Awaitable[int]: ...
-
-
-@dataclass(frozen=True)
-class DigestChange:
-    base: str
-    platform: str
-    old: str
-    new: str
-    index_digest: str | None
 
 
 @dataclass

@@ -14,7 +14,7 @@ from basewatch.store import SQLiteStore, Store
 from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.triggers import Triggers
 from basewatch.watcher.digest_watch import DigestWatcher
-from basewatch.watcher.fanout import FanOut
+from basewatch.triggers.base_image import FanOut
 
 BASE = "127.0.0.1:5000/base:1"
 PLATFORM = "linux/amd64"

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from basewatch.config import TaskSettings
-from basewatch.models import (BaseChange, DependencyKind, RunRequest, RunStatus, RunType,
+from basewatch.models import (BaseChange, DigestChange, DependencyKind, RunRequest, RunStatus, RunType,
                               Trigger)
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
 from basewatch.store.migrations import MIGRATIONS
 from basewatch.triggers import NewDigest, Triggers
-from basewatch.triggers.base_image import base_image_run
+from basewatch.triggers.base_image import FanOut, base_image_run
 from basewatch.triggers.manual import quick_build, task_run
-from basewatch.watcher.digest_watch import DigestChange
-from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_registry import SeenDigests
 
