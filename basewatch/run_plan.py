@@ -21,6 +21,9 @@ class BuildStep:
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
+    # Bases to build on at a known digest, not at whatever their tag points to when pulled:
+    # base -> platform digest (for a base-image run, the digest that fired it).
+    pinned: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

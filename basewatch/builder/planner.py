@@ -64,13 +64,36 @@ class RunPlanner:
             if checkout.revision is not None:
                 await self.store.runs.record_git_revision(run.id, checkout.revision)
             bases = await self._bases_of(run, task, checkout.folder)
+            pinned = await self._pinned(run, bases, run_log)
             yield dockerfile_plan(run, task, checkout.folder, bases,
-                                  self.variables(run))
+                                  self.variables(run), pinned)
 
     def variables(self, run: Run) -> RunVariables:
         first = Platform.parse(run.platform.split(",")[0])
         return RunVariables(id=run.id, date=self.clock(), registry=self.run_registry,
                             os=first.os, architecture=first.architecture)
+
+    async def _pinned(self, run: Run, bases: dict[str, list[str]], run_log: RunLogSink
+                      ) -> dict[str, dict[str, str]]:
+        """platform -> {base: digest} to build on: a base-image run builds on the digest
+        that fired it, not on whatever the tag points to by the time it is pulled. When the
+        watcher has seen the base move again since (the queued run took the newer change
+        over, or the run was queued behind a settle window), it builds on the newest one
+        the watcher saw, and says so."""
+        change = run.base_change
+        if change is None or change.reference not in bases.get(change.platform, ()):
+            return {}
+        digest = change.digest
+        watched = await self.store.graph.get_watched(change.reference, change.platform)
+        if watched is not None and watched.digest and watched.digest != digest:
+            run_log.line(f"Base {change.reference} ({change.platform}) moved again since this "
+                         f"run was queued, from {digest} to {watched.digest}: building on "
+                         f"{watched.digest}")
+            digest = watched.digest
+        else:
+            run_log.line(f"Building on {change.reference}@{digest} ({change.platform}), the "
+                         "digest that triggered this run")
+        return {change.platform: {change.reference: digest}}
 
     async def _bases_of(self, run: Run, task: Task, context: Path
                         ) -> dict[str, list[str]]:
@@ -101,7 +124,8 @@ class RunPlanner:
 
 
 def dockerfile_plan(run: Run, task: Task, context: Path,
-                    bases_by_platform: dict[str, list[str]], variables: RunVariables) -> RunPlan:
+                    bases_by_platform: dict[str, list[str]], variables: RunVariables,
+                    pinned: dict[str, dict[str, str]] | None = None) -> RunPlan:
     """A Dockerfile task's plan: one build per platform and its pushes. Several platforms are
     each pushed under a tag of their own, then put together as one index per tag."""
     platforms = run.platform.split(",")
@@ -111,7 +135,8 @@ def dockerfile_plan(run: Run, task: Task, context: Path,
     def build(platform: str, platform_tags: list[str]) -> BuildStep:
         return BuildStep(platform=platform, tags=platform_tags,
                          bases=bases_by_platform[platform], dockerfile=task.file,
-                         build_args=build_args, target=task.target)
+                         build_args=build_args, target=task.target,
+                         pinned=dict((pinned or {}).get(platform, {})))
 
     steps: list[Step] = []
     if len(platforms) == 1:

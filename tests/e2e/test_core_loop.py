@@ -121,3 +121,45 @@ async def test_patched_base_rebuilds_dependents(tmp_path, registry, base_images,
                 assert history == [], f"{name} must not be rebuilt in {trigger_type} mode"
     finally:
         await daemon.stop()
+
+
+async def test_a_run_builds_on_the_digest_that_fired_it_not_where_the_tag_moved_since(
+        tmp_path, registry, base_images, docker_host):
+    """The change is queued with a settle window; the tag moves again before the run pulls,
+    unseen by the watcher (no poll in the meantime). The run builds on the digest that fired
+    it, not on what the tag points to by then; the later push is the next poll's business."""
+    reg = registry.address
+    base = f"{reg}/base:1"
+    await asyncio.to_thread(base_images.build, base, {"/etc/base-release": "1\n"})
+    context = tmp_path / "apps" / "single"
+    context.mkdir(parents=True)
+    (context / "Dockerfile").write_text(DOCKERFILES["single"].format(reg=reg))
+    path = tmp_path / "basewatch.yml"
+    path.write_text(yaml.safe_dump({
+        "state_dir": "state", "listen": "127.0.0.1:0", "poll_interval": "1h",
+        "settle_window": "3s", "registries": [{"host": reg}],
+        "tasks": [{"name": "single", "context": "apps/single",
+                   "image": f"{reg}/apps/single:{{{{.Run.ID}}}}"}]}))
+    daemon = Daemon(load_config(path), docker_host)
+    await daemon.start()
+    try:
+        fired = await asyncio.to_thread(base_images.build, base, {"/etc/patch": "fired\n"})
+        change = await daemon.watcher.check(base, "linux/amd64")
+        assert change is not None and change.new == fired
+        later = await asyncio.to_thread(base_images.build, base, {"/etc/patch": "later\n"})
+        assert later != fired
+
+        async def finished():
+            runs = await finished_runs(daemon, "single")
+            return runs[0] if runs else None
+
+        run = await wait_for(finished, 120, "the run to finish")
+        log_text = (tmp_path / "state" / "logs" / f"{run.id}.log").read_text()
+        assert run.status is RunStatus.SUCCEEDED, (run.error, log_text)
+        assert run.base_digests[base] == fired
+        assert "the digest that triggered this run" in log_text
+        content = await asyncio.to_thread(base_images.read_file,
+                                          f"{reg}/apps/single:{run.id}", "/etc/patch")
+        assert content == "fired\n"
+    finally:
+        await daemon.stop()

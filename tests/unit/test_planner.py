@@ -13,7 +13,7 @@ from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
 from basewatch.config import TaskSettings
 from basewatch.tasks import Task
 from basewatch.errors import BasewatchError
-from basewatch.models import RunType, Trigger, RunRequest
+from basewatch.models import BaseChange, RunRequest, RunType, Trigger
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
 from basewatch.store import SQLiteStore
 from basewatch.watcher.registration import TaskRegistrar
@@ -158,3 +158,37 @@ async def test_a_dockerfile_missing_from_the_context_cannot_be_planned(store, tm
     run = await run_of(store, "app", "linux/amd64")
     with pytest.raises(BasewatchError):
         await plan_of(planner(store, tmp_path), run)
+
+
+async def test_a_base_image_run_builds_on_the_digest_that_fired_it(store, tmp_path):
+    await registered(store, tmp_path)
+    base, fired = "reg.example:5000/base:1", "sha256:" + "f" * 64
+    await store.runs.record_change_and_queue(base, "linux/amd64", fired, None, [])
+    run = await run_of(store, "app", "linux/amd64",
+                       base_change=BaseChange(base, "linux/amd64", fired))
+    plans, log = planner(store, tmp_path), Log()
+    async with plans.plan(run, await plans.task_of(run), log) as plan:
+        assert plan.steps[0].pinned == {base: fired}
+    assert any("the digest that triggered this run" in line for line in log.lines)
+
+
+async def test_a_base_that_moved_again_is_built_on_the_newest_digest_and_says_so(store,
+                                                                               tmp_path):
+    await registered(store, tmp_path)
+    base, fired, newer = "reg.example:5000/base:1", "sha256:" + "f" * 64, "sha256:" + "e" * 64
+    await store.runs.record_change_and_queue(base, "linux/amd64", newer, None, [])
+    run = await run_of(store, "app", "linux/amd64",
+                       base_change=BaseChange(base, "linux/amd64", fired))
+    plans, log = planner(store, tmp_path), Log()
+    async with plans.plan(run, await plans.task_of(run), log) as plan:
+        assert plan.steps[0].pinned == {base: newer}
+    assert any(f"moved again since this run was queued, from {fired} to {newer}" in line
+               for line in log.lines)
+
+
+async def test_a_manual_run_pins_nothing(store, tmp_path):
+    await registered(store, tmp_path)
+    run = await store.runs.create(RunRequest("app", Trigger.MANUAL, RunType.AUTO_BUILD,
+                                             "linux/amd64", "manual run"))
+    plan, _ = await plan_of(planner(store, tmp_path), run)
+    assert plan.steps[0].pinned == {}

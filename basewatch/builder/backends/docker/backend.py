@@ -116,6 +116,9 @@ class _Session:
         async with self.backend._leases.hold(map(engine_name, step.bases), platform):
             built_on = {}
             for base in step.bases:
+                if base in step.pinned:
+                    built_on[base] = await self._pull_pinned(base, step.pinned[base], platform)
+                    continue
                 # Always checked against the registry, so a rebuild really uses the base's new
                 # digest; pulled unless the engine holds exactly that image already.
                 source = sources.pull_source(base)
@@ -127,6 +130,19 @@ class _Session:
                 built_on[base] = await self._platform_digest(base, pulled, seen, platform)
             await self.in_thread(self.engine.build, request, run_log.write)
         return built_on
+
+    async def _pull_pinned(self, base: str, digest: str, platform: str) -> str:
+        """Pull `base` at `digest` (no question to the registry about its tag) and name it as
+        the Dockerfile does; the digest built on."""
+        ref = ImageReference.parse(base)
+        await self.backend.registry.check_registry(ref)  # the engine follows no rule of ours
+        sources = self.backend.sources
+        source = sources.pull_source(str(ImageReference(ref.registry, ref.repository, None,
+                                                        digest)))
+        self.run_log.line(f"Pulling {source} ({platform})")
+        await self.in_thread(self.engine.pull, source, engine_name(base), platform,
+                             sources.auth(base), self.run_log.write, digest)
+        return digest
 
     async def push(self, tag: str) -> str:
         self.run_log.line(f"Pushing {tag}")

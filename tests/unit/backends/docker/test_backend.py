@@ -166,3 +166,33 @@ async def test_cancel_cuts_the_engine_of_the_run_in_progress(tmp_path):
             await asyncio.wait_for(running, 30)
     finally:
         backend.close()
+
+
+async def test_a_pinned_base_is_pulled_by_its_digest_without_asking_the_registry(tmp_path):
+    pinned = "sha256:" + "b" * 64
+    pulled = []
+
+    class RecordingEngine(FakeEngine):
+        def pull(self, source, name, platform, auth, log, current=None) -> str:
+            pulled.append((source, name, current))
+            return super().pull(source, name, platform, auth, log, current)
+
+    class NoTagLookups(Registry):
+        async def platform_digest(self, ref, platform):
+            raise AssertionError(f"asked the registry for {ref}")
+
+    backend = DockerBackend(RecordingEngine, ImageSources(), NoTagLookups())
+    outcomes = []
+
+    async def report(outcome):
+        outcomes.append(outcome)
+
+    plan = RunPlan("ca1", "app", tmp_path, ["reg.example:5000/app:1"], [
+        BuildStep("linux/amd64", ["reg.example:5000/app:1"], ["reg.example:5000/base:1"],
+                  pinned={"reg.example:5000/base:1": pinned})])
+    try:
+        await backend.run(plan, RecordingLog(), report)
+    finally:
+        backend.close()
+    assert pulled == [(f"reg.example:5000/base@{pinned}", "reg.example:5000/base:1", pinned)]
+    assert outcomes[0].base_digests == {"reg.example:5000/base:1": pinned}
