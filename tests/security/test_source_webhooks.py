@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import io
+import json
 from collections.abc import Collection
 
 import aiohttp
@@ -216,3 +217,29 @@ async def test_the_routes_are_open_to_git_servers_and_the_api_is_not(tmp_path, m
         assert 'basewatch_source_events_total{event="push",provider="github",result="unwanted"} ' \
                '1.0' in metrics
         assert await daemon.store.runs.queued() == []
+
+
+@pytest.mark.parametrize("ref", ["refs/heads/--upload-pack=touch /tmp/x", "refs/heads/-x",
+                                 "refs/heads/a\nb", "refs/heads/a..b"])
+async def test_a_signed_push_of_a_branch_git_would_misread_queues_nothing(served, ref):
+    client, store = served
+    data = PUSH.replace(b'"ref": "refs/heads/master"',
+                        b'"ref": ' + json.dumps(ref).encode())
+    assert data != PUSH
+    response = await client.post("/webhooks/github", data=io.BytesIO(data), headers={
+        "X-GitHub-Event": "push", "X-Hub-Signature-256": hub_signature(data, SECRET)})
+    assert response.status == 400
+    assert (await response.json())["error"] == "ref: not a valid branch name"
+    assert await store.runs.queued() == []
+
+
+async def test_a_delivery_reusing_another_ones_id_does_not_shadow_it(served):
+    client, store = served
+    # y's secret holder sends first, under the id x's real delivery will carry.
+    decoy = body("github-pull_request-opened.json")
+    for data, event, secret in ((decoy, "pull_request", OTHER), (PUSH, "push", SECRET)):
+        response = await client.post("/webhooks/github", data=io.BytesIO(data), headers={
+            "X-GitHub-Event": event, "X-GitHub-Delivery": "72d3162e-cc78-11e3",
+            "X-Hub-Signature-256": hub_signature(data, secret)})
+        assert response.status == 202
+    assert sorted(run.task for run in await store.runs.queued()) == ["x", "y"]
