@@ -99,6 +99,8 @@ class _Receiver:
         except BasewatchError as error:  # the store busy: the provider retries a 5xx
             log.warning("%s webhook not handled: %s", provider.NAME, error)
             return self._refuse(503, "error", str(error))
+        if not secrets:  # nothing could verify it: not worth reading the body
+            return self._refuse(401, "unauthorized", _WRONG)
         body = b""
         if not provider.SIGNS_BODY:
             eligible = _verified(provider, headers, body, secrets)

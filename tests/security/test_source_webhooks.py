@@ -164,13 +164,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from basewatch.http.source_webhooks import add_source_webhooks
 
+from basewatch.tasks import Task
+
 class Tasks:
     async def all(self):
-        return []
+        return [Task("x", "https://h/x.git", ["reg/x:1"], webhook_secret_env="S")]
 
 async def main():
     app = web.Application()
-    add_source_webhooks(app, Tasks(), environ={})
+    add_source_webhooks(app, Tasks(), environ={"S": "secret"})
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         async def chunks():
             for _ in range(256):

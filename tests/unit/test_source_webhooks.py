@@ -275,6 +275,9 @@ async def test_a_delivery_is_refused_when_no_task_has_a_secret_set(client, sink,
     status, _, _ = await post(client, "/webhooks/github", data,
                               github_signed("push", data, ""))
     assert status == 401
+    huge = b" " * (MAX_BODY_BYTES + 1)  # not read: no secret could verify it
+    status, _, _ = await post(client, "/webhooks/github", huge, github_signed("push", huge, ""))
+    assert status == 401
     assert sink.calls == []
 
 
