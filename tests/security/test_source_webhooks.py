@@ -24,6 +24,7 @@ from basewatch.triggers import Triggers
 from basewatch.triggers.manual import task_run
 from basewatch.triggers.source_events import SourceEvent, SourceOutcome
 from basewatch.triggers.webhooks import signatures
+from tests.security.test_api import raw_request
 from tests.support.inprocess_daemon import running_daemon
 from tests.unit.triggers.webhooks.fixtures import body
 
@@ -245,3 +246,23 @@ async def test_a_delivery_reusing_another_ones_id_does_not_shadow_it(served):
             "X-Hub-Signature-256": hub_signature(data, secret)})
         assert response.status == 202
     assert sorted(run.task for run in await store.runs.queued()) == ["x", "y"]
+
+
+@pytest.mark.parametrize("route, header", [
+    (b"/webhooks/github", b"X-Hub-Signature-256: sha256=\xff\xfe"),
+    (b"/webhooks/gitea", b"X-Gitea-Signature: \xc3\x28\xa0"),
+    (b"/webhooks/gitlab", b"X-Gitlab-Token: " + SECRET.encode() + b"\xff"),
+    (b"/webhooks/azure-devops", b"Authorization: Basic \xff\xfe\x80"),
+])
+async def test_a_non_utf8_signature_or_token_gets_401(tmp_path, monkeypatch, route, header):
+    monkeypatch.setenv("X_SECRET", SECRET)
+    async with running_daemon(tmp_path, monkeypatch) as daemon:
+        async def tasks(source=None):
+            return TASKS[:1]
+
+        monkeypatch.setattr(daemon.store.tasks, "all", tasks)
+        status, rest = await raw_request(
+            daemon.url, b"POST " + route + b" HTTP/1.1\r\nHost: x\r\n" + header
+            + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    assert status == 401, rest
+    assert b"Traceback" not in rest
