@@ -101,9 +101,8 @@ class _Receiver:
             return self._refuse(503, "error", str(error))
         if not secrets:  # nothing could verify it: not worth reading the body
             return self._refuse(401, "unauthorized", _WRONG)
-        body = b""
-        if not provider.SIGNS_BODY:
-            eligible = _verified(provider, headers, body, secrets)
+        if not provider.SIGNS_BODY:  # a token in a header: checked before the body is read
+            eligible = _verified(provider, headers, b"", secrets)
             if not eligible:
                 return self._refuse(401, "unauthorized", _WRONG)
         body = await read_bounded(request, MAX_BODY_BYTES)
