@@ -31,6 +31,7 @@ from basewatch.errors import BasewatchError
 from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.uploads import receive_upload
+from basewatch.http.source_webhooks import add_source_webhooks
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.netpolicy import HostPolicy
@@ -151,6 +152,9 @@ class Daemon:
                          self.receive_context)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
+        # No sink given: every authenticated delivery is answered "commit triggers are not
+        # available" until triggers/commits.py's CommitTriggers is passed as `sink=`.
+        add_source_webhooks(app, store.tasks, self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.listen_host, config.listen_port)

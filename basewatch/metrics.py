@@ -45,6 +45,12 @@ class Metrics:
         self.notifications_rejected = Counter(
             "basewatch_notifications_rejected_total", "Registry notification requests refused",
             ["reason"], registry=r)
+        self.source_events = Counter(
+            "basewatch_source_events", "Git server webhook deliveries, by provider, event (push, "
+            "pull_request, ping; unknown before a delivery is authenticated and parsed, other "
+            "for an event basewatch does not build on) and result (queued, ignored, unwanted, "
+            "duplicate, ping, unauthorized, malformed, too_large, error)",
+            ["provider", "event", "result"], registry=r)
         self.runs = Counter(
             "basewatch_runs_total", "Finished runs, by trigger and status", ["trigger", "status"],
             registry=r)

@@ -1,4 +1,5 @@
-"""What every HTTP handler of the daemon shares: JSON errors and constant-time token checks."""
+"""What every HTTP handler of the daemon shares: JSON errors, constant-time token checks and
+bounded bodies."""
 from __future__ import annotations
 
 import hmac
@@ -17,3 +18,15 @@ def token_matches(offered: str | None, token: str) -> bool:
     # came, they are simply a wrong token.
     return offered is not None and hmac.compare_digest(
         offered.encode("utf-8", "surrogateescape"), token.encode())
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is over `limit` bytes (checked as it arrives, too)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

@@ -12,6 +12,15 @@ _RUN = {"content": {"application/json": {"schema": {"$ref": "#/components/schema
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
+_SOURCE_WEBHOOKS = (
+    ("github", "GitHub", "push, pull_request, ping", "X-Hub-Signature-256"),
+    ("gitlab", "GitLab", "Push Hook, Merge Request Hook", "X-Gitlab-Token"),
+    ("azure-devops", "Azure DevOps", "git.push, git.pullrequest.created and updated",
+     "basic auth"),
+    ("gitea", "Gitea and Forgejo", "push, pull_request",
+     "X-Gitea-Signature or X-Forgejo-Signature"),
+)
+
 
 def _op(summary: str, ok: dict, *errors: int, body: dict | None = None,
         parameters: list | None = None, public: bool = False) -> dict:
@@ -48,6 +57,13 @@ def openapi_document() -> dict:
             "authenticated with the notification token",
             {"202": {"description": "accepted, duplicates, ignored, rechecked"}},
             400, 413, 503, public=True)},
+        **{f"/webhooks/{provider}": {"post": _op(
+            f"{title} webhook deliveries ({events}); authenticated by {auth} with the webhook "
+            "secret of the tasks it may trigger",
+            {"200": {"description": "a ping"},
+             "202": {"description": "run_ids queued, or the reason none was"}},
+            400, 401, 413, 503, public=True)}
+           for provider, title, events, auth in _SOURCE_WEBHOOKS},
         "/api/openapi.json": {"get": _op("this document", {"200": {"description": "OpenAPI"}})},
         "/api/graph": {"get": _op("watched bases, digests, dependents and cascades",
                                   {"200": {"description": "the graph"}})},

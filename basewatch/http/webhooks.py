@@ -11,7 +11,7 @@ from typing import Awaitable, Callable
 from aiohttp import BasicAuth, hdrs, web
 
 from basewatch.errors import BasewatchError
-from basewatch.http.common import json_error, token_matches
+from basewatch.http.common import json_error, read_bounded, token_matches
 from basewatch.metrics import Metrics
 from basewatch.watcher.notifications import (NotificationError, PushNotification, RecentEvents,
                                              parse_notifications)
@@ -44,7 +44,7 @@ def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPus
             return rejected("unauthorized", json_error(
                 401, "missing or wrong notification token",
                 headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="basewatch"'}))
-        body = await _read_bounded(request)
+        body = await read_bounded(request, MAX_BODY_BYTES)
         if body is None:
             return rejected("too_large", json_error(
                 413, f"notification body is larger than {MAX_BODY_BYTES} bytes"))
@@ -99,16 +99,4 @@ def _authorized(request: web.Request, token: str) -> bool:
         except ValueError:
             pass
     return any(token_matches(candidate, token) for candidate in offered)
-
-
-async def _read_bounded(request: web.Request) -> bytes | None:
-    """The body, or None when it is over MAX_BODY_BYTES (checked as it arrives, too)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return None
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return None
-    return bytes(body)
 

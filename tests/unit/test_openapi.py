@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from basewatch.http.app import create_app
 from basewatch.http.openapi import openapi_document
+from basewatch.http.source_webhooks import add_source_webhooks
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 
@@ -14,6 +15,7 @@ async def _nothing(*args):
 def test_document_matches_the_routes():
     app = create_app(_nothing, object(), "token", Metrics(), _nothing)
     add_registry_webhook(app, "token", _nothing)
+    add_source_webhooks(app, object())
     served = {(route.method.lower(), route.resource.canonical) for route in app.router.routes()
               if route.method != "HEAD"}
     document = openapi_document()
