@@ -42,6 +42,7 @@ _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no tra
 # Longer than any timeout, interval or retention anyone means (100 years), short enough that
 # the event loop's timers and SQLite's timestamps take it.
 MAX_DURATION_SECONDS = 36500 * 86400
+MAX_TIMERS_PER_TASK = 100
 
 
 def parse_duration(value: object) -> float:
@@ -253,8 +254,9 @@ class TaskSettings(_Strict):
     base_image_trigger: BaseImageTrigger = BaseImageTrigger()
     push: bool = True
     timeout: Duration = 3600.0
+    # Bounded: every timer is read and checked each minute.
     timers: Annotated[list[TimerSettings], AfterValidator(_unique_timer_names)] = Field(
-        default_factory=list)
+        default_factory=list, max_length=MAX_TIMERS_PER_TASK)
 
     @field_validator("name")
     @classmethod

@@ -17,7 +17,9 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from basewatch.cron import CronSchedule
-from basewatch.errors import BasewatchError
+from dataclasses import replace
+
+from basewatch.errors import BasewatchError, ConflictError, NotFoundError
 from basewatch.models import RunRequest, RunType, TimerMark, Trigger
 from basewatch.store import TaskStore, TimerStore
 from basewatch.tasks import Task, Timer
@@ -54,6 +56,35 @@ def next_fire(timer: Timer, now: datetime) -> datetime | None:
         return CronSchedule(timer.schedule).next_after(now)
     except ValueError:  # a schedule naming no date that exists (refused at the edges)
         return None
+
+
+def with_timer(task: Task, timer: Timer) -> Task:
+    """`task` with `timer` added; ConflictError when it has one by that name."""
+    if any(t.name == timer.name for t in task.timers):
+        raise ConflictError(f"task {task.name} has a timer named {timer.name} already: update "
+                            "it, or give the new one another name")
+    return replace(task, timers=(*task.timers, timer))
+
+
+def with_timer_changed(task: Task, timer: Timer) -> Task:
+    """`task` with its timer of that name replaced by `timer`; NotFoundError without one."""
+    find_timer(task, timer.name)
+    return replace(task, timers=tuple(timer if t.name == timer.name else t
+                                      for t in task.timers))
+
+
+def without_timer(task: Task, name: str) -> Task:
+    """`task` without its timer `name`; NotFoundError without one."""
+    find_timer(task, name)
+    return replace(task, timers=tuple(t for t in task.timers if t.name != name))
+
+
+def find_timer(task: Task, name: str) -> Timer:
+    for timer in task.timers:
+        if timer.name == name:
+            return timer
+    known = ", ".join(t.name for t in task.timers) or "none"
+    raise NotFoundError(f"task {task.name} has no timer named {name} (its timers: {known})")
 
 
 def _fires_between(schedule: CronSchedule, after: datetime, until: datetime) -> int:
