@@ -108,10 +108,17 @@ class TimerScheduler:
         self.clock = clock
         self.sleep = sleep
         self._changed = asyncio.Event()
+        # The tasks as last read: read again after refresh() only, since every change to them
+        # comes through the registrar, which says so (a refused stored task is not logged
+        # about every minute).
+        self._tasks: list[Task] = []
+        self._changes = 1  # refresh() counts up; the tasks were read at _read_at
+        self._read_at = 0
         self._refused: set[tuple[str, str, str]] = set()  # said once, not every minute
 
     def refresh(self) -> None:
         """The tasks changed (created, updated, deleted, the config reloaded): read them now."""
+        self._changes += 1
         self._changed.set()
 
     async def run(self) -> None:
@@ -147,7 +154,11 @@ class TimerScheduler:
         missed), count new timers from now, forget timers removed or disabled. When the next
         timer falls due; None when no timer is enabled."""
         now = self.clock()
-        timers = {(task.name, timer.name): (task, timer) for task in await self.tasks.all()
+        if self._read_at != self._changes:
+            changes = self._changes  # a change during the read is read at the next tick
+            self._tasks = await self.tasks.all()
+            self._read_at = changes
+        timers = {(task.name, timer.name): (task, timer) for task in self._tasks
                   for timer in task.timers if timer.enabled}
         marks = {(mark.task, mark.timer): mark for mark in await self.marks.marks()}
         if gone := [key for key in marks if key not in timers]:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from basewatch.cli import main
+from basewatch.config import TimerSettings
 from basewatch.cron import EXPECTED_FORM
 from tests.support.inprocess_daemon import TOKEN, running_daemon
 from tests.support.waiting import wait_for
@@ -172,3 +173,25 @@ async def test_task_create_takes_a_schedule_as_acr_does(daemon, tmp_path, capsys
     status, listed = await call(daemon, "GET", "/api/tasks/scheduled/timers")
     assert [(t["name"], t["schedule"], t["enabled"]) for t in listed] == [
         ("t1", "0 21 * * *", True)]
+
+
+async def test_a_config_reload_reaches_the_scheduler_at_once(daemon, tmp_path):
+    async def marks():
+        return {(m.task, m.timer): m.schedule for m in await daemon.store.timers.marks()}
+
+    await wait_for(lambda: _equal(marks(), {("configured", "nightly"): "0 2 * * *"}), 5,
+                   "the config task's timer to be counted")
+    [settings] = daemon.config.tasks
+    retimed = settings.model_copy(update={"timers": [
+        TimerSettings(name="nightly", schedule="0 4 * * *"),
+        TimerSettings(name="hourly", schedule="0 * * * *")]})
+    await daemon.config_sync.sync([retimed])  # what SIGHUP does with the file's tasks
+    await wait_for(lambda: _equal(marks(), {("configured", "nightly"): "0 4 * * *",
+                                            ("configured", "hourly"): "0 * * * *"}), 5,
+                   "the new timers to be counted")
+    await daemon.config_sync.sync([])  # the task left the file: its timers with it
+    await wait_for(lambda: _equal(marks(), {}), 5, "the timers to be forgotten")
+
+
+async def _equal(awaitable, expected) -> bool:
+    return await awaitable == expected

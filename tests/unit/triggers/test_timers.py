@@ -69,6 +69,17 @@ def scheduler(store, triggers, clock) -> TimerScheduler:
     return TimerScheduler(store.tasks, store.timers, triggers, clock=clock)
 
 
+@pytest.fixture
+def save(store, scheduler):
+    """Store a task and tell the scheduler, as the registrar does after every change."""
+
+    async def save(task: Task) -> None:
+        await store.tasks.upsert(task, "api")
+        scheduler.refresh()
+
+    return save
+
+
 async def finish_queued(store) -> None:
     """What the builder would do: every queued run ends, so the next fire is not coalesced."""
     for run in await store.runs.queued():
@@ -213,17 +224,18 @@ async def test_a_new_timer_does_not_fire_for_the_past(store, scheduler, clock):
     assert "for 2026-12-02 02:00 UTC" in run.reason and "catching up" not in run.reason
 
 
-async def test_a_timer_enabled_again_or_rescheduled_starts_from_now(store, scheduler, clock):
+async def test_a_timer_enabled_again_or_rescheduled_starts_from_now(store, scheduler, clock,
+                                                                 save):
     nightly = Timer("nightly", "0 2 * * *")
-    await store.tasks.upsert(task("app", nightly), "api")
+    await save(task("app", nightly))
     await scheduler.tick()
-    await store.tasks.upsert(task("app", replace(nightly, enabled=False)), "api")
+    await save(task("app", replace(nightly, enabled=False)))
     clock.set("2026-11-30 12:00:00")
     await scheduler.tick()  # disabled: forgotten
-    await store.tasks.upsert(task("app", nightly), "api")
+    await save(task("app", nightly))
     clock.set("2026-12-01 12:00:00")
     await scheduler.tick()  # enabled again: nothing for the nights it was off
-    await store.tasks.upsert(task("app", replace(nightly, schedule="0 3 * * *")), "api")
+    await save(task("app", replace(nightly, schedule="0 3 * * *")))
     clock.set("2026-12-05 12:00:00")
     await scheduler.tick()  # the schedule changed while down: counted from now, too
     assert await timer_runs(store) == []
