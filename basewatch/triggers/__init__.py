@@ -5,8 +5,8 @@ and for a base-image run the reference, platform and digest that fired it), and 
 `Triggers.enqueue`: the runs are written in one transaction (with the new digest, for a base
 change), then handed to the run queue. A source is a module here building its requests:
 `base_image` (a watched base moved; `watcher/fanout.py` picks the dependent tasks), `manual`
-(a task run by hand, a quick build), `timers` (a task's cron schedules). A new source (a commit
-webhook, a git poll) is one more module beside them.
+(a task run by hand, a quick build). A new source (a commit webhook, a git poll, a timer) is one
+more module beside them.
 """
 from __future__ import annotations
 
