@@ -10,13 +10,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from basewatch.errors import StoreBusyError
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
 from basewatch.store import SQLiteStore
 from basewatch.tasks import Task, Timer
 from basewatch.triggers import TimerFire, Triggers
-from basewatch.triggers.timers import (MAX_SLEEP_SECONDS, TimerScheduler, next_fire,
-                                       timer_run)
+from basewatch.triggers.timers import (MAX_SLEEP_SECONDS, RETRY_SECONDS, TimerScheduler,
+                                       next_fire, timer_run)
 from basewatch.triggers.manual import task_run
 from tests.support.waiting import wait_for
 
@@ -304,6 +305,38 @@ async def test_the_loop_sleeps_until_the_next_fire_and_wakes_when_tasks_change(
         time_passes.set()
         await sleeps(4)  # 00:02 came while that run was still queued: served by it
         assert len(await timer_runs(store)) == 1
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_store_that_refuses_for_now_is_tried_again(store, triggers, clock, caplog):
+    class Busy:
+        calls = 0
+
+        async def all(self):
+            Busy.calls += 1
+            if Busy.calls == 1:
+                raise StoreBusyError("database is locked")
+            return await store.tasks.all()
+
+    slept: list[float] = []
+    stop = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) >= 2:
+            await stop.wait()
+
+    await store.tasks.upsert(task("app", Timer("hourly", "0 * * * *")), "api")
+    scheduler = TimerScheduler(Busy(), store.timers, triggers, clock=clock, sleep=sleep)
+    running = asyncio.create_task(scheduler.run())
+    try:
+        await wait_for(lambda: asyncio.sleep(0, len(slept) >= 2), 5, "two sleeps")
+        assert slept[0] == RETRY_SECONDS
+        assert "timers: database is locked; trying again in 5s" in caplog.text
+        assert [m.timer for m in await store.timers.marks()] == ["hourly"]  # then it went on
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
