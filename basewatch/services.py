@@ -19,8 +19,7 @@ from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.executor import RunExecutor
 from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
-                              TimerSettings,
-                              format_validation_error, task_fields, timer_fields)
+                              TimerSettings, format_validation_error, task_fields, timer_fields)
 from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus
