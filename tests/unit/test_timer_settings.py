@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from basewatch.config import TaskSettings, load_config, task_fields
+from basewatch.config import MAX_TIMERS_PER_TASK, TaskSettings, load_config, task_fields
 from basewatch.cron import EXPECTED_FORM
 from basewatch.store.tasks import task_from_json, task_json
 from basewatch.tasks import Task, Timer
@@ -84,3 +84,11 @@ def test_a_stored_timer_with_a_schedule_refused_today_is_refused():
     with pytest.raises(Exception, match="has 6 fields"):
         task_from_json(json.dumps(row))
 
+
+
+def test_a_task_takes_at_most_a_hundred_timers(tmp_path):
+    many = [{"name": f"t{n}", "schedule": "0 2 * * *"} for n in range(MAX_TIMERS_PER_TASK + 1)]
+    path = write(tmp_path, {"tasks": [task(timers=many)]})
+    assert problem(path) == (f"{path}: tasks[0].timers: List should have at most "
+                             f"{MAX_TIMERS_PER_TASK} items after validation, not "
+                             f"{MAX_TIMERS_PER_TASK + 1}")
