@@ -142,6 +142,10 @@ def add_task_command(commands) -> None:
         parser.add_argument("--base-image-trigger-enabled", type=_bool)
         parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"])
 
+    # As `az acr task create --schedule`: one timer, named t1 (`task timer` manages more).
+    sub.choices["create"].add_argument("--schedule", type=_schedule,
+                                       help="a timer, t1: five-field cron in UTC, Sunday as 0")
+    add_timer_command(sub)
     command("show", cmd_task_show, "show a task").add_argument("name")
     command("list", cmd_task_list, "list the tasks")
     command("delete", cmd_task_delete, "delete a task").add_argument("name")
@@ -170,6 +174,76 @@ def add_task_command(commands) -> None:
                                  "pushed to the registry")
 
 
+def _schedule(text: str) -> str:
+    """A timer's schedule, checked before it is sent: five-field cron, UTC, Sunday as 0."""
+    from basewatch.cron import CronSchedule, ScheduleError
+
+    try:
+        return CronSchedule.parse(text).expression
+    except ScheduleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_timer_command(sub) -> None:
+    """`task timer add|update|remove|list NAME`, in `az acr task timer`'s argument names."""
+    timer = sub.add_parser("timer", help="manage a task's timers (cron schedules, UTC)")
+    verbs = timer.add_subparsers(dest="timer_command", required=True, metavar="COMMAND")
+    for name, handler, help in (("add", cmd_timer_add, "add a timer to a task"),
+                                ("update", cmd_timer_update, "change a task's timer"),
+                                ("remove", cmd_timer_remove, "remove a timer from a task"),
+                                ("list", cmd_timer_list, "list a task's timers")):
+        parser = verbs.add_parser(name, help=help)
+        add_daemon_options(parser)
+        parser.set_defaults(handler=handler)
+        parser.add_argument("name", help="the task")
+        if name == "list":
+            continue
+        parser.add_argument("--timer-name", required=True)
+        if name == "remove":
+            continue
+        parser.add_argument("--schedule", type=_schedule, required=name == "add",
+                            help='five-field cron in UTC, Sunday as 0: "0 2 * * *" is 02:00 '
+                                 "every day")
+        parser.add_argument("--enabled", type=_bool, help="true (the default) or false")
+
+
+def _timers_path(args: argparse.Namespace) -> str:
+    return f"/api/tasks/{_quote(args.name)}/timers"
+
+
+def cmd_timer_add(args) -> int:
+    body = {"name": args.timer_name, "schedule": args.schedule}
+    if args.enabled is not None:
+        body["enabled"] = args.enabled
+    print(json.dumps(_client(args).request("POST", _timers_path(args), body=body), indent=2))
+    return 0
+
+
+def cmd_timer_update(args) -> int:
+    body = {k: v for k, v in (("schedule", args.schedule), ("enabled", args.enabled))
+            if v is not None}
+    if not body:
+        raise DaemonError("task timer update needs --schedule or --enabled")
+    timer = _client(args).request(
+        "PATCH", f"{_timers_path(args)}/{_quote(args.timer_name)}", body=body)
+    print(json.dumps(timer, indent=2))
+    return 0
+
+
+def cmd_timer_remove(args) -> int:
+    _client(args).request("DELETE", f"{_timers_path(args)}/{_quote(args.timer_name)}")
+    print(f"Removed timer {args.timer_name} from task {args.name}")
+    return 0
+
+
+def cmd_timer_list(args) -> int:
+    rows = [(t["name"], t["schedule"], "true" if t["enabled"] else "false",
+             (t["next_fire"] or "").replace("T", " ").replace("+00:00", " UTC"))
+            for t in _client(args).get_json(_timers_path(args))]
+    _table(("NAME", "SCHEDULE", "ENABLED", "NEXT FIRE"), rows)
+    return 0
+
+
 def _task_body(args: argparse.Namespace) -> dict:
     body = {"context": args.context, "file": args.file, "image": args.image,
             "build_args": dict(args.build_arg) if args.build_arg else None,
@@ -188,8 +262,10 @@ def _quote(name: str) -> str:
 def cmd_task_create(args) -> int:
     if args.context is None or not args.image:
         raise DaemonError("task create needs --context and at least one -t IMAGE")
-    task = _client(args).request("POST", "/api/tasks", body={"name": args.name,
-                                                             **_task_body(args)})
+    body = {"name": args.name, **_task_body(args)}
+    if args.schedule is not None:
+        body["timers"] = [{"name": "t1", "schedule": args.schedule}]
+    task = _client(args).request("POST", "/api/tasks", body=body)
     print(json.dumps(task, indent=2))
     return 0
 

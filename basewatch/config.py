@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -27,6 +27,7 @@ from basewatch.context_spec import (
     parse_context,
     url_has_credentials,
 )
+from basewatch.cron import CronSchedule, ScheduleError
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
@@ -41,6 +42,7 @@ _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no tra
 # Longer than any timeout, interval or retention anyone means (100 years), short enough that
 # the event loop's timers and SQLite's timestamps take it.
 MAX_DURATION_SECONDS = 36500 * 86400
+MAX_TIMERS_PER_TASK = 100
 
 
 def parse_duration(value: object) -> float:
@@ -197,6 +199,47 @@ class BaseImageTrigger(_Strict):
     type: Literal["runtime", "all"] = "runtime"
 
 
+class TimerSettings(_Strict):
+    """A cron schedule that runs the task: five fields, UTC, Sunday as 0 (as ACR reads it)."""
+
+    name: str
+    schedule: str
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _timer_name(cls, value: str) -> str:
+        if not _TASK_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a timer name: use up to 100 letters, digits, "
+                             "'.', '_' and '-', starting with a letter or digit")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_field_cron(cls, value: str) -> str:
+        try:
+            schedule = CronSchedule.parse(value)
+            # Valid syntax that names no real day (30 February) would never fire: refused
+            # here rather than kept as a timer that silently does nothing.
+            schedule.next_after(datetime.now(timezone.utc))
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        except ValueError:
+            raise ValueError(f"schedule {value!r} names no date that exists, so it would "
+                             "never fire") from None
+        return schedule.expression
+
+
+def _unique_timer_names(timers: list[TimerSettings]) -> list[TimerSettings]:
+    seen: set[str] = set()
+    for timer in timers:
+        if timer.name in seen:
+            raise ValueError(f"the timer name {timer.name!r} is given twice: each timer of a "
+                             "task needs its own name")
+        seen.add(timer.name)
+    return timers
+
+
 class TaskSettings(_Strict):
     name: str
     context: Annotated[str, BeforeValidator(_as_text), Field(
@@ -211,6 +254,9 @@ class TaskSettings(_Strict):
     base_image_trigger: BaseImageTrigger = BaseImageTrigger()
     push: bool = True
     timeout: Duration = 3600.0
+    # Bounded: every timer is read and checked each minute.
+    timers: Annotated[list[TimerSettings], AfterValidator(_unique_timer_names)] = Field(
+        default_factory=list, max_length=MAX_TIMERS_PER_TASK)
 
     @field_validator("name")
     @classmethod
@@ -241,7 +287,9 @@ class TaskSettings(_Strict):
                           platforms=[Platform.parse(p) for p in self.platform],
                           base_image_trigger=tasks.BaseImageTrigger(trigger.enabled,
                                                                     trigger.type),
-                          push=self.push, timeout=self.timeout)
+                          push=self.push, timeout=self.timeout,
+                          timers=tuple(tasks.Timer(t.name, t.schedule, t.enabled)
+                                       for t in self.timers))
 
 
 def task_fields(task: tasks.Task) -> dict:
@@ -251,7 +299,12 @@ def task_fields(task: tasks.Task) -> dict:
             "target": task.target, "platform": [str(p) for p in task.platforms],
             "base_image_trigger": {"enabled": task.base_image_trigger.enabled,
                                    "type": task.base_image_trigger.type},
-            "push": task.push, "timeout": task.timeout}
+            "push": task.push, "timeout": task.timeout,
+            "timers": [timer_fields(t) for t in task.timers]}
+
+
+def timer_fields(timer: tasks.Timer) -> dict:
+    return {"name": timer.name, "schedule": timer.schedule, "enabled": timer.enabled}
 
 
 class NotificationSettings(_Strict):

@@ -43,6 +43,7 @@ from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
 from basewatch.triggers import Triggers
 from basewatch.triggers.base_image import FanOut
+from basewatch.triggers.timers import TimerScheduler
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.push_matching import PushMatcher
 from basewatch.watcher.registration import TaskRegistrar
@@ -69,6 +70,8 @@ class Daemon:
         self.watcher: DigestWatcher | None = None
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task | None = None
+        self.timers: TimerScheduler | None = None
+        self._timers_task: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
         self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
@@ -135,6 +138,9 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
+        # After the config's tasks are synced: a timer the file no longer has never fires.
+        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
+        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -199,10 +205,12 @@ class Daemon:
             log.error("%s", state.disk_problem)
 
     def _tasks_changed(self) -> None:
-        """A task was registered, changed or removed: its bases are watched (or not) now, not
-        at the watcher's next periodic re-read."""
+        """A task was registered, changed or removed: its bases are watched (or not) and its
+        timers counted (or not) now, not at the next periodic re-read."""
         if self.watcher is not None:
             self.watcher.refresh()
+        if self.timers is not None:
+            self.timers.refresh()
 
     async def health(self) -> dict:
         return health_report(await self.host.state(), await self.store.graph.watched(),
@@ -216,6 +224,10 @@ class Daemon:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
             self._watch_task = None
+        if self._timers_task is not None:
+            self._timers_task.cancel()
+            await asyncio.gather(self._timers_task, return_exceptions=True)
+            self._timers_task = None
         if self.queue is not None:
             await self.queue.stop()
         if self.executor is not None:

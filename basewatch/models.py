@@ -96,6 +96,16 @@ class BaseChange:
 
 
 @dataclass(frozen=True)
+class TimerMark:
+    """Where one timer of a task stands: the last scheduled fire handled, on which schedule."""
+
+    task: str
+    timer: str
+    schedule: str
+    last_scheduled: datetime
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """A run to queue: which task, why, and for which platform(s), a comma list."""
 

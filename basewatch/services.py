@@ -18,16 +18,18 @@ from basewatch.context_spec import (ContextError, context_host, display_url,
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
 from basewatch.builder.executor import RunExecutor
-from basewatch.config import (CREDENTIALS_IN_URL, TaskSettings, format_validation_error,
-                              task_fields)
+from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
+                              TimerSettings, format_validation_error, task_fields, timer_fields)
 from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
-from basewatch.tasks import Task
+from basewatch.tasks import Task, Timer
 from basewatch.triggers import Triggers
 from basewatch.triggers.manual import quick_build, task_run
+from basewatch.triggers.timers import (find_timer, next_fire, utc_now, with_timer,
+                                       with_timer_changed, without_timer)
 from basewatch.watcher.registration import TaskRegistrar
 
 
@@ -67,6 +69,12 @@ def task_view(task: Task, source: str | None = None) -> dict:
     return view
 
 
+def timer_view(timer: Timer) -> dict:
+    """A timer as the API shows it: its settings and when it fires next (UTC)."""
+    upcoming = next_fire(timer, utc_now())
+    return {**timer_fields(timer), "next_fire": _stamp(upcoming)}
+
+
 class Services:
     def __init__(self, store: Store, registrar: TaskRegistrar, executor: RunExecutor,
                  triggers: Triggers, archive=None,
@@ -98,6 +106,7 @@ class Services:
     async def get_task(self, name: str) -> dict:
         task, source = await self._task(name)
         view = task_view(task, source)
+        view["timers"] = [timer_view(timer) for timer in task.timers]
         view["bases"] = [{"reference": d.base, "kind": d.kind.value, "platform": d.platform,
                           "digest_at_build": d.digest_at_build}
                          for d in await self.store.graph.dependencies(name)]
@@ -145,6 +154,46 @@ class Services:
         if found is None:
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
         return found
+
+    # ------------------------------------------------------------------ timers
+
+    async def list_timers(self, name: str) -> list[dict]:
+        task, _ = await self._task(name)
+        return [timer_view(timer) for timer in task.timers]
+
+    async def add_timer(self, name: str, body: dict) -> dict:
+        timer = _timer(validated(TimerSettings, body, "timer"))
+
+        def add(task: Task, source: str) -> Task:
+            _refuse_config_timers(task, source)
+            if len(task.timers) >= MAX_TIMERS_PER_TASK:
+                raise InvalidRequestError(f"task {name} has {MAX_TIMERS_PER_TASK} timers, the "
+                                          "most a task takes: remove one first")
+            return with_timer(task, timer)
+
+        await self.registrar.change_triggers(name, add)
+        return timer_view(timer)
+
+    async def update_timer(self, name: str, timer_name: str, changes: dict) -> dict:
+        if changes.get("name", timer_name) != timer_name:
+            raise InvalidRequestError("a timer cannot be renamed: add one by the new name and "
+                                      "remove this one")
+
+        def update(task: Task, source: str) -> Task:
+            _refuse_config_timers(task, source)
+            current = timer_fields(find_timer(task, timer_name))
+            return with_timer_changed(task, _timer(validated(TimerSettings,
+                                                             {**current, **changes}, "timer")))
+
+        task = await self.registrar.change_triggers(name, update)
+        return timer_view(find_timer(task, timer_name))
+
+    async def remove_timer(self, name: str, timer_name: str) -> None:
+        def remove(task: Task, source: str) -> Task:
+            _refuse_config_timers(task, source)
+            return without_timer(task, timer_name)
+
+        await self.registrar.change_triggers(name, remove)
 
     # ------------------------------------------------------------------ runs
 
@@ -261,3 +310,13 @@ class Services:
         if run is None:
             raise NotFoundError(f"no run with ID {run_id}: `basewatch task list-runs` shows them")
         return run
+
+
+def _timer(settings: TimerSettings) -> Timer:
+    return Timer(settings.name, settings.schedule, settings.enabled)
+
+
+def _refuse_config_timers(task: Task, source: str) -> None:
+    if source == "config":
+        raise ConflictError(f"task {task.name} comes from the config file, which owns its "
+                            "timers: change them there and send the daemon SIGHUP")

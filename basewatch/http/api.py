@@ -138,6 +138,26 @@ def add_api(app: web.Application, services, upload) -> None:
         await services.delete_task(request.match_info["name"])
         return web.Response(status=204)
 
+    @routes.get("/api/tasks/{name}/timers")
+    async def list_timers(request: web.Request) -> web.Response:
+        return web.json_response(await services.list_timers(request.match_info["name"]))
+
+    @routes.post("/api/tasks/{name}/timers")
+    async def add_timer(request: web.Request) -> web.Response:
+        return web.json_response(await services.add_timer(request.match_info["name"],
+                                                          await _json_body(request)),
+                                 status=201)
+
+    @routes.patch("/api/tasks/{name}/timers/{timer}")
+    async def update_timer(request: web.Request) -> web.Response:
+        return web.json_response(await services.update_timer(
+            request.match_info["name"], request.match_info["timer"], await _json_body(request)))
+
+    @routes.delete("/api/tasks/{name}/timers/{timer}")
+    async def remove_timer(request: web.Request) -> web.Response:
+        await services.remove_timer(request.match_info["name"], request.match_info["timer"])
+        return web.Response(status=204)
+
     @routes.post("/api/tasks/{name}/runs")
     async def run_task(request: web.Request) -> web.Response:
         body = await _json_body(request) if request.can_read_body else {}

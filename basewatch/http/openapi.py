@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from basewatch import __version__
 from basewatch.builder.quick_runs import QuickBuildSpec
-from basewatch.config import TaskSettings
+from basewatch.config import TaskSettings, TimerSettings
 
 _ERROR = {"description": "a message a person can act on",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RUN = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}}
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_TIMER_NAME = {"name": "timer", "in": "path", "required": True, "schema": {"type": "string"}}
+_TIMER = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Timer"}}}}
 
 _SOURCE_WEBHOOKS = (
     ("github", "GitHub", "push, pull_request, ping", "X-Hub-Signature-256"),
@@ -81,6 +83,22 @@ def openapi_document() -> dict:
             "delete": _op("delete a task", {"204": {"description": "deleted"}}, 404, 409,
                           parameters=[_NAME]),
         },
+        "/api/tasks/{name}/timers": {
+            "get": _op("list a task's timers, each with its next fire (UTC)",
+                       {"200": {"description": "timers"}}, 404, parameters=[_NAME]),
+            "post": _op("add a timer: five-field cron in UTC, Sunday as 0",
+                        {"201": {"description": "the timer", **_TIMER}}, 400, 404, 409,
+                        body=_json("TimerSettings"), parameters=[_NAME]),
+        },
+        "/api/tasks/{name}/timers/{timer}": {
+            "patch": _op("change a timer's schedule or whether it is enabled",
+                         {"200": {"description": "the timer", **_TIMER}}, 400, 404, 409,
+                         body={"application/json": {"schema": {"type": "object", "properties": {
+                             "schedule": {"type": "string"}, "enabled": {"type": "boolean"}}}}},
+                         parameters=[_NAME, _TIMER_NAME]),
+            "delete": _op("remove a timer", {"204": {"description": "removed"}}, 404, 409,
+                          parameters=[_NAME, _TIMER_NAME]),
+        },
         "/api/tasks/{name}/runs": {"post": _op(
             "run a task now", {"202": {"description": "queued", **_RUN}}, 400, 404, 429,
             body={"application/json": {"schema": {"type": "object", "properties": {
@@ -123,6 +141,12 @@ def openapi_document() -> dict:
             "schemas": {
                 "Task": TaskSettings.model_json_schema(mode="validation"),
                 "QuickBuild": QuickBuildSpec.model_json_schema(mode="validation"),
+                "TimerSettings": TimerSettings.model_json_schema(mode="validation"),
+                "Timer": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "schedule": {"type": "string"},
+                    "enabled": {"type": "boolean"},
+                    "next_fire": {"type": ["string", "null"], "format": "date-time",
+                                  "description": "UTC; null when disabled"}}},
                 "Error": {"type": "object", "required": ["error"],
                           "properties": {"error": {"type": "string"}}},
                 "Run": {"type": "object", "properties": {

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from basewatch.store.database import Database
 from basewatch.store.graph import SQLiteGraphStore
-from basewatch.store.protocols import GraphStore, RunStore, Store, TaskStore
+from basewatch.store.protocols import GraphStore, RunStore, Store, TaskStore, TimerStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
+from basewatch.store.timers import SQLiteTimerStore
 
 
 class SQLiteStore:
@@ -20,6 +21,7 @@ class SQLiteStore:
         self.tasks = SQLiteTaskStore(database)
         self.graph = SQLiteGraphStore(database)
         self.runs = SQLiteRunStore(database)
+        self.timers = SQLiteTimerStore(database)
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -29,4 +31,5 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GraphStore", "RunStore", "SQLiteStore", "Store", "TaskStore"]
+__all__ = ["Database", "GraphStore", "RunStore", "SQLiteStore", "Store", "TaskStore",
+           "TimerStore"]

@@ -83,4 +83,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN trigger_data TEXT
     """,
+    # 6: per task and timer, the last scheduled fire handled (a restart catches up once), and
+    # the schedule it was counted on (a new schedule starts from now).
+    """
+    CREATE TABLE timer_marks (
+        task            TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+        timer           TEXT NOT NULL,
+        schedule        TEXT NOT NULL,
+        last_scheduled  TEXT NOT NULL,
+        PRIMARY KEY (task, timer)
+    )
+    """,
 ]

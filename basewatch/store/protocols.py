@@ -19,6 +19,7 @@ from basewatch.models import (
     Run,
     RunRequest,
     RunStatus,
+    TimerMark,
     WatchedDigest,
 )
 from basewatch.tasks import Task
@@ -110,11 +111,28 @@ class RunStore(Protocol):
                                       requests: list[RunRequest]) -> list[str]:
         """Record a base's new digest and queue its runs atomically; the new runs' ids."""
 
+    async def record_fire_and_queue(self, task: str, timer: str, scheduled: datetime,
+                                    requests: list[RunRequest]) -> list[str]:
+        """Record a timer's fire and queue its runs atomically (none for a fire recorded
+        already, nor while the task has a run queued that serves it); the new runs' ids."""
+
     async def pending_tasks(self) -> set[str]: ...
 
     async def purge_finished(self, before: datetime, log_candidates: list[str]
                              ) -> tuple[set[str], set[str]]:
         """Delete old finished, unarchived runs; (ids deleted, `log_candidates` still runs)."""
+
+
+class TimerStore(Protocol):
+    """Per (task, timer): the last scheduled fire handled, and the schedule it counts on."""
+
+    async def marks(self) -> list[TimerMark]: ...
+
+    async def start(self, task: str, timer: str, schedule: str, at: datetime) -> None:
+        """Count a timer from `at` (a new timer, or a new schedule); none for a task gone."""
+
+    async def forget(self, timers: Iterable[tuple[str, str]]) -> None:
+        """Drop the marks of (task, timer) pairs no longer enabled."""
 
 
 class Store(Protocol):
@@ -123,5 +141,6 @@ class Store(Protocol):
     tasks: TaskStore
     graph: GraphStore
     runs: RunStore
+    timers: TimerStore
 
     async def close(self) -> None: ...

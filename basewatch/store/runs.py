@@ -25,6 +25,7 @@ from basewatch.models import (
     Trigger,
 )
 from basewatch.store.database import Database, from_text, now, to_text
+from basewatch.store.timers import mark_text
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,28 @@ class SQLiteRunStore:
                  for r in requests
                  if r.base_change is not None and (r.task, r.trigger.value) in pending])
         return queued
+
+    async def record_fire_and_queue(self, task: str, timer: str, scheduled: datetime,
+                                    requests: list[RunRequest]) -> list[str]:
+        """Record that `timer` of `task` fired for `scheduled` and queue its runs, in one
+        transaction; the new runs' ids.
+
+        Nothing is queued for a fire already recorded (or of a timer no longer counted), nor
+        while the task has a run queued that builds what a timer run would: its context as it
+        stands, with no values of its own (not a pull request's head); that run serves the fire.
+        """
+        async with self.database.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE timer_marks SET last_scheduled = ? WHERE task = ? AND timer = ?"
+                " AND julianday(last_scheduled) < julianday(?)",
+                (mark_text(scheduled), task, timer, mark_text(scheduled)))
+            if cursor.rowcount == 0:
+                return []
+            serving = {row["task"] for row in await db.execute_fetchall(
+                "SELECT DISTINCT task FROM runs WHERE status = ? AND trigger != ?"
+                " AND run_values = '{}' AND spec IS NULL",
+                (RunStatus.QUEUED.value, Trigger.PULL_REQUEST.value))}
+            return await insert_runs(db, [r for r in requests if r.task not in serving])
 
     async def pending_tasks(self) -> set[str]:
         """Tasks with a run queued or in progress."""

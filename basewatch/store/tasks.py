@@ -15,10 +15,11 @@ from basewatch.context_spec import (
     parse_context,
     without_credentials,
 )
+from basewatch.cron import CronSchedule
 from basewatch.errors import BasewatchError
 from basewatch.oci.platforms import Platform
 from basewatch.store.database import Database, now, to_text
-from basewatch.tasks import BaseImageTrigger, Task
+from basewatch.tasks import BaseImageTrigger, Task, Timer
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ def task_json(task: Task) -> str:
         "target": task.target, "platforms": [str(p) for p in task.platforms],
         "base_image_trigger": {"enabled": task.base_image_trigger.enabled,
                                "type": task.base_image_trigger.type},
-        "push": task.push, "timeout": task.timeout})
+        "push": task.push, "timeout": task.timeout,
+        "timers": [{"name": t.name, "schedule": t.schedule, "enabled": t.enabled}
+                   for t in task.timers]})
 
 
 def _typed(value, kind, key: str):
@@ -72,7 +75,19 @@ def task_from_json(text: str) -> Task:
         platforms=parsed,
         base_image_trigger=BaseImageTrigger(_typed(trigger.get("enabled", True), bool,
                                                     "base_image_trigger.enabled"), trigger_type),
-        push=_typed(data.get("push", True), bool, "push"), timeout=float(timeout))
+        push=_typed(data.get("push", True), bool, "push"), timeout=float(timeout),
+        timers=_timers(data.get("timers", [])))
+
+
+def _timers(items) -> tuple[Timer, ...]:
+    """A task's timers (rows older versions wrote have none); each schedule checked again."""
+    timers = []
+    for item in _typed(items, list, "timers"):
+        item = _typed(item, dict, "timers")
+        schedule = CronSchedule.parse(_typed(item["schedule"], str, "timers.schedule"))
+        timers.append(Timer(_typed(item["name"], str, "timers.name"), schedule.expression,
+                            _typed(item.get("enabled", True), bool, "timers.enabled")))
+    return tuple(timers)
 
 
 def _task(row) -> Task | None:

@@ -11,6 +11,7 @@ more module beside them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, Protocol, Sequence
 
 from basewatch.models import RunRequest
@@ -26,6 +27,15 @@ class NewDigest:
     index_digest: str | None = None
 
 
+@dataclass(frozen=True)
+class TimerFire:
+    """A timer's scheduled fire, recorded in the same transaction as the run it queues."""
+
+    task: str
+    timer: str
+    scheduled: datetime
+
+
 class RunQueueing(Protocol):
     """What the seam needs of the run store: queue runs in one transaction, or record a new
     digest and queue its runs in one."""
@@ -36,6 +46,9 @@ class RunQueueing(Protocol):
                                       index_digest: str | None,
                                       requests: list[RunRequest]) -> list[str]: ...
 
+    async def record_fire_and_queue(self, task: str, timer: str, scheduled: datetime,
+                                    requests: list[RunRequest]) -> list[str]: ...
+
 
 class Triggers:
     def __init__(self, runs: RunQueueing, submit: Callable[[str, float], None]):
@@ -43,11 +56,16 @@ class Triggers:
         self.submit = submit  # the run queue takes a run (after `delay` seconds)
 
     async def enqueue(self, requests: Sequence[RunRequest], *, delay: float = 0.0,
-                      new_digest: NewDigest | None = None) -> list[str]:
+                      new_digest: NewDigest | None = None,
+                      timer_fire: TimerFire | None = None) -> list[str]:
         """Queue `requests` durably, in one transaction (with `new_digest` recorded, when a
-        base moved), then submit each run; the new runs' ids, in order. A base change does not
-        queue a second run for a task that has one queued for the same trigger."""
-        if new_digest is None:
+        base moved; with `timer_fire`, when a timer fired), then submit each run; the new runs'
+        ids, in order. A base change does not queue a second run for a task that has one queued
+        for the same trigger, nor a timer's fire for a task with a run queued that serves it."""
+        if timer_fire is not None:
+            run_ids = await self.runs.record_fire_and_queue(
+                timer_fire.task, timer_fire.timer, timer_fire.scheduled, list(requests))
+        elif new_digest is None:
             run_ids = await self.runs.queue(list(requests))
         else:
             run_ids = await self.runs.record_change_and_queue(
@@ -58,4 +76,4 @@ class Triggers:
         return run_ids
 
 
-__all__ = ["NewDigest", "RunRequest", "Triggers"]
+__all__ = ["NewDigest", "RunRequest", "TimerFire", "Triggers"]

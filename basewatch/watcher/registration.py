@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from basewatch.builder.contexts.checkout import read_dockerfile
 from basewatch.dockerfile.analysis import DockerfileBases, analyse_for_platforms
-from basewatch.errors import BasewatchError, RegistryAddressRefused
+from basewatch.errors import BasewatchError, NotFoundError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
 from basewatch.models import Dependency, DependencyKind
 from basewatch.oci.platforms import Platform
@@ -77,6 +77,20 @@ class TaskRegistrar:
         self._published, self._edges, self._graph = published, dependencies, graph
         self._changed()
         return next(iter(analysed.values()))  # the first platform's
+
+    async def change_triggers(self, name: str, change: Callable[[Task, str], Task]) -> Task:
+        """Change what runs a task and not what it is built from (its timers): `change(task,
+        source)` gives the new task or raises. Stored in turn with every other change, without
+        reading the Dockerfile again; the task as stored now."""
+        async with self._changing:
+            found = await self.store.tasks.get_with_source(name)
+            if found is None:
+                raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
+            task, source = found
+            changed = change(task, source)
+            await self.store.tasks.upsert(changed, source)
+        self._changed()
+        return changed
 
     async def unregister(self, name: str) -> bool:
         async with self._changing:

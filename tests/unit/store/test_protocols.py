@@ -15,6 +15,7 @@ from basewatch.store import SQLiteStore, protocols
 from basewatch.store.graph import SQLiteGraphStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
+from basewatch.store.timers import SQLiteTimerStore
 from tests.unit.test_layers import MODULES, basewatch_imports
 
 PACKAGE = Path(__file__).resolve().parents[3] / "basewatch"
@@ -28,7 +29,7 @@ def methods(cls) -> dict[str, inspect.Signature]:
 
 @pytest.mark.parametrize("protocol, implementation", [
     (protocols.TaskStore, SQLiteTaskStore), (protocols.GraphStore, SQLiteGraphStore),
-    (protocols.RunStore, SQLiteRunStore)])
+    (protocols.RunStore, SQLiteRunStore), (protocols.TimerStore, SQLiteTimerStore)])
 def test_each_sqlite_view_has_every_method_of_its_protocol(protocol, implementation):
     wanted, found = methods(protocol), methods(implementation)
     for name, signature in wanted.items():
