@@ -74,7 +74,7 @@ class Refusals:
                             f"{detail}): it needs {self.scopes}")
         if status == 404:
             return ScmError(f"{repo.host} has no repository {repo.path}, or the token in "
-                            f"{self.token_name} cannot see it (404): to {doing} it the token "
-                            f"needs {self.scopes}")
+                            f"{self.token_name} cannot see it (404{detail}): to {doing} it "
+                            f"the token needs {self.scopes}")
         return ScmError(f"{repo}: the API refused to {doing} it ({status} "
                         f"{response.reason}{detail})")

@@ -157,7 +157,7 @@ async def test_a_token_without_the_hook_scope_says_what_it_needs(api, github):
 
 async def test_an_unknown_repository_says_so(api, github):
     with pytest.raises(ScmError, match=r"github.com has no repository org/nothing, or the "
-                                       r"token in GIT_TOKEN cannot see it \(404\)"):
+                                       r"token in GIT_TOKEN cannot see it \(404: Not Found\)"):
         await client(api, github, path="org/nothing").post_status(
             SHA, CommitStatus("pending", "basewatch/web"))
     with pytest.raises(ScmError, match="404"):
