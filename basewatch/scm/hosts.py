@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from basewatch.errors import BasewatchError
+from basewatch.netpolicy import HostPolicy
 
 Provider = Literal["github", "gitlab", "gitea"]
 
@@ -85,6 +86,15 @@ class Repository:
 
     def __str__(self) -> str:
         return f"{self.host}/{self.path}"
+
+
+def api_policy(git_hosts: tuple[GitHostSettings, ...] | list[GitHostSettings] = ()
+               ) -> HostPolicy:
+    """Where the daemon may send API requests: the APIs of the servers the config names in
+    git_hosts wherever they are (a self-hosted GitLab on the LAN), any other only at public
+    addresses."""
+    listed = tuple(dict.fromkeys(urlsplit(h.api_url or "").hostname or "" for h in git_hosts))
+    return HostPolicy(tuple(h for h in listed if h), setting="git_hosts")
 
 
 def _api_family(provider: str) -> Provider:

@@ -229,3 +229,19 @@ async def test_an_oversized_response_is_refused(api, github):
     github.fail_next(422, body={"message": "x" * (2 * 1024 * 1024)})
     with pytest.raises(ScmError, match="larger than 1024 KiB"):
         await client(api, github).post_status(SHA, CommitStatus("success", "basewatch/web"))
+
+
+async def test_a_redirect_within_the_api_is_followed(api, github):
+    """A renamed repository: GitHub answers 307 to where it is now."""
+    github.fail_next(307, headers={"Location": f"{github.api_url}/repos/org/repo/statuses/{SHA}"})
+    await client(api, github).post_status(SHA, CommitStatus("success", "basewatch/web"))
+    assert len(github.repositories["org/repo"].statuses) == 1
+    assert github.received[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_a_redirect_to_another_host_is_refused_and_the_token_not_sent(api, github):
+    github.fail_next(302, headers={"Location": "http://127.0.0.2:9/steal"})
+    with pytest.raises(ScmError, match=r"redirected to http://127.0.0.2:9, where the token is "
+                                       r"not sent"):
+        await client(api, github).post_status(SHA, CommitStatus("success", "basewatch/web"))
+    assert len(github.received) == 1

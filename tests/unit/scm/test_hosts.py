@@ -4,7 +4,9 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from basewatch.scm.hosts import GitHostSettings, Repository, ScmError, locate
+from basewatch.netpolicy import AddressRefused
+from basewatch.scm.hosts import GitHostSettings, Repository, ScmError, api_policy, locate
+from basewatch.scm.manual import webhook_instructions
 
 GHE = GitHostSettings(host="github.example.com", provider="github")
 GITLAB = GitHostSettings(host="gitlab.example.com:8443", provider="gitlab",
@@ -79,3 +81,21 @@ def test_credentials_in_a_url_stay_out_of_the_message():
 def test_the_config_model_refuses_what_cannot_work(fields):
     with pytest.raises(pydantic.ValidationError):
         GitHostSettings(**fields)
+
+
+def test_the_api_policy_lists_the_configured_servers_apis_only():
+    policy = api_policy([GHE, GITLAB, GitHostSettings(host="10.0.0.5", provider="gitea",
+                                                      api_url="http://10.0.0.5:3000/api/v1")])
+    assert policy.listed == ("github.example.com", "gitlab.example.com", "10.0.0.5")
+    policy.check_url("http://10.0.0.5:3000/api/v1/repos/o/r/hooks")
+    with pytest.raises(AddressRefused, match="only for hosts listed in its git_hosts"):
+        policy.check_url("http://10.0.0.6/api/v1")
+    assert api_policy().listed == ()
+
+
+@pytest.mark.parametrize("provider", ["github", "gitlab", "gitea", "forgejo"])
+def test_instructions_for_pasting_a_webhook_name_the_url_secret_and_events(provider):
+    lines = webhook_instructions(provider, "https://bw.example.com/webhooks/x", "s3cret")
+    text = "\n".join(lines)
+    assert "https://bw.example.com/webhooks/x" in text and "s3cret" in text
+    assert ("Pull request" in text or "Merge request" in text) and "Push" in text
