@@ -78,3 +78,14 @@ class Refusals:
                             f"the token needs {self.scopes}")
         return ScmError(f"{repo}: the API refused to {doing} it ({status} "
                         f"{response.reason}{detail})")
+
+
+async def post_status_quietly(provider: GitProvider, sha: str, status: CommitStatus
+                              ) -> str | None:
+    """Post `status`; the error's one line instead of raising it, for the run's log: a status
+    that cannot be posted never fails the build it reports on."""
+    try:
+        await provider.post_status(sha, status)
+    except ScmError as exc:
+        return f"could not set the commit status {status.context} on {sha[:12]}: {exc}"
+    return None

@@ -245,3 +245,13 @@ async def test_a_redirect_to_another_host_is_refused_and_the_token_not_sent(api,
                                        r"not sent"):
         await client(api, github).post_status(SHA, CommitStatus("success", "basewatch/web"))
     assert len(github.received) == 1
+
+
+async def test_posting_quietly_gives_the_error_line_instead_of_raising(api, github):
+    from basewatch.scm.provider import post_status_quietly
+
+    status = CommitStatus("success", "basewatch/web")
+    assert await post_status_quietly(client(api, github), SHA, status) is None
+    line = await post_status_quietly(client(api, github, token="nope"), SHA, status)
+    assert line.startswith("could not set the commit status basewatch/web on 6dcb09b5b578: "
+                           "github.com refused the token in GIT_TOKEN (401")
