@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ class ApiResponse:
                 value = body.get(key)
                 if isinstance(value, (str, dict, list)) and value:
                     parts.append(value if isinstance(value, str) else json.dumps(value))
-            for error in body.get("errors") or [] if isinstance(body.get("errors"), list) else []:
+            errors = body.get("errors")
+            for error in errors if isinstance(errors, list) else []:
                 if isinstance(error, dict) and isinstance(error.get("message"), str):
                     parts.append(error["message"])
         text = _CONTROL.sub(" ", ": ".join(parts)).strip()
@@ -142,8 +144,7 @@ class ScmApi:
         except aiohttp.ClientSSLError as exc:
             raise ScmError(f"{repo}: TLS with {_origin(url)} failed: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
-            raise _Transient(f"cannot reach the API at {_origin(url)}: "
-                             f"{exc.strerror or exc}") from None
+            raise _Transient(f"cannot reach the API at {_origin(url)}: {_reason(exc)}") from None
         except asyncio.TimeoutError:
             raise _Transient(f"the API at {_origin(url)} did not answer within "
                              f"{self._timeout.total:g}s") from None
@@ -235,6 +236,13 @@ async def _read_body(raw: aiohttp.ClientResponse, repo: Repository) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise too_large
     return bytes(body)
+
+
+def _reason(exc: aiohttp.ClientConnectorError) -> str:
+    # asyncio words it as "Connect call failed ('127.0.0.1', 1)"; the errno says it plainly.
+    if exc.errno and exc.errno > 0:  # negative ones are getaddrinfo's, whose strerror is fine
+        return os.strerror(exc.errno).lower()
+    return exc.strerror or str(exc)
 
 
 def _origin(url: str) -> str:

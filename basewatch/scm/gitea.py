@@ -68,7 +68,7 @@ class Gitea:
     async def _hooks_for(self, url: str) -> list[int]:
         hooks = await self._api.pages(f"{self._base}/hooks?page=1&limit=50", self._headers,
                                       self.repository,
-                                      lambda r: self._hooks.error(r, "list webhooks on"))
+                                      lambda r: self._hooks.error(r, "create webhooks on"))
         return [hook["id"] for hook in hooks
                 if isinstance(hook, dict) and isinstance(hook.get("id"), int)
                 and isinstance(hook.get("config"), dict) and hook["config"].get("url") == url]

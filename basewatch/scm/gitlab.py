@@ -75,7 +75,7 @@ class GitLab:
     async def _hooks_for(self, url: str) -> list[int]:
         hooks = await self._api.pages(f"{self._base}/hooks?per_page=100", self._headers,
                                       self.repository,
-                                      lambda r: self._hooks.error(r, "list webhooks on"))
+                                      lambda r: self._hooks.error(r, "create webhooks on"))
         return [hook["id"] for hook in hooks
                 if isinstance(hook, dict) and isinstance(hook.get("id"), int)
                 and hook.get("url") == url]

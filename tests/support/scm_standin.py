@@ -2,6 +2,7 @@
 failures for the next requests, and repositories with their hooks and commit statuses."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ class ScmStandIn(LoopbackServer):
         self.repositories = {path: RepositoryState() for path in repositories}
         self.received: list[Received] = []
         self._failures: list[tuple[int, dict[str, str], Any]] = []
+        self._hang = 0
+        self.released = asyncio.Event()  # set it to let hanging requests go
         self._ids = itertools.count(1001)
 
     @property
@@ -49,6 +52,10 @@ class ScmStandIn(LoopbackServer):
                   body: Any = None) -> None:
         """Answer the next `times` requests with `status` instead of serving them."""
         self._failures += [(status, dict(headers or {}), body)] * times
+
+    def hang_next(self, times: int = 1) -> None:
+        """Answer nothing to the next `times` requests until `released` is set."""
+        self._hang += times
 
     def requests(self, method: str | None = None) -> list[Received]:
         return [r for r in self.received if method is None or r.method == method]
@@ -73,6 +80,10 @@ class ScmStandIn(LoopbackServer):
             body = "<not json>"
         self.received.append(Received(request.method, request.raw_path.partition("?")[0],
                                       dict(request.query), dict(request.headers), body))
+        if self._hang:
+            self._hang -= 1
+            await self.released.wait()
+            return web.json_response({"message": "too late"}, status=504)
         if self._failures:
             status, headers, failure_body = self._failures.pop(0)
             return web.json_response({"message": "canned failure"} if failure_body is None

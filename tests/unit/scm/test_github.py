@@ -148,7 +148,7 @@ async def test_a_bad_token_is_one_clear_line_without_the_token(api, github):
 
 
 async def test_a_token_without_the_hook_scope_says_what_it_needs(api, github):
-    with pytest.raises(ScmError, match=r"the token in GIT_TOKEN cannot list webhooks on "
+    with pytest.raises(ScmError, match=r"the token in GIT_TOKEN cannot create webhooks on "
                                        r"org/repo \(403: .*\): it needs .*admin:repo_hook"):
         await client(api, github, token="status-only").register_webhook(HOOK_URL, "s")
     await client(api, github, token="status-only").post_status(
@@ -255,3 +255,23 @@ async def test_posting_quietly_gives_the_error_line_instead_of_raising(api, gith
     line = await post_status_quietly(client(api, github, token="nope"), SHA, status)
     assert line.startswith("could not set the commit status basewatch/web on 6dcb09b5b578: "
                            "github.com refused the token in GIT_TOKEN (401")
+
+
+async def test_a_server_that_does_not_answer_is_one_error_after_the_timeouts(github):
+    github.hang_next(2)
+    try:
+        async with ScmApi(HostPolicy(("127.0.0.1",)), timeout=0.2, attempts=2,
+                          backoff=0.01) as api:
+            with pytest.raises(ScmError, match=r"did not answer within 0.2s \(tried 2 times\)"):
+                await client(api, github).post_status(SHA, CommitStatus("success", "b/web"))
+    finally:
+        github.released.set()
+    assert github.repositories["org/repo"].statuses == []
+
+
+async def test_a_server_that_is_not_there_is_one_error_after_the_attempts(api):
+    async with GitHubApi() as gone:
+        repo = Repository("github", gone.api_url, "org/repo", "github.com")
+    with pytest.raises(ScmError, match=r"cannot reach the API at http://127.0.0.1:\d+: connection refused "
+                                       r"\(tried 4 times\); try again later"):
+        await GitHub(api, repo, TOKEN).post_status(SHA, CommitStatus("success", "b/web"))

@@ -116,7 +116,7 @@ async def test_a_bad_token_is_one_clear_line_without_the_token(api, gitlab):
 
 
 async def test_a_developer_cannot_register_hooks_and_is_told_what_it_needs(api, gitlab):
-    with pytest.raises(ScmError, match=r"cannot list webhooks on group/sub/project \(403: 403 "
+    with pytest.raises(ScmError, match=r"cannot create webhooks on group/sub/project \(403: 403 "
                                        r"Forbidden\): it needs the api scope, and the "
                                        r"Maintainer role"):
         await client(api, gitlab, token="dev-token").register_webhook(HOOK_URL, "s")
