@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("floor", ("basewatch", "errors", "textfiles")),
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
+    ("scm", ("scm",)),
     ("dockerfile", ("dockerfile",)),
     ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue", "cron",
               "run_plan")),
