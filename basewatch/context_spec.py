@@ -75,6 +75,17 @@ def _checked_ref(ref: str, text: str) -> str | None:
     return ref
 
 
+def checked_branch(name: str) -> str:
+    """A branch name as a task's trigger settings give it (`main`, `release/1.x`), refused
+    when git would refuse it or read it as an option; `refs/heads/` is taken off."""
+    branch = name.strip().removeprefix("refs/heads/")
+    if (not branch or branch.startswith(("-", "/", ".")) or branch.endswith(("/", ".lock", "."))
+            or ".." in branch or "@{" in branch or "//" in branch
+            or _BAD_REF_CHARS.search(branch)):
+        raise ContextError(f"{name!r} is not a valid git branch name")
+    return branch
+
+
 def _checked_folder(folder: str, text: str) -> str | None:
     if folder.startswith("/") or "\\" in folder or "\x00" in folder:
         raise ContextError(f"{display_url(text)}: the folder after ':' must be a relative path "
