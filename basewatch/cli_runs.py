@@ -12,7 +12,7 @@ from basewatch.client import DaemonClient, DaemonError
 
 CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
 RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DURATION",
-               "OUTPUT IMAGE")
+               "OUTPUT IMAGE", "SOURCE")
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -284,9 +284,19 @@ def cmd_task_list_runs(args) -> int:
     rows = [(r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
              (r["started_at"] or "")[:19].replace("T", " "),
              f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
-             r["outputs"][0]["image"] if r["outputs"] else "") for r in runs]
+             r["outputs"][0]["image"] if r["outputs"] else "", _source(r.get("source_commit")))
+            for r in runs]
     _table(RUN_COLUMNS, rows)
     return 0
+
+
+def _source(source: dict | None) -> str:
+    """What fired a commit or pull-request run, short: `main@1a2b3c4d5e6f`, `#2@1a2b3c4d5e6f`."""
+    if not source:
+        return ""
+    where = f"#{source['pull_request']}" if source.get("pull_request") is not None \
+        else source.get("branch") or ""
+    return f"{where}@{source['commit'][:12]}"
 
 
 def cmd_task_show_run(args) -> int:

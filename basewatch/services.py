@@ -52,6 +52,11 @@ def run_view(run: Run) -> dict:
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,
             "digest": run.base_change.digest},
+        "source_commit": None if run.source_commit is None else {
+            "commit": run.source_commit.commit, "branch": run.source_commit.branch,
+            "pull_request": run.source_commit.pull_request,
+            "target_branch": run.source_commit.target_branch,
+            "fetch_ref": run.source_commit.fetch_ref},
     }
 
 

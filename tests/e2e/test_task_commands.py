@@ -64,7 +64,7 @@ def test_task_lifecycle_and_runs(tmp_path, daemon, base_images):
                "--image", f"{reg}/api-app", url=url)
     header, _, row = runs.stdout.splitlines()[:3]
     assert header.split() == ["RUN", "ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED",
-                              "DURATION", "OUTPUT", "IMAGE"]
+                              "DURATION", "OUTPUT", "IMAGE", "SOURCE"]
     assert row.split()[:5] == ["ca1", "api-app", "linux/amd64", "Succeeded", "Manual"]
     assert cli("task", "list-runs", "--image", f"{reg}/nothing", url=url).stdout.count("\n") == 2
 
