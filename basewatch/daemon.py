@@ -41,6 +41,7 @@ from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
 from basewatch.triggers import Triggers
+from basewatch.triggers.commits import CommitTriggers
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
 from basewatch.watcher.push_matching import PushMatcher
@@ -120,6 +121,8 @@ class Daemon:
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.triggers = Triggers(store.runs, self.queue.submit)
+        # Where webhook receivers and the git poller hand the commits they see.
+        self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics)

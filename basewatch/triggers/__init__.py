@@ -46,7 +46,9 @@ class Triggers:
                       new_digest: NewDigest | None = None) -> list[str]:
         """Queue `requests` durably, in one transaction (with `new_digest` recorded, when a
         base moved), then submit each run; the new runs' ids, in order. A base change does not
-        queue a second run for a task that has one queued for the same trigger."""
+        queue a second run for a task that has one queued for the same trigger; a commit or
+        pull request (a request's `source_commit`) a task has a run of already is left out,
+        whatever that run's state: one run per (task, commit)."""
         if new_digest is None:
             run_ids = await self.runs.queue(list(requests))
         else:

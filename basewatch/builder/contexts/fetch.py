@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -17,7 +16,7 @@ if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the 
 
 from basewatch.builder.contexts.archive import (claim_destination, discard_destination,
                                                 extract_context, human_size)
-from basewatch.context_spec import (COMMIT, ContextError, ContextSpec, checked_branch,
+from basewatch.context_spec import (COMMIT, ContextError, ContextSpec, checked_source,
                                     context_host, display_url, url_has_credentials,
                                     without_credentials)
 from basewatch.models import SourceCommit
@@ -190,26 +189,9 @@ async def _clone(spec: ContextSpec, destination: Path, options: list[str],
                    "--quiet", "--detach", spec.ref)
 
 
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # fullmatch: SHA-1 or SHA-256, in full
-# A pull request's head as providers serve it: refs/pull/2/head, refs/merge-requests/1/head...
-_FETCH_REF = re.compile(r"refs/[A-Za-z0-9][A-Za-z0-9._/-]{0,250}")
 # What git says when the commit asked for is not there (or, over protocol v0, not advertised).
 _NOT_THERE = ("not our ref", "unadvertised object", "couldn't find remote ref",
               "no such remote ref")
-
-
-def checked_source(source: SourceCommit) -> SourceCommit:
-    """`source` as git may be handed it: a full SHA, a branch and a ref that git would
-    take for what they are (never for an option); a ContextError otherwise."""
-    if not _SHA.fullmatch(source.commit):
-        raise ContextError(f"{source.commit!r} is not a full commit SHA")
-    if source.fetch_ref is not None and (not _FETCH_REF.fullmatch(source.fetch_ref)
-                                         or ".." in source.fetch_ref
-                                         or source.fetch_ref.endswith(("/", ".lock"))):
-        raise ContextError(f"{source.fetch_ref!r} is not a ref a commit can be fetched by")
-    if source.branch is not None:
-        checked_branch(source.branch)
-    return source
 
 
 async def _fetch_commit(spec: ContextSpec, destination: Path, options: list[str],
