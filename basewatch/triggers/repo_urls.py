@@ -60,4 +60,5 @@ def _key(host: str, port: int | None, path: str) -> str | None:
 
 def repository_keys(urls: tuple[str, ...] | list[str]) -> set[str]:
     """The repositories a list of URLs names (an event's clone, SSH and web URLs)."""
-    return {key for url in urls if (key := repository_key(url)) is not None}
+    return {key for url in urls
+            if isinstance(url, str) and (key := repository_key(url)) is not None}
