@@ -12,7 +12,7 @@ from basewatch.client import DaemonClient, DaemonError
 
 CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
 RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DURATION",
-               "OUTPUT IMAGE")
+               "OUTPUT IMAGE", "SOURCE")
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -141,6 +141,26 @@ def add_task_command(commands) -> None:
         parser.add_argument("--push", type=_bool)
         parser.add_argument("--base-image-trigger-enabled", type=_bool)
         parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"])
+        # The source triggers, in az acr task's names where it has one.
+        parser.add_argument("--commit-trigger-enabled", type=_bool,
+                            help="a commit pushed to the branch runs the task (git contexts; "
+                                 "default true)")
+        parser.add_argument("--pull-request-trigger-enabled", type=_bool,
+                            help="a pull request against the branch runs the task on its head "
+                                 "(default false)")
+        parser.add_argument("--pull-request-trigger-allow-forks", type=_bool,
+                            help="pull requests from forks too (default false)")
+        parser.add_argument("--branch", action="append", metavar="BRANCH",
+                            help="a branch whose commits and pull requests run the task; "
+                                 "repeat for several (default: the context's branch)")
+        parser.add_argument("--webhook-secret-env", metavar="VARIABLE",
+                            help="the variable holding the secret the repository's webhooks "
+                                 "are signed with ('' removes it)")
+        parser.add_argument("--git-access-token-env", metavar="VARIABLE",
+                            help="the variable holding a token for the repository and its "
+                                 "provider's API ('' removes it)")
+        parser.add_argument("--report-status", type=_bool,
+                            help="post each run's state to its commit (needs the token)")
 
     # As `az acr task create --schedule`: one timer, named t1 (`task timer` manages more).
     sub.choices["create"].add_argument("--schedule", type=_schedule,
@@ -252,7 +272,20 @@ def _task_body(args: argparse.Namespace) -> dict:
     trigger = {"enabled": args.base_image_trigger_enabled, "type": args.base_image_trigger_type}
     if any(v is not None for v in trigger.values()):
         body["base_image_trigger"] = {k: v for k, v in trigger.items() if v is not None}
-    return {k: v for k, v in body.items() if v is not None}
+    for key, settings in (
+            ("commit_trigger", {"enabled": args.commit_trigger_enabled,
+                                "branches": args.branch}),
+            ("pull_request_trigger", {"enabled": args.pull_request_trigger_enabled,
+                                      "allow_forks": args.pull_request_trigger_allow_forks})):
+        if any(v is not None for v in settings.values()):
+            body[key] = {k: v for k, v in settings.items() if v is not None}
+    body["report_status"] = args.report_status
+    body = {k: v for k, v in body.items() if v is not None}
+    for key in ("webhook_secret_env", "git_access_token_env"):
+        value = getattr(args, key)
+        if value is not None:
+            body[key] = value or None  # '' removes it
+    return body
 
 
 def _quote(name: str) -> str:
@@ -327,9 +360,19 @@ def cmd_task_list_runs(args) -> int:
     rows = [(r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
              (r["started_at"] or "")[:19].replace("T", " "),
              f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
-             r["outputs"][0]["image"] if r["outputs"] else "") for r in runs]
+             r["outputs"][0]["image"] if r["outputs"] else "", _source(r.get("source_commit")))
+            for r in runs]
     _table(RUN_COLUMNS, rows)
     return 0
+
+
+def _source(source: dict | None) -> str:
+    """What fired a commit or pull-request run, short: `main@1a2b3c4d5e6f`, `#2@1a2b3c4d5e6f`."""
+    if not source:
+        return ""
+    where = f"#{source['pull_request']}" if source.get("pull_request") is not None \
+        else source.get("branch") or ""
+    return f"{where}@{source['commit'][:12]}"
 
 
 def cmd_task_show_run(args) -> int:

@@ -23,6 +23,7 @@ from pydantic import (
 from basewatch import tasks
 from basewatch.context_spec import (
     ContextError,
+    checked_branch,
     checked_dockerfile_name,
     parse_context,
     url_has_credentials,
@@ -38,6 +39,7 @@ CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by th
                       "written into the checkout: remove them, and give them for the host in "
                       "the config's git_credentials (password_env)")
 _HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")  # fullmatch: a variable's name
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline
 # Longer than any timeout, interval or retention anyone means (100 years), short enough that
 # the event loop's timers and SQLite's timestamps take it.
@@ -238,6 +240,46 @@ def _unique_timer_names(timers: list[TimerSettings]) -> list[TimerSettings]:
                              "task needs its own name")
         seen.add(timer.name)
     return timers
+def _branch(value: str) -> str:
+    try:
+        return checked_branch(value)
+    except ContextError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Branch = Annotated[str, AfterValidator(_branch)]
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not the name of an environment variable (letters, "
+                         "digits and '_', not starting with a digit): give the variable's "
+                         "name, never the secret itself")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+class CommitTrigger(_Strict):
+    """A commit pushed to one of `branches` runs the task (git contexts only)."""
+
+    enabled: bool = True
+    # None given: the context's own branch (its #ref), else the repository's default branch.
+    branches: Annotated[list[Branch], BeforeValidator(_as_list)] = Field(default_factory=list)
+
+    @field_validator("branches")
+    @classmethod
+    def _each_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class PullRequestTrigger(_Strict):
+    """A pull request opened or updated against one of the commit trigger's branches runs
+    the task on its head."""
+
+    enabled: bool = False
+    allow_forks: bool = False
 
 
 class TaskSettings(_Strict):
@@ -257,6 +299,19 @@ class TaskSettings(_Strict):
     # Bounded: every timer is read and checked each minute.
     timers: Annotated[list[TimerSettings], AfterValidator(_unique_timer_names)] = Field(
         default_factory=list, max_length=MAX_TIMERS_PER_TASK)
+    commit_trigger: CommitTrigger = CommitTrigger()
+    pull_request_trigger: PullRequestTrigger = PullRequestTrigger()
+    # Names of environment variables holding the secrets, never the secrets themselves.
+    webhook_secret_env: EnvName | None = None
+    git_access_token_env: EnvName | None = None
+    report_status: bool = False  # post each run's state to its commit (needs the token)
+
+    @model_validator(mode="after")
+    def _status_needs_a_token(self) -> "TaskSettings":
+        if self.report_status and self.git_access_token_env is None:
+            raise ValueError("report_status needs git_access_token_env: the commit status is "
+                             "posted through the provider's API with that token")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -289,7 +344,15 @@ class TaskSettings(_Strict):
                                                                     trigger.type),
                           push=self.push, timeout=self.timeout,
                           timers=tuple(tasks.Timer(t.name, t.schedule, t.enabled)
-                                       for t in self.timers))
+                                       for t in self.timers),
+                          commit_trigger=tasks.CommitTrigger(
+                              self.commit_trigger.enabled, tuple(self.commit_trigger.branches)),
+                          pull_request_trigger=tasks.PullRequestTrigger(
+                              self.pull_request_trigger.enabled,
+                              self.pull_request_trigger.allow_forks),
+                          webhook_secret_env=self.webhook_secret_env,
+                          git_access_token_env=self.git_access_token_env,
+                          report_status=self.report_status)
 
 
 def task_fields(task: tasks.Task) -> dict:
@@ -300,7 +363,14 @@ def task_fields(task: tasks.Task) -> dict:
             "base_image_trigger": {"enabled": task.base_image_trigger.enabled,
                                    "type": task.base_image_trigger.type},
             "push": task.push, "timeout": task.timeout,
-            "timers": [timer_fields(t) for t in task.timers]}
+            "timers": [timer_fields(t) for t in task.timers],
+            "commit_trigger": {"enabled": task.commit_trigger.enabled,
+                               "branches": list(task.commit_trigger.branches)},
+            "pull_request_trigger": {"enabled": task.pull_request_trigger.enabled,
+                                     "allow_forks": task.pull_request_trigger.allow_forks},
+            "webhook_secret_env": task.webhook_secret_env,
+            "git_access_token_env": task.git_access_token_env,
+            "report_status": task.report_status}
 
 
 def timer_fields(timer: tasks.Timer) -> dict:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 from basewatch.errors import BasewatchError
+from basewatch.models import SourceCommit
 
 
 class ContextError(BasewatchError):
@@ -73,6 +74,44 @@ def _checked_ref(ref: str, text: str) -> str | None:
     if ref.startswith(("-", "/")) or ref.endswith("/") or ".." in ref or _BAD_REF_CHARS.search(ref):
         raise ContextError(f"{display_url(text)}: {ref!r} is not a valid git branch, tag or commit")
     return ref
+
+
+def checked_branch(name: str) -> str:
+    """A branch name as a task's trigger settings give it (`main`, `release/1.x`), refused
+    when git would refuse it or read it as an option; `refs/heads/` is taken off."""
+    if not isinstance(name, str):
+        raise ContextError(f"{name!r} is not a git branch name")
+    branch = name.strip().removeprefix("refs/heads/")
+    if (not branch or branch.startswith(("-", "/", ".")) or branch.endswith(("/", ".lock", "."))
+            or ".." in branch or "@{" in branch or "//" in branch
+            or _BAD_REF_CHARS.search(branch)):
+        raise ContextError(f"{name!r} is not a valid git branch name")
+    return branch
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # fullmatch: SHA-1 or SHA-256, in full
+# A pull request's head as providers serve it: refs/pull/2/head, refs/merge-requests/1/head...
+_FETCH_REF = re.compile(r"refs/[A-Za-z0-9][A-Za-z0-9._/-]{0,250}")
+
+
+def checked_source(source: SourceCommit) -> SourceCommit:
+    """`source` as git may be handed it: a full SHA, branches and a ref that git takes for
+    what they are (never for an option), a pull request's positive number; a ContextError
+    otherwise."""
+    if not isinstance(source.commit, str) or not _SHA.fullmatch(source.commit):
+        raise ContextError(f"{source.commit!r} is not a full commit SHA")
+    ref = source.fetch_ref
+    if ref is not None and (not isinstance(ref, str) or not _FETCH_REF.fullmatch(ref)
+                            or ".." in ref or "//" in ref or ref.endswith(("/", ".lock"))):
+        raise ContextError(f"{ref!r} is not a ref a commit can be fetched by")
+    for branch in (source.branch, source.target_branch):
+        if branch is not None:
+            checked_branch(branch)
+    number = source.pull_request
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int)
+                               or number < 1):
+        raise ContextError(f"{number!r} is not a pull request's number")
+    return source
 
 
 def _checked_folder(folder: str, text: str) -> str | None:

@@ -43,6 +43,7 @@ from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
 from basewatch.triggers import Triggers
 from basewatch.triggers.base_image import FanOut
+from basewatch.triggers.commits import CommitTriggers
 from basewatch.triggers.timers import TimerScheduler
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.push_matching import PushMatcher
@@ -124,6 +125,8 @@ class Daemon:
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
         self.triggers = Triggers(store.runs, self.queue.submit)
+        # Where webhook receivers and the git poller hand the commits they see.
+        self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics)
@@ -158,9 +161,7 @@ class Daemon:
                          self.receive_context)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
-        # No sink given: every authenticated delivery is answered "commit triggers are not
-        # available" until triggers/commits.py's CommitTriggers is passed as `sink=`.
-        add_source_webhooks(app, store.tasks, self.metrics)
+        add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.listen_host, config.listen_port)

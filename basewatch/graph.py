@@ -1,7 +1,7 @@
 """The task graph: which task's published image is another task's base. Pure, no I/O.
 
 A task publishes the tags in its `images` that name the same image on every run: a tag
-with `{{.Run.ID}}` or `{{.Run.Date}}` in it is new each run, so no other task can be built on it.
+with `{{.Run.ID}}`, `{{.Run.Date}}` or `{{.Run.Commit}}` in it is new each run, so no other task can be built on it.
 """
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from basewatch.templating import RunVariables, render
 # Stand-ins for the per-run variables; a tag that contains one changes every run. The date's
 # mark is taken from the template itself: strftime writes the year 1 as "1", not "0001", so a
 # mark written out by hand never matched and `{{.Run.Date}}` tags passed as stable.
-_PER_RUN = RunVariables(id="\x00id\x00", date=datetime(1, 1, 1, tzinfo=timezone.utc))
-_PER_RUN_MARKS = (_PER_RUN.id, render("{{.Run.Date}}", _PER_RUN))
+_PER_RUN = RunVariables(id="\x00id\x00", date=datetime(1, 1, 1, tzinfo=timezone.utc),
+                        commit="\x00commit\x00")
+_PER_RUN_MARKS = (_PER_RUN.id, _PER_RUN.commit, render("{{.Run.Date}}", _PER_RUN))
 
 
 def published_images(task: Task, run_registry: str | None) -> set[str]:
     """Canonical references of the images a task's runs publish under a stable tag."""
     published = set()
-    variables = RunVariables(id=_PER_RUN.id, date=_PER_RUN.date, registry=run_registry)
+    variables = RunVariables(id=_PER_RUN.id, date=_PER_RUN.date, registry=run_registry,
+                             commit=_PER_RUN.commit)
     for template in task.images:
         try:
             tag = render(template, variables)

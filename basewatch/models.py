@@ -106,6 +106,27 @@ class TimerMark:
 
 
 @dataclass(frozen=True)
+class SourceCommit:
+    """What fired a commit or pull-request run: the commit to build (its full SHA), the branch
+    pushed (a pull request's head branch), and for a pull request its number, the branch it
+    would merge into and the ref its head is fetched by (refs/pull/2/head)."""
+
+    commit: str
+    branch: str | None = None
+    pull_request: int | None = None
+    target_branch: str | None = None
+    fetch_ref: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What makes two events one run of a task: the same commit pushed (by a webhook or
+        seen by a poll, to any branch), or the same pull request at the same head."""
+        if self.pull_request is not None:
+            return f"pull-request:{self.pull_request}:{self.commit}"
+        return f"commit:{self.commit}"
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """A run to queue: which task, why, and for which platform(s), a comma list."""
 
@@ -119,6 +140,7 @@ class RunRequest:
     spec: str | None = None
     values: dict[str, str] | None = None
     base_change: BaseChange | None = None  # what fired a base-image run
+    source_commit: SourceCommit | None = None  # what fired a commit or pull-request run
 
 
 @dataclass
@@ -144,6 +166,7 @@ class Run:
     archived: bool = False
     archive_ref: str | None = None  # where the archived log was pushed
     base_change: BaseChange | None = None  # for a base-image run: the change that fired it
+    source_commit: SourceCommit | None = None  # for a commit or pull-request run: its commit
 
     @property
     def duration_seconds(self) -> float | None:

@@ -54,6 +54,11 @@ def run_view(run: Run) -> dict:
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,
             "digest": run.base_change.digest},
+        "source_commit": None if run.source_commit is None else {
+            "commit": run.source_commit.commit, "branch": run.source_commit.branch,
+            "pull_request": run.source_commit.pull_request,
+            "target_branch": run.source_commit.target_branch,
+            "fetch_ref": run.source_commit.fetch_ref},
     }
 
 
@@ -73,6 +78,45 @@ def timer_view(timer: Timer) -> dict:
     """A timer as the API shows it: its settings and when it fires next (UTC)."""
     upcoming = next_fire(timer, utc_now())
     return {**timer_fields(timer), "next_fire": _stamp(upcoming)}
+
+
+def triggers_view(task: Task) -> list[dict]:
+    """Every trigger of a task and its state, as `task show` lists them: a source trigger
+    of a context that is not a git repository can never fire, and says so."""
+    git = parse_context(task.context).kind == "git"
+
+    def state(enabled: bool, needs_git: bool = False) -> str:
+        if needs_git and not git:
+            return "Disabled (the context is not a git repository)"
+        return "Enabled" if enabled else "Disabled"
+
+    commits, pulls = task.commit_trigger, task.pull_request_trigger
+    branches = list(commits.branches) or ["(the context's branch)"]
+    found = [
+        {"trigger": "base_image", "state": state(task.base_image_trigger.enabled),
+         "type": task.base_image_trigger.type},
+        {"trigger": "commit", "state": state(commits.enabled, True), "branches": branches},
+        {"trigger": "pull_request", "state": state(pulls.enabled, True), "branches": branches,
+         "allow_forks": pulls.allow_forks},
+    ]
+    found += [{"trigger": "timer", "name": timer.name, "state": state(timer.enabled),
+               "schedule": timer.schedule} for timer in task.timers]
+    return found
+
+
+# Settings of which an update changes only the keys it gives: `{"commit_trigger": {"enabled":
+# false}}` keeps the branches. Build args are replaced as a whole, so one can be removed.
+_MERGED_SETTINGS = ("base_image_trigger", "commit_trigger", "pull_request_trigger")
+
+
+def _merged(fields: dict, changes: dict) -> dict:
+    merged = dict(fields)
+    for key, value in changes.items():
+        if key in _MERGED_SETTINGS and isinstance(value, dict) and isinstance(fields.get(key),
+                                                                               dict):
+            value = {**fields[key], **value}
+        merged[key] = value
+    return merged
 
 
 class Services:
@@ -107,6 +151,7 @@ class Services:
         task, source = await self._task(name)
         view = task_view(task, source)
         view["timers"] = [timer_view(timer) for timer in task.timers]
+        view["triggers"] = triggers_view(task)
         view["bases"] = [{"reference": d.base, "kind": d.kind.value, "platform": d.platform,
                           "digest_at_build": d.digest_at_build}
                          for d in await self.store.graph.dependencies(name)]
@@ -126,7 +171,7 @@ class Services:
                                 "send the daemon SIGHUP")
         if "name" in changes and changes["name"] != name:
             raise InvalidRequestError("a task cannot be renamed: create a new one")
-        updated = validated(TaskSettings, {**task_fields(task), **changes}, "task").to_task()
+        updated = validated(TaskSettings, _merged(task_fields(task), changes), "task").to_task()
         await self._register(updated)
         return await self.get_task(name)
 

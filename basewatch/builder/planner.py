@@ -16,6 +16,7 @@ from basewatch.builder.contexts.checkout import (
     read_dockerfile,
 )
 from basewatch.builder.quick_runs import QuickRuns
+from basewatch.context_spec import COMMIT, parse_context
 from basewatch.dockerfile.analysis import analyse_for_platforms
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
@@ -60,18 +61,32 @@ class RunPlanner:
     async def plan(self, run: Run, task: Task, run_log: RunLogSink
                    ) -> AsyncIterator[RunPlan]:
         """The run's plan, on its context checked out for as long as the plan is used."""
-        async with self.checkouts.for_run(task.context, run.id, run_log.line) as checkout:
+        # A commit or pull-request run builds the commit that fired it, whatever its branch
+        # points at by now.
+        async with self.checkouts.for_run(task.context, run.id, run_log.line,
+                                          run.source_commit) as checkout:
             if checkout.revision is not None:
                 await self.store.runs.record_git_revision(run.id, checkout.revision)
             bases = await self._bases_of(run, task, checkout.folder)
             pinned = await self._pinned(run, bases, run_log)
             yield dockerfile_plan(run, task, checkout.folder, bases,
-                                  self.variables(run), pinned)
+                                  self.variables(run, task, checkout.revision), pinned)
 
-    def variables(self, run: Run) -> RunVariables:
+    def variables(self, run: Run, task: Task | None = None, revision: str | None = None
+                  ) -> RunVariables:
+        """The run's variables: `Commit` and `Branch` are what fired a commit or pull-request
+        run; another run of a git context has the commit it checked out and the context's
+        branch (its #ref, unless that names a commit)."""
         first = Platform.parse(run.platform.split(",")[0])
+        commit, branch = revision or "", ""
+        if run.source_commit is not None:
+            commit, branch = run.source_commit.commit, run.source_commit.branch or ""
+        elif task is not None and (spec := parse_context(task.context)).kind == "git" \
+                and spec.ref and not COMMIT.match(spec.ref):
+            branch = spec.ref
         return RunVariables(id=run.id, date=self.clock(), registry=self.run_registry,
-                            os=first.os, architecture=first.architecture)
+                            os=first.os, architecture=first.architecture, commit=commit,
+                            branch=branch)
 
     async def _pinned(self, run: Run, bases: dict[str, list[str]], run_log: RunLogSink
                       ) -> dict[str, dict[str, str]]:

@@ -164,6 +164,17 @@ def openapi_document() -> dict:
                         "type": ["object", "null"], "properties": {
                             "reference": {"type": "string"}, "platform": {"type": "string"},
                             "digest": {"type": "string"}}},
+                    "source_commit": {
+                        "description": "for a Commit or Pull Request run: the commit (full "
+                                       "SHA) it builds, the branch pushed (a pull request's "
+                                       "head branch), the pull request's number and target "
+                                       "branch, the ref its head is fetched by",
+                        "type": ["object", "null"], "properties": {
+                            "commit": {"type": "string"},
+                            "branch": {"type": ["string", "null"]},
+                            "pull_request": {"type": ["integer", "null"]},
+                            "target_branch": {"type": ["string", "null"]},
+                            "fetch_ref": {"type": ["string", "null"]}}},
                     "git_revision": {"type": ["string", "null"]},
                     "archived": {"type": "boolean"}}},
             },

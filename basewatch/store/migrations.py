@@ -94,4 +94,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (task, timer)
     )
     """,
+    # 7: one run per (task, commit): a commit or pull-request run's key, unique per task (a
+    # re-run of an interrupted run carries its key too, and is let through).
+    """
+    ALTER TABLE runs ADD COLUMN source_key TEXT;
+    CREATE UNIQUE INDEX runs_by_source ON runs (task, source_key)
+        WHERE source_key IS NOT NULL AND retry_of IS NULL
+    """,
 ]

@@ -77,7 +77,9 @@ class RunStore(Protocol):
     async def create(self, request: RunRequest) -> Run: ...
 
     async def queue(self, requests: list[RunRequest]) -> list[str]:
-        """Queue runs in one transaction: all of them, or none; their ids."""
+        """Queue runs in one transaction: all of them, or none; the new runs' ids, in order.
+        A request whose `source_commit.key` a run of its task has already (in any state, even
+        while another transaction adds it) is left out: one run per (task, commit)."""
 
     async def get(self, run_id: str) -> Run | None: ...
 

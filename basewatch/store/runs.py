@@ -22,6 +22,7 @@ from basewatch.models import (
     RunRequest,
     RunStatus,
     RunType,
+    SourceCommit,
     Trigger,
 )
 from basewatch.store.database import Database, from_text, now, to_text
@@ -39,18 +40,30 @@ FINISH_RETRY_WAIT_SECONDS = 1.0
 FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
 
 
-def _trigger_data(change: BaseChange | None) -> str | None:
-    if change is None:
-        return None
-    return json.dumps({"reference": change.reference, "platform": change.platform,
-                       "digest": change.digest})
+def _trigger_data(request: RunRequest) -> str | None:
+    """What fired a run, as the `trigger_data` column keeps it (JSON)."""
+    if (change := request.base_change) is not None:
+        return json.dumps({"reference": change.reference, "platform": change.platform,
+                           "digest": change.digest})
+    if (source := request.source_commit) is not None:
+        return json.dumps({"commit": source.commit, "branch": source.branch,
+                           "pull_request": source.pull_request,
+                           "target_branch": source.target_branch,
+                           "fetch_ref": source.fetch_ref})
+    return None
 
 
-def _base_change(text: str | None) -> BaseChange | None:
-    return BaseChange(**json.loads(text)) if text else None
+def _fired_by(text: str | None) -> tuple[BaseChange | None, SourceCommit | None]:
+    data = json.loads(text) if text else {}
+    if "reference" in data:
+        return BaseChange(**data), None
+    if "commit" in data:
+        return None, SourceCommit(**data)
+    return None, None
 
 
 def _run(row) -> Run:
+    base_change, source_commit = _fired_by(row["trigger_data"])
     return Run(
         id=row["id"], task=row["task"], trigger=Trigger(row["trigger"]),
         run_type=RunType(row["run_type"]), status=RunStatus(row["status"]),
@@ -61,23 +74,28 @@ def _run(row) -> Run:
         not_before=from_text(row["not_before"]), retry_of=row["retry_of"], spec=row["spec"],
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
-        base_change=_base_change(row["trigger_data"]),
+        base_change=base_change, source_commit=source_commit,
     )
 
 
 async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
-    """Insert Queued runs inside an open transaction; ids come from a never-reused sequence."""
+    """Insert Queued runs inside an open transaction; ids come from a never-reused sequence.
+    A commit or pull-request run whose task has a run of that commit already (any state) is
+    not inserted: the unique index decides, so concurrent events cannot both get in."""
     if not requests:
         return []
     batch = uuid.uuid4().hex  # a placeholder id per row until the sequence numbers exist
     stamp = to_text(now())
     await db.executemany(
         "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
-        " not_before, retry_of, spec, run_values, trigger_data)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " not_before, retry_of, spec, run_values, trigger_data, source_key)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (task, source_key) WHERE source_key IS NOT NULL AND retry_of IS NULL"
+        " DO NOTHING",
         [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
           r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of, r.spec,
-          json.dumps(r.values or {}), _trigger_data(r.base_change))
+          json.dumps(r.values or {}), _trigger_data(r),
+          r.source_commit.key if r.source_commit is not None else None)
          for n, r in enumerate(requests)])
     rows = await db.execute_fetchall(
         "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
@@ -98,7 +116,8 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
     return await insert_run(db, RunRequest(run.task, run.trigger, run.run_type, run.platform,
                                            f"re-run of {run.id}, interrupted by {cause}",
                                            retry_of=run.id, spec=run.spec, values=run.values,
-                                           base_change=run.base_change))
+                                           base_change=run.base_change,
+                                           source_commit=run.source_commit))
 
 
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
@@ -113,7 +132,8 @@ class SQLiteRunStore:
         return await self.get(run_id)
 
     async def queue(self, requests: list[RunRequest]) -> list[str]:
-        """Queue runs in one transaction: all of them, or (on an error) none."""
+        """Queue runs in one transaction: all of them, or (on an error) none; the new runs'
+        ids. A commit already run for a task (its source_commit's key) is left out."""
         async with self.database.transaction() as db:
             return await insert_runs(db, requests)
 
@@ -255,7 +275,7 @@ class SQLiteRunStore:
                  if r.not_before is not None and (r.task, r.trigger.value) in pending])
             await db.executemany(
                 "UPDATE runs SET trigger_data = ? WHERE id = ?",
-                [(_trigger_data(r.base_change), pending[(r.task, r.trigger.value)])
+                [(_trigger_data(r), pending[(r.task, r.trigger.value)])
                  for r in requests
                  if r.base_change is not None and (r.task, r.trigger.value) in pending])
         return queued

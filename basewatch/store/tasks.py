@@ -11,6 +11,7 @@ import logging
 from dataclasses import replace
 
 from basewatch.context_spec import (
+    checked_branch,
     checked_dockerfile_name,
     parse_context,
     without_credentials,
@@ -19,7 +20,7 @@ from basewatch.cron import CronSchedule
 from basewatch.errors import BasewatchError
 from basewatch.oci.platforms import Platform
 from basewatch.store.database import Database, now, to_text
-from basewatch.tasks import BaseImageTrigger, Task, Timer
+from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task, Timer
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,14 @@ def task_json(task: Task) -> str:
                                "type": task.base_image_trigger.type},
         "push": task.push, "timeout": task.timeout,
         "timers": [{"name": t.name, "schedule": t.schedule, "enabled": t.enabled}
-                   for t in task.timers]})
+                   for t in task.timers],
+        "commit_trigger": {"enabled": task.commit_trigger.enabled,
+                           "branches": list(task.commit_trigger.branches)},
+        "pull_request_trigger": {"enabled": task.pull_request_trigger.enabled,
+                                 "allow_forks": task.pull_request_trigger.allow_forks},
+        "webhook_secret_env": task.webhook_secret_env,
+        "git_access_token_env": task.git_access_token_env,
+        "report_status": task.report_status})
 
 
 def _typed(value, kind, key: str):
@@ -67,6 +75,9 @@ def task_from_json(text: str) -> Task:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout: {timeout!r} is not a number of seconds")
     target = data.get("target")
+    commits = _typed(data.get("commit_trigger", {}), dict, "commit_trigger")
+    pulls = _typed(data.get("pull_request_trigger", {}), dict, "pull_request_trigger")
+    branches = _typed(commits.get("branches", []), list, "commit_trigger.branches")
     return Task(
         name=_typed(data["name"], str, "name"), context=context,
         images=[_typed(i, str, "image") for i in _typed(images, list, "image")],
@@ -76,7 +87,22 @@ def task_from_json(text: str) -> Task:
         base_image_trigger=BaseImageTrigger(_typed(trigger.get("enabled", True), bool,
                                                     "base_image_trigger.enabled"), trigger_type),
         push=_typed(data.get("push", True), bool, "push"), timeout=float(timeout),
-        timers=_timers(data.get("timers", [])))
+        timers=_timers(data.get("timers", [])),
+        # Rows from before the commit and pull-request triggers read as their defaults.
+        commit_trigger=CommitTrigger(
+            _typed(commits.get("enabled", True), bool, "commit_trigger.enabled"),
+            tuple(checked_branch(_typed(b, str, "commit_trigger.branches")) for b in branches)),
+        pull_request_trigger=PullRequestTrigger(
+            _typed(pulls.get("enabled", False), bool, "pull_request_trigger.enabled"),
+            _typed(pulls.get("allow_forks", False), bool, "pull_request_trigger.allow_forks")),
+        webhook_secret_env=_optional(data, "webhook_secret_env"),
+        git_access_token_env=_optional(data, "git_access_token_env"),
+        report_status=_typed(data.get("report_status", False), bool, "report_status"))
+
+
+def _optional(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else _typed(value, str, key)
 
 
 def _timers(items) -> tuple[Timer, ...]:

@@ -61,7 +61,9 @@ class Triggers:
         """Queue `requests` durably, in one transaction (with `new_digest` recorded, when a
         base moved; with `timer_fire`, when a timer fired), then submit each run; the new runs'
         ids, in order. A base change does not queue a second run for a task that has one queued
-        for the same trigger, nor a timer's fire for a task with a run queued that serves it."""
+        for the same trigger, nor a timer's fire for a task with a run queued that serves it; a
+        commit or pull request (a request's `source_commit`) a task has a run of already is
+        left out, whatever that run's state: one run per (task, commit)."""
         if timer_fire is not None:
             run_ids = await self.runs.record_fire_and_queue(
                 timer_fire.task, timer_fire.timer, timer_fire.scheduled, list(requests))

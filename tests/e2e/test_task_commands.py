@@ -64,7 +64,7 @@ def test_task_lifecycle_and_runs(tmp_path, daemon, base_images):
                "--image", f"{reg}/api-app", url=url)
     header, _, row = runs.stdout.splitlines()[:3]
     assert header.split() == ["RUN", "ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED",
-                              "DURATION", "OUTPUT", "IMAGE"]
+                              "DURATION", "OUTPUT", "IMAGE", "SOURCE"]
     assert row.split()[:5] == ["ca1", "api-app", "linux/amd64", "Succeeded", "Manual"]
     assert cli("task", "list-runs", "--image", f"{reg}/nothing", url=url).stdout.count("\n") == 2
 
@@ -197,3 +197,38 @@ def test_sighup_reloads_config_tasks(tmp_path, daemon):
     process.send_signal(signal.SIGHUP)
     time.sleep(1)
     assert "added" in cli("task", "list", url=url).stdout, "a broken config changes nothing"
+
+
+def test_source_trigger_settings_through_the_cli(tmp_path, daemon):
+    url, reg, _, _ = daemon
+    context = tmp_path / "apps" / "triggered"
+    context.mkdir(parents=True)
+    (context / "Dockerfile").write_text(f"FROM {reg}/base:1\n")
+    created = cli("task", "create", "triggered", "--context", str(context),
+                  "-t", f"{reg}/triggered:{{{{.Run.Commit}}}}", "--branch", "main",
+                  "--branch", "release", "--pull-request-trigger-enabled", "true",
+                  "--webhook-secret-env", "HOOK_SECRET", url=url)
+    assert created.returncode == 0, created.stderr
+    task = json.loads(created.stdout)
+    assert task["commit_trigger"] == {"enabled": True, "branches": ["main", "release"]}
+    assert task["pull_request_trigger"] == {"enabled": True, "allow_forks": False}
+    assert task["webhook_secret_env"] == "HOOK_SECRET"
+
+    updated = json.loads(cli("task", "update", "triggered", "--commit-trigger-enabled",
+                             "false", "--git-access-token-env", "GIT_TOKEN",
+                             "--report-status", "true", url=url).stdout)
+    assert updated["commit_trigger"] == {"enabled": False, "branches": ["main", "release"]}
+    assert (updated["git_access_token_env"], updated["report_status"]) == ("GIT_TOKEN", True)
+
+    shown = json.loads(cli("task", "show", "triggered", url=url).stdout)
+    assert [t["trigger"] for t in shown["triggers"]] == ["base_image", "commit",
+                                                         "pull_request"]
+    assert shown["triggers"][0]["state"] == "Enabled"
+
+    refused = cli("task", "update", "triggered", "--git-access-token-env", "", url=url)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "basewatch: error: task: report_status needs git_access_token_env: the commit status "
+        "is posted through the provider's API with that token (HTTP 400)"]
+    refused = cli("task", "update", "triggered", "--branch", "..", url=url)
+    assert refused.returncode != 0 and "'..' is not a valid git branch name" in refused.stderr

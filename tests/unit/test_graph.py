@@ -22,6 +22,7 @@ def edge(task_name: str, base: str) -> Dependency:
 def test_only_stable_tags_are_published():
     published = published_images(task("app", f"{REG}/app:{{{{.Run.ID}}}}",
                                        f"{REG}/app:$Date", f"{REG}/app:latest",
+                                       f"{REG}/app:{{{{.Run.Commit}}}}", f"{REG}/app:v-$Commit",
                                        "{{.Run.Registry}}/app:stable", "node"), REG)
     assert published == {f"{REG}/app:latest", f"{REG}/app:stable",
                          "docker.io/library/node:latest"}

@@ -59,7 +59,7 @@ def distribution_event(number: int, action: str, media_type: str, digest: str,
 
 def test_the_fixture_folder_is_found():
     assert (FIXTURES / "README.md").is_file(), FIXTURES
-    # The source webhook tests keep their payloads beside these.
+    # The registries' payloads, and the git providers' that the source triggers' tests read.
     assert {"acr-push.json", "dockerhub-push.json", "harbor-push_artifact.json",
             "harbor-push_artifact-cloudevents.json", "quay-repo_push.json", "github-push.json",
             "gitlab-push-hook.json", "azure-devops-git.push.json"} <= \

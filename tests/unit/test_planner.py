@@ -13,9 +13,10 @@ from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
 from basewatch.config import TaskSettings
 from basewatch.tasks import Task
 from basewatch.errors import BasewatchError
-from basewatch.models import BaseChange, RunRequest, RunType, Trigger
+from basewatch.models import BaseChange, RunRequest, RunType, SourceCommit, Trigger
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
 from basewatch.store import SQLiteStore
+from basewatch.templating import render
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_registry import SeenDigests
 
@@ -192,3 +193,23 @@ async def test_a_manual_run_pins_nothing(store, tmp_path):
                                              "linux/amd64", "manual run"))
     plan, _ = await plan_of(planner(store, tmp_path), run)
     assert plan.steps[0].pinned == {}
+
+
+async def test_a_commit_run_has_its_commit_and_branch_in_its_variables(store, tmp_path):
+    plans = planner(store, tmp_path)
+    sha = "c" * 40
+    run = await store.runs.create(RunRequest(
+        "app", Trigger.PULL_REQUEST, RunType.AUTO_BUILD, "linux/amd64", "",
+        source_commit=SourceCommit(sha, "feature", 2, "main", "refs/pull/2/head")))
+    variables = plans.variables(run, revision=sha)
+    assert render("app:{{.Run.Commit}}-$Branch", variables) == f"app:{sha}-feature"
+
+
+async def test_another_run_of_a_git_context_has_the_commit_it_checked_out(store, tmp_path):
+    plans = planner(store, tmp_path)
+    run = await run_of(store, "app", "linux/amd64")
+    task = Task(name="app", context="https://git.example/app.git#release:web", images=[])
+    assert render("$Commit $Branch", plans.variables(run, task, "d" * 40)) == \
+        f"{'d' * 40} release"
+    pinned = Task(name="app", context=f"https://git.example/app.git#{'d' * 40}", images=[])
+    assert render("[$Branch]", plans.variables(run, pinned, "d" * 40)) == "[]"

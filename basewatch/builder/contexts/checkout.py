@@ -20,6 +20,7 @@ from basewatch.context_spec import (ContextError, ContextSpec, checked_dockerfil
                                     context_dir, display_url, parse_context)
 from basewatch.netpolicy import HostPolicy
 from basewatch.dockerfile.analysis import read_dockerfile_text
+from basewatch.models import SourceCommit
 
 if TYPE_CHECKING:
     from basewatch.config import GitCredentialSettings
@@ -87,6 +88,14 @@ def read_dockerfile(context: Path, file: str) -> str:
     return read_dockerfile_text(dockerfile_in(context, file), shown=file)
 
 
+def _fired_by(commit: SourceCommit) -> str:
+    """` (pull request #2, refs/pull/2/head)`, ` (branch main)`: for the run's log."""
+    if commit.pull_request is not None:
+        via = f", {commit.fetch_ref}" if commit.fetch_ref else ""
+        return f" (pull request #{commit.pull_request}{via})"
+    return f" (branch {commit.branch})" if commit.branch else ""
+
+
 @dataclass(frozen=True)
 class Checkout:
     folder: Path                 # the build context
@@ -122,9 +131,10 @@ class Checkouts:
             shutil.rmtree(path, ignore_errors=True)
         return len(leftovers)
 
-    def for_run(self, context: str, run_id: str,
-                say: Callable[[str], None]) -> AsyncContextManager[Checkout]:
-        return self.open(context, RUN_FOLDER.format(run_id), say)
+    def for_run(self, context: str, run_id: str, say: Callable[[str], None],
+                source: SourceCommit | None = None) -> AsyncContextManager[Checkout]:
+        """The run's context; with `source`, a git context at exactly that commit."""
+        return self.open(context, RUN_FOLDER.format(run_id), say, source)
 
     def for_registration(self, context: str) -> AsyncContextManager[Checkout]:
         return self.open(context, REGISTRATION_FOLDER.format(uuid.uuid4().hex))
@@ -134,10 +144,11 @@ class Checkouts:
         return self.git_credentials.get(host) if host is not None else None
 
     @contextlib.asynccontextmanager
-    async def open(self, context: str, name: str,
-                   say: Callable[[str], None] | None = None) -> AsyncIterator[Checkout]:
+    async def open(self, context: str, name: str, say: Callable[[str], None] | None = None,
+                   commit: SourceCommit | None = None) -> AsyncIterator[Checkout]:
         """`context` on disk while the block runs; `name` is the folder a fetch goes into
-        (one per run or registration), `say` hears what is being fetched."""
+        (one per run or registration), `say` hears what is being fetched. `commit` pins a
+        git context to that commit (other contexts have none to pin)."""
         source = parse_context(context)
         if source.kind == "local":
             yield Checkout(Path(source.location))
@@ -149,7 +160,9 @@ class Checkouts:
         try:
             revision = None
             if source.kind == "git":
-                revision = await self._fetch_git(source, destination, hosts)
+                if commit is not None:
+                    say(f"Fetching commit {commit.commit}{_fired_by(commit)}")
+                revision = await self._fetch_git(source, destination, hosts, commit)
                 # Left out of the build context, as BuildKit does for git contexts: COPY .
                 # would push it, with the remote it names.
                 await asyncio.to_thread(shutil.rmtree, destination / ".git", True)
@@ -162,13 +175,14 @@ class Checkouts:
             shutil.rmtree(destination, ignore_errors=True)
 
     async def _fetch_git(self, source: ContextSpec, destination: Path,
-                         hosts: HostPolicy | None) -> str:
+                         hosts: HostPolicy | None, commit: SourceCommit | None = None) -> str:
         """fetch_git_context, within max_context_bytes: git has no size limit of its own, so
         the folder is measured while git writes it (the repository's objects and the checkout
         may take twice the limit) and the checkout, without .git, once it is done."""
         limit, where = self.max_context_bytes, display_url(source.location)
         fetch = asyncio.ensure_future(fetch_git_context(
-            source, destination, hosts=hosts, credential=self._credential_for(source)))
+            source, destination, hosts=hosts, credential=self._credential_for(source),
+            source=commit))
         try:
             pause = MIN_MEASURE_PAUSE
             while not (await asyncio.wait({fetch}, timeout=pause))[0]:

@@ -16,9 +16,10 @@ if TYPE_CHECKING:  # the CLI imports this package: aiohttp's import time is the 
 
 from basewatch.builder.contexts.archive import (claim_destination, discard_destination,
                                                 extract_context, human_size)
-from basewatch.context_spec import (COMMIT, ContextError, ContextSpec, context_host,
-                                    display_url, url_has_credentials,
+from basewatch.context_spec import (COMMIT, ContextError, ContextSpec, checked_source,
+                                    context_host, display_url, url_has_credentials,
                                     without_credentials)
+from basewatch.models import SourceCommit
 from basewatch.netpolicy import AddressRefused, HostPolicy, literal_address
 
 # Redirects followed for a tarball, each checked as the first URL was.
@@ -103,26 +104,37 @@ def _split_credential(location: str) -> tuple[str, GitCredential | None]:
 
 async def fetch_git_context(spec: ContextSpec, destination: Path, timeout: float = 300,
                             hosts: HostPolicy | None = None,
-                            credential: GitCredential | None = None) -> str:
+                            credential: GitCredential | None = None,
+                            source: SourceCommit | None = None) -> str:
     """Check `spec` out into `destination` (new or empty); return the commit's sha.
 
     With `hosts`, the repository's host must pass it, git follows no redirect, and over
     http(s) git connects to the address that was checked. `credential` is for an http(s)
-    server that asks for one (a private repository).
+    server that asks for one (a private repository). With `source`, exactly its commit is
+    checked out instead of the context's #ref (a commit or pull-request run), or a
+    ContextError says it is not in the repository.
     """
     if spec.kind != "git":
         raise ValueError(f"not a git context: {spec!r}")
+    if source is not None:
+        source = checked_source(source)
     location, own = _split_credential(spec.location)
     spec = replace(spec, location=location)
     env = _credential_env(location, own or credential)
-    where = display_url(spec.location) + (f"#{spec.ref}" if spec.ref else "")
+    where = display_url(spec.location) + (f"#{spec.ref}" if spec.ref and not source else "")
     created = claim_destination(destination)
     try:
         try:
             async with asyncio.timeout(timeout):
                 pinned = await _pinned(spec, hosts, where)
-                await _clone(spec, destination, pinned, env)
+                if source is None:
+                    await _clone(spec, destination, pinned, env)
+                else:
+                    await _fetch_commit(spec, destination, pinned, env, source, where)
                 sha = (await _git("-C", str(destination), "rev-parse", "HEAD")).strip()
+                if source is not None and sha != source.commit:
+                    raise ContextError(f"{where}: checked out {sha}, not the commit "
+                                       f"{source.commit} the run is for")
         except TimeoutError:
             raise ContextError(f"fetching {where} took longer than {timeout:.0f}s") from None
         except _GitFailed as failure:
@@ -175,6 +187,55 @@ async def _clone(spec: ContextSpec, destination: Path, options: list[str],
                    str(destination), env=env)
         await _git("-C", str(destination), "-c", "advice.detachedHead=false", "checkout",
                    "--quiet", "--detach", spec.ref)
+
+
+# What git says when the commit asked for is not there (or, over protocol v0, not advertised).
+_NOT_THERE = ("not our ref", "unadvertised object", "couldn't find remote ref",
+              "no such remote ref")
+
+
+async def _fetch_commit(spec: ContextSpec, destination: Path, options: list[str],
+                        env: dict[str, str], source: SourceCommit, where: str) -> None:
+    """Fetch exactly `source.commit` and check it out. By its SHA first (or a pull request
+    by its ref, whose head usually is that commit); a server that refuses a SHA it does not
+    advertise (protocol v0), or a pull request updated since, gets the whole history of the
+    branch (or the pull request's ref), where the commit must be."""
+    sha = source.commit
+    object_format = ["--object-format=sha256"] if len(sha) == 64 else []
+    await _git("init", "--quiet", *object_format, "--", str(destination))
+    history = source.fetch_ref or (f"refs/heads/{source.branch}" if source.branch else None)
+    attempts = [["--depth", "1", source.fetch_ref]] if source.fetch_ref else []
+    attempts.append(["--depth", "1", sha])
+    if history is not None:
+        attempts.append([history])
+    reached, failures = False, []
+    for arguments in attempts:
+        try:
+            await _git(*options, "-C", str(destination), "fetch", "--quiet", "--no-tags",
+                       "--no-write-fetch-head", "--", spec.location, *arguments, env=env)
+        except _GitFailed as failure:
+            failures.append(failure.reason)
+            continue
+        reached = True
+        if await _has_commit(destination, sha):
+            break
+    else:
+        if not reached and not any(sign in reason for reason in failures
+                                   for sign in _NOT_THERE):
+            raise _GitFailed(failures[0])
+        on = f" (nor on {history})" if history else ""
+        raise ContextError(f"the commit {sha} is not in {where}{on}: it may have been "
+                           "force-pushed away, or the event named another repository")
+    await _git("-C", str(destination), "-c", "advice.detachedHead=false", "checkout",
+               "--quiet", "--detach", sha)
+
+
+async def _has_commit(repository: Path, sha: str) -> bool:
+    try:
+        await _git("-C", str(repository), "cat-file", "-e", f"{sha}^{{commit}}")
+    except _GitFailed:
+        return False
+    return True
 
 
 def _check_folder(spec: ContextSpec, checkout: Path, where: str) -> None:

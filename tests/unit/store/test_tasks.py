@@ -10,7 +10,7 @@ import pytest
 from basewatch.oci.platforms import Platform
 from basewatch.store import SQLiteStore, Store
 from basewatch.store.tasks import task_from_json, task_json
-from basewatch.tasks import BaseImageTrigger, Task
+from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 # What versions before the domain Task stored: config.TaskSettings' JSON.
@@ -102,3 +102,36 @@ async def test_credentials_in_a_context_url_are_not_stored(store):
                                   images=["r:5000/a:1"]), "api")
     row = await store.database.fetchone("SELECT definition FROM tasks")
     assert "u:p" not in row["definition"]
+
+
+def test_the_source_trigger_settings_round_trip():
+    task = Task(name="app", context="https://git.example/app.git#main", images=["r:5000/a:1"],
+                commit_trigger=CommitTrigger(False, ("main", "release/1.x")),
+                pull_request_trigger=PullRequestTrigger(True, True),
+                webhook_secret_env="HOOK_SECRET", git_access_token_env="GIT_TOKEN",
+                report_status=True)
+    assert task_from_json(task_json(task)) == task
+
+
+async def test_a_row_from_before_the_source_triggers_reads_as_their_defaults(store):
+    await insert_row(store, "app", json.dumps(OLDER_ROW))
+    task = await store.tasks.get("app")
+    assert task.commit_trigger == CommitTrigger(True, ())
+    assert task.pull_request_trigger == PullRequestTrigger(False, False)
+    assert (task.webhook_secret_env, task.git_access_token_env, task.report_status) == \
+        (None, None, False)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"commit_trigger": {"branches": "main"}}, "commit_trigger.branches"),
+    ({"commit_trigger": {"branches": ["-x"]}}, "not a valid git branch name"),
+    ({"pull_request_trigger": {"enabled": 1}}, "pull_request_trigger.enabled"),
+    ({"webhook_secret_env": 5}, "webhook_secret_env"),
+    ({"report_status": "yes"}, "report_status"),
+])
+async def test_malformed_source_trigger_settings_in_a_row_are_refused(store, caplog, change,
+                                                                      reason):
+    await insert_row(store, "bad", json.dumps({**OLDER_ROW, "name": "bad", **change}))
+    with caplog.at_level(logging.WARNING, logger="basewatch.store.tasks"):
+        assert await store.tasks.get("bad") is None
+    assert reason in caplog.text
