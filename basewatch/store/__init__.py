@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from basewatch.store.database import Database
+from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
-from basewatch.store.protocols import GraphStore, RunStore, Store, TaskStore
+from basewatch.store.protocols import GitHeadStore, GraphStore, RunStore, Store, TaskStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
 
@@ -20,6 +21,7 @@ class SQLiteStore:
         self.tasks = SQLiteTaskStore(database)
         self.graph = SQLiteGraphStore(database)
         self.runs = SQLiteRunStore(database)
+        self.git_heads = SQLiteGitHeadStore(database)
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -29,4 +31,4 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GraphStore", "RunStore", "SQLiteStore", "Store", "TaskStore"]
+__all__ = ["Database", "GitHeadStore", "GraphStore", "RunStore", "SQLiteStore", "Store", "TaskStore"]

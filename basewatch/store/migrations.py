@@ -83,4 +83,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN trigger_data TEXT
     """,
+    # 6: the branch heads the git poller last saw, by remote: a head that moved while the
+    # daemon was down is seen as moved at its first poll after the start.
+    """
+    CREATE TABLE git_heads (
+        remote      TEXT NOT NULL,
+        branch      TEXT NOT NULL,
+        commit_sha  TEXT NOT NULL,
+        seen_at     TEXT NOT NULL,
+        PRIMARY KEY (remote, branch)
+    )
+    """,
 ]
