@@ -45,6 +45,9 @@ class Metrics:
         self.notifications_rejected = Counter(
             "basewatch_notifications_rejected_total", "Registry notification requests refused",
             ["reason"], registry=r)
+        self.git_polls = Counter(
+            "basewatch_git_polls_total", "git ls-remote polls of a remote, by result (ok, "
+            "changed: a head moved, error)", ["result"], registry=r)
         self.runs = Counter(
             "basewatch_runs_total", "Finished runs, by trigger and status", ["trigger", "status"],
             registry=r)
