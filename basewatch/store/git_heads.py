@@ -16,13 +16,12 @@ class SQLiteGitHeadStore:
             found.setdefault(row["remote"], {})[row["branch"]] = row["commit_sha"]
         return found
 
-    async def record_heads(self, remote: str, heads: dict[str, str]) -> None:
+    async def set_heads(self, remote: str, heads: dict[str, str]) -> None:
         stamp = to_text(now())
         async with self.database.transaction() as db:
+            await db.execute("DELETE FROM git_heads WHERE remote = ?", (remote,))
             await db.executemany(
-                "INSERT INTO git_heads (remote, branch, commit_sha, seen_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (remote, branch) DO UPDATE SET commit_sha = excluded.commit_sha,"
-                " seen_at = excluded.seen_at",
+                "INSERT INTO git_heads (remote, branch, commit_sha, seen_at) VALUES (?, ?, ?, ?)",
                 [(remote, branch, sha, stamp) for branch, sha in heads.items()])
 
     async def keep_remotes(self, remotes: Collection[str]) -> None:

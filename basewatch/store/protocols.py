@@ -123,8 +123,8 @@ class GitHeadStore(Protocol):
     async def heads(self) -> dict[str, dict[str, str]]:
         """Every remote's branches and their commits: {remote: {branch: sha}}."""
 
-    async def record_heads(self, remote: str, heads: dict[str, str]) -> None:
-        """Set these branches' commits; the remote's other branches stay as they were."""
+    async def set_heads(self, remote: str, heads: dict[str, str]) -> None:
+        """The remote's polled branches are now these, with these commits; others forgotten."""
 
     async def keep_remotes(self, remotes: Collection[str]) -> None:
         """Forget the heads of every other remote (no task polls it any more)."""
