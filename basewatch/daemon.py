@@ -41,8 +41,10 @@ from basewatch.runqueue import RunQueue
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
 from basewatch.triggers import Triggers
+from basewatch.triggers.source_events import SourceEvent, SourceEventSink, SourceOutcome
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.fanout import FanOut
+from basewatch.watcher.git_poll import GitPoller
 from basewatch.watcher.push_matching import PushMatcher
 from basewatch.watcher.registration import TaskRegistrar
 from basewatch.watcher.reregistration import Reregistration
@@ -50,6 +52,16 @@ from basewatch.watcher.reregistration import Reregistration
 log = logging.getLogger(__name__)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+class _NoCommitTriggers:
+    """Stands in for triggers/commits.py until it is wired: git sources are heard, and say
+    that no run follows."""
+
+    async def on_event(self, event: SourceEvent, tasks=None) -> SourceOutcome:
+        log.warning("commit triggers are not available: %s %s of %s not built", event.kind,
+                    event.commit, ", ".join(event.repository_urls))
+        return SourceOutcome(reason="commit triggers are not available")
 
 
 class Daemon:
@@ -66,8 +78,12 @@ class Daemon:
         self.queue: RunQueue | None = None
         self.executor: RunExecutor | None = None
         self.watcher: DigestWatcher | None = None
+        self.git_poller: GitPoller | None = None
+        # Where git sources (webhooks, the poller) hand what they saw.
+        self.source_events: SourceEventSink = _NoCommitTriggers()
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task | None = None
+        self._git_poll_task: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
         self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
@@ -123,7 +139,11 @@ class Daemon:
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics)
-        self.config_sync = ConfigSync(store, self.registrar, self.watcher.refresh)
+        if config.git_poll_interval > 0:
+            self.git_poller = GitPoller(store.tasks.all, store.git_heads, checkouts,
+                                        self.source_events, config.git_poll_interval,
+                                        metrics=self.metrics)
+        self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed)
         self.metrics.watch_queue(lambda: self.queue.depth)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
@@ -134,6 +154,8 @@ class Daemon:
         for run in await store.runs.queued():
             self.queue.submit(run.id)
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
+        if self.git_poller is not None:
+            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -195,23 +217,27 @@ class Daemon:
             log.error("%s", state.disk_problem)
 
     def _tasks_changed(self) -> None:
-        """A task was registered, changed or removed: its bases are watched (or not) now, not
-        at the watcher's next periodic re-read."""
+        """A task was registered, changed or removed: its bases and its remote are watched
+        (or not) now, not at the next periodic re-read."""
         if self.watcher is not None:
             self.watcher.refresh()
+        if self.git_poller is not None:
+            self.git_poller.refresh()
 
     async def health(self) -> dict:
         return health_report(await self.host.state(), await self.store.graph.watched(),
-                             self.queue.depth, self.queue.running)
+                             self.queue.depth, self.queue.running,
+                             self.git_poller.problems() if self.git_poller else {})
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            await asyncio.gather(self._watch_task, return_exceptions=True)
-            self._watch_task = None
+        for watch in (self._watch_task, self._git_poll_task):
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+        self._watch_task = self._git_poll_task = None
         if self.queue is not None:
             await self.queue.stop()
         if self.executor is not None:
