@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from basewatch.builder.contexts import fetch
+from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.contexts.fetch import GitCredential, list_remote_heads
 from basewatch.context_spec import ContextError
 from basewatch.netpolicy import HostPolicy
@@ -94,3 +95,16 @@ def test_git_messages_become_causes():
                  "127.0.0.1 port 9 after 0 ms: Couldn't connect to server") \
         == "the server refused the connection"
     assert cause("fatal: something new") == "fatal: something new"
+
+
+async def test_checkouts_hold_a_poll_to_the_host_policy_unless_the_config_names_it(
+        remote, tmp_path):
+    async with GitHttpServer(remote.bare.parent) as server:
+        url = server.url("app.git")
+        checkouts = Checkouts(tmp_path / "contexts", 1 << 20, HostPolicy.for_contexts(None),
+                              trusted=lambda context: context == url + "#main")
+        with pytest.raises(ContextError, match="127.0.0.1 is a loopback address"):
+            await checkouts.list_heads(url, ["main"], (), [url])  # an API task's context
+        assert server.requests == []
+        heads = await checkouts.list_heads(url, ["main"], (), [url, url + "#main"])
+        assert heads.heads == {"main": remote.head()}
