@@ -9,8 +9,8 @@
     ratio is the poller's cycle over the baseline. Goal: N = 200 in under 5 s on 2 cores.
 (b) Polling latency: a daemon in this process (real engine and registry, scripts/stack.py)
     with git_poll_interval 1 s and a task on a repository served by `git http-backend`; each
-    sample pushes a commit and reads the run's start time from the store. Goal: median under
-    1.5 s. Needs the real commit triggers (basewatch/triggers/commits.py wired in daemon.py):
+    sample pushes a commit at a random point of the poll interval and reads the run's start
+    time from the store. Goal: median under 1.5 s. Needs the real commit triggers (basewatch/triggers/commits.py wired in daemon.py):
     without them this part says so and is skipped.
 (c) TODO(lead): webhook latency (a signed GitHub push to /webhooks/github -> run started,
     goal median under 0.2 s) belongs here once the receivers are merged.
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -140,13 +141,14 @@ def commit_triggers_missing() -> str | None:
 
 async def polling_latency(samples: int, workdir: Path, docker_host: str,
                           server: GitServer, remote: GitRemote) -> list[float] | str:
-    from basewatch.config import Config, TaskSettings
+    from basewatch.config import Config, RegistrySettings, TaskSettings
     from basewatch.daemon import Daemon, _NoCommitTriggers
 
     registry = stack.Registry(workdir / "registry", stack.free_port()).start()
     reg = registry.address
     config = Config(state_dir=workdir / "state", listen=f"127.0.0.1:{stack.free_port()}",
                     git_poll_interval=1, poll_interval=3600,
+                    registries=[RegistrySettings(host=reg)],
                     allowed_context_hosts=["127.0.0.1"],
                     tasks=[TaskSettings(name="app", context=server.url("app.git") + "#main",
                                         image=[f"{reg}/app:latest"])])
@@ -158,6 +160,9 @@ async def polling_latency(samples: int, workdir: Path, docker_host: str,
             return "the daemon's source-event sink is the stand-in: wire CommitTriggers"
         await wait_polled(daemon, server.url("app.git"))
         for sample in range(samples + 1):  # sample 0 warms up (first build, engine caches)
+            # A push at a random point of the poll interval: pushing right after the last
+            # run ends would lock every sample to one phase of the schedule.
+            await asyncio.sleep(random.uniform(0, 1))
             pushing = time.time()
             await asyncio.to_thread(remote.commit, "main")
             run = await wait_for_run(daemon, sample + 1)

@@ -22,6 +22,7 @@ class GitRemote:
     def __init__(self, bare: Path, work: Path):
         self.bare = bare
         self.work = work
+        self.base = "scratch"  # what each commit's Dockerfile is built FROM
         self._commits = 0
 
     @classmethod
@@ -44,7 +45,7 @@ class GitRemote:
         """A new commit on `branch` (created from the current one if new), pushed; its SHA."""
         self._commits += 1
         git("checkout", "-q", "-B", branch, cwd=self.work)
-        (self.work / "Dockerfile").write_text(f"FROM scratch\nLABEL commit={self._commits}\n")
+        (self.work / "Dockerfile").write_text(f"FROM {self.base}\nLABEL commit={self._commits}\n")
         git("add", "-A", cwd=self.work)
         git("commit", "-q", "-m", f"commit {self._commits}", cwd=self.work)
         git("push", "-q", "origin", branch, cwd=self.work)
