@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ from basewatch.metrics import Metrics
 from basewatch.store.protocols import GitHeadStore
 from basewatch.tasks import Task
 from basewatch.triggers.source_events import SourceEvent, SourceEventSink
+from basewatch.watcher.schedule import backed_off, first_delay, next_delay
 
 log = logging.getLogger(__name__)
 
-# A failing remote is polled at most this many times less often than the interval.
-MAX_BACKOFF_FACTOR = 8
 # Re-read the tasks this often even without refresh(), as a safety net.
 RELOAD_SECONDS = 30.0
 
@@ -213,8 +211,8 @@ class GitPoller:
     def _failed(self, remote: str, error: str) -> str:
         self._failures[remote] = self._failures.get(remote, 0) + 1
         self._problems[remote] = error
-        log.warning("git poll: %s (failure %d, polled again in up to %.0fs)", error,
-                    self._failures[remote], self._backed_off_interval(remote))
+        log.warning("git poll: %s (failure %d, polled again in about %.0fs)", error,
+                    self._failures[remote], backed_off(self.interval, self._failures[remote]))
         self._count("error")
         return "error"
 
@@ -273,12 +271,6 @@ class GitPoller:
 
     # --- the schedule -----------------------------------------------------------------
 
-    def _backed_off_interval(self, remote: str) -> float:
-        return self.interval * min(2 ** self._failures.get(remote, 0), MAX_BACKOFF_FACTOR)
-
-    def _next_interval(self, remote: str) -> float:
-        return self._backed_off_interval(remote) * random.uniform(1 - self.jitter,
-                                                                  1 + self.jitter)
 
     async def poll_due(self) -> list[str]:
         """Poll the remotes whose time has come and wait for them; which were polled."""
@@ -307,8 +299,7 @@ class GitPoller:
             del self._next_due[remote]
             self._failures.pop(remote, None)
         for remote in set(self._plans) - set(self._next_due):
-            # Spread the first polls over a jitter window instead of a burst at start-up.
-            self._next_due[remote] = now + random.uniform(0, self.interval * self.jitter)
+            self._next_due[remote] = now + first_delay(self.interval, self.jitter)
 
     async def _poll_and_reschedule(self, remote: str) -> None:
         try:
@@ -318,7 +309,8 @@ class GitPoller:
             log.exception("git poll of %s failed unexpectedly", display_url(remote))
         finally:
             if remote in self._next_due:
-                self._next_due[remote] = self.clock() + self._next_interval(remote)
+                self._next_due[remote] = self.clock() + next_delay(
+                    self.interval, self._failures.get(remote, 0), self.jitter)
                 self._wake.set()
 
     async def run(self) -> None:

@@ -255,3 +255,12 @@ async def test_the_running_poller_hands_on_a_push_and_follows_new_tasks(tmp_path
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def test_the_schedule_backs_off_doubling_up_to_eight_times_and_jitters():
+    from basewatch.watcher.schedule import backed_off, first_delay, next_delay
+
+    assert [backed_off(60, failures) for failures in range(5)] == [60, 120, 240, 480, 480]
+    delays = {next_delay(60, 0, 0.1) for _ in range(50)}
+    assert all(54 <= d <= 66 for d in delays) and len(delays) > 1
+    assert all(0 <= first_delay(60, 0.1) <= 6 for _ in range(50))
