@@ -126,7 +126,6 @@ class PollStats:
     polled: int = 0
     changed: int = 0
     errors: int = 0
-    events: int = 0
 
 
 class GitPoller:
@@ -253,7 +252,7 @@ class GitPoller:
                 sent += 1
             seen[branch] = sha
         seen = {branch: sha for branch, sha in seen.items() if branch in followed}
-        if seen != known:
+        if seen != known and remote in self._plans:  # not a remote dropped meanwhile
             await self.heads.set_heads(remote, seen)
             self._known[remote] = seen
         return sent
@@ -270,7 +269,6 @@ class GitPoller:
                          errors=results.count("error"))
 
     # --- the schedule -----------------------------------------------------------------
-
 
     async def poll_due(self) -> list[str]:
         """Poll the remotes whose time has come and wait for them; which were polled."""
