@@ -156,8 +156,8 @@ async def polling_latency(samples: int, workdir: Path, docker_host: str,
     daemon = Daemon(config, docker_host)
     await daemon.start()
     try:
-        if isinstance(daemon.source_events, _NoCommitTriggers):
-            return "the daemon's source-event sink is the stand-in: wire CommitTriggers"
+        if isinstance(daemon.git_poller.sink, _NoCommitTriggers):
+            return "the git poller's sink is the stand-in: wire CommitTriggers in daemon.py"
         await wait_polled(daemon, server.url("app.git"))
         for sample in range(samples + 1):  # sample 0 warms up (first build, engine caches)
             # A push at a random point of the poll interval: pushing right after the last

@@ -85,11 +85,15 @@ def remote_plans(tasks: Collection[Task]) -> dict[str, RemotePlan]:
             continue  # stored by an older version; its runs say what is wrong
         if spec.kind != "git":
             continue
-        ref = spec.ref if spec.ref is not None and not COMMIT.match(spec.ref) else None
-        branches = tuple(task.commit_trigger.branches)
+        ref = _branch_name(spec.ref) if spec.ref and not COMMIT.match(spec.ref) else None
+        branches = tuple(_branch_name(branch) for branch in task.commit_trigger.branches)
         followers.setdefault(spec.location, []).append(
             Follower(task.name, task.context, branches, None if branches else ref))
     return {remote: RemotePlan(remote, tuple(found)) for remote, found in followers.items()}
+
+
+def _branch_name(ref: str) -> str:
+    return ref.removeprefix("refs/heads/")  # a branch named in full, as git also takes it
 
 
 def followed_branches(plan: RemotePlan, listed: RemoteHeads) -> tuple[set[str], list[str]]:

@@ -35,8 +35,8 @@ async def test_polling_alone_builds_a_new_commit_once(tmp_path, docker_host, reg
         daemon = Daemon(config, docker_host)
         await daemon.start()
         try:
-            if isinstance(daemon.source_events, _NoCommitTriggers):
-                pytest.skip("commit triggers are not wired in daemon.py yet")
+            if isinstance(daemon.git_poller.sink, _NoCommitTriggers):
+                pytest.skip("commit triggers are not wired to the git poller in daemon.py yet")
 
             async def polled():
                 return server.url("app.git") in await daemon.store.git_heads.heads()

@@ -118,7 +118,8 @@ async def test_two_tasks_on_one_remote_make_one_ls_remote(tmp_path, store, remot
     remote.commit("dev")
     async with GitHttpServer(remote.bare.parent) as server:
         url = server.url("app.git")
-        h = Harness(tmp_path, store, [task("app", url + "#main"), task("app-dev", url, "dev"),
+        h = Harness(tmp_path, store, [task("app", url + "#main"),
+                                      task("app-dev", url, "refs/heads/dev"),
                                       task("off", url, enabled=False),
                                       task("local", str(tmp_path))])
         await h.poller.poll_once()
