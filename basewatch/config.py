@@ -409,6 +409,8 @@ class Config(_Strict):
     max_queued_runs: int = Field(1000, ge=1)
     poll_interval: Duration = 60.0
     settle_window: OptionalDuration = 0.0
+    # How often git remotes are asked for the heads of the branches tasks build (0: never).
+    git_poll_interval: OptionalDuration = 60.0
     retention: Duration = 30 * 86400.0  # runs and logs older than this are purged, unless archived
     purge_interval: Duration = 86400.0  # how often the retention purge runs
     log_archive: LogArchiveSettings | None = None

@@ -46,6 +46,7 @@ from basewatch.triggers.base_image import FanOut
 from basewatch.triggers.commits import CommitTriggers
 from basewatch.triggers.timers import TimerScheduler
 from basewatch.watcher.digest_watch import DigestWatcher
+from basewatch.watcher.git_poll import GitPoller
 from basewatch.watcher.push_matching import PushMatcher
 from basewatch.watcher.registration import TaskRegistrar
 from basewatch.watcher.reregistration import Reregistration
@@ -69,10 +70,12 @@ class Daemon:
         self.queue: RunQueue | None = None
         self.executor: RunExecutor | None = None
         self.watcher: DigestWatcher | None = None
+        self.git_poller: GitPoller | None = None
         self._runner: web.AppRunner | None = None
         self._watch_task: asyncio.Task | None = None
         self.timers: TimerScheduler | None = None
         self._timers_task: asyncio.Task | None = None
+        self._git_poll_task: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
         self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
@@ -130,7 +133,11 @@ class Daemon:
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics)
-        self.config_sync = ConfigSync(store, self.registrar, self.watcher.refresh)
+        if config.git_poll_interval > 0:
+            self.git_poller = GitPoller(store.tasks.all, store.git_heads, checkouts,
+                                        self.commit_triggers, config.git_poll_interval,
+                                        metrics=self.metrics)
+        self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed)
         self.metrics.watch_queue(lambda: self.queue.depth)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
@@ -144,6 +151,8 @@ class Daemon:
         # After the config's tasks are synced: a timer the file no longer has never fires.
         self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
         self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
+        if self.git_poller is not None:
+            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -206,29 +215,29 @@ class Daemon:
             log.error("%s", state.disk_problem)
 
     def _tasks_changed(self) -> None:
-        """A task was registered, changed or removed: its bases are watched (or not) and its
-        timers counted (or not) now, not at the next periodic re-read."""
+        """A task was registered, changed or removed: its bases and its remote are watched
+        (or not) and its timers counted (or not) now, not at the next periodic re-read."""
         if self.watcher is not None:
             self.watcher.refresh()
+        if self.git_poller is not None:
+            self.git_poller.refresh()
         if self.timers is not None:
             self.timers.refresh()
 
     async def health(self) -> dict:
         return health_report(await self.host.state(), await self.store.graph.watched(),
-                             self.queue.depth, self.queue.running)
+                             self.queue.depth, self.queue.running,
+                             self.git_poller.problems() if self.git_poller else {})
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            await asyncio.gather(self._watch_task, return_exceptions=True)
-            self._watch_task = None
-        if self._timers_task is not None:
-            self._timers_task.cancel()
-            await asyncio.gather(self._timers_task, return_exceptions=True)
-            self._timers_task = None
+        for watch in (self._watch_task, self._git_poll_task, self._timers_task):
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+        self._watch_task = self._git_poll_task = self._timers_task = None
         if self.queue is not None:
             await self.queue.stop()
         if self.executor is not None:

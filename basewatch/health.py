@@ -1,5 +1,5 @@
 """What /healthz reports: the engine's reachability, the free space under state_dir, the
-watched references failing, and the run queue."""
+watched references and git remotes failing, and the run queue."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from basewatch.errors import BasewatchError
 from basewatch.models import WatchedDigest
@@ -90,16 +90,21 @@ class HostProbe:
 
 
 def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
-                  running: Iterable[str]) -> dict:
-    """The body of /healthz: degraded while the engine, the disk or a watched reference fails."""
+                  running: Iterable[str], failing_remotes: Mapping[str, str] | None = None
+                  ) -> dict:
+    """The body of /healthz: degraded while the engine, the disk, a watched reference or a
+    polled git remote (`failing_remotes`: why each fails) fails."""
     failing = [w.base for w in watched if w.last_error]
-    healthy = host.engine_error is None and host.disk_problem is None and not failing
+    remotes = dict(failing_remotes or {})
+    healthy = (host.engine_error is None and host.disk_problem is None and not failing
+               and not remotes)
     return {
         "status": "ok" if healthy else "degraded",
         "engine": host.engine_error or "ok",
         "disk": host.disk_problem or "ok",
         "watched": len(watched),
         "failing_references": failing,
+        "failing_remotes": remotes,
         "queued": queued,
         "running": sorted(running),
     }

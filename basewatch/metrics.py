@@ -51,6 +51,9 @@ class Metrics:
             "for an event basewatch does not build on) and result (queued, ignored, unwanted, "
             "duplicate, ping, unauthorized, malformed, too_large, error)",
             ["provider", "event", "result"], registry=r)
+        self.git_polls = Counter(
+            "basewatch_git_polls_total", "git ls-remote polls of a remote, by result (ok, "
+            "changed: a head moved, error)", ["result"], registry=r)
         self.runs = Counter(
             "basewatch_runs_total", "Finished runs, by trigger and status", ["trigger", "status"],
             registry=r)

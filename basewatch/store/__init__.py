@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from basewatch.store.database import Database
+from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
-from basewatch.store.protocols import GraphStore, RunStore, Store, TaskStore, TimerStore
+from basewatch.store.protocols import (GitHeadStore, GraphStore, RunStore, Store, TaskStore,
+                                       TimerStore)
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
 from basewatch.store.timers import SQLiteTimerStore
@@ -22,6 +24,7 @@ class SQLiteStore:
         self.graph = SQLiteGraphStore(database)
         self.runs = SQLiteRunStore(database)
         self.timers = SQLiteTimerStore(database)
+        self.git_heads = SQLiteGitHeadStore(database)
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -31,5 +34,5 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GraphStore", "RunStore", "SQLiteStore", "Store", "TaskStore",
-           "TimerStore"]
+__all__ = ["Database", "GitHeadStore", "GraphStore", "RunStore", "SQLiteStore", "Store",
+           "TaskStore", "TimerStore"]

@@ -101,4 +101,15 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX runs_by_source ON runs (task, source_key)
         WHERE source_key IS NOT NULL AND retry_of IS NULL
     """,
+    # 8: the branch heads the git poller last saw, by remote: a head that moved while the
+    # daemon was down is seen as moved at its first poll after the start.
+    """
+    CREATE TABLE git_heads (
+        remote      TEXT NOT NULL,
+        branch      TEXT NOT NULL,
+        commit_sha  TEXT NOT NULL,
+        seen_at     TEXT NOT NULL,
+        PRIMARY KEY (remote, branch)
+    )
+    """,
 ]

@@ -1,14 +1,14 @@
 """What the daemon asks of its store, one Protocol per view: tasks, the graph with the watched
-digests, runs. Callers type against these; the SQLite implementation (SQLiteStore, the rest of
-this package) satisfies them, and a second implementation (PostgreSQL for several daemons)
-would stand beside it. Only domain types cross: no rows, no SQL.
+digests, runs, the heads of polled git remotes. Callers type against these; the SQLite
+implementation (SQLiteStore, the rest of this package) satisfies them, and a second
+implementation (PostgreSQL for several daemons) would stand beside it. Only domain types cross: no rows, no SQL.
 
 Errors: a store that refuses for now (locked, full) raises errors.StoreBusyError; the run
 store retries what a run records as it goes while it does.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -137,6 +137,19 @@ class TimerStore(Protocol):
         """Drop the marks of (task, timer) pairs no longer enabled."""
 
 
+class GitHeadStore(Protocol):
+    """The commit each polled (remote, branch) pointed at when last seen."""
+
+    async def heads(self) -> dict[str, dict[str, str]]:
+        """Every remote's branches and their commits: {remote: {branch: sha}}."""
+
+    async def set_heads(self, remote: str, heads: dict[str, str]) -> None:
+        """The remote's polled branches are now these, with these commits; others forgotten."""
+
+    async def keep_remotes(self, remotes: Collection[str]) -> None:
+        """Forget the heads of every other remote (no task polls it any more)."""
+
+
 class Store(Protocol):
     """One store, with a view per concept."""
 
@@ -144,5 +157,6 @@ class Store(Protocol):
     graph: GraphStore
     runs: RunStore
     timers: TimerStore
+    git_heads: GitHeadStore
 
     async def close(self) -> None: ...

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Protocol
@@ -18,10 +17,10 @@ from basewatch.models import DigestChange, WatchedDigest
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
 from basewatch.store.protocols import GraphStore
+from basewatch.watcher.schedule import first_delay, next_delay
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_FACTOR = 8
 # Re-read the watched set this often even without refresh(), as a safety net.
 RELOAD_SECONDS = 30.0
 
@@ -210,8 +209,7 @@ class DigestWatcher:
     def _interval(self, base: str, platform: str) -> float:
         interval = self.interval_for(ImageReference.parse(base).registry)
         # Back off a failing reference, so a dead registry is not hammered.
-        factor = min(2 ** self._failures.get((base, platform), 0), MAX_BACKOFF_FACTOR)
-        return interval * factor * random.uniform(1 - self.jitter, 1 + self.jitter)
+        return next_delay(interval, self._failures.get((base, platform), 0), self.jitter)
 
     async def run(self) -> None:
         """Poll forever, each reference on its own jittered schedule."""
@@ -251,8 +249,8 @@ class DigestWatcher:
             if key not in self._watched:
                 del self._next_due[key]
         for key in self._watched.keys() - self._next_due.keys():
-            # Spread the first checks over a jitter window instead of a burst at start-up.
-            self._next_due[key] = now + random.uniform(0, self._interval(*key) * self.jitter)
+            interval = self.interval_for(ImageReference.parse(key[0]).registry)
+            self._next_due[key] = now + first_delay(interval, self.jitter)
 
     async def _check_and_reschedule(self, base: str, platform: str) -> None:
         try:

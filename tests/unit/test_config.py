@@ -68,6 +68,7 @@ def test_example_config_loads_with_every_key():
     assert config.max_concurrent_runs == 2
     assert config.poll_interval == 60.0
     assert config.settle_window == 0.0
+    assert config.git_poll_interval == 60.0
     assert config.api_token_env == "BASEWATCH_TOKEN"
     assert config.notifications.token_env == "BASEWATCH_NOTIFY_TOKEN"
     assert config.retention == 30 * 86400.0
@@ -656,3 +657,13 @@ def test_parse_duration_refuses_what_no_timer_takes(value):
     # Once a 500: float() of a huge day count overflowed, and int() refuses 4,300 digits.
     with pytest.raises(ValueError, match="a duration must be at most 36500d"):
         parse_duration(value)
+
+
+@pytest.mark.parametrize("value, seconds", [(0, 0.0), ("0s", 0.0), ("1m", 60.0), (5, 5.0)])
+def test_git_poll_interval_zero_turns_polling_off(tmp_path, value, seconds):
+    assert load_config(write(tmp_path, {"git_poll_interval": value})).git_poll_interval == seconds
+
+
+def test_git_poll_interval_refuses_what_is_not_a_duration(tmp_path):
+    with pytest.raises(ConfigError, match="git_poll_interval: .*not a duration"):
+        load_config(write(tmp_path, {"git_poll_interval": "soon"}))

@@ -39,7 +39,15 @@ def test_a_failing_reference_makes_the_report_degraded():
                WatchedDigest("reg/b:1", "linux/amd64", None, last_error="401")]
     report = health_report(HostState(None, None), watched, 2, {"ca2", "ca1"})
     assert report == {"status": "degraded", "engine": "ok", "disk": "ok", "watched": 2,
-                      "failing_references": ["reg/b:1"], "queued": 2,
+                      "failing_references": ["reg/b:1"], "failing_remotes": {}, "queued": 2,
                       "running": ["ca1", "ca2"]}
     assert health_report(HostState(None, None), watched[:1], 0, ())["status"] == "ok"
     assert health_report(HostState("down", None), [], 0, ())["engine"] == "down"
+
+
+def test_a_failing_git_remote_makes_the_report_degraded():
+    failing = {"https://git.example/app.git": "cannot list the branches of "
+               "https://git.example/app.git: the repository was not found"}
+    report = health_report(HostState(None, None), [], 0, (), failing)
+    assert report["status"] == "degraded" and report["failing_remotes"] == failing
+    assert health_report(HostState(None, None), [], 0, (), {})["status"] == "ok"

@@ -10,12 +10,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Callable, Mapping, Sequence
+from typing import (TYPE_CHECKING, AsyncContextManager, AsyncIterator, Callable, Collection,
+                    Mapping, Sequence)
 
 from basewatch.builder.contexts import archive
 from basewatch.builder.contexts.archive import human_size, tar_size
-from basewatch.builder.contexts.fetch import (GitCredential, credential_host,
-                                              fetch_git_context, fetch_tarball_context)
+from basewatch.builder.contexts.fetch import (GitCredential, RemoteHeads, credential_host,
+                                              fetch_git_context, fetch_tarball_context,
+                                              list_remote_heads)
 from basewatch.context_spec import (ContextError, ContextSpec, checked_dockerfile_name,
                                     context_dir, display_url, parse_context)
 from basewatch.netpolicy import HostPolicy
@@ -142,6 +144,15 @@ class Checkouts:
     def _credential_for(self, source: ContextSpec) -> GitCredential | None:
         host = credential_host(source.location)
         return self.git_credentials.get(host) if host is not None else None
+
+    async def list_heads(self, remote: str, branches: Collection[str], tags: Collection[str],
+                         contexts: Collection[str]) -> RemoteHeads:
+        """`git ls-remote` of `remote`, under the rules its fetches follow: the credential for
+        its host, and the host policy unless one of `contexts` (the tasks' contexts naming
+        it) is trusted."""
+        hosts = None if any(self.trusted(context) for context in contexts) else self.hosts
+        return await list_remote_heads(remote, branches, tags=tags, hosts=hosts,
+                                       credential=self._credential_for(ContextSpec("git", remote)))
 
     @contextlib.asynccontextmanager
     async def open(self, context: str, name: str, say: Callable[[str], None] | None = None,

@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -24,6 +26,11 @@ from basewatch.netpolicy import AddressRefused, HostPolicy, literal_address
 
 # Redirects followed for a tarball, each checked as the first URL was.
 MAX_REDIRECTS = 10
+# What `git ls-remote` may print: it asks only for the branches a poll wants, so a few
+# hundred bytes is usual; past this the remote is answering something else.
+MAX_LS_REMOTE_BYTES = 1 << 20
+# What of git's stderr is kept for its error line; the rest is read and dropped.
+MAX_GIT_STDERR_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -33,6 +40,10 @@ class _GitFailed(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class _OutputTooLarge(Exception):
+    pass
 
 
 def _git_reason(stderr: bytes) -> str:
@@ -238,6 +249,103 @@ async def _has_commit(repository: Path, sha: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class RemoteHeads:
+    """What `git ls-remote` says of a remote: the branches asked about that it has, with their
+    full SHAs; the branch its HEAD names (its default branch), also among `heads`; and which
+    of the names asked about as tags it has."""
+
+    heads: dict[str, str]
+    default_branch: str | None = None
+    tags: frozenset[str] = frozenset()
+
+
+# git's words for the failures a poll meets, and the one line each becomes.
+_LS_REMOTE_CAUSES = (
+    (("not found", "does not appear to be a git repository", "does not exist",
+      "no such file or directory"), "the repository was not found"),
+    (("authentication failed", "could not read username", "could not read password",
+      "terminal prompts disabled", "permission denied", "returned error: 401",
+      "returned error: 403"),
+     "authentication failed (see git_credentials)"),
+    (("could not resolve host",), "the host name does not resolve"),
+    (("failed to connect", "connection refused", "couldn't connect"),
+     "the server refused the connection"),
+)
+
+
+def _ls_remote_cause(reason: str) -> str:
+    lowered = reason.lower()
+    for words, cause in _LS_REMOTE_CAUSES:
+        if any(word in lowered for word in words):
+            return cause
+    return reason
+
+
+async def list_remote_heads(location: str, branches: Collection[str] | None = None, *,
+                            tags: Collection[str] = (), timeout: float = 30,
+                            hosts: HostPolicy | None = None,
+                            credential: GitCredential | None = None,
+                            limit: int = MAX_LS_REMOTE_BYTES) -> RemoteHeads:
+    """`git ls-remote --symref` of the repository at `location`: its HEAD, the `branches`
+    (None: every branch) and the `tags` named, without fetching anything.
+
+    The same rules as a fetch: with `hosts`, the host must pass it, no redirect is followed
+    and http(s) goes to the checked address; `credential` reaches git through its
+    environment only; at most `limit` bytes of output. Failures are ContextError, one line.
+    """
+    location, own = _split_credential(location)
+    where = display_url(location)
+    patterns = ["HEAD"]
+    patterns += ["refs/heads/*"] if branches is None else [f"refs/heads/{b}" for b in branches]
+    patterns += [f"refs/tags/{t}" for t in tags]
+    try:
+        async with asyncio.timeout(timeout):
+            pinned = await _pinned(ContextSpec("git", location), hosts, where)
+            output = await _git(*pinned, "ls-remote", "--symref", "--", location, *patterns,
+                                env=_credential_env(location, own or credential), limit=limit)
+    except TimeoutError:
+        raise ContextError(f"listing the branches of {where} took longer than "
+                           f"{timeout:.0f}s") from None
+    except _GitFailed as failure:
+        raise ContextError(f"cannot list the branches of {where}: "
+                           f"{_ls_remote_cause(failure.reason)}") from None
+    except _OutputTooLarge:
+        raise ContextError(f"{where} listed more than {human_size(limit)} of branches and "
+                           "tags") from None
+    return _parse_ls_remote(output, None if branches is None else set(branches), set(tags))
+
+
+def _parse_ls_remote(output: str, branches: set[str] | None, tags: set[str]) -> RemoteHeads:
+    # A pattern matches a ref's tail (`main` is also `refs/heads/x/main`): keep exact names.
+    heads: dict[str, str] = {}
+    found_tags: set[str] = set()
+    default = head = None
+    for line in output.splitlines():
+        value, _, name = line.partition("\t")
+        if value.startswith("ref: ") and name == "HEAD":
+            default = value.removeprefix("ref: ").removeprefix("refs/heads/")
+            continue
+        if not _SHA.fullmatch(value):
+            continue
+        if name == "HEAD":
+            head = value
+        elif name.startswith("refs/heads/"):
+            branch = name.removeprefix("refs/heads/")
+            if branches is None or branch in branches:
+                heads[branch] = value
+        elif name.startswith("refs/tags/"):
+            tag = name.removeprefix("refs/tags/").removesuffix("^{}")
+            if tag in tags:
+                found_tags.add(tag)
+    if default is not None and head is not None:
+        heads.setdefault(default, head)
+    return RemoteHeads(heads, default, frozenset(found_tags))
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 repositories
+
+
 def _check_folder(spec: ContextSpec, checkout: Path, where: str) -> None:
     if spec.folder is None:
         return
@@ -256,9 +364,10 @@ def _git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**env, **(extra or {})}
 
 
-async def _git(*args: str, env: dict[str, str] | None = None) -> str:
+async def _git(*args: str, env: dict[str, str] | None = None, limit: int | None = None) -> str:
     """Run git (`env` added to its environment); its stdout, or _GitFailed with what git's
-    stderr says went wrong."""
+    stderr says went wrong. With `limit`, more stdout than that is _OutputTooLarge (git is
+    killed)."""
     try:
         process = await asyncio.create_subprocess_exec(
             "git", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -267,7 +376,10 @@ async def _git(*args: str, env: dict[str, str] | None = None) -> str:
     except FileNotFoundError:
         raise ContextError("git is not installed on the daemon's host") from None
     try:
-        stdout, stderr = await process.communicate()
+        if limit is None:
+            stdout, stderr = await process.communicate()
+        else:
+            stdout, stderr = await _bounded_output(process, limit)
     except BaseException:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -279,6 +391,30 @@ async def _git(*args: str, env: dict[str, str] | None = None) -> str:
     if process.returncode != 0:
         raise _GitFailed(_git_reason(stderr) or f"git exited with {process.returncode}")
     return stdout.decode(errors="replace")
+
+
+async def _bounded_output(process: asyncio.subprocess.Process, limit: int
+                          ) -> tuple[bytes, bytes]:
+    """The process's stdout (_OutputTooLarge past `limit`) and the start of its stderr, once
+    it has exited."""
+    async def keep_start(stream: asyncio.StreamReader) -> bytes:
+        kept = bytearray()
+        while chunk := await stream.read(1 << 16):
+            kept += chunk[:MAX_GIT_STDERR_BYTES - len(kept)]  # the rest is drained, not kept
+        return bytes(kept)
+
+    errors = asyncio.ensure_future(keep_start(process.stderr))
+    try:
+        output = bytearray()
+        while chunk := await process.stdout.read(1 << 16):
+            output += chunk
+            if len(output) > limit:
+                raise _OutputTooLarge()
+        stderr = await errors
+        await process.wait()
+        return bytes(output), stderr
+    finally:
+        errors.cancel()
 
 
 # --- daemon side: remote tarballs --------------------------------------------------------

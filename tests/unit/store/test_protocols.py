@@ -12,6 +12,7 @@ import pytest
 from basewatch.errors import StoreBusyError
 from basewatch.models import RunRequest, RunType, Trigger
 from basewatch.store import SQLiteStore, protocols
+from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
@@ -29,7 +30,8 @@ def methods(cls) -> dict[str, inspect.Signature]:
 
 @pytest.mark.parametrize("protocol, implementation", [
     (protocols.TaskStore, SQLiteTaskStore), (protocols.GraphStore, SQLiteGraphStore),
-    (protocols.RunStore, SQLiteRunStore), (protocols.TimerStore, SQLiteTimerStore)])
+    (protocols.RunStore, SQLiteRunStore), (protocols.TimerStore, SQLiteTimerStore),
+    (protocols.GitHeadStore, SQLiteGitHeadStore)])
 def test_each_sqlite_view_has_every_method_of_its_protocol(protocol, implementation):
     wanted, found = methods(protocol), methods(implementation)
     for name, signature in wanted.items():
