@@ -69,6 +69,18 @@ async def test_a_commit_run_builds_its_commit_though_the_branch_moved_on(repo, c
     assert said[-1] == f"Checked out {first}"
 
 
+async def test_a_commit_on_no_branch_is_fetched_by_its_sha(repo, checkouts):
+    # A webhook can name a commit before the branch shows it: only its SHA reaches it (a
+    # `--depth` put after `--` once made git look for a ref named "--depth" instead).
+    repo.commit("A")
+    pending = repo.commit("B", branch="pending")
+    repo.git("update-ref", "-d", "refs/heads/pending", cwd=repo.bare)
+    repo.update_ref("refs/keep/b", pending)
+    revision, text, _ = await checked_out(checkouts, f"{repo.url}#main",
+                                          SourceCommit(pending, "main"))
+    assert (revision, text) == (pending, "B")
+
+
 async def test_without_a_commit_the_branch_head_is_built(repo, checkouts):
     repo.commit("A")
     head = repo.commit("B")

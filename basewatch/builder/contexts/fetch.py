@@ -215,15 +215,18 @@ async def _fetch_commit(spec: ContextSpec, destination: Path, options: list[str]
     object_format = ["--object-format=sha256"] if len(sha) == 64 else []
     await _git("init", "--quiet", *object_format, "--", str(destination))
     history = source.fetch_ref or (f"refs/heads/{source.branch}" if source.branch else None)
-    attempts = [["--depth", "1", source.fetch_ref]] if source.fetch_ref else []
-    attempts.append(["--depth", "1", sha])
+    # (options, what to fetch): options go before `--`, where git reads them as options;
+    # after it, `--depth` would be a ref to look for.
+    shallow = ["--depth", "1"]
+    attempts = [(shallow, source.fetch_ref)] if source.fetch_ref else []
+    attempts.append((shallow, sha))
     if history is not None:
-        attempts.append([history])
+        attempts.append(([], history))
     reached, failures = False, []
-    for arguments in attempts:
+    for depth, wanted in attempts:
         try:
             await _git(*options, "-C", str(destination), "fetch", "--quiet", "--no-tags",
-                       "--no-write-fetch-head", "--", spec.location, *arguments, env=env)
+                       "--no-write-fetch-head", *depth, "--", spec.location, wanted, env=env)
         except _GitFailed as failure:
             failures.append(failure.reason)
             continue
