@@ -11,10 +11,6 @@ the branch moving is what polling would see, and the test decides when the poll 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import subprocess
 from pathlib import Path
 
@@ -30,11 +26,12 @@ from basewatch.models import Run, RunStatus, SourceCommit, Trigger
 from tests.support.git_http import GitHttpServer
 from tests.support.inprocess_daemon import free_port
 from tests.support.waiting import wait_for
+from tests.support.webhook_bodies import (ZERO, azure_push, basic_auth, gitea_push, github_push,
+                                          github_pull_request, gitlab_push, hmac_hex,
+                                          hub_signature)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
-ZERO = "0" * 40
 SECRETS = {"GH_HOOK_SECRET": "github-secret-0f3a", "GL_HOOK_TOKEN": "gitlab-token-77c1",
            "AZ_HOOK_PASSWORD": "azure-password-19be", "GT_HOOK_SECRET": "gitea-secret-a2d4"}
 # repository (served as NAME.git) -> the task's settings besides its context and image
@@ -154,109 +151,10 @@ async def live(docker_host, docker_client, tmp_path_factory):
                 registry.stop()
 
 
-# --- the providers' bodies, pointed at a local repository, signed as each signs -----------
-
-def published(name: str) -> dict:
-    return json.loads((FIXTURES / name).read_bytes())
-
-
-def put(payload: dict, path: str, value) -> None:
-    *parents, last = path.split(".")
-    for key in parents:
-        payload = payload[key]
-    payload[last] = value
-
-
-def web_url(url: str) -> str:
-    return url.removesuffix(".git")
-
-
-def ssh_url(url: str) -> str:
-    host_path = url.split("://", 1)[1]
-    host, _, path = host_path.partition("/")
-    return f"git@{host.split(':')[0]}:{path}"
-
-
-def github_repository(payload: dict, path: str, url: str) -> None:
-    for key, value in (("clone_url", url), ("html_url", web_url(url)), ("url", web_url(url)),
-                       ("svn_url", web_url(url)), ("ssh_url", ssh_url(url)),
-                       ("git_url", "git://" + url.split("://", 1)[1])):
-        if key in payload_at(payload, path):
-            put(payload, f"{path}.{key}", value)
-    put(payload, f"{path}.default_branch", "main")
-
-
-def payload_at(payload: dict, path: str) -> dict:
-    for key in path.split("."):
-        payload = payload[key]
-    return payload
-
-
-def github_push(url: str, sha: str, ref: str = "refs/heads/main",
-                fixture: str = "github-push.json") -> bytes:
-    payload = published(fixture)
-    github_repository(payload, "repository", url)
-    payload.update(ref=ref, after=sha)
-    for commit in payload.get("commits", []) + [payload.get("head_commit") or {}]:
-        if commit:
-            commit["id"] = sha
-    return json.dumps(payload).encode()
-
-
-def github_pull_request(url: str, number: int, head: str) -> bytes:
-    payload = published("github-pull_request-opened.json")
-    github_repository(payload, "repository", url)
-    for side in ("head", "base"):
-        github_repository(payload, f"pull_request.{side}.repo", url)
-    put(payload, "number", number)
-    put(payload, "pull_request.number", number)
-    put(payload, "pull_request.head.sha", head)
-    put(payload, "pull_request.base.ref", "main")
-    return json.dumps(payload).encode()
-
-
-def gitlab_push(url: str, sha: str) -> bytes:
-    payload = published("gitlab-push-hook.json")
-    for part in ("project", "repository"):
-        for key, value in (("git_http_url", url), ("http_url", url), ("web_url", web_url(url)),
-                           ("homepage", web_url(url)), ("git_ssh_url", ssh_url(url)),
-                           ("ssh_url", ssh_url(url)), ("url", ssh_url(url))):
-            if key in payload[part]:
-                payload[part][key] = value
-    payload["project"]["default_branch"] = "main"
-    payload.update(ref="refs/heads/main", after=sha, checkout_sha=sha)
-    payload["commits"][-1]["id"] = sha
-    return json.dumps(payload).encode()
-
-
-def azure_push(url: str, sha: str) -> bytes:
-    payload = published("azure-devops-git.push.json")
-    resource = payload["resource"]
-    resource["repository"]["remoteUrl"] = url
-    resource["repository"]["defaultBranch"] = "refs/heads/main"
-    resource["refUpdates"][0].update(name="refs/heads/main", newObjectId=sha)
-    resource["commits"][0]["commitId"] = sha
-    return json.dumps(payload).encode()
-
-
-def gitea_push(url: str, sha: str) -> bytes:
-    payload = published("gitea-push.json")
-    github_repository(payload, "repository", url)
-    payload.update(ref="refs/heads/main", after=sha)
-    payload["commits"][0]["id"] = sha
-    if isinstance(payload.get("head_commit"), dict):
-        payload["head_commit"]["id"] = sha
-    return json.dumps(payload).encode()
-
-
-def hmac_hex(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def github_headers(body: bytes, event: str = "push", delivery: str = "d-1",
                    secret: str = SECRETS["GH_HOOK_SECRET"]) -> dict[str, str]:
     return {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-            "X-Hub-Signature-256": "sha256=" + hmac_hex(secret, body)}
+            "X-Hub-Signature-256": hub_signature(secret, body)}
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -335,8 +233,7 @@ async def test_a_pull_request_builds_its_head_only_with_the_trigger_on(live):
      lambda body, delivery: {"X-Gitlab-Event": "Push Hook", "Idempotency-Key": delivery,
                              "X-Gitlab-Token": SECRETS["GL_HOOK_TOKEN"]}),
     ("azure-devops", "az-app", azure_push,
-     lambda body, delivery: {"Authorization": "Basic " + base64.b64encode(
-         f"basewatch:{SECRETS['AZ_HOOK_PASSWORD']}".encode()).decode()}),
+     lambda body, delivery: {"Authorization": basic_auth(SECRETS["AZ_HOOK_PASSWORD"])}),
     ("gitea", "gt-app", gitea_push,
      lambda body, delivery: {"X-Gitea-Event": "push", "X-Gitea-Delivery": delivery,
                              "X-Gitea-Signature": hmac_hex(SECRETS["GT_HOOK_SECRET"], body)}),
