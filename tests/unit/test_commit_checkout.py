@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from basewatch.builder.contexts import fetch
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.context_spec import ContextError
 from basewatch.models import SourceCommit
@@ -105,6 +106,28 @@ async def test_a_pull_request_updated_since_still_builds_the_commit_of_its_event
     repo.update_ref("refs/merge-requests/1/head", repo.commit("two", branch="feature"))
     source = SourceCommit(first, "feature", 1, "main", "refs/merge-requests/1/head")
     assert (await checked_out(checkouts, repo.url, source))[:2] == (first, "one")
+
+
+async def test_an_azure_pull_request_is_the_second_parent_of_its_merge_ref(repo, checkouts,
+                                                                           monkeypatch):
+    base = repo.commit("A")
+    head = repo.commit("feature", branch="feature")
+    repo.git("checkout", "-q", "--detach", base)
+    repo.git("merge", "-q", "--no-ff", "-m", "merge", head)
+    repo.git("push", "-q", str(repo.bare), "HEAD:refs/pull/4/merge")
+    repo.git("update-ref", "-d", "refs/heads/feature", cwd=repo.bare)
+    fetched: list[tuple[str, ...]] = []
+    real = fetch._git
+
+    async def counted(*args, **kwargs):
+        if "fetch" in args:
+            fetched.append(args)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(fetch, "_git", counted)
+    source = SourceCommit(head, "feature", 4, "main", "refs/pull/4/merge")
+    assert (await checked_out(checkouts, repo.url, source))[:2] == (head, "feature")
+    assert len(fetched) == 1, "the merge ref, two commits deep, holds the head"
 
 
 async def test_a_server_that_refuses_unadvertised_commits_is_searched_on_the_branch(

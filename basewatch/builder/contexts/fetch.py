@@ -218,7 +218,10 @@ async def _fetch_commit(spec: ContextSpec, destination: Path, options: list[str]
     # (options, what to fetch): options go before `--`, where git reads them as options;
     # after it, `--depth` would be a ref to look for.
     shallow = ["--depth", "1"]
-    attempts = [(shallow, source.fetch_ref)] if source.fetch_ref else []
+    # A merge ref (Azure Repos' refs/pull/N/merge) has the pull request's head as its second
+    # parent: one commit deeper.
+    by_ref = ["--depth", "2"] if (source.fetch_ref or "").endswith("/merge") else shallow
+    attempts = [(by_ref, source.fetch_ref)] if source.fetch_ref else []
     attempts.append((shallow, sha))
     if history is not None:
         attempts.append(([], history))
