@@ -26,9 +26,9 @@ from basewatch.models import Run, RunStatus, SourceCommit, Trigger
 from tests.support.git_http import GitHttpServer
 from tests.support.inprocess_daemon import free_port
 from tests.support.waiting import wait_for
-from tests.support.webhook_bodies import (ZERO, azure_push, basic_auth, gitea_push, github_push,
-                                          github_pull_request, gitlab_push, hmac_hex,
-                                          hub_signature)
+from tests.support.webhook_bodies import (ZERO, azure_push, basic_auth, gitea_push, github_ping,
+                                          github_pull_request, github_push, gitlab_push,
+                                          hmac_hex, hub_signature)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -255,9 +255,12 @@ async def test_each_provider_rebuilds_a_task_once(live, provider, repository, bu
     assert [r.id for r in await live.runs(repository)] == [run_id]
 
 
-async def test_a_tag_push_and_a_deleted_branch_queue_nothing(live):
+async def test_a_ping_a_tag_push_and_a_deleted_branch_queue_nothing(live):
     app = live.repositories["gh-app"]
     before = len(await live.runs())
+    ping = github_ping(app.url)
+    status, answer = await live.post("github", ping, github_headers(ping, "ping", "ping-1"))
+    assert (status, answer) == (200, {"ping": "ok", "tasks": 2})
     head = app.git("rev-parse", "HEAD")
     tag = github_push(app.url, head, ref="refs/tags/v1")
     deleted_tag = github_push(app.url, ZERO, ref="refs/tags/simple-tag",

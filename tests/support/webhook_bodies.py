@@ -64,6 +64,12 @@ def github_push(url: str, sha: str, ref: str = "refs/heads/main",
     return json.dumps(payload).encode()
 
 
+def github_ping(url: str) -> bytes:
+    payload = published("github-ping.json")
+    github_repository(payload, "repository", url)
+    return json.dumps(payload).encode()
+
+
 def github_pull_request(url: str, number: int, head: str) -> bytes:
     payload = published("github-pull_request-opened.json")
     github_repository(payload, "repository", url)
