@@ -25,6 +25,7 @@ bench: setup
 	$(VENV)/bin/python bench/latency.py
 	$(VENV)/bin/python bench/fanout.py
 	$(VENV)/bin/python bench/build_overhead.py
+	$(VENV)/bin/python bench/source_latency.py
 
 clean:
 	$(PYTHON) scripts/stack.py down
