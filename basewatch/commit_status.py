@@ -1,5 +1,5 @@
 """Commit status: each run of a task with `report_status` posts its state to the commit it
-builds: pending when it starts (a commit or pull-request run knows its commit then; another run
+builds: running when it starts (pending on GitHub and Gitea, which have no running) (a commit or pull-request run knows its commit then; another run
 of a git context once its checkout's revision is known), then success, failure or error, as
 `basewatch/<task>` with a link to the run's log.
 
@@ -64,13 +64,13 @@ class CommitStatuses:
     async def on_started(self, run: Run) -> None:
         """The executor's start hook: a commit or pull-request run's commit is known now."""
         if run.source_commit is not None:
-            await self._post(run, run.source_commit.commit, "pending")
+            await self._post(run, run.source_commit.commit, "running")
 
     async def on_revision(self, run: Run, revision: str) -> None:
         """The planner's hook once a checkout's revision is known: another git run's commit."""
         if run.source_commit is None:
             try:
-                await self._post(run, revision, "pending")
+                await self._post(run, revision, "running")
             except Exception:  # called inside the run: a status never fails it
                 log.exception("run %s: commit status not posted", run.id)
 
@@ -120,7 +120,7 @@ class CommitStatuses:
 
         posting = asyncio.create_task(post(), name=f"commit status {run.id}")
         self._last[run.id] = posting
-        if state != "pending":
+        if state != "running":
             posting.add_done_callback(lambda _: self._forget(run.id, posting))
 
     def _forget(self, run_id: str, posting: asyncio.Task) -> None:
