@@ -1,7 +1,8 @@
 """Commit status: each run of a task with `report_status` posts its state to the commit it
-builds: running when it starts (pending on GitHub and Gitea, which have no running) (a commit or pull-request run knows its commit then; another run
-of a git context once its checkout's revision is known), then success, failure or error, as
-`basewatch/<task>` with a link to the run's log.
+builds: running when it starts (pending on GitHub and Gitea, which have no running; a commit
+or pull-request run knows its commit then, another run of a git context once its checkout's
+revision is known), then success, failure or error, as `basewatch/<task>` with a link to the
+run's log.
 
 Posted in the background, in order per run, through `post_status_quietly`: a provider that is
 down or refuses is logged and never holds up or fails the run.
