@@ -3,7 +3,8 @@ engine and registry, a repository served by `git http-backend`, and the GitHub a
 API stand-ins as the repository's host's API (through `git_hosts`): `task create` registers the
 hook with the documented body, a delivery signed with the secret the daemon kept queues a run,
 the run posts its state to the commit with its log's link, `task delete` removes the hook; a bad
-token fails `task create` and stores nothing; a failing status endpoint fails no run; without a
+token fails `task create` and stores nothing; a failing status endpoint fails no run; `task
+update` to another repository moves the hook; without a
 token, `task webhook NAME` prints the URL, the secret and the events."""
 from __future__ import annotations
 
@@ -157,10 +158,11 @@ async def test_a_bad_token_stores_nothing_a_failing_status_fails_no_run_and_by_h
         tmp_path, registry, base_images, docker_host, monkeypatch):
     reg = registry.address
     await asyncio.to_thread(base_images.build, f"{reg}/base:1", {"/etc/release": "1\n"})
-    repo = Repository(tmp_path / "served", "org/app")
-    repo.commit({"Dockerfile": f"FROM {reg}/base:1\n"})
+    for name in ("org/app", "org/moved"):
+        Repository(tmp_path / "served", name).commit({"Dockerfile": f"FROM {reg}/base:1\n"})
     async with GitHttpServer(tmp_path / "served") as git, \
-            GitHubApi(tokens={"good-token": {"all"}}, repositories=("org/app",)) as api:
+            GitHubApi(tokens={"good-token": {"all"}},
+                      repositories=("org/app", "org/moved")) as api:
         git_host = f"127.0.0.1:{git.port}"
         daemon = await start(tmp_path, docker_host, reg, git_host, "github", api.api_url,
                              monkeypatch)
@@ -183,13 +185,21 @@ async def test_a_bad_token_stores_nothing_a_failing_status_fails_no_run_and_by_h
                                     "GIT_TOKEN", "--report-status", "true")
             assert created.returncode == 0, created.stderr
             assert len(api.repositories["org/app"].hooks) == 1
-            api.fail_next(500, times=100)
+            api.fail_next(500, times=8)  # two statuses, each tried 4 times
             (run_id,) = await daemon.triggers.enqueue([task_run("app", "linux/amd64", {})])
             run = await finished(daemon, run_id)
             assert run.status is RunStatus.SUCCEEDED, run.error
             await daemon.commit_statuses.settled()
             assert api.repositories["org/app"].statuses == []
             assert api.requests("POST"), "the status was tried"
+
+            # `task update` to another repository moves the hook there.
+            moved = await run_cli(daemon, "task", "update", "app", "--context",
+                                  f"{git.url('org/moved.git')}#main")
+            assert moved.returncode == 0, moved.stderr
+            assert api.repositories["org/app"].hooks == {}
+            [hook] = api.repositories["org/moved"].hooks.values()
+            assert (await daemon.store.webhooks.get("app")).hook_id == hook["id"]
 
             # Without a token: what to enter by hand, the secret kept for the receivers.
             plain = await run_cli(daemon, "task", "create", "plain", "--context", context,
