@@ -70,7 +70,8 @@ class TaskWebhooks:
         """Refuse, before anything is done, a task that needs public_url while it is unset."""
         if self.public_url is None and self.registers(task):
             raise _no_public_url(f"task {task.name}: registering its webhook")
-        if self.public_url is None and task.report_status:
+        if self.public_url is None and task.report_status \
+                and parse_context(task.context).kind == "git":
             raise _no_public_url(f"task {task.name}: report_status (its link to the run's log)")
 
     def token(self, task: Task) -> str:
