@@ -155,6 +155,10 @@ class Services:
         view = task_view(task, source)
         view["timers"] = [timer_view(timer) for timer in task.timers]
         view["triggers"] = triggers_view(task)
+        kept = await self.store.webhooks.get(name)
+        if kept is not None and kept.hook_id is not None:  # never the secret: `task webhook`
+            view["webhook"] = {"registered": True, "provider": kept.provider,
+                               "hook_id": kept.hook_id}
         view["bases"] = [{"reference": d.base, "kind": d.kind.value, "platform": d.platform,
                           "digest_at_build": d.digest_at_build}
                          for d in await self.store.graph.dependencies(name)]

@@ -112,6 +112,10 @@ async def test_a_task_with_a_token_registers_its_hook_builds_on_its_delivery_and
             [hook] = api.repositories["org/app"].hooks.values()
             kept = await daemon.store.webhooks.get("app")
             assert kept.hook_id == hook["id"]
+            shown = json.loads((await run_cli(daemon, "task", "show", "app")).stdout)
+            assert shown["webhook"] == {"registered": True, "provider": provider,
+                                        "hook_id": hook["id"]}
+            assert kept.secret not in json.dumps(shown)
             if provider == "github":  # docs.github.com/rest/repos/webhooks#create
                 assert (hook["events"], hook["active"]) == (["push", "pull_request"], True)
                 assert hook["config"] == {"url": f"{PUBLIC}/webhooks/github",
