@@ -169,6 +169,8 @@ def add_task_command(commands) -> None:
     command("show", cmd_task_show, "show a task").add_argument("name")
     command("list", cmd_task_list, "list the tasks")
     command("delete", cmd_task_delete, "delete a task").add_argument("name")
+    command("webhook", cmd_task_webhook, "print what to enter in the git provider's settings "
+            "for the task's webhook: URL, secret, events").add_argument("name")
     run = command("run", cmd_task_run, "run a task now")
     run.add_argument("name")
     run.add_argument("--set", type=key_value, action="append", default=[], metavar="K=V",
@@ -326,6 +328,20 @@ def cmd_task_list(args) -> int:
 def cmd_task_delete(args) -> int:
     _client(args).request("DELETE", f"/api/tasks/{_quote(args.name)}")
     print(f"Deleted task {args.name}")
+    return 0
+
+
+def cmd_task_webhook(args) -> int:
+    hook = _client(args).get_json(f"/api/tasks/{_quote(args.name)}/webhook")
+    print(f"Task {hook['task']}: a {hook['provider']} webhook on {hook['repository']}")
+    if hook.get("registered"):
+        print("basewatch registered it with the task's token already; to add it by hand "
+              "instead:")
+    print(f"URL:    {hook['url']}")
+    print(f"Secret: {hook['secret']}  ({hook['secret_source']})")
+    print(f"Events: {', '.join(hook['events'])}")
+    print()
+    print("\n".join(hook["instructions"]))
     return 0
 
 

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -32,6 +33,7 @@ from basewatch.cron import CronSchedule, ScheduleError
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
+from basewatch.scm.hosts import GitHostSettings
 from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
@@ -432,7 +434,25 @@ class Config(_Strict):
     # where they would be stored, shown by the API and written into the checkout.
     git_credentials: list[GitCredentialSettings] = Field(default_factory=list)
     registries: list[RegistrySettings] = Field(default_factory=list)
+    # Git servers of one's own, for the webhooks and commit statuses basewatch sets through
+    # their APIs (github.com, gitlab.com and codeberg.org are known without).
+    git_hosts: list[GitHostSettings] = Field(default_factory=list)
+    # Where git servers and people reach this daemon (https://basewatch.example.com): the
+    # webhooks it registers point there, and a commit status links to a run's log there.
+    public_url: str | None = None
     tasks: list[TaskSettings] = Field(default_factory=list)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or "
+                             "fragment (e.g. https://basewatch.example.com)")
+        return value.strip().rstrip("/")
 
     @field_validator("allowed_context_hosts")
     @classmethod
@@ -470,7 +490,8 @@ class Config(_Strict):
                                  ("registries", "registry host",
                                   [r.host for r in self.registries]),
                                  ("git_credentials", "host",
-                                  [c.host for c in self.git_credentials])):
+                                  [c.host for c in self.git_credentials]),
+                                 ("git_hosts", "host", [h.host for h in self.git_hosts])):
             seen: set[str] = set()
             for index, name in enumerate(names):
                 if name in seen:

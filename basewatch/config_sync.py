@@ -10,6 +10,7 @@ from typing import Callable
 from basewatch.config import Config, TaskSettings, load_config
 from basewatch.errors import BasewatchError
 from basewatch.store import Store
+from basewatch.task_webhooks import TaskWebhooks
 from basewatch.watcher.registration import TaskRegistrar
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,13 @@ def reread(current: Config, path: Path) -> Config | None:
 
 
 class ConfigSync:
-    def __init__(self, store: Store, registrar: TaskRegistrar, refresh: Callable[[], None]):
+    def __init__(self, store: Store, registrar: TaskRegistrar, refresh: Callable[[], None],
+                 webhooks: TaskWebhooks | None = None):
         self.store = store
         self.registrar = registrar
         self.refresh = refresh  # the watcher re-reads what it watches
+        self.webhooks = webhooks
+        self._webhook_sync: asyncio.Task | None = None
 
     async def sync(self, tasks: list[TaskSettings]) -> None:
         """Register the config's tasks and forget config tasks that were removed from it."""
@@ -62,12 +66,42 @@ class ConfigSync:
                      bases.runtime if bases.runtime else "scratch")
 
         await asyncio.gather(*(register(task) for task in tasks))
+        removed = []
         for task in await self.store.tasks.all(source="config"):
             if task.name not in names:
                 await self.registrar.unregister(task.name)
+                removed.append(task)
                 log.info("task %s removed: no longer in the config", task.name)
         await self.store.graph.prune()
         self.refresh()
+        if self.webhooks is not None:
+            stored = {task.name for task in await self.store.tasks.all(source="config")}
+            self._sync_webhooks([t.to_task() for t in tasks if t.name in stored], removed)
+
+    def _sync_webhooks(self, tasks: list, removed: list) -> None:
+        """In the background: a git host's API (retried up to a minute) holds up neither the
+        start nor a reload; one sync at a time, in order."""
+        previous = self._webhook_sync
+
+        async def sync() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await self.webhooks.sync(tasks, removed)
+            except Exception:
+                log.exception("the config tasks' webhooks were not synced")
+
+        self._webhook_sync = asyncio.create_task(sync(), name="webhook sync")
+
+    async def settled(self) -> None:
+        """Wait for the webhook sync in progress, if any."""
+        if self._webhook_sync is not None:
+            await asyncio.gather(self._webhook_sync, return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._webhook_sync is not None:
+            self._webhook_sync.cancel()
+            await asyncio.gather(self._webhook_sync, return_exceptions=True)
 
     async def reload(self, current: Config, path: Path) -> Config:
         """SIGHUP: re-read the file's tasks and sync them; the config now running."""

@@ -25,6 +25,7 @@ from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickRuns
 from basewatch.cascades import Cascades
+from basewatch.commit_status import CommitStatuses
 from basewatch.config import Config
 from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError
@@ -39,8 +40,11 @@ from basewatch.oci.image_sources import ImageSources
 from basewatch.oci.registry import RegistryClient
 from basewatch.retention import RetentionSchedule
 from basewatch.runqueue import RunQueue
+from basewatch.scm.api import ScmApi
+from basewatch.scm.hosts import api_policy
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
+from basewatch.task_webhooks import TaskWebhooks
 from basewatch.triggers import Triggers
 from basewatch.triggers.base_image import FanOut
 from basewatch.triggers.commits import CommitTriggers
@@ -77,6 +81,9 @@ class Daemon:
         self._timers_task: asyncio.Task | None = None
         self._git_poll_task: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
+        self.scm_api: ScmApi | None = None
+        self.commit_statuses: CommitStatuses | None = None
+        self.webhooks: TaskWebhooks | None = None
         self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
     async def start(self) -> None:
@@ -101,6 +108,11 @@ class Daemon:
             log.warning("build_network is host: every Dockerfile's RUN steps can reach this "
                         "host's loopback services, this daemon and its registry included")
         self.registry_client = RegistryClient(config.registries, guard_addresses=True)
+        # The git hosts' APIs: webhooks registered and commit statuses posted with tasks' tokens.
+        self.scm_api = ScmApi(api_policy(config.git_hosts))
+        self.webhooks = TaskWebhooks(store, self.scm_api, config.git_hosts, config.public_url)
+        self.commit_statuses = CommitStatuses(store.tasks, self.scm_api, config.git_hosts,
+                                              config.public_url)
         run_registry = config.registries[0].host if config.registries else None
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
                               HostPolicy.for_contexts(config.allowed_context_hosts),
@@ -114,16 +126,18 @@ class Daemon:
         planner = RunPlanner(store, checkouts, QuickRuns(config.state_dir / "contexts"),
                              run_registry,
                              on_context_changed=Reregistration(store, self.registrar)
-                             .on_context_changed)
+                             .on_context_changed,
+                             on_revision=self.commit_statuses.on_revision)
         cascades = Cascades(self.registrar, lambda: self.watcher)
         backend = DockerBackend(
             lambda: DockerEngine(self.docker_host, network=config.build_network),
             ImageSources(config.registries), self.registry_client,
             threads=config.max_concurrent_runs * 2)
         self.executor = RunExecutor(
-            store, planner, backend, config.state_dir / "logs", on_finished=cascades.on_finished,
+            store, planner, backend, config.state_dir / "logs",
+            on_finished=self._after_run(cascades.on_finished, self.commit_statuses.on_finished),
             upstream_of=cascades.upstream_of, metrics=self.metrics,
-            max_log_bytes=config.max_log_bytes)
+            max_log_bytes=config.max_log_bytes, on_started=self.commit_statuses.on_started)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
@@ -137,7 +151,7 @@ class Daemon:
             self.git_poller = GitPoller(store.tasks.all, store.git_heads, checkouts,
                                         self.commit_triggers, config.git_poll_interval,
                                         metrics=self.metrics)
-        self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed)
+        self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed, self.webhooks)
         self.metrics.watch_queue(lambda: self.queue.depth)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
@@ -161,7 +175,8 @@ class Daemon:
         self.services = Services(store, self.registrar, self.executor, self.triggers,
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
-                                 max_queued_runs=config.max_queued_runs)
+                                 max_queued_runs=config.max_queued_runs,
+                                 webhooks=self.webhooks)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -170,7 +185,8 @@ class Daemon:
                          self.receive_context)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
-        add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers)
+        add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers,
+                            kept_secrets=self.webhooks.secrets)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.listen_host, config.listen_port)
@@ -190,6 +206,18 @@ class Daemon:
         if not value:
             raise BasewatchError(f"{key}: the environment variable {variable} is not set")
         return value
+
+    @staticmethod
+    def _after_run(*hooks):
+        """The executor's end hook: each of `hooks` in turn, one's failure not stopping the
+        next."""
+        async def after(run) -> None:
+            for hook in hooks:
+                try:
+                    await hook(run)
+                except Exception:
+                    log.exception("run %s: what follows its end failed", run.id)
+        return after
 
     async def receive_context(self, request: web.Request) -> Path:
         """Extract an uploaded context tarball into a folder of its own (bounded in size)."""
@@ -227,7 +255,8 @@ class Daemon:
     async def health(self) -> dict:
         return health_report(await self.host.state(), await self.store.graph.watched(),
                              self.queue.depth, self.queue.running,
-                             self.git_poller.problems() if self.git_poller else {})
+                             self.git_poller.problems() if self.git_poller else {},
+                             self.webhooks.problems if self.webhooks else {})
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -238,10 +267,17 @@ class Daemon:
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
         self._watch_task = self._git_poll_task = self._timers_task = None
+        if self.config_sync is not None:
+            await self.config_sync.close()
         if self.queue is not None:
             await self.queue.stop()
         if self.executor is not None:
             self.executor.close()
+        if self.commit_statuses is not None:
+            await self.commit_statuses.close()
+        if self.scm_api is not None:
+            await self.scm_api.close()
+            self.scm_api = None
         self.host.close()
         if self.retention is not None:
             await self.retention.stop()

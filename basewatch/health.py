@@ -90,14 +90,16 @@ class HostProbe:
 
 
 def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
-                  running: Iterable[str], failing_remotes: Mapping[str, str] | None = None
-                  ) -> dict:
+                  running: Iterable[str], failing_remotes: Mapping[str, str] | None = None,
+                  failing_webhooks: Mapping[str, str] | None = None) -> dict:
     """The body of /healthz: degraded while the engine, the disk, a watched reference or a
-    polled git remote (`failing_remotes`: why each fails) fails."""
+    polled git remote (`failing_remotes`: why each fails) fails, or while a config task's
+    webhook could not be registered (`failing_webhooks`: task → why)."""
     failing = [w.base for w in watched if w.last_error]
     remotes = dict(failing_remotes or {})
+    webhooks = dict(failing_webhooks or {})
     healthy = (host.engine_error is None and host.disk_problem is None and not failing
-               and not remotes)
+               and not remotes and not webhooks)
     return {
         "status": "ok" if healthy else "degraded",
         "engine": host.engine_error or "ok",
@@ -105,6 +107,7 @@ def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
         "watched": len(watched),
         "failing_references": failing,
         "failing_remotes": remotes,
+        "failing_webhooks": webhooks,
         "queued": queued,
         "running": sorted(running),
     }

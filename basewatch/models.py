@@ -106,6 +106,18 @@ class TimerMark:
 
 
 @dataclass(frozen=True)
+class TaskWebhook:
+    """A task's webhook secret kept by the daemon: generated for a hook it registered on the
+    repository (hook_id, on the context it was registered for), or for one added by hand."""
+
+    task: str
+    secret: str = field(repr=False)  # deliveries are checked against it: shown to no log
+    provider: str | None = None  # github, gitlab, gitea: the API family it was registered on
+    context: str | None = None  # the context URL the hook was registered for
+    hook_id: int | None = None  # None: nothing registered, the secret is for a hook by hand
+
+
+@dataclass(frozen=True)
 class SourceCommit:
     """What fired a commit or pull-request run: the commit to build (its full SHA), the branch
     pushed (a pull request's head branch), and for a pull request its number, the branch it

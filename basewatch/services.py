@@ -25,6 +25,7 @@ from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
+from basewatch.task_webhooks import TaskWebhooks
 from basewatch.tasks import Task, Timer
 from basewatch.triggers import Triggers
 from basewatch.triggers.manual import quick_build, task_run
@@ -125,8 +126,10 @@ class Services:
                  allow_file_contexts: bool = False,
                  allowed_context_hosts: list[str] | None = None,
                  local_contexts_root: Path | None = None,
-                 max_queued_runs: int | None = None):
+                 max_queued_runs: int | None = None,
+                 webhooks: TaskWebhooks | None = None):
         self.max_queued_runs = max_queued_runs
+        self.webhooks = webhooks  # registers and removes the tasks' webhooks on their hosts
         self.archive = archive  # a LogArchive when log_archive is configured
         self.local_contexts_root = local_contexts_root
         self.allow_file_contexts = allow_file_contexts
@@ -152,6 +155,10 @@ class Services:
         view = task_view(task, source)
         view["timers"] = [timer_view(timer) for timer in task.timers]
         view["triggers"] = triggers_view(task)
+        kept = await self.store.webhooks.get(name)
+        if kept is not None and kept.hook_id is not None:  # never the secret: `task webhook`
+            view["webhook"] = {"registered": True, "provider": kept.provider,
+                               "hook_id": kept.hook_id}
         view["bases"] = [{"reference": d.base, "kind": d.kind.value, "platform": d.platform,
                           "digest_at_build": d.digest_at_build}
                          for d in await self.store.graph.dependencies(name)]
@@ -164,6 +171,13 @@ class Services:
         await self._register(task)
         return await self.get_task(task.name)
 
+    async def task_webhook(self, name: str) -> dict:
+        """What to enter in the provider's settings for the task's webhook, by hand."""
+        task, _ = await self._task(name)
+        if self.webhooks is None:
+            raise ConflictError("webhooks are not available on this daemon")
+        return await self.webhooks.instructions(task)
+
     async def update_task(self, name: str, changes: dict) -> dict:
         task, source = await self._task(name)
         if source == "config":
@@ -172,7 +186,7 @@ class Services:
         if "name" in changes and changes["name"] != name:
             raise InvalidRequestError("a task cannot be renamed: create a new one")
         updated = validated(TaskSettings, _merged(task_fields(task), changes), "task").to_task()
-        await self._register(updated)
+        await self._register(updated, task)
         return await self.get_task(name)
 
     async def delete_task(self, name: str) -> None:
@@ -183,8 +197,10 @@ class Services:
         # Not found may still be stored: a definition an older version kept, refused now.
         if not await self.registrar.unregister(name):
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
+        if found is not None and self.webhooks is not None:
+            await self.webhooks.removed(found[0])
 
-    async def _register(self, task: Task) -> None:
+    async def _register(self, task: Task, previous: Task | None = None) -> None:
         if task.local_context:
             try:
                 await asyncio.to_thread(check_api_folder, task.context, self.local_contexts_root)
@@ -192,7 +208,13 @@ class Services:
                 raise InvalidRequestError(f"task.context: {exc}") from None
         else:
             self._check_remote_context(task.context)
-        await self.registrar.register(task, "api")
+        if self.webhooks is None:
+            await self.registrar.register(task, "api")
+            return
+        # The hook first, so a refused token stores nothing; removed again if the task is not
+        # stored (a bad Dockerfile).
+        async with self.webhooks.kept_for(task, previous):
+            await self.registrar.register(task, "api")
 
     async def _task(self, name: str) -> tuple[Task, str]:
         found = await self.store.tasks.get_with_source(name)

@@ -37,6 +37,7 @@ from basewatch.tasks import Task
 log = logging.getLogger(__name__)
 
 FinishedHook = Callable[[Run], Awaitable[None]]
+StartedHook = Callable[[Run], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
@@ -96,8 +97,10 @@ class _Results:
 class RunExecutor:
     def __init__(self, store: Store, planner: RunPlanner, backend: Backend, logs_dir: Path,
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
-                 metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES):
+                 metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+                 on_started: StartedHook | None = None):
         self.store = store
+        self.on_started = on_started
         self.planner = planner
         self.backend = backend
         self.logs_dir = logs_dir
@@ -149,6 +152,7 @@ class RunExecutor:
     async def _execute(self, run: Run) -> None:
         # Raising here leaves the run Queued: the queue tries it again later.
         await self.store.runs.mark_started(run.id)
+        await self._call(self.on_started, run, "what follows its start")
         run_log = None
         keep_upload = False
         # From here on, every way out records a final state: nothing is left Running.
@@ -194,11 +198,16 @@ class RunExecutor:
         pushed = ", ".join(f"{o.image}@{o.digest}" for o in outputs)
         log.info("run %s (%s) %s%s", run.id, run.task or QUICK_TASK_NAME, status.value,
                  f": {error}" if error else (f": pushed {pushed}" if pushed else ""))
-        if self.on_finished is not None:
+        await self._call(self.on_finished, finished, "what follows its end")
+
+    @staticmethod
+    async def _call(hook, run: Run, what: str) -> None:
+        """A hook's failure is logged: it never changes how the run goes or ends."""
+        if hook is not None:
             try:
-                await self.on_finished(finished)
+                await hook(run)
             except Exception:
-                log.exception("run %s: what follows its end failed", run.id)
+                log.exception("run %s: %s failed", run.id, what)
 
     async def _plan_and_run(self, run: Run, task: Task, run_log: RunLog
                             ) -> tuple[RunStatus, list[PushedImage], str | None]:

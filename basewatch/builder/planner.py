@@ -29,18 +29,21 @@ from basewatch.tasks import Task
 from basewatch.templating import RunVariables, render
 
 ContextChangedHook = Callable[[Task, Path], Awaitable[None]]
+RevisionHook = Callable[[Run, str], Awaitable[None]]
 
 
 class RunPlanner:
     def __init__(self, store: Store, checkouts: Checkouts, quick_runs: QuickRuns,
                  run_registry: str | None = None,
                  on_context_changed: ContextChangedHook | None = None,
+                 on_revision: RevisionHook | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.store = store
         self.checkouts = checkouts
         self.quick_runs = quick_runs
         self.run_registry = run_registry
         self.on_context_changed = on_context_changed
+        self.on_revision = on_revision  # the commit statuses: a run's commit is known now
         self.clock = clock
 
     async def task_of(self, run: Run) -> Task:
@@ -67,6 +70,8 @@ class RunPlanner:
                                           run.source_commit) as checkout:
             if checkout.revision is not None:
                 await self.store.runs.record_git_revision(run.id, checkout.revision)
+                if self.on_revision is not None:
+                    await self.on_revision(run, checkout.revision)
             bases = await self._bases_of(run, task, checkout.folder)
             pinned = await self._pinned(run, bases, run_log)
             yield dockerfile_plan(run, task, checkout.folder, bases,

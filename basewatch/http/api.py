@@ -138,6 +138,10 @@ def add_api(app: web.Application, services, upload) -> None:
         await services.delete_task(request.match_info["name"])
         return web.Response(status=204)
 
+    @routes.get("/api/tasks/{name}/webhook")
+    async def task_webhook(request: web.Request) -> web.Response:
+        return web.json_response(await services.task_webhook(request.match_info["name"]))
+
     @routes.get("/api/tasks/{name}/timers")
     async def list_timers(request: web.Request) -> web.Response:
         return web.json_response(await services.list_timers(request.match_info["name"]))

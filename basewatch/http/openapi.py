@@ -83,6 +83,13 @@ def openapi_document() -> dict:
             "delete": _op("delete a task", {"204": {"description": "deleted"}}, 404, 409,
                           parameters=[_NAME]),
         },
+        "/api/tasks/{name}/webhook": {
+            "get": _op("what to enter in the git provider's settings for the task's webhook: "
+                       "url, secret (the webhook_secret_env value, or one generated and kept "
+                       "on the first ask), events, instructions",
+                       {"200": {"description": "the webhook to add by hand"}}, 400, 404,
+                       parameters=[_NAME]),
+        },
         "/api/tasks/{name}/timers": {
             "get": _op("list a task's timers, each with its next fire (UTC)",
                        {"200": {"description": "timers"}}, 404, parameters=[_NAME]),

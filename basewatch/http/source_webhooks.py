@@ -3,7 +3,9 @@
 
 Not behind the API token (a git server cannot send it): each delivery is authenticated by its
 own signature or token, checked in constant time against the webhook secret of every task that
-names one (`webhook_secret_env`, read from the environment as the delivery arrives). Only the
+names one (`webhook_secret_env`, read from the environment as the delivery arrives) and
+against the secrets the daemon keeps (`kept_secrets`: of the hooks it registered, or generated
+for `basewatch task webhook`). Only the
 tasks whose secret verifies it may be triggered by it, so a delivery signed with one
 repository's secret cannot rebuild another's tasks. Nothing is parsed before that check; a
 provider whose token is in a header is checked before its body is read.
@@ -22,7 +24,7 @@ import logging
 import os
 from collections.abc import Collection, Mapping
 from types import ModuleType
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 from aiohttp import hdrs, web
 
@@ -50,6 +52,9 @@ class TaskList(Protocol):
     async def all(self) -> list[Task]: ...
 
 
+KeptSecrets = Callable[[], Awaitable[Mapping[str, str]]]  # task → the secret the daemon keeps
+
+
 class CommitTriggersUnavailable:
     """The sink of a daemon without commit triggers: every delivery answered, nothing queued."""
 
@@ -60,18 +65,22 @@ class CommitTriggersUnavailable:
 
 def add_source_webhooks(app: web.Application, tasks: TaskList, metrics: Metrics | None = None,
                         sink: SourceEventSink | None = None,
-                        environ: Mapping[str, str] = os.environ) -> None:
-    """One POST route per provider under /webhooks/; `environ` holds the tasks' secrets."""
+                        environ: Mapping[str, str] = os.environ,
+                        kept_secrets: KeptSecrets | None = None) -> None:
+    """One POST route per provider under /webhooks/; `environ` holds the secrets tasks name in
+    webhook_secret_env, `kept_secrets` those the daemon keeps."""
     recent = RecentEvents(RECENT_DELIVERIES)
     for path, provider in PROVIDERS.items():
         receiver = _Receiver(provider, tasks, sink or CommitTriggersUnavailable(), recent,
-                             metrics, environ)
+                             metrics, environ, kept_secrets)
         app.router.add_post(PREFIX + path, receiver.receive)
 
 
 class _Receiver:
     def __init__(self, provider: ModuleType, tasks: TaskList, sink: SourceEventSink,
-                 recent: RecentEvents, metrics: Metrics | None, environ: Mapping[str, str]):
+                 recent: RecentEvents, metrics: Metrics | None, environ: Mapping[str, str],
+                 kept_secrets: KeptSecrets | None = None):
+        self.kept_secrets = kept_secrets
         self.provider = provider
         self.tasks = tasks
         self.sink = sink
@@ -173,10 +182,11 @@ class _Receiver:
     async def _secrets(self) -> dict[str, list[str]]:
         """Each webhook secret the tasks name (set in the environment) → the tasks holding it."""
         by_secret: dict[str, list[str]] = {}
+        kept = await self.kept_secrets() if self.kept_secrets is not None else {}
         for task in await self.tasks.all():
-            secret = self.environ.get(task.webhook_secret_env) \
+            named = self.environ.get(task.webhook_secret_env) \
                 if task.webhook_secret_env else None
-            if secret:
+            for secret in {named, kept.get(task.name)} - {None, ""}:
                 by_secret.setdefault(secret, []).append(task.name)
         return by_secret
 

@@ -9,10 +9,11 @@ from basewatch.store.database import Database
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
 from basewatch.store.protocols import (GitHeadStore, GraphStore, RunStore, Store, TaskStore,
-                                       TimerStore)
+                                       TimerStore, WebhookStore)
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
 from basewatch.store.timers import SQLiteTimerStore
+from basewatch.store.webhooks import SQLiteWebhookStore
 
 
 class SQLiteStore:
@@ -25,6 +26,7 @@ class SQLiteStore:
         self.runs = SQLiteRunStore(database)
         self.timers = SQLiteTimerStore(database)
         self.git_heads = SQLiteGitHeadStore(database)
+        self.webhooks = SQLiteWebhookStore(database)
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -35,4 +37,4 @@ class SQLiteStore:
 
 
 __all__ = ["Database", "GitHeadStore", "GraphStore", "RunStore", "SQLiteStore", "Store",
-           "TaskStore", "TimerStore"]
+           "TaskStore", "TimerStore", "WebhookStore"]

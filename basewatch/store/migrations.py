@@ -112,4 +112,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (remote, branch)
     )
     """,
+    # 9: the webhook secrets the daemon keeps, per task: for a hook it registered on the
+    # repository (its id, and the context it was registered for) or one added by hand. Not
+    # tied to the task's row: a hook is registered before its task is stored.
+    """
+    CREATE TABLE task_webhooks (
+        task      TEXT PRIMARY KEY,
+        secret    TEXT NOT NULL,
+        provider  TEXT,
+        context   TEXT,
+        hook_id   INTEGER
+    )
+    """,
 ]

@@ -19,6 +19,7 @@ from basewatch.models import (
     Run,
     RunRequest,
     RunStatus,
+    TaskWebhook,
     TimerMark,
     WatchedDigest,
 )
@@ -150,6 +151,22 @@ class GitHeadStore(Protocol):
         """Forget the heads of every other remote (no task polls it any more)."""
 
 
+class WebhookStore(Protocol):
+    """The webhook secrets the daemon keeps per task (registered hooks, hooks added by hand)."""
+
+    async def get(self, task: str) -> TaskWebhook | None: ...
+
+    async def all(self) -> list[TaskWebhook]: ...
+
+    async def put(self, webhook: TaskWebhook) -> None:
+        """Keep it, replacing what the task had."""
+
+    async def put_if_absent(self, webhook: TaskWebhook) -> TaskWebhook:
+        """Keep it unless the task has one already; what the task has now."""
+
+    async def delete(self, task: str) -> None: ...
+
+
 class Store(Protocol):
     """One store, with a view per concept."""
 
@@ -158,5 +175,6 @@ class Store(Protocol):
     runs: RunStore
     timers: TimerStore
     git_heads: GitHeadStore
+    webhooks: WebhookStore
 
     async def close(self) -> None: ...

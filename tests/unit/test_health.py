@@ -39,7 +39,8 @@ def test_a_failing_reference_makes_the_report_degraded():
                WatchedDigest("reg/b:1", "linux/amd64", None, last_error="401")]
     report = health_report(HostState(None, None), watched, 2, {"ca2", "ca1"})
     assert report == {"status": "degraded", "engine": "ok", "disk": "ok", "watched": 2,
-                      "failing_references": ["reg/b:1"], "failing_remotes": {}, "queued": 2,
+                      "failing_references": ["reg/b:1"], "failing_remotes": {},
+                      "failing_webhooks": {}, "queued": 2,
                       "running": ["ca1", "ca2"]}
     assert health_report(HostState(None, None), watched[:1], 0, ())["status"] == "ok"
     assert health_report(HostState("down", None), [], 0, ())["engine"] == "down"

@@ -430,3 +430,28 @@ async def test_an_event_name_cannot_forge_a_log_line(client, caplog):
                               github_signed("pull_request", data))
     assert status == 202
     assert caplog.messages and not any("\n" in message for message in caplog.messages)
+
+
+# --- secrets the daemon keeps (hooks it registered, `task webhook`) ---------------------------
+
+async def test_a_kept_secret_verifies_only_for_the_tasks_that_hold_it(tasks):
+    kept = {"none": "kept-secret-of-none", "y": "kept-secret-of-y", "gone": "kept-of-a-gone-task"}
+
+    async def kept_secrets() -> dict[str, str]:
+        return kept
+
+    sink = RecordingSink()
+    app = web.Application()
+    add_source_webhooks(app, tasks, sink=sink, environ=ENVIRON, kept_secrets=kept_secrets)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        data = body("github-push.json")
+        for secret, delivery in (("kept-secret-of-none", "d-1"), ("kept-secret-of-y", "d-2"),
+                                 (OTHER, "d-3")):
+            status, _, _ = await post(client, "/webhooks/github", data,
+                                      github_signed("push", data, secret, delivery))
+            assert status == 202
+        # A secret kept for a task no longer there verifies nothing.
+        status, _, _ = await post(client, "/webhooks/github", data,
+                                  github_signed("push", data, "kept-of-a-gone-task", "d-4"))
+        assert status == 401
+    assert [eligible for _, eligible in sink.calls] == [{"none"}, {"y"}, {"y"}]

@@ -1,5 +1,6 @@
-"""docs/triggers-scm.md says what the code does: its git_hosts example is valid, and the token
-scopes it names are those the API clients ask for in their errors."""
+"""docs/triggers.md's "Webhooks registered for you" and "Commit status" say what the code does:
+the git_hosts example is valid, the token scopes named are those the API clients ask for in
+their errors, and the state table is the mapping."""
 from __future__ import annotations
 
 import re
@@ -10,7 +11,8 @@ import yaml
 from basewatch.scm import gitea, github, gitlab
 from basewatch.scm.hosts import GitHostSettings, locate
 
-DOC = (Path(__file__).resolve().parents[3] / "docs" / "triggers-scm.md").read_text()
+TRIGGERS = (Path(__file__).resolve().parents[3] / "docs" / "triggers.md").read_text()
+DOC = TRIGGERS[TRIGGERS.index("\n## Webhooks registered for you\n"):]
 
 
 def test_the_git_hosts_example_is_valid_and_locates_repositories():
@@ -34,9 +36,15 @@ def test_the_scopes_in_the_doc_are_those_the_errors_name():
 
 def test_the_state_table_is_the_mapping():
     rows = {m[1]: (m[2], m[3], m[4]) for m in re.finditer(
-        r"^\| (queued|running|succeeded|failed|error|canceled) \| (\w+) \| (\w+) \| (\w+) \|$",
+        r"^\| (running|succeeded|failed|error|canceled) \| (\w+) \| (\w+) \| (\w+) \|$",
         DOC, re.M)}
-    ours = {"queued": "pending", "running": "running", "succeeded": "success",
+    ours = {"running": "running", "succeeded": "success",
             "failed": "failure", "error": "error", "canceled": "canceled"}
     assert rows == {row: (github.STATES[s], gitlab.STATES[s], gitea.STATES[s])
                     for row, s in ours.items()}
+
+
+def test_the_sections_close_the_triggers_doc_in_order():
+    assert TRIGGERS.index("\n## Webhooks registered for you\n") < \
+        TRIGGERS.index("\n## Commit status\n")
+    assert "(`GET /api/tasks/NAME/webhook` answers the same as JSON)" in DOC
