@@ -33,14 +33,13 @@ from basewatch.cron import CronSchedule, ScheduleError
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
-from basewatch.scm.hosts import GitHostSettings
+from basewatch.scm.hosts import GitHostSettings, checked_git_host
 from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
 CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by the API and "
                       "written into the checkout: remove them, and give them for the host in "
                       "the config's git_credentials (password_env)")
-_HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")  # fullmatch: a variable's name
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline
 # Longer than any timeout, interval or retention anyone means (100 years), short enough that
@@ -179,10 +178,7 @@ class GitCredentialSettings(_Strict):
     @field_validator("host")
     @classmethod
     def _host_and_port(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not re.fullmatch(_HOST_PORT, value):
-            raise ValueError(f"{value!r} is not a host or host:port, as in the repository URL")
-        return value
+        return checked_git_host(value)
 
     @field_validator("username", "password")
     @classmethod

@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from yarl import URL
 
 from basewatch import __version__
+from basewatch.bounded import read_bounded
 from basewatch.errors import RegistryAddressRefused, RegistryError
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.oci.credentials import Challenge, CredentialStore, TokenCache
@@ -461,14 +462,7 @@ async def _read_body(raw: aiohttp.ClientResponse, method: str, ref: ImageReferen
     too_large = RegistryError(f"{ref}: {server} sent a response larger than "
                               f"{MAX_BODY_BYTES // (1024 * 1024)} MiB, the most basewatch reads "
                               "(the limit distribution sets for manifests)")
-    if raw.content_length is not None and raw.content_length > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in raw.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return bytes(body)
+    return await read_bounded(raw, MAX_BODY_BYTES, too_large)
 
 
 def _refused(ref: ImageReference, server: str, url: str,

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from yarl import URL
 
 from basewatch import __version__
+from basewatch.bounded import read_bounded
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.scm.hosts import Repository, ScmError
 
@@ -228,14 +229,7 @@ async def _read_body(raw: aiohttp.ClientResponse, repo: Repository) -> bytes:
     endless one."""
     too_large = ScmError(f"{repo}: the API at {raw.url.origin()} sent a response larger than "
                          f"{MAX_BODY_BYTES // 1024} KiB, the most basewatch reads")
-    if raw.content_length is not None and raw.content_length > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in raw.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return bytes(body)
+    return await read_bounded(raw, MAX_BODY_BYTES, too_large)
 
 
 def _reason(exc: aiohttp.ClientConnectorError) -> str:

@@ -2,11 +2,9 @@
 their swagger (/api/swagger) describes them. `Authorization: token ...`."""
 from __future__ import annotations
 
-from urllib.parse import quote
-
-from basewatch.scm.api import ScmApi
-from basewatch.scm.hosts import Repository, ScmError
-from basewatch.scm.provider import CommitStatus, HookRegistration, Refusals
+from basewatch.scm.github import GitHub
+from basewatch.scm.hosts import ScmError
+from basewatch.scm.provider import HookRegistration
 
 # "pull_request" subscribes to the whole pull-request family, synchronize included.
 EVENTS = ["push", "pull_request"]
@@ -17,16 +15,18 @@ STATES = {"pending": "pending", "running": "pending", "success": "success",
           "failure": "failure", "error": "error", "canceled": "error"}
 
 
-class Gitea:
-    def __init__(self, api: ScmApi, repository: Repository, token: str,
-                 token_name: str = "the task's git_access_token_env"):
-        self.repository = repository
-        self._api = api
-        self._headers = {"Accept": "application/json", "Authorization": f"token {token}"}
-        owner, _, name = repository.path.partition("/")
-        self._base = f"{repository.api_url}/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-        self._hooks = Refusals(repository, token_name, HOOK_SCOPES)
-        self._statuses = Refusals(repository, token_name, STATUS_SCOPES)
+class Gitea(GitHub):
+    """Gitea's API follows GitHub's for listing and deleting hooks and for commit statuses; it
+    differs in its token header, its paging, its scopes and in how a hook is created."""
+
+    HOOK_SCOPES = HOOK_SCOPES
+    STATUS_SCOPES = STATUS_SCOPES
+    STATES = STATES
+    HOOKS_PAGE = "page=1&limit=50"
+
+    @staticmethod
+    def headers(token: str) -> dict[str, str]:
+        return {"Accept": "application/json", "Authorization": f"token {token}"}
 
     async def register_webhook(self, url: str, secret: str) -> HookRegistration:
         """Gitea's hook edit keeps the secret it was created with (EditHookOption changes only
@@ -45,35 +45,3 @@ class Gitea:
         if not (isinstance(created, dict) and isinstance(created.get("id"), int)):
             raise ScmError(f"{self.repository}: the API created a webhook but sent no id for it")
         return HookRegistration(created["id"], not existing)
-
-    async def delete_webhook(self, hook_id: int) -> bool:
-        response = await self._api.request("DELETE", f"{self._base}/hooks/{int(hook_id)}",
-                                           self._headers, self.repository)
-        if response.status == 204:
-            return True
-        if response.status == 404 and await self._repository_visible():
-            return False
-        raise self._hooks.error(response, "delete webhooks on")
-
-    async def post_status(self, sha: str, status: CommitStatus) -> None:
-        body = {"state": STATES[status.state], "context": status.context,
-                "description": status.short_description()}
-        if status.target_url:
-            body["target_url"] = status.target_url
-        response = await self._api.request("POST", f"{self._base}/statuses/{quote(sha)}",
-                                           self._headers, self.repository, body)
-        if response.status != 201:
-            raise self._statuses.error(response, "set commit statuses on")
-
-    async def _hooks_for(self, url: str) -> list[int]:
-        hooks = await self._api.pages(f"{self._base}/hooks?page=1&limit=50", self._headers,
-                                      self.repository,
-                                      lambda r: self._hooks.error(r, "create webhooks on"))
-        return [hook["id"] for hook in hooks
-                if isinstance(hook, dict) and isinstance(hook.get("id"), int)
-                and isinstance(hook.get("config"), dict) and hook["config"].get("url") == url]
-
-    async def _repository_visible(self) -> bool:
-        """A 404 on a hook means it is gone only if the repository itself is there."""
-        response = await self._api.request("GET", self._base, self._headers, self.repository)
-        return response.status == 200

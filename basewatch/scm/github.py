@@ -19,17 +19,27 @@ STATES = {"pending": "pending", "running": "pending", "success": "success",
 
 
 class GitHub:
+    # What a provider that follows GitHub's API (Gitea's does, for hooks and statuses) says
+    # differently: the scopes its refusals name, its states, how its hook list pages.
+    HOOK_SCOPES = HOOK_SCOPES
+    STATUS_SCOPES = STATUS_SCOPES
+    STATES = STATES
+    HOOKS_PAGE = "per_page=100"
+
     def __init__(self, api: ScmApi, repository: Repository, token: str,
                  token_name: str = "the task's git_access_token_env"):
         self.repository = repository
         self._api = api
-        self._headers = {"Accept": "application/vnd.github+json",
-                         "X-GitHub-Api-Version": API_VERSION,
-                         "Authorization": f"Bearer {token}"}
+        self._headers = self.headers(token)
         owner, _, name = repository.path.partition("/")
         self._base = f"{repository.api_url}/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-        self._hooks = Refusals(repository, token_name, HOOK_SCOPES)
-        self._statuses = Refusals(repository, token_name, STATUS_SCOPES)
+        self._hooks = Refusals(repository, token_name, self.HOOK_SCOPES)
+        self._statuses = Refusals(repository, token_name, self.STATUS_SCOPES)
+
+    @staticmethod
+    def headers(token: str) -> dict[str, str]:
+        return {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
+                "Authorization": f"Bearer {token}"}
 
     async def register_webhook(self, url: str, secret: str) -> HookRegistration:
         body = {"name": "web", "active": True, "events": EVENTS,
@@ -64,7 +74,7 @@ class GitHub:
         raise self._hooks.error(response, "delete webhooks on")
 
     async def post_status(self, sha: str, status: CommitStatus) -> None:
-        body = {"state": STATES[status.state], "context": status.context,
+        body = {"state": self.STATES[status.state], "context": status.context,
                 "description": status.short_description()}
         if status.target_url:
             body["target_url"] = status.target_url
@@ -74,7 +84,7 @@ class GitHub:
             raise self._statuses.error(response, "set commit statuses on")
 
     async def _hooks_for(self, url: str) -> list[int]:
-        hooks = await self._api.pages(f"{self._base}/hooks?per_page=100", self._headers,
+        hooks = await self._api.pages(f"{self._base}/hooks?{self.HOOKS_PAGE}", self._headers,
                                       self.repository,
                                       lambda r: self._hooks.error(r, "create webhooks on"))
         return [hook["id"] for hook in hooks

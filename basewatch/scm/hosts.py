@@ -19,8 +19,17 @@ Provider = Literal["github", "gitlab", "gitea"]
 
 # Where each provider's API lives on a server of one's own, under the server's web address.
 API_PATHS: dict[str, str] = {"github": "/api/v3", "gitlab": "/api/v4", "gitea": "/api/v1"}
-_HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"  # as config.py
+_HOST_PORT = r"([a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:]+\])(:\d{1,5})?"
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@([^:/]+):(?!//)(.*)$")  # git@host:org/repo.git
+
+
+def checked_git_host(value: str) -> str:
+    """A git server's host as its repository URLs write it (host or host:port), lower case;
+    ValueError for anything else (for the config's validators)."""
+    value = value.strip().lower()
+    if not re.fullmatch(_HOST_PORT, value):
+        raise ValueError(f"{value!r} is not a host or host:port, as in the repository URL")
+    return value
 
 
 class ScmError(BasewatchError):
@@ -41,10 +50,7 @@ class GitHostSettings(BaseModel):
     @field_validator("host")
     @classmethod
     def _host_and_port(cls, value: str) -> str:
-        value = value.strip().lower()
-        if not re.fullmatch(_HOST_PORT, value):
-            raise ValueError(f"{value!r} is not a host or host:port, as in the repository URL")
-        return value
+        return checked_git_host(value)
 
     @field_validator("api_url")
     @classmethod

@@ -85,8 +85,11 @@ async def test_a_git_checkout_over_max_context_bytes_is_refused_and_removed(tmp_
     url = git_repository(tmp_path / "repo", {"Dockerfile": b"FROM scratch\n",
                                              "big.bin": os.urandom(300_000)})
     checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=200_000)
+    # Which of the two checks refuses it is a matter of timing: git writes the pack and then
+    # the working tree, and a measurement taken while it does may already see twice the limit.
     with pytest.raises(ContextError, match=r"is 304\.5 KiB once checked out, over the limit "
-                                           r"of 195\.3 KiB \(max_context_bytes\)"):
+                                           r"of 195\.3 KiB \(max_context_bytes\)|took more than "
+                                           r"390\.6 KiB of disk while it was fetched"):
         async with checkouts.for_run(url, "ca1", say=print):
             pytest.fail("a checkout over the limit was used")
     assert not (tmp_path / "contexts" / "run-ca1").exists()
@@ -105,8 +108,11 @@ async def test_a_git_checkout_with_more_entries_than_the_cap_is_refused(tmp_path
     from basewatch.builder.contexts import archive
     monkeypatch.setattr(archive, "MAX_ENTRIES", 5)
     url = git_repository(tmp_path / "repo", {f"f{i}": b"" for i in range(6)})
-    checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=200_000)
-    with pytest.raises(ContextError, match="has more than 5 entries"):
+    checkouts = Checkouts(tmp_path / "contexts", max_context_bytes=10_000_000)
+    # The checkout is counted once done; while git writes, twice the cap holds (its own
+    # files count then), and a busy machine may measure it there first.
+    with pytest.raises(ContextError, match="has more than 5 entries|had more than 10 files "
+                                           "and folders while it was fetched"):
         async with checkouts.for_run(url, "ca1", say=print):
             pytest.fail("a checkout over the entry cap was used")
 

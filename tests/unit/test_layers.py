@@ -16,7 +16,7 @@ PACKAGE = ROOT / "basewatch"
 # Bottom to top. Names are relative to basewatch ("basewatch" itself: the package, its version);
 # a module belongs to the layer naming its longest prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("floor", ("basewatch", "errors", "textfiles")),
+    ("floor", ("basewatch", "errors", "textfiles", "bounded")),
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
     ("scm", ("scm",)),

@@ -199,10 +199,14 @@ class Checkouts:
             while not (await asyncio.wait({fetch}, timeout=pause))[0]:
                 started = time.monotonic()
                 size, entries = await asyncio.to_thread(tar_size, destination)
-                if size > 2 * limit or entries > 2 * archive.MAX_ENTRIES:
+                if size > 2 * limit:
                     raise ContextError(
                         f"{where} took more than {human_size(2 * limit)} of disk while it was "
                         f"fetched, twice the limit of {human_size(limit)} (max_context_bytes)")
+                if entries > 2 * archive.MAX_ENTRIES:
+                    raise ContextError(
+                        f"{where} had more than {2 * archive.MAX_ENTRIES} files and folders "
+                        f"while it was fetched, twice the limit of {archive.MAX_ENTRIES}")
                 # Measuring a large tree takes a while: leave git two thirds of the time.
                 pause = max(MIN_MEASURE_PAUSE, 2 * (time.monotonic() - started))
         except BaseException:
