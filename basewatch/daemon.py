@@ -101,7 +101,7 @@ class Daemon:
             log.warning("build_network is host: every Dockerfile's RUN steps can reach this "
                         "host's loopback services, this daemon and its registry included")
         self.registry_client = RegistryClient(config.registries, guard_addresses=True)
-        run_registry = config.registries[0].host if config.registries else None
+        run_registry = config.run_registry
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
                               HostPolicy.for_contexts(config.allowed_context_hosts),
                               trusted=lambda context: context_in_config(self.config, context),
