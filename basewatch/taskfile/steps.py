@@ -204,6 +204,11 @@ def _container(step: Located, context: StepContext, step_id: str) -> Container:
                             f"`aliases:`, the file's `alias:`) nor an image reference: {exc}",
                             "cmd") from None
         image = name
+    if "login" in args and "--identity" in args:
+        raise StepError("cmd: logs in with a managed identity (--identity), which exists only "
+                        "on Azure and which basewatch does not have: list the registry under "
+                        "`registries:` in the config for build and push steps, and pass "
+                        "secrets with --set-secret NAME=VALUE", "cmd")
     network = _text(step, "network")
     if network is not None and network not in context.networks \
             and network not in ("host", "none", "bridge"):
