@@ -66,7 +66,10 @@ def _check_cycles(nodes: Sequence[Node]) -> None:
                 # Name the step whose `when` closes it: the last one written.
                 closer = max((by_id[i] for i in cycle[:-1] if by_id[i].when is not None),
                              key=nodes.index, default=by_id[following])
-                shown = " → ".join(f"`{i}`" for i in cycle)
+                loop = cycle[:-1]
+                start = loop.index(closer.id)
+                loop = loop[start:] + loop[:start]
+                shown = " → ".join(f"`{i}`" for i in loop + [loop[0]])
                 raise WhenError(f"`when` closes a cycle: {shown} (each waits for the next)",
                                 closer)
             if not state.get(following):
