@@ -85,5 +85,7 @@ def parse(text: str, source_line: Callable[[int], int]) -> object:
         raise DocumentError(f"not valid YAML: {problem}", line) from None
     except yaml.YAMLError as exc:
         raise DocumentError(f"not valid YAML: {exc}", None) from None
+    except RecursionError:
+        raise DocumentError("not read: nested too deeply", None) from None
     finally:
         loader.dispose()

@@ -141,17 +141,30 @@ def render(text: str, data: TemplateData, *, escape: Callable[[str], str] | None
             inner_start += 2
         emit(literal, literal_start, True)
         line = lines.at(opening)
+        if text.startswith("/*", inner_start):
+            closing, trim_next = _comment_end(text, inner_start, line)
+            position = text.index("}}", closing) + 2
+            continue
         closing, trim_next = _closing(text, inner_start, line)
         action = text[inner_start:closing].strip()
         position = text.index("}}", closing) + 2
-        if action.startswith("/*"):
-            if not action.endswith("*/"):
-                raise TemplateProblem("a template comment must end with */ right before }}", line)
-            continue
         value = _evaluate(action, data, line, lenient)
         outputs.append(value)
         emit(escape(value) if escape else value, opening, False)
     return Rendered("".join(out), tuple(source_lines), tuple(outputs))
+
+
+def _comment_end(text: str, start: int, line: int) -> tuple[int, bool]:
+    """As `_closing`, for a `{{/* comment */}}`: Go wants `*/` right before `}}` or ` -}}`."""
+    end = text.find("*/", start + 2)
+    if end < 0:
+        raise TemplateProblem("a template comment `{{/*` is not closed by `*/}}`", line)
+    after = end + 2
+    if text.startswith("}}", after):
+        return after, False
+    if text.startswith(" -}}", after):
+        return after, True
+    raise TemplateProblem("a template comment must end with */ right before }}", line)
 
 
 def _closing(text: str, start: int, line: int) -> tuple[int, bool]:

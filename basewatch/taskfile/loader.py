@@ -23,7 +23,7 @@ from basewatch.taskfile import aliases as alias_rules
 from basewatch.taskfile.document import DocumentError, Located, LocatedList, parse
 from basewatch.taskfile.gotemplate import Rendered, TemplateData, TemplateProblem, render
 from basewatch.taskfile.steps import StepContext, StepError, checked_env, default_id, read_step
-from basewatch.taskfile.values import secret_texts
+from basewatch.taskfile.values import mask, secret_texts
 from basewatch.taskfile.when import Node, WhenError, check
 from basewatch.templating import RunVariables
 
@@ -32,6 +32,10 @@ ALIAS_VERSION = "v1.1.0"  # acr-builder expands `$` aliases from this version on
 TOP_LEVEL = frozenset({"version", "stepTimeout", "workingDirectory", "env", "secrets",
                        "networks", "volumes", "alias", "steps"})
 DEFAULT_STEP_TIMEOUT = 600
+# Far beyond any real task file; bounds the work a file sent through the API can ask for (YAML
+# anchors repeat a subtree without repeating its text, and alias expansion copies it).
+MAX_TEXT_BYTES = 1024 * 1024
+MAX_EXPANDED_VALUES = 100_000
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _FILE_NAME = re.compile(r"[^/\0]+")
@@ -62,13 +66,20 @@ class _Reader:
         self.secrets, self.image_aliases = secrets, image_aliases
         self.read_alias_file = read_alias_file
         self.outline: Located | None = None  # the file read leniently, to name steps
+        self.secret_masks = secret_texts(_with_base64(secrets.values()))
+        self.expansion_budget = MAX_EXPANDED_VALUES
 
     def fail(self, message: str, line: int | None = None, step: str | None = None):
         where = f", line {line}" if line else ""
         inside = f": {step}" if step else ""
-        return TaskFileError(f"{self.source}{where}{inside}: {message}")
+        # A message may quote what the file says, which a template may have filled with a
+        # secret: errors are logged and shown like any line.
+        return TaskFileError(mask(f"{self.source}{where}{inside}: {message}",
+                                  self.secret_masks))
 
     def read(self) -> tuple[list[TaskStep], Workspace]:
+        if len(self.text.encode()) > MAX_TEXT_BYTES:
+            raise self.fail(f"the file is larger than {MAX_TEXT_BYTES // 1024} KiB")
         self.outline = self._outline()
         if isinstance(self.outline, Located):
             self._refuse_azure_secrets(self.outline)
@@ -160,6 +171,10 @@ class _Reader:
         return expanded
 
     def _expand_value(self, value, aliases, line, step, is_steps=False):
+        self.expansion_budget -= 1
+        if self.expansion_budget < 0:
+            raise self.fail(f"the file holds more than {MAX_EXPANDED_VALUES} values once its "
+                            "YAML anchors are repeated", line, step)
         if isinstance(value, str):
             try:
                 return aliases.expand(value)
@@ -219,7 +234,8 @@ class _Reader:
                         for files in volumes.values() for content in files.values()]
         workspace = Workspace(working_directory=working_directory, networks=tuple(networks),
                               volumes=volumes,
-                              secrets=secret_texts([*self.secrets.values(), *secret_files]))
+                              secrets=secret_texts([*_with_base64(self.secrets.values()),
+                                                    *secret_files]))
         return steps, workspace
 
     def _cmd_aliases(self) -> dict[str, str]:
@@ -388,6 +404,12 @@ class _Reader:
         except WhenError as error:
             raise self.fail(error.message, error.node.line, error.node.name) from None
         return steps
+
+
+def _with_base64(secrets) -> list[str]:
+    """Each secret, and its base64 as `b64enc` writes it: a step may print either."""
+    secrets = [s for s in secrets if s]
+    return secrets + [base64.b64encode(s.encode()).decode() for s in secrets]
 
 
 def alias_rules_message(directive: str, name: str) -> str:

@@ -346,7 +346,7 @@ def test_a_key_vault_secret_is_refused_unless_given():
                        "name=...")
     steps, workspace = load(dedent(text), secrets={"name": "given"})
     assert steps[0].action.container.env == ("MY_SECRET=given",)
-    assert workspace.secrets == ("given",)
+    assert "given" in workspace.secrets
 
 
 def test_a_managed_identity_secret_is_refused():
@@ -375,3 +375,19 @@ def test_an_azure_tool_with_an_alias_runs():
     steps, _ = load("steps:\n  - cmd: az version\n",
                     image_aliases={"az": "127.0.0.1:5000/tools/azure-cli:2"})
     assert steps[0].action.container.image == "127.0.0.1:5000/tools/azure-cli:2"
+
+
+def test_an_error_never_shows_a_secret():
+    message = error("steps:\n  - cmd: bash echo\n    env: [\"{{.Secrets.pw}}\"]\n",
+                    secrets={"pw": "hunter22"})
+    assert "hunter22" not in message and "*****" in message, message
+
+
+def test_a_file_too_large_or_too_deep_is_refused():
+    assert "larger than 1024 KiB" in error("steps: []\n" + "#" * (1024 * 1024))
+    assert "nested too deeply" in error("steps: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    bomb = "version: v1.1.0\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefg":
+        previous = chr(ord(level) - 1)
+        bomb += f"{level}: &{level} [{', '.join(['*' + previous] * 10)}]\n"
+    assert "more than 100000 values" in error(bomb + "steps:\n  - cmd: bash\n")

@@ -39,6 +39,7 @@ def args(text: str, **options) -> tuple[str, ...]:
     ("{{.Values.missing | default \"d\"}}", "d"),
     ("{{.Values.a | quote}}", '"x"'),
     ("{{/* a comment */}}left", "left"),
+    ('a {{- /* a "quoted" }} comment */ -}} b', "ab"),
     ("a  {{- .Values.a -}}  b", "axb"),
     ("a\n  {{- .Values.a }}\n", "ax\n"),
     ("a {{ .Values.a -}}\n\n  b", "a xb"),
@@ -123,9 +124,10 @@ def test_secrets_are_kept_apart_from_values_and_masked():
         load(text, values={"pw": "not-a-secret"})
     steps, workspace = load(text, values={"pw": "tag"}, secrets={"pw": "hunter22"})
     assert steps[0].action.container.env == ("PW=hunter22", "TAG=tag")
-    assert workspace.secrets == ("hunter22",)
+    assert set(workspace.secrets) == {"hunter22", base64.b64encode(b"hunter22").decode()}
     assert mask("login with hunter22 as hunter22", workspace.secrets) == \
         f"login with {MASK} as {MASK}"
+    assert mask("printed aHVudGVyMjI=", workspace.secrets) == f"printed {MASK}"
 
 
 def test_masking_covers_each_long_line_of_a_multi_line_secret():
