@@ -91,7 +91,9 @@ def parse_build(text: str, working_directory: str, workspace: str) -> BuildArgs:
         try:
             ImageReference.parse(tag)
         except ImageReferenceError as exc:
-            raise BuildArgsError(f"tag {tag!r}: {exc}") from None
+            hint = " ($ aliases are expanded in files of `version: v1.1.0` only)" \
+                if "$" in tag else ""
+            raise BuildArgsError(f"tag {tag!r}: {exc}{hint}") from None
         result.tags.append(tag)
     for pair in found.get("build_arg", []):
         key, equals, value = pair.partition("=")

@@ -55,6 +55,12 @@ AZURE_TOOLS = {
 }
 
 
+def dollar_hint(text: str) -> str:
+    """What to say of a reference still holding a `$` alias: it was not expanded."""
+    return (" ($ aliases are expanded in files of `version: v1.1.0` only)" if "$" in text
+            else "")
+
+
 class StepError(Exception):
     def __init__(self, message: str, key: object = None):
         super().__init__(message)
@@ -182,7 +188,7 @@ def normalised_push(image: str, registry: str | None) -> str:
     try:
         return str(ImageReference.parse(image))
     except ImageReferenceError as exc:
-        raise StepError(f"push: {exc}", "push") from None
+        raise StepError(f"push: {exc}{dollar_hint(image)}", "push") from None
 
 
 def _container(step: Located, context: StepContext, step_id: str) -> Container:
@@ -201,8 +207,8 @@ def _container(step: Located, context: StepContext, step_id: str) -> Container:
             ImageReference.parse(name)
         except ImageReferenceError as exc:
             raise StepError(f"cmd: `{name}` is neither an image alias (the config's "
-                            f"`aliases:`, the file's `alias:`) nor an image reference: {exc}",
-                            "cmd") from None
+                            f"`aliases:`, the file's `alias:`) nor an image reference: {exc}"
+                            f"{dollar_hint(name)}", "cmd") from None
         image = name
     if "login" in args and "--identity" in args:
         raise StepError("cmd: logs in with a managed identity (--identity), which exists only "

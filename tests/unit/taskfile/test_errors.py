@@ -391,3 +391,9 @@ def test_a_file_too_large_or_too_deep_is_refused():
         previous = chr(ord(level) - 1)
         bomb += f"{level}: &{level} [{', '.join(['*' + previous] * 10)}]\n"
     assert "more than 100000 values" in error(bomb + "steps:\n  - cmd: bash\n")
+
+
+def test_an_alias_in_a_file_before_v1_1_0_says_why_it_was_not_expanded():
+    hint = "($ aliases are expanded in files of `version: v1.1.0` only)"
+    for step in ("build: -t $Registry/a:$ID .", "push: [$Registry/a]", "cmd: $Registry/a"):
+        assert error(f"version: v1.0.0\nsteps:\n  - {step}\n").endswith(hint)
