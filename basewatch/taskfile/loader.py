@@ -41,6 +41,12 @@ _VOLUME_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _FILE_NAME = re.compile(r"[^/\0]+")
 
 
+def is_task_file(file: str) -> bool:
+    """Whether a task's `file` is a task file rather than a Dockerfile: by its extension, as
+    ACR decides (`acr-task.yaml`, `ci.yml`)."""
+    return posixpath.splitext(file.lower())[1] in (".yaml", ".yml")
+
+
 def _no_alias_files(path: str) -> str:
     raise OSError("alias files cannot be read for this run")
 

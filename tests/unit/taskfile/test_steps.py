@@ -150,3 +150,11 @@ def test_a_multi_line_cmd_is_one_command():
               'echo one two'
         """))
     assert steps[0].action.container.args == ("-c", "echo one two")
+
+
+@pytest.mark.parametrize("file, expected", [
+    ("acr-task.yaml", True), ("ci/build.YML", True), ("Dockerfile", False),
+    ("docker/Dockerfile.yaml.bak", False), ("app.dockerfile", False)])
+def test_a_task_file_is_told_by_its_extension(file, expected):
+    from basewatch.taskfile import is_task_file
+    assert is_task_file(file) is expected
