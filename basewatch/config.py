@@ -32,7 +32,7 @@ from basewatch.context_spec import (
 from basewatch.cron import CronSchedule, ScheduleError
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
-from basewatch.oci.reference import ImageReference
+from basewatch.oci.reference import ImageReference, is_registry_host
 from basewatch.scm.hosts import GitHostSettings, checked_git_host
 from basewatch.textfiles import read_text_file
 
@@ -429,6 +429,12 @@ class Config(_Strict):
     # Credentials for private http(s) git repositories, by host: never in a context URL,
     # where they would be stored, shown by the API and written into the checkout.
     git_credentials: list[GitCredentialSettings] = Field(default_factory=list)
+    # The run's registry ({{.Run.Registry}}, $Registry; where a task file's push puts images
+    # that name none). None: the first `registries:` entry's host.
+    # (`registry` is the key; the name here leaves `registry(host)` its meaning.)
+    registry_host: str | None = Field(None, alias="registry")
+    # Images that task files' cmd steps name by a short name (`bash`, `curl`, `docker`...).
+    aliases: dict[str, str] = Field(default_factory=dict)
     registries: list[RegistrySettings] = Field(default_factory=list)
     # Git servers of one's own, for the webhooks and commit statuses basewatch sets through
     # their APIs (github.com, gitlab.com and codeberg.org are known without).
@@ -449,6 +455,27 @@ class Config(_Strict):
             raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or "
                              "fragment (e.g. https://basewatch.example.com)")
         return value.strip().rstrip("/")
+
+    @field_validator("registry_host")
+    @classmethod
+    def _registry_is_a_host(cls, value: str | None) -> str | None:
+        if value is not None and not is_registry_host(value):
+            raise ValueError(f"{value!r} is not a registry host as image references write it "
+                             "(host[:port])")
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_name_images(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, image in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9]+", name):
+                raise ValueError(f"alias {name!r}: a name is letters and digits, as in task "
+                                 "files")
+            try:
+                ImageReference.parse(image)
+            except ImageReferenceError as exc:
+                raise ValueError(f"alias {name!r}: {exc}") from None
+        return value
 
     @field_validator("allowed_context_hosts")
     @classmethod
@@ -506,6 +533,11 @@ class Config(_Strict):
     @property
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    @property
+    def run_registry(self) -> str | None:
+        """What {{.Run.Registry}} is: `registry`, or the first `registries:` entry's host."""
+        return self.registry_host or (self.registries[0].host if self.registries else None)
 
     def registry(self, host: str) -> RegistrySettings | None:
         return next((r for r in self.registries if r.host == host), None)

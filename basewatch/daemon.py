@@ -113,7 +113,7 @@ class Daemon:
         self.webhooks = TaskWebhooks(store, self.scm_api, config.git_hosts, config.public_url)
         self.commit_statuses = CommitStatuses(store.tasks, self.scm_api, config.git_hosts,
                                               config.public_url)
-        run_registry = config.registries[0].host if config.registries else None
+        run_registry = config.run_registry
         checkouts = Checkouts(config.state_dir / "contexts", config.max_context_bytes,
                               HostPolicy.for_contexts(config.allowed_context_hosts),
                               trusted=lambda context: context_in_config(self.config, context),

@@ -77,3 +77,8 @@ class TooManyRunsError(BasewatchError):
     """As many runs are queued as the daemon takes (max_queued_runs)."""
 
     http_status = 429
+
+
+class TaskFileError(BasewatchError):
+    """A task file (acr-task.yaml) that cannot be read into a plan: its message names the line
+    and the step. Nothing of the file runs."""

@@ -31,6 +31,9 @@ class RunVariables:
     architecture: str = "amd64"
     commit: str = ""
     branch: str = ""
+    task_name: str = ""
+    # What {{.Run.SharedVolume}} names: the folder (or volume) a task file's steps share.
+    shared_volume: str = "/workspace"
 
     def as_dict(self) -> dict[str, str]:
         values = {
@@ -38,7 +41,8 @@ class RunVariables:
             # ACR's format, always in UTC: 20190503-043342z
             "Date": self.date.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%Sz"),
             "OS": self.os, "Architecture": self.architecture,
-            "Commit": self.commit, "Branch": self.branch, "SharedVolume": "/workspace",
+            "Commit": self.commit, "Branch": self.branch, "SharedVolume": self.shared_volume,
+            "TaskName": self.task_name,
         }
         if self.registry:
             values["Registry"] = self.registry
@@ -61,16 +65,17 @@ def render(text: str, run: RunVariables, values: dict[str, str] | None = None) -
             written = f"{{{{.{scope}.{name}}}}}"
         table = run_values if scope == "Run" else values
         if name not in table:
-            raise TemplateError(_unknown(written, scope, name, table))
+            raise TemplateError(missing_variable(written, scope, name, table))
         return table[name]
 
     return _VARIABLE.sub(substitute, text)
 
 
-def _unknown(written: str, scope: str, name: str, known: dict[str, str]) -> str:
+def missing_variable(written: str, scope: str, name: str, known: dict[str, str]) -> str:
+    """What to say of a variable with no value in this run: how to give it one."""
     if scope == "Run" and name in ("Registry", "RegistryName"):
-        return (f"{written} has no value: add a `registries:` entry to the config; the first"
-                " one's host is the run's registry")
+        return (f"{written} has no value: add a `registries:` entry to the config (the first"
+                " one's host is the run's registry) or set `registry:`")
     if scope == "Values":
         return f"{written} has no value: pass it with --set {name}=..."
     return f"{written} is not a run variable; known: {', '.join(sorted(known))}"

@@ -1,4 +1,5 @@
 """The config file: defaults, relative paths, and one line per problem naming the file and key."""
+import re
 from datetime import timedelta
 from pathlib import Path
 from textwrap import dedent
@@ -58,7 +59,8 @@ def test_example_config_loads_with_every_key():
     config = load_config(path)
     folder = path.parent
     raw = yaml.safe_load(path.read_text())
-    assert set(raw) == set(Config.model_fields), "the example shows every top-level key"
+    keys = {field.alias or name for name, field in Config.model_fields.items()}
+    assert set(raw) == keys, "the example shows every top-level key"
     assert set(raw["tasks"][0]) == set(TaskSettings.model_fields)
     assert config.allowed_context_hosts == ["git.example.com"]
     assert config.allow_file_contexts is False
@@ -667,3 +669,38 @@ def test_git_poll_interval_zero_turns_polling_off(tmp_path, value, seconds):
 def test_git_poll_interval_refuses_what_is_not_a_duration(tmp_path):
     with pytest.raises(ConfigError, match="git_poll_interval: .*not a duration"):
         load_config(write(tmp_path, {"git_poll_interval": "soon"}))
+
+
+# ------------------------------------------------------------------ registry and aliases
+
+
+def test_run_registry_is_registry_else_the_first_registries_host(tmp_path):
+    both = load_config(write(tmp_path, {"registry": "r.example:5000",
+                                        "registries": [{"host": "a.example"}]}))
+    assert both.run_registry == "r.example:5000"
+    assert both.registry("a.example").host == "a.example"  # the method keeps its meaning
+    first = load_config(write(tmp_path, {"registries": [{"host": "a.example"},
+                                                        {"host": "b.example"}]}))
+    assert first.run_registry == "a.example"
+    assert load_config(write(tmp_path, {})).run_registry is None
+
+
+def test_registry_must_be_a_host(tmp_path):
+    with pytest.raises(ConfigError, match=r"registry: .*'https://r.example' is not a "
+                                          r"registry host"):
+        load_config(write(tmp_path, {"registry": "https://r.example"}))
+
+
+def test_aliases_map_names_to_image_references(tmp_path):
+    config = load_config(write(tmp_path, {"aliases": {"bash": "127.0.0.1:5000/tools/bash:5",
+                                                      "docker": "docker:24-cli"}}))
+    assert config.aliases == {"bash": "127.0.0.1:5000/tools/bash:5", "docker": "docker:24-cli"}
+
+
+@pytest.mark.parametrize("aliases, problem", [
+    ({"my-tool": "busybox"}, "alias 'my-tool': a name is letters and digits"),
+    ({"bash": "Not An Image"}, "alias 'bash': invalid image reference"),
+])
+def test_bad_aliases_are_refused(tmp_path, aliases, problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(write(tmp_path, {"aliases": aliases}))

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("dockerfile", ("dockerfile",)),
     ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue", "cron",
               "run_plan")),
+    ("taskfile", ("taskfile",)),
     ("config", ("config",)),
     ("graph", ("graph", "graph_view")),
     ("store", ("store",)),
