@@ -37,7 +37,7 @@ class MaskedLog:
         self._lock = threading.Lock()  # the engine's threads write here
 
     def line(self, text: str) -> None:
-        self.sink.line(self.secrets.mask(text))
+        self.sink.line(self.prefix + self.secrets.mask(text))
 
     def write(self, text: str) -> None:
         with self._lock:
