@@ -74,7 +74,9 @@ class _Results:
     def __init__(self, store: Store, plan: RunPlan):
         self.store = store
         self.plan = plan
-        self.several = len(plan.platforms) > 1
+        task_builds = {s.action.platform for s in plan.steps
+                       if isinstance(s, TaskStep) and isinstance(s.action, BuildStep)}
+        self.several = len(set(plan.platforms) | task_builds) > 1
         platform_steps = [s for s in plan.steps if isinstance(s, BuildStep)
                           or isinstance(s, PushStep) and s.platform is not None]
         self.bases_known_after = platform_steps[-1] if platform_steps else None
@@ -94,7 +96,8 @@ class _Results:
                 await self.report(inner)
             return
         if isinstance(outcome, BuildOutcome):
-            self.built_on[outcome.step.platform] = dict(outcome.base_digests)
+            # A task file may build several images for one platform: their bases together.
+            self.built_on.setdefault(outcome.step.platform, {}).update(outcome.base_digests)
             for base, digest in outcome.base_digests.items():
                 key = f"{base} ({outcome.step.platform})" if self.several else base
                 self.base_digests[key] = digest

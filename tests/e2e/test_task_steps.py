@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import docker
 import pytest
 
 from basewatch.builder.backends.docker.backend import DockerBackend

@@ -1,5 +1,6 @@
 """A run plan carried out on one Docker Engine: pull every base (checked against the registry),
-build, push every tag, put multi-platform indexes together through the registry API."""
+build, push every tag, put multi-platform indexes together through the registry API. A task
+file's plan goes to task_run.py, which takes its builds and pushes through the same session."""
 from __future__ import annotations
 
 import asyncio

@@ -10,6 +10,7 @@ import io
 import logging
 import posixpath
 import re
+import secrets
 import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUN_LABEL = "io.basewatch.run"
+RUN_KEY_LABEL = "io.basewatch.run-key"
 KEEP_LABEL = "io.basewatch.keep"
 HOLDER_WORKSPACE = "/workspace"  # where the holder container mounts the workspace volume
 NO_NETWORK = "none"
@@ -78,8 +80,12 @@ class TaskRun:
         # takes another: room for every step that may run at once.
         self.threads = ThreadPoolExecutor(max_workers=2 * MAX_PARALLEL_STEPS + 4,
                                           thread_name_prefix=f"run-{plan.run_id}")
-        self.prefix = f"bw-{engine_safe(plan.run_id)}"
-        self.labels = {RUN_LABEL: plan.run_id}
+        # Run ids are a daemon's own: two daemons (or one whose database was reset) may share
+        # an engine, so what a run makes there is named and found by a key of its own.
+        key = f"{engine_safe(plan.run_id)}-{secrets.token_hex(3)}"
+        self.prefix = f"bw-{key}"
+        self.labels = {RUN_LABEL: plan.run_id, RUN_KEY_LABEL: key}
+        self._own = {RUN_KEY_LABEL: key}
         self.networks: dict[str, str] = {}  # the task file's name -> the engine's
         self.made_networks: list[str] = []
         self.default_network: str | None = None
@@ -222,7 +228,7 @@ class TaskRun:
                               "running (keep)")
         kept = []
         for container, labels in await attempt("the run's containers", engine.containers,
-                                               self.labels) or ():
+                                               self._own) or ():
             if labels.get(KEEP_LABEL) == "1":
                 kept.append(container)
             else:

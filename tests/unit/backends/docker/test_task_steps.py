@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 
 import pytest
 
 from basewatch.builder.backends.docker.backend import DockerBackend
-from basewatch.builder.backends.docker.task_run import KEEP_LABEL, RUN_LABEL
+from basewatch.builder.backends.docker.task_run import KEEP_LABEL, RUN_KEY_LABEL, RUN_LABEL
 from basewatch.builder.executor import RunExecutor
 from basewatch.builder.quick_runs import QuickRuns
 from basewatch.errors import BasewatchError, EngineError
@@ -235,13 +236,17 @@ async def test_the_run_has_its_own_network_and_workspace_removed_at_the_end(tmp_
         Workspace(volumes={"secrets": {"token": b"s3cret"}}), engine=engine)
     assert ran.error is None
     spec = made["spec"]
-    assert list(made["networks"]) == ["bw-ca1-acb_default_network"]
-    assert made["networks"]["bw-ca1-acb_default_network"] == {RUN_LABEL: "ca1"}
-    assert spec.network == "bw-ca1-acb_default_network" and spec.aliases == ("step-1",)
+    # Named after the run, and a key of its own: two daemons' run ca1 never share a network.
+    prefix = spec.network.removesuffix("-acb_default_network")
+    assert re.fullmatch(r"bw-ca1-[0-9a-f]{6}", prefix)
+    assert list(made["networks"]) == [f"{prefix}-acb_default_network"]
+    assert made["networks"][spec.network] == {RUN_LABEL: "ca1",
+                                              RUN_KEY_LABEL: prefix.removeprefix("bw-")}
+    assert spec.aliases == ("step-1",)
     assert spec.working_dir == "/workspace/sub"
-    assert spec.mounts == (("bw-ca1-workspace", "/workspace"),
-                           ("bw-ca1-volume-secrets", "/run/secrets"))
-    assert set(made["volumes"]) == {"bw-ca1-workspace", "bw-ca1-volume-secrets"}
+    assert spec.mounts == ((f"{prefix}-workspace", "/workspace"),
+                           (f"{prefix}-volume-secrets", "/run/secrets"))
+    assert set(made["volumes"]) == {f"{prefix}-workspace", f"{prefix}-volume-secrets"}
     assert b"app.txt" in engine.files["/workspace"]
     assert b"s3cret" in engine.files["/volumes/secrets"]
     assert engine.networks == {} and engine.volumes == {} and engine.containers_ == {}
@@ -258,7 +263,8 @@ async def test_a_network_marked_skip_creation_is_joined_not_made(tmp_path):
             Network("existing", skip_creation=True, is_default=True), Network("mine"))),
         engine=engine)
     assert ran.error is None
-    assert [s.network for s in specs] == ["existing", "bw-ca1-mine"]
+    assert specs[0].network == "existing"
+    assert re.fullmatch(r"bw-ca1-[0-9a-f]{6}-mine", specs[1].network)
     assert "existing" not in engine.networks
 
 
@@ -271,7 +277,7 @@ async def test_disable_working_directory_override_keeps_the_image_s_own(tmp_path
     await run_steps(tmp_path, [cmd("a", "true", container={
         "disable_working_directory_override": True})], engine=engine)
     assert specs[0].working_dir is None
-    assert specs[0].mounts[0] == ("bw-ca1-workspace", "/workspace"), "still mounted"
+    assert specs[0].mounts[0][1] == "/workspace", "still mounted"
 
 
 async def test_a_detached_container_is_removed_at_the_end_unless_kept(tmp_path):
