@@ -101,7 +101,7 @@ class ContainerOperations:
         self._call(f"reading {path}", get)
 
     def _create(self, client: docker.APIClient, spec: ContainerSpec) -> str:
-        exposed = [*spec.expose]
+        exposed = [_port(port) for port in spec.expose]
         bindings: dict = {}
         for port in spec.ports:
             try:
@@ -110,7 +110,7 @@ class ContainerOperations:
                 raise EngineError(f"{port!r} is not a port mapping as docker run -p writes "
                                   "it") from None
             for index, port_inside in enumerate(inside):
-                exposed.append(port_inside)
+                exposed.append(_port(port_inside))
                 bindings.setdefault(port_inside, []).append(
                     outside[index] if outside else None)
         binds = {volume: {"bind": path, "mode": "rw"} for volume, path in spec.mounts}
@@ -172,6 +172,12 @@ class ContainerOperations:
                 "label": [f"{key}={value}" for key, value in labels.items()]})
             return [(c["Id"], c.get("Labels") or {}) for c in found]
         return self._call("listing the run's containers", find)
+
+
+def _port(port: str) -> tuple[str, str]:
+    """`80` or `80/udp` as the SDK takes an exposed port: (number, protocol)."""
+    number, _, protocol = str(port).partition("/")
+    return number, protocol or "tcp"
 
 
 def _gone_is_fine(function, *args, **kwargs) -> None:

@@ -319,7 +319,7 @@ class TaskRun:
         # The engine resolves names itself and follows no rule of ours.
         await self.backend.registry.check_registry(ImageReference.parse(reference))
         source = sources.pull_source(reference)
-        self.log.line(f"Pulling {source}")
+        step_log.line(f"Pulling {source}")
         await self.in_thread(engine.pull, source, name, None, sources.auth(reference),
                              step_log.write)
 
