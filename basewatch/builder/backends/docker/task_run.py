@@ -95,23 +95,34 @@ class TaskRun:
         self.holder: str | None = None
         self.detached: dict[str, tuple[str, bool]] = {}  # step id -> (container, keep)
         self._containers = 0
-        self._graph: asyncio.Task | None = None
+        self._work: asyncio.Task | None = None
         self._canceled = False
 
     async def in_thread(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.threads, function, *args)
+        future = asyncio.get_running_loop().run_in_executor(self.threads, function, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # What the thread makes meanwhile (a network, a volume) must exist before the
+            # teardown looks for it.
+            await asyncio.wait([future], timeout=30)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: the cancellation is what gets reported
+            raise
 
     # ---------------------------------------------------------------- the run
 
     async def run(self) -> None:
         try:
+            # Refused before anything is made: what basewatch forbids, a graph that cannot run.
             self.check()
+            graph = StepGraph(self.steps, self.take, self.report, self.log,
+                              describe=self.describe)
+            # One task for all the work, so that cancel() stops it wherever it is.
+            self._work = asyncio.create_task(self._set_up_and_take(graph),
+                                             name=f"{self.plan.run_id} steps")
             try:
-                await self.set_up()
-                graph = StepGraph(self.steps, self.take, self.report, self.log,
-                                  describe=self.describe)
-                self._graph = asyncio.create_task(graph.run(), name=f"{self.plan.run_id} steps")
-                outcomes = await self._graph
+                outcomes = await self._work
             finally:
                 await asyncio.shield(asyncio.ensure_future(self.tear_down()))
         except asyncio.CancelledError:
@@ -125,12 +136,16 @@ class TaskRun:
         if failed:
             raise EngineError(self.secrets.mask("; ".join(describe_failure(o) for o in failed)))
 
+    async def _set_up_and_take(self, graph: StepGraph) -> list[TaskStepOutcome]:
+        await self.set_up()
+        return await graph.run()
+
     async def cancel(self) -> None:
         self._canceled = True
-        if self._graph is not None:
-            self._graph.cancel()
+        if self._work is not None:
+            self._work.cancel()
         for engine in list(self._step_engines):
-            await self.in_thread(engine.cancel)
+            engine.cancel()  # cuts its streams: quick, and no thread is needed for it
 
     async def report(self, outcome: TaskStepOutcome) -> None:
         if outcome.error:
@@ -174,20 +189,21 @@ class TaskRun:
                 name = network.name
             else:
                 name = f"{self.prefix}-{engine_safe(network.name)}"
+                # Listed first: a cancel may come while the engine makes it.
+                self.made_networks.append(name)
                 await self.in_thread(engine.create_network, name, network.driver,
                                      network.ipv6, labels)
-                self.made_networks.append(name)
             self.networks[network.name] = name
         defaults = [n.name for n in self.workspace.networks if n.is_default] \
             or [n.name for n in self.workspace.networks]
         self.default_network = self.networks[defaults[0]] if defaults else None
-        await self.in_thread(engine.create_volume, self.workspace_volume, labels)
         self.made_volumes.append(self.workspace_volume)
+        await self.in_thread(engine.create_volume, self.workspace_volume, labels)
         mounts = [(self.workspace_volume, HOLDER_WORKSPACE)]
         for name in self.workspace.volumes:
             volume = self.volumes[name] = f"{self.prefix}-volume-{engine_safe(name)}"
-            await self.in_thread(engine.create_volume, volume, labels)
             self.made_volumes.append(volume)
+            await self.in_thread(engine.create_volume, volume, labels)
             mounts.append((volume, f"/volumes/{engine_safe(name)}"))
         self.holder = await self.in_thread(engine.create_holder, f"{self.prefix}-holder",
                                            tuple(mounts), labels)

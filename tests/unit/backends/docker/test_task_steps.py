@@ -383,3 +383,40 @@ def test_a_when_naming_an_unknown_step_or_closing_a_cycle_is_refused():
         dependencies([cmd("a", "true", when=("b",)), cmd("b", "true", when=("a",))])
     assert dependencies([cmd("a", "true"), cmd("b", "true"), cmd("c", "true", when=("-",))]) \
         == {"a": (), "b": ("a",), "c": ()}
+
+
+async def test_a_when_that_cannot_run_is_refused_before_anything_is_made(tmp_path):
+    ran = await run_steps(tmp_path, [cmd("a", "true", when=("b",)),
+                                     cmd("b", "true", when=("a",))])
+    assert "cycle" in str(ran.error)
+    assert ran.engine.networks == {} and ran.engine.volumes == {} and ran.engine.runs == []
+
+
+async def test_a_cancel_while_the_workspace_is_made_runs_no_step(tmp_path):
+    import threading
+    engine = FakeContainers()
+    making, release = asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+    original = engine.create_volume
+
+    def create_volume(name, labels):
+        original(name, labels)
+        loop.call_soon_threadsafe(making.set)
+        release.wait(30)
+
+    engine.create_volume = create_volume
+    backend = backend_on(engine)
+    ran = Ran(engine, RecordingLog())
+    running = asyncio.create_task(backend.run(
+        RunPlan("ca1", "steps", tmp_path, [], [cmd("a", "true")], Workspace()), ran.log,
+        ran.report))
+    try:
+        await asyncio.wait_for(making.wait(), 20)
+        assert await backend.cancel("ca1")
+        release.set()
+        with pytest.raises(EngineError, match="the run was canceled"):
+            await asyncio.wait_for(running, 20)
+    finally:
+        release.set()
+        backend.close()
+    assert engine.runs == [] and engine.volumes == {} and engine.networks == {}
