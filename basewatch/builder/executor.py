@@ -230,7 +230,11 @@ class RunExecutor:
 
     async def _carry_out(self, run: Run, plan: RunPlan, run_log: RunLog
                          ) -> tuple[RunStatus, list[PushedImage], str | None]:
-        log.info("run %s (%s) started: building %s", run.id, plan.task, ", ".join(plan.images))
+        if plan.workspace is not None:
+            log.info("run %s (%s) started: %d steps", run.id, plan.task, len(plan.steps))
+        else:
+            log.info("run %s (%s) started: building %s", run.id, plan.task,
+                     ", ".join(plan.images))
         run_log.line(f"Run ID: {run.id} started: task {plan.task}, trigger {run.trigger.value}"
                      + (f" ({run.reason})" if run.reason else ""))
         started = asyncio.get_running_loop().time()

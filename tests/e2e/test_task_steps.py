@@ -326,3 +326,16 @@ async def test_cancel_stops_the_steps_and_leaves_nothing(runs, busybox, docker_c
     run = await runs.store.runs.get(run.id)
     assert run.status is RunStatus.CANCELED
     assert left_on(docker_client, run.id) == []
+
+
+async def test_entrypoint_user_env_and_working_directory(runs, busybox, docker_client):
+    run, log = await runs.run("container", [
+        cmd("who", busybox, "-c", 'echo "$(id -u) $GREETING $(pwd)"', entrypoint="sh",
+            user="1234", env=("GREETING=hello",), working_directory="sub/dir"),
+        cmd("own", busybox, "pwd", disable_working_directory_override=True),
+    ])
+    # A working directory that is not there yet is made by the engine, inside the workspace.
+    assert "who | 1234 hello /workspace/sub/dir" in log, log
+    assert "own | /\n" in log, "the image's own working directory"
+    assert run.status is RunStatus.SUCCEEDED
+    assert left_on(docker_client, run.id) == []

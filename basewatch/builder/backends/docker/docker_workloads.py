@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from typing import IO, Callable
 
 import docker
@@ -52,8 +53,17 @@ class ContainerOperations:
             name, driver=driver, enable_ipv6=ipv6, labels=labels, check_duplicate=True))
 
     def remove_network(self, name: str) -> None:
-        self._call(f"removing the network {name}", lambda c: _gone_is_fine(
-            c.remove_network, name))
+        def remove(client) -> None:
+            # The engine lets go of a removed container's endpoint a moment later, at times:
+            # the network is asked again for a while before that counts as a failure.
+            for pause in (0.1, 0.2, 0.4, 0.8, 1.6, None):
+                try:
+                    return _gone_is_fine(client.remove_network, name)
+                except docker.errors.APIError as exc:
+                    if pause is None or "active endpoints" not in _explanation(exc):
+                        raise
+                    time.sleep(pause)
+        self._call(f"removing the network {name}", remove)
 
     def disconnect(self, network: str, container: str) -> None:
         self._call(f"disconnecting {container} from {network}", lambda c: _gone_is_fine(
