@@ -420,3 +420,16 @@ async def test_a_cancel_while_the_workspace_is_made_runs_no_step(tmp_path):
         release.set()
         backend.close()
     assert engine.runs == [] and engine.volumes == {} and engine.networks == {}
+
+
+async def test_at_most_eight_steps_run_at_once(tmp_path):
+    ran = await run_steps(tmp_path, [cmd(f"s{n}", "sleep", "0.2", when=("-",))
+                                     for n in range(12)])
+    assert ran.error is None
+    events = sorted([(start, 1) for _, start, _ in ran.engine.runs]
+                    + [(end, -1) for _, _, end in ran.engine.runs])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    assert most == 8
