@@ -124,7 +124,14 @@ class TaskRun:
             try:
                 outcomes = await self._work
             finally:
-                await asyncio.shield(asyncio.ensure_future(self.tear_down()))
+                teardown = asyncio.ensure_future(self.tear_down())
+                try:
+                    await asyncio.shield(teardown)
+                except asyncio.CancelledError:
+                    # Cut short again (the daemon stopping): the engine is still cleaned up
+                    # before the run lets go, so nothing of it is left running.
+                    await asyncio.wait([teardown], timeout=60)
+                    raise
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if self._canceled and not (current and current.cancelling()):

@@ -433,3 +433,37 @@ async def test_at_most_eight_steps_run_at_once(tmp_path):
         running += change
         most = max(most, running)
     assert most == 8
+
+
+async def test_a_run_cut_short_twice_still_cleans_up_before_it_ends(tmp_path):
+    """The daemon stopping cancels a run's task, maybe again while it cleans up."""
+    import threading
+    engine = FakeContainers()
+    removing, release = asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+    original = engine.remove_network
+
+    def remove_network(name):
+        loop.call_soon_threadsafe(removing.set)
+        release.wait(30)
+        original(name)
+
+    engine.remove_network = remove_network
+    backend = backend_on(engine)
+    ran = Ran(engine, RecordingLog())
+    running = asyncio.create_task(backend.run(
+        RunPlan("ca1", "steps", tmp_path, [], [cmd("a", "sleep", "60")], Workspace()),
+        ran.log, ran.report))
+    try:
+        while not engine.runs and not any(s["running"] for s in engine.containers_.values()):
+            await asyncio.sleep(0.01)
+        running.cancel()
+        await asyncio.wait_for(removing.wait(), 20)
+        running.cancel()  # again, while the network is being removed
+        loop.call_later(0.2, release.set)
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    finally:
+        release.set()
+        backend.close()
+    assert engine.containers_ == {} and engine.networks == {} and engine.volumes == {}
