@@ -426,6 +426,9 @@ class Config(_Strict):
     # The network build steps run on: default (the engine's default, never the host's), none,
     # host (every Dockerfile reaches the host's loopback services: a risk) or a network's name.
     build_network: str = "default"
+    # Task files' `privileged: true` steps (a container with every capability and the host's
+    # devices: root on the engine's host). Refused unless this is set.
+    allow_privileged_steps: bool = False
     # Credentials for private http(s) git repositories, by host: never in a context URL,
     # where they would be stored, shown by the API and written into the checkout.
     git_credentials: list[GitCredentialSettings] = Field(default_factory=list)

@@ -132,7 +132,8 @@ class Daemon:
         backend = DockerBackend(
             lambda: DockerEngine(self.docker_host, network=config.build_network),
             ImageSources(config.registries), self.registry_client,
-            threads=config.max_concurrent_runs * 2)
+            threads=config.max_concurrent_runs * 2,
+            allow_privileged=config.allow_privileged_steps)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(cascades.on_finished, self.commit_statuses.on_finished),

@@ -22,9 +22,12 @@ class RunLogSink(Protocol):
 
 class Backend(Protocol):
     async def run(self, plan: RunPlan, log: RunLogSink, report: OutcomeHook) -> None:
-        """Carry out the plan's steps in order, awaiting `report` after each one. A step that
-        fails raises a BasewatchError; the steps after it are not taken. Cancelling the
-        calling task stops the work in progress before it returns."""
+        """Carry out the plan's steps, awaiting `report` after each one. A Dockerfile task's
+        steps go in order, and one that fails raises a BasewatchError: the steps after it are
+        not taken. A task file's (`plan.workspace` set) go as their graph says, each reported
+        as a TaskStepOutcome; the run raises once they are done if one failed that does not
+        ignore errors. Cancelling the calling task stops the work in progress, and removes
+        what the run made on the engine, before it returns."""
         ...
 
     async def cancel(self, run_id: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 from basewatch.builder.backend import Backend
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QUICK_TASK_NAME
+from basewatch.builder.step_summary import summary
 from basewatch.builder.run_log import (
     DEFAULT_MAX_LOG_BYTES,
     LogUpdates,
@@ -30,6 +31,8 @@ from basewatch.run_plan import (
     PushStep,
     RunPlan,
     StepOutcome,
+    TaskStep,
+    TaskStepOutcome,
 )
 from basewatch.store import Store
 from basewatch.tasks import Task
@@ -72,17 +75,30 @@ class _Results:
     def __init__(self, store: Store, plan: RunPlan):
         self.store = store
         self.plan = plan
-        self.several = len(plan.platforms) > 1
+        task_builds = {s.action.platform for s in plan.steps
+                       if isinstance(s, TaskStep) and isinstance(s.action, BuildStep)}
+        self.several = len(set(plan.platforms) | task_builds) > 1
         platform_steps = [s for s in plan.steps if isinstance(s, BuildStep)
                           or isinstance(s, PushStep) and s.platform is not None]
         self.bases_known_after = platform_steps[-1] if platform_steps else None
         self.base_digests: dict[str, str] = {}
         self.built_on: dict[str, dict[str, str]] = {}  # by platform, for the graph
         self.outputs: list[PushedImage] = []
+        self.steps: dict[str, TaskStepOutcome] = {}  # a task file's, by id, as they end
+        if plan.workspace is not None:
+            # Its bases are known once the run ends: a step may build at any time.
+            self.bases_known_after = None
 
     async def report(self, outcome: StepOutcome) -> None:
+        if isinstance(outcome, TaskStepOutcome):
+            # A task file's step: what it built and pushed counts as a Dockerfile task's does.
+            self.steps[outcome.step.control.id] = outcome
+            for inner in outcome.outcomes:
+                await self.report(inner)
+            return
         if isinstance(outcome, BuildOutcome):
-            self.built_on[outcome.step.platform] = dict(outcome.base_digests)
+            # A task file may build several images for one platform: their bases together.
+            self.built_on.setdefault(outcome.step.platform, {}).update(outcome.base_digests)
             for base, digest in outcome.base_digests.items():
                 key = f"{base} ({outcome.step.platform})" if self.several else base
                 self.base_digests[key] = digest
@@ -223,22 +239,41 @@ class RunExecutor:
 
     async def _carry_out(self, run: Run, plan: RunPlan, run_log: RunLog
                          ) -> tuple[RunStatus, list[PushedImage], str | None]:
-        log.info("run %s (%s) started: building %s", run.id, plan.task, ", ".join(plan.images))
+        if plan.workspace is not None:
+            log.info("run %s (%s) started: %d steps", run.id, plan.task, len(plan.steps))
+        else:
+            log.info("run %s (%s) started: building %s", run.id, plan.task,
+                     ", ".join(plan.images))
         run_log.line(f"Run ID: {run.id} started: task {plan.task}, trigger {run.trigger.value}"
                      + (f" ({run.reason})" if run.reason else ""))
         started = asyncio.get_running_loop().time()
         results = _Results(self.store, plan)
+        # A task file's run may have pushed images before a step failed: they are out.
+        pushed = results.outputs if plan.workspace is not None else []
         try:
-            await self.backend.run(plan, run_log, results.report)
+            try:
+                await self.backend.run(plan, run_log, results.report)
+            finally:
+                if plan.workspace is not None:  # also when it timed out or was canceled
+                    for line in summary([s for s in plan.steps if isinstance(s, TaskStep)],
+                                        results.steps):
+                        run_log.line(line)
         except BasewatchError as exc:
+            await self._record_task_bases(plan, results)
             if run.id in self._canceled:
                 run_log.line(f"Run ID: {run.id} was canceled")
-                return RunStatus.CANCELED, [], "canceled by request"
+                return RunStatus.CANCELED, pushed, "canceled by request"
             run_log.line(f"Run ID: {run.id} failed: {exc}")
-            return RunStatus.FAILED, [], str(exc)
+            return RunStatus.FAILED, pushed, str(exc)
+        await self._record_task_bases(plan, results)
         if run.spec is None:
             for platform, base_digests in results.built_on.items():
                 await self.store.graph.record_build(plan.task, platform, base_digests)
         run_log.line(f"Run ID: {run.id} was successful after "
                      f"{asyncio.get_running_loop().time() - started:.0f}s")
         return RunStatus.SUCCEEDED, results.outputs, None
+
+    async def _record_task_bases(self, plan: RunPlan, results: _Results) -> None:
+        """A task file's builds' bases, once its steps are done, whether or not it failed."""
+        if plan.workspace is not None and results.base_digests:
+            await self.store.runs.record_base_digests(plan.run_id, results.base_digests)

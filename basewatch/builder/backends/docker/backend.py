@@ -1,16 +1,18 @@
 """A run plan carried out on one Docker Engine: pull every base (checked against the registry),
-build, push every tag, put multi-platform indexes together through the registry API."""
+build, push every tag, put multi-platform indexes together through the registry API. A task
+file's plan goes to task_run.py, which takes its builds and pushes through the same session."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import IO, Callable
 
 from basewatch.builder.backend import OutcomeHook, RunLogSink
 from basewatch.builder.backends.docker.base_leases import BaseLeases
 from basewatch.builder.backends.docker.docker_engine import engine_name
 from basewatch.builder.backends.docker.engine import BuildRequest, Engine
+from basewatch.builder.backends.docker.task_run import TaskRun
 from basewatch.errors import BasewatchError, RegistryAddressRefused
 from basewatch.oci.image_index import push_index
 from basewatch.oci.image_sources import ImageSources
@@ -25,6 +27,7 @@ from basewatch.run_plan import (
     PushOutcome,
     PushStep,
     RunPlan,
+    TaskStep,
 )
 from basewatch.watcher.digest_watch import PlatformDigestLike
 
@@ -36,12 +39,14 @@ class DockerBackend:
     engine calls run in threads of its own; the loop never blocks."""
 
     def __init__(self, engine_factory: Callable[[], Engine], sources: ImageSources,
-                 registry: RegistryClient, threads: int = 8):
+                 registry: RegistryClient, threads: int = 8, allow_privileged: bool = False):
         self.engine_factory = engine_factory
+        self.allow_privileged = allow_privileged  # a task file's privileged containers
         self.sources = sources
         self.registry = registry  # platform digests, address checks, index pushes
         self._leases = BaseLeases()
         self._engines: dict[str, Engine] = {}  # runs in progress, for cancel()
+        self._task_runs: dict[str, TaskRun] = {}  # task files' runs in progress
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
 
     def close(self) -> None:
@@ -49,34 +54,60 @@ class DockerBackend:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def cancel(self, run_id: str) -> bool:
+        if (task_run := self._task_runs.get(run_id)) is not None:
+            await task_run.cancel()
+            return True
         engine = self._engines.get(run_id)
         if engine is None:
             return False
         await asyncio.get_running_loop().run_in_executor(self._threads, engine.cancel)
         return True
 
+    def session(self, engine: Engine, plan: RunPlan, run_log: RunLogSink,
+                threads: Executor | None = None) -> "_Session":
+        """Builds and pushes on `engine` (a task file's run has one per step)."""
+        return _Session(self, engine, plan, run_log, threads or self._threads)
+
     async def run(self, plan: RunPlan, run_log: RunLogSink, report: OutcomeHook) -> None:
+        # Refused before anything is built: the engine resolves names itself and follows no
+        # rule of ours.
+        for tag in _pushed_tags(plan):
+            await self.registry.check_registry(ImageReference.parse(tag))
+        if plan.workspace is not None:
+            task_run = self._task_runs[plan.run_id] = TaskRun(self, plan, run_log, report)
+            try:
+                await task_run.run()
+            finally:
+                self._task_runs.pop(plan.run_id, None)
+            return
         engine = self._engines[plan.run_id] = self.engine_factory()
-        session = _Session(self, engine, plan, run_log)
+        session = self.session(engine, plan, run_log)
         try:
-            # Refused before anything is built: the engine resolves names itself and follows
-            # no rule of ours.
-            for step in plan.steps:
-                if isinstance(step, IndexStep) or isinstance(step, PushStep) \
-                        and step.platform is None:
-                    await self.registry.check_registry(ImageReference.parse(step.tag))
             for step in plan.steps:
                 await report(await session.take(step))
         finally:
             self._engines.pop(plan.run_id, None)
 
 
+def _pushed_tags(plan: RunPlan) -> list[str]:
+    """The tags pushed to a registry of their own name (a platform's image goes where its
+    index goes)."""
+    tags = []
+    for step in plan.steps:
+        if isinstance(step, IndexStep) or isinstance(step, PushStep) and step.platform is None:
+            tags.append(step.tag)
+        elif isinstance(step, TaskStep) and isinstance(step.action, tuple):
+            tags.extend(push.tag for push in step.action)
+    return tags
+
+
 class _Session:
     """One run's steps on its engine."""
 
     def __init__(self, backend: DockerBackend, engine: Engine, plan: RunPlan,
-                 run_log: RunLogSink):
+                 run_log: RunLogSink, threads: Executor):
         self.backend = backend
+        self.threads = threads
         self.engine = engine
         self.plan = plan
         self.run_log = run_log
@@ -93,8 +124,7 @@ class _Session:
                              f"{type(step).__name__}")
 
     async def in_thread(self, function, *args):
-        future = asyncio.get_running_loop().run_in_executor(self.backend._threads, function,
-                                                            *args)
+        future = asyncio.get_running_loop().run_in_executor(self.threads, function, *args)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -105,12 +135,14 @@ class _Session:
                 future.exception()  # retrieved: the cancellation is what gets reported
             raise
 
-    async def build(self, step: BuildStep) -> dict[str, str]:
-        """Pull the step's bases for its platform, build, tag; the base digests built on."""
+    async def build(self, step: BuildStep, archive: IO[bytes] | None = None
+                    ) -> dict[str, str]:
+        """Pull the step's bases for its platform, build (from the plan's context, or from
+        `archive`, a tar of it), tag; the base digests built on."""
         sources, run_log, platform = self.backend.sources, self.run_log, step.platform
         request = BuildRequest(context=self.plan.context, dockerfile=step.dockerfile,
                                tags=step.tags, platform=platform, build_args=step.build_args,
-                               target=step.target)
+                               target=step.target, no_cache=step.no_cache, archive=archive)
         # From the pulls to the end of the build, no other platform may re-pull these bases:
         # the engine keeps one local image per name.
         async with self.backend._leases.hold(map(engine_name, step.bases), platform):

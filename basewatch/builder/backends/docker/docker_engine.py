@@ -11,6 +11,7 @@ import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
+from basewatch.builder.backends.docker.docker_workloads import ContainerOperations
 from basewatch.builder.backends.docker.engine import BuildRequest, BuildResult, LogSink
 from basewatch.errors import EngineError
 from basewatch.oci.platforms import Platform
@@ -81,7 +82,7 @@ def engine_name(reference: str) -> str:
     return ImageReference.parse(reference).familiar
 
 
-class DockerEngine:
+class DockerEngine(ContainerOperations):
     """One engine session per run, so cancel() can cut a build or push short."""
 
     def __init__(self, docker_host: str, timeout: float = 600.0, network: str = "default"):
@@ -143,7 +144,7 @@ class DockerEngine:
         for client in clients:
             client.cut()
 
-    def pull(self, source: str, name: str, platform: str, auth: dict | None,
+    def pull(self, source: str, name: str, platform: str | None, auth: dict | None,
              log: LogSink, current: str | None = None) -> str:
         """Pull `source` for `platform`, tag it `name` when they differ; return its digest.
 
@@ -216,8 +217,10 @@ class DockerEngine:
         # Without a network_mode the engine's default network: a Dockerfile's RUN steps must not
         # reach the daemon, the registry or anything else listening on the host's loopback.
         network = None if self.network == "default" else self.network
+        where = {"fileobj": request.archive, "custom_context": True} \
+            if request.archive is not None else {"path": str(request.context)}
         chunks = client.build(
-            path=str(request.context), dockerfile=request.dockerfile,
+            **where, dockerfile=request.dockerfile, nocache=request.no_cache,
             tag=request.tags[0] if request.tags else None, buildargs=request.build_args,
             target=request.target, platform=request.platform,
             pull=False, rm=True, forcerm=True, network_mode=network, decode=True)
