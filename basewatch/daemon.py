@@ -8,6 +8,7 @@ Queued runs stay queued in the database and resume on the next start.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -311,6 +312,7 @@ class Daemon:
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
         await self.start()
         try:
             await stop.wait()
@@ -318,5 +320,16 @@ class Daemon:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+            log.info("stopping: SIGUSR1 logs what each task is waiting on")
             await asyncio.gather(*reloads, return_exceptions=True)
             await self.stop()
+
+
+def _log_task_stacks() -> None:
+    """SIGUSR1: what every asyncio task is waiting on, in the log; for a daemon that seems
+    stuck (a slow shutdown, a run that does not end)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}:", file=out)
+        task.print_stack(limit=8, file=out)
+    log.warning("SIGUSR1: %d tasks\n%s", len(asyncio.all_tasks()), out.getvalue())

@@ -39,7 +39,16 @@ def health(url: str, process: subprocess.Popen, timeout: float = 30) -> dict:
 
 def stop(process: subprocess.Popen) -> str:
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        # Say where it is stuck: the daemon logs every task's stack on SIGUSR1.
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"the daemon did not stop within 30 s; its log ends:\n"
+                             f"{output[-6000:]}") from None
     assert process.returncode == 0, output
     assert "Traceback" not in output, output
     return output
@@ -73,9 +82,13 @@ def test_daemon_keeps_running_without_engine_or_registry(tmp_path):
         time.sleep(0.5)
         report = health(url, process)
     assert report["failing_references"] == [f"{dead_registry}/b:1"]
+    # SIGUSR1: every task's stack in the log, for a daemon that seems stuck; it goes on.
+    process.send_signal(signal.SIGUSR1)
+    assert health(url, process)["status"] == "degraded"
     output = stop(process)
     assert "task broken not registered" in output and "no such dockerfile" in output.lower()
     assert f"cannot reach registry {dead_registry}" in output
+    assert "SIGUSR1: " in output and "task watcher:" in output
 
 
 def test_sigterm_cancels_the_run_in_progress(tmp_path, registry, base_images, docker_host):
