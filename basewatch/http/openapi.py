@@ -109,11 +109,17 @@ def openapi_document() -> dict:
         "/api/tasks/{name}/runs": {"post": _op(
             "run a task now", {"202": {"description": "queued", **_RUN}}, 400, 404, 429,
             body={"application/json": {"schema": {"type": "object", "properties": {
-                "values": {"type": "object", "additionalProperties": {"type": "string"}}}}}},
+                "values": {"type": "object", "description": "--set: over values_file's"},
+                "values_file": {"type": "string", "description": "a values file's YAML text"},
+                "secrets": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "--set-secret (a task file's): held in the "
+                                           "daemon's memory for the run, stored nowhere"}}}}},
             parameters=[_NAME])},
         "/api/builds": {"post": _op(
-            "quick build: a JSON spec with context_url, or a context tarball (gzip) with the "
-            "spec in the X-Basewatch-Build header",
+            "quick build, or a quick run of a task file (task_file: its text; values, "
+            "values_file, secrets beside the spec, secrets never stored): a JSON spec with "
+            "context_url, or a context tarball (gzip) with the spec in the X-Basewatch-Build "
+            "header",
             {"202": {"description": "queued", **_RUN}}, 400, 413, 429,
             body={**_json("QuickBuild"), "application/gzip": {"schema": {
                 "type": "string", "format": "binary"}}})},
