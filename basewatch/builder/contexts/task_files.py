@@ -22,10 +22,13 @@ from basewatch.templating import RunVariables
 from basewatch.textfiles import read_text_file
 
 # Registration renders a task file without a run: run variables and values that only a run
-# has are stood in for by these, so `-t app:{{.Run.ID}}` still reads as a tag.
-PLACEHOLDER_VARIABLES = RunVariables(id="registration", date=datetime(2000, 1, 1,
-                                                                      tzinfo=timezone.utc),
-                                     commit="0" * 40, branch="main")
+# has are stood in for by these, so `-t app:{{.Run.ID}}` still reads as a tag. A base named
+# through one of them (`FROM $TOOLS`, given `--build-arg TOOLS={{.Values.tools}}`) is only
+# known to a run: not watched.
+_UNKNOWN = "basewatch-unknown-until-run"
+PLACEHOLDER_VARIABLES = RunVariables(id=_UNKNOWN, date=datetime(2000, 1, 1,
+                                                                tzinfo=timezone.utc),
+                                     commit="0" * 40, branch=_UNKNOWN)
 
 
 class _AnyValue(Mapping):
@@ -45,7 +48,7 @@ class _AnyValue(Mapping):
         return 0
 
     def __str__(self) -> str:
-        return "value"
+        return _UNKNOWN
 
 
 def read_task_file(context: Path, file: str) -> str:
@@ -113,8 +116,8 @@ def bases_of_builds(text: str, context: Path, source: str, registry: str | None,
     for step in steps:
         if isinstance(step.action, BuildStep):
             build = step.action
-            bases = _analysed(build, context, step.control.id)
-            found.append((build.platform, _without(bases, built)))
+            bases = _without(_analysed(build, context, step.control.id), built)
+            found.append((build.platform, _without_unknown(bases)))
     return found
 
 
@@ -145,6 +148,13 @@ def _without(bases: DockerfileBases, built: set[str]) -> DockerfileBases:
     runtime = bases.runtime if bases.runtime is None or str(bases.runtime) not in built \
         else None
     return DockerfileBases(runtime, tuple(b for b in bases.buildtime if str(b) not in built))
+
+
+def _without_unknown(bases: DockerfileBases) -> DockerfileBases:
+    runtime = None if bases.runtime is None or _UNKNOWN in str(bases.runtime) \
+        else bases.runtime
+    return DockerfileBases(runtime, tuple(b for b in bases.buildtime
+                                          if _UNKNOWN not in str(b)))
 
 
 def _with_bases(step: TaskStep, context: Path, built: set[str]) -> TaskStep:
