@@ -160,3 +160,34 @@ async def test_a_task_file_task_is_rebuilt_when_a_build_steps_base_is_patched(
                                        "/etc/release") == "2\n"
     finally:
         stop(process)
+
+
+async def test_task_create_with_a_task_file_and_task_run_with_values_and_a_secret(
+        tmp_path, registry, base_images, docker_host):
+    reg = registry.address
+    base_images.build(f"{reg}/base:1", {"/etc/release": "1\n"})
+    process, url = start_daemon(_config(reg, local_contexts_root="apps"), tmp_path,
+                                docker_host, env={"API_TOKEN": TOKEN})
+    try:
+        health(url, process)
+        app = web_app(tmp_path / "apps", reg, BUILD_AND_PUSH.replace(
+            "cat /greeting", "sh -c 'cat /greeting; echo {{.Values.word}} {{.Secrets.key}}'"))
+        code, out, err = await cli("task", "create", "ci", "--context", str(app), "-f",
+                                   "acr-task.yaml", url=url)
+        assert code == 0, err
+        created = json.loads(out)
+        assert created["image"] == [] and created["file"] == "acr-task.yaml"
+        assert [b["reference"] for b in created["bases"]] == [f"{reg}/base:1"]
+
+        values = tmp_path / "values.yaml"
+        values.write_text("word: from-the-file\n")
+        code, out, err = await cli("task", "run", "ci", "--values", str(values), "--set",
+                                   "word=from-set", "--set-secret", "key=k3y-never-shown",
+                                   url=url)
+        assert code == 0, out + err
+        assert "from-set *****" in out and "k3y-never-shown" not in out
+        shown = await run_json("ca1", url)
+        assert (shown["type"], shown["values"]) == ("AutoRun", {"word": "from-set"})
+        assert tag_exists(reg, "hello", "ca1")
+    finally:
+        stop(process)
