@@ -176,11 +176,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _upload(client: DaemonClient, archive: Path, spec: dict) -> dict:
-    """POST a packed context with its spec (secrets included: a header, never logged)."""
+    """POST a packed context with its spec in a part of its own: the task file and values may
+    be larger than a header takes, and secrets are kept out of headers."""
+    from basewatch.client import json_and_file
+
     try:
         with open(archive, "rb") as data:
-            return client.request("POST", "/api/builds", data=data, headers={
-                "Content-Type": "application/gzip", "X-Basewatch-Build": json.dumps(spec)})
+            body, headers = json_and_file("spec", spec, "context", data,
+                                          archive.stat().st_size)
+            return client.request("POST", "/api/builds", data=body, headers=headers)
     finally:
         archive.unlink(missing_ok=True)
 

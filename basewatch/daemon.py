@@ -225,11 +225,12 @@ class Daemon:
                     log.exception("run %s: what follows its end failed", run.id)
         return after
 
-    async def receive_context(self, request: web.Request) -> Path:
-        """Extract an uploaded context tarball into a folder of its own (bounded in size)."""
+    async def receive_context(self, request: web.Request, part=None) -> Path:
+        """Extract an uploaded context tarball (the body, or one multipart part) into a
+        folder of its own (bounded in size)."""
         destination = self.executor.quick_runs.upload_dir(uuid.uuid4().hex)
         try:
-            await receive_upload(request, destination, self.config.max_context_bytes)
+            await receive_upload(request, destination, self.config.max_context_bytes, part)
         except BaseException:
             self.executor.quick_runs.discard(destination)
             raise

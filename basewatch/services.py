@@ -40,7 +40,7 @@ from basewatch.watcher.registration import TaskRegistrar
 
 # Bounds on what a request may hold in memory for a run.
 MAX_SECRETS = 100
-MAX_SECRET_CHARS = 64 * 1024
+MAX_SECRET_CHARS = 16 * 1024
 MAX_VALUES_FILE_CHARS = 1024 * 1024
 SECRET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 

@@ -119,10 +119,14 @@ def openapi_document() -> dict:
             "quick build, or a quick run of a task file (task_file: its text; values, "
             "values_file, secrets beside the spec, secrets never stored): a JSON spec with "
             "context_url, or a context tarball (gzip) with the spec in the X-Basewatch-Build "
-            "header",
+            "header; a quick run's upload is multipart/form-data: a `spec` part (JSON), then "
+            "a `context` part (the tarball)",
             {"202": {"description": "queued", **_RUN}}, 400, 413, 429,
             body={**_json("QuickBuild"), "application/gzip": {"schema": {
-                "type": "string", "format": "binary"}}})},
+                "type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "spec": {"type": "object"},
+                    "context": {"type": "string", "format": "binary"}}}}})},
         "/api/runs": {"get": _op("list runs, newest first", {"200": {"description": "runs"}},
                                  400, parameters=runs_query)},
         "/api/runs/{run_id}": {
