@@ -339,3 +339,33 @@ def test_a_task_file_task_names_no_images_and_a_dockerfile_task_needs_some(tmp_p
         TaskSettings(name="a", context=str(tmp_path))
     task = TaskSettings(name="a", context=str(tmp_path), file="ci.yml").to_task()
     assert task.run_type is RunType.AUTO_RUN and task.images == []
+
+
+@pytest.mark.parametrize("file, run_type", [("acr-task.yaml", RunType.AUTO_RUN),
+                                            ("ci.yml", RunType.AUTO_RUN),
+                                            ("Dockerfile", RunType.AUTO_BUILD)])
+def test_every_trigger_names_its_runs_as_acr_does(file, run_type):
+    from basewatch.models import SourceCommit
+    from basewatch.tasks import Task, Timer
+    from basewatch.triggers.base_image import base_image_run
+    from basewatch.triggers.commits import _run
+    from basewatch.triggers.manual import task_run
+    from basewatch.triggers.source_events import SourceEvent
+    from basewatch.triggers.timers import timer_run
+
+    task = Task("app", "https://git.example.com/app.git", [], file=file)
+    push = SourceEvent("github", "push", branch="main", commit="a" * 40)
+    pull = SourceEvent("github", "pull_request", branch="f", commit="b" * 40,
+                       target_branch="main", pull_request=2)
+    requests = [
+        timer_run(task, Timer("t1", "0 2 * * *"), MOMENT),
+        _run(task, push, SourceCommit("a" * 40, "main")),
+        _run(task, pull, SourceCommit("b" * 40, "f", 2, "main")),
+        base_image_run(task.name, BASE, "linux/amd64", "sha256:" + "1" * 64,
+                       run_type=task.run_type),
+        task_run(task.name, "linux/amd64", {}, task.run_type),
+    ]
+    assert [r.run_type for r in requests] == [run_type] * 5
+    assert {r.trigger for r in requests} == {Trigger.TIMER, Trigger.COMMIT,
+                                             Trigger.PULL_REQUEST, Trigger.IMAGE_UPDATE,
+                                             Trigger.MANUAL}
