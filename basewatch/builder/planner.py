@@ -16,14 +16,15 @@ from basewatch.builder.contexts.checkout import (
     dockerfile_in,
     read_dockerfile,
 )
-from basewatch.builder.quick_runs import QuickRuns
-from basewatch.builder.run_secrets import RunSecrets
 from basewatch.builder.contexts.task_files import (
     TaskFileInputs,
+    bases_of_builds,
     load_from_context,
     read_task_file,
     with_pinned,
 )
+from basewatch.builder.quick_runs import QuickRuns
+from basewatch.builder.run_secrets import RunSecrets
 from basewatch.context_spec import COMMIT, parse_context
 from basewatch.dockerfile.analysis import analyse_for_platforms
 from basewatch.errors import BasewatchError
@@ -107,6 +108,8 @@ class RunPlanner:
         inputs = TaskFileInputs(variables, run.values, self.secrets.of(run), self.image_aliases)
         steps, workspace = await asyncio.to_thread(load_from_context, text, context, inputs,
                                                    task.file)
+        if run.spec is None and not task.local_context:
+            await self._follow_task_file(task, text, context)
         bases: dict[str, list[str]] = {}
         for step in steps:
             if isinstance(step.action, BuildStep):
@@ -116,8 +119,24 @@ class RunPlanner:
                 steps = with_pinned(steps, platform, reference, digest)
         images = list(dict.fromkeys(tag for step in steps if isinstance(step.action, BuildStep)
                                     for tag in step.action.tags))
-        plan_steps: list[Step] = list(steps)
-        return RunPlan(run.id, task.name, context, images, plan_steps, workspace)
+        return RunPlan(run.id, task.name, context, images, list(steps), workspace)
+
+    async def _follow_task_file(self, task: Task, text: str, context: Path) -> None:
+        """A fetched task file (or a Dockerfile one of its builds reads) may name other bases
+        than at registration: the task's registration follows it, read as registration reads
+        it."""
+        if self.on_context_changed is None:
+            return
+        try:
+            found = await asyncio.to_thread(bases_of_builds, text, context, task.file,
+                                            self.run_registry, self.image_aliases,
+                                            task.platforms[0])
+        except BasewatchError:
+            return  # read as a run reads it, it planned: the registration stays as it was
+        now = {(str(base), platform) for platform, bases in found for base in bases.images}
+        recorded = {(d.base, d.platform) for d in await self.store.graph.dependencies(task.name)}
+        if now != recorded:
+            await self.on_context_changed(task, context)
 
     def variables(self, run: Run, task: Task | None = None, revision: str | None = None
                   ) -> RunVariables:

@@ -369,3 +369,23 @@ def test_every_trigger_names_its_runs_as_acr_does(file, run_type):
     assert {r.trigger for r in requests} == {Trigger.TIMER, Trigger.COMMIT,
                                              Trigger.PULL_REQUEST, Trigger.IMAGE_UPDATE,
                                              Trigger.MANUAL}
+
+
+async def test_a_fetched_task_file_naming_other_bases_moves_the_registration(store, tmp_path):
+    folder = app_folder(tmp_path)
+    changed = []
+
+    async def on_context_changed(task, context):
+        changed.append(context)
+
+    plans = RunPlanner(store, Checkouts(tmp_path / "state" / "contexts", 10_000_000),
+                       QuickRuns(tmp_path / "state" / "contexts"), REGISTRY,
+                       on_context_changed=on_context_changed)
+    task = task_settings(folder).to_task()
+    await registrar(store).register(task, "config")
+    text = (folder / "acr-task.yaml").read_text()
+    await plans._follow_task_file(task, text, folder)
+    assert changed == [], "as registered"
+    (folder / "web" / "Dockerfile").write_text(f"FROM {REGISTRY}/base:2\n")
+    await plans._follow_task_file(task, text, folder)
+    assert changed == [folder]
