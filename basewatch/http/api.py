@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Awaitable, Callable, Protocol
 
+import aiohttp
 from aiohttp import hdrs, web
 
 from basewatch.errors import BasewatchError, StoreBusyError
@@ -198,11 +199,15 @@ def add_api(app: web.Application, services, upload) -> None:
         """A quick run of a task file on an uploaded context: a `spec` part (JSON: the file's
         text, values, secrets; too large and too secret for a header), then a `context` part
         (the tarball)."""
-        reader = await request.multipart()
-        part = await reader.next()
-        if part is None or part.name != "spec":
-            return json_error(400, "the first part must be `spec`, the run's JSON")
-        raw = await read_part(part, MAX_SPEC_BYTES)
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+            if part is None or part.name != "spec":
+                return json_error(400, "the first part must be `spec`, the run's JSON")
+            raw = await read_part(part, MAX_SPEC_BYTES)
+        except (ValueError, AssertionError, aiohttp.ClientError):
+            # aiohttp's multipart reader refuses a malformed body with these
+            return json_error(400, "the body is not valid multipart/form-data")
         if raw is None:
             return json_error(413, f"the spec is larger than {MAX_SPEC_BYTES} bytes")
         try:
@@ -213,7 +218,10 @@ def add_api(app: web.Application, services, upload) -> None:
             return json_error(400, "the spec part must be a JSON object")
         _refuse_nul(body)
         await services.check_queue_room()  # before the upload is read, not after
-        part = await reader.next()
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, aiohttp.ClientError):
+            part = None
         if part is None or part.name != "context":
             return json_error(400, "the second part must be `context`, a gzipped tarball")
         return web.json_response(await services.quick_build(body, await upload(request, part)),
