@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from basewatch import __version__
-from basewatch.cli_runs import add_build_command, add_daemon_options, add_task_command, key_value
+from basewatch.cli_runs import (add_build_command, add_daemon_options, add_run_command,
+                                add_task_command, key_value)
 from basewatch.errors import BasewatchError
 
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     graph.set_defaults(handler=cmd_graph)
 
     add_build_command(commands)
+    add_run_command(commands)
     add_task_command(commands)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -84,6 +85,108 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
     return _follow(client, run, args.no_logs, args.no_wait)
+
+
+# ---------------------------------------------------------------------- run
+
+
+def add_run_command(commands) -> None:
+    run = commands.add_parser(
+        "run", help="run a task file (acr-task.yaml) or one command now, as a quick run")
+    run.add_argument("context", help="a local folder, a git URL, a tarball URL, or /dev/null "
+                                     "for none")
+    what = run.add_mutually_exclusive_group(required=True)
+    what.add_argument("-f", "--file", help="the task file, a local file (read here and sent)")
+    what.add_argument("--cmd", help='one command, "IMAGE ARGS", as a one-step task file')
+    run.add_argument("--set", action="append", default=[], metavar="K=V",
+                     help="a value for {{.Values.K}}, over the values file's")
+    run.add_argument("--values", metavar="FILE", help="a values file (YAML), a local file")
+    run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
+                     help="a secret for {{.Secrets.K}}: held in the daemon's memory for the "
+                          "run, masked in its log, stored nowhere")
+    run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
+                                        "default: the daemon's config)")
+    run.add_argument("--platform", default="linux/amd64",
+                     help="os/arch: the run's OS and Architecture, and its builds' default")
+    run.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+    run.add_argument("--no-logs", action="store_true", help="do not stream the log")
+    run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
+    add_daemon_options(run)
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_task_file(command: str) -> str:
+    """The one-step task file `basewatch run --cmd` runs (as `az acr run --cmd`)."""
+    return f"version: v1.1.0\nsteps:\n  - cmd: {json.dumps(command)}\n"
+
+
+def run_inputs(args: argparse.Namespace) -> dict:
+    """--set, --values and --set-secret, checked here: a bad one queues nothing."""
+    from basewatch.taskfile import load_values_file, parse_assignments
+
+    body: dict = {"values": parse_assignments(args.set)}
+    if getattr(args, "values", None):
+        text = _read_local(args.values, "values file")
+        load_values_file(text, args.values)
+        body["values_file"] = text
+    secrets = parse_assignments(args.set_secret, "--set-secret")
+    if secrets:
+        body["secrets"] = secrets
+    return body
+
+
+def _read_local(path: str, what: str) -> str:
+    from basewatch.errors import TaskFileError
+    from basewatch.textfiles import read_text_file
+
+    return read_text_file(Path(path), what, TaskFileError)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from basewatch.builder.contexts.archive import pack_local_context
+    from basewatch.context_spec import parse_context
+    from basewatch.taskfile import load_values_file, merge_values
+    from basewatch.taskfile.syntax import check_syntax
+
+    inputs = run_inputs(args)
+    if args.cmd is not None:
+        if not args.cmd.strip():
+            raise DaemonError("--cmd needs an image, and its arguments: --cmd \"IMAGE ARGS\"")
+        text, name = cmd_task_file(args.cmd), "--cmd"
+    else:
+        text, name = _read_local(args.file, "task file"), Path(args.file).name
+    values = merge_values(load_values_file(inputs.get("values_file") or ""),
+                          inputs["values"])
+    check_syntax(text, name, values, inputs.get("secrets"))
+    spec = {"task_file": text, "file": name, "platform": args.platform,
+            "timeout": args.timeout, **inputs}
+    if args.registry:
+        spec["registry"] = args.registry
+    client = _client(args)
+    if args.context == "/dev/null":
+        with tempfile.TemporaryDirectory(prefix="basewatch-empty-") as empty:
+            run = _upload(client, pack_local_context(Path(empty), None,
+                                                     limit=CLI_CONTEXT_LIMIT), spec)
+    elif (source := parse_context(args.context)).kind == "local":
+        run = _upload(client, pack_local_context(Path(source.location), None,
+                                                 limit=CLI_CONTEXT_LIMIT), spec)
+    else:
+        run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
+    return _follow(client, run, args.no_logs, args.no_wait)
+
+
+def _upload(client: DaemonClient, archive: Path, spec: dict) -> dict:
+    """POST a packed context with its spec in a part of its own: the task file and values may
+    be larger than a header takes, and secrets are kept out of headers."""
+    from basewatch.client import json_and_file
+
+    try:
+        with open(archive, "rb") as data:
+            body, headers = json_and_file("spec", spec, "context", data,
+                                          archive.stat().st_size)
+            return client.request("POST", "/api/builds", data=body, headers=headers)
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def _follow(client: DaemonClient, run: dict, no_logs: bool, no_wait: bool) -> int:
@@ -173,8 +276,12 @@ def add_task_command(commands) -> None:
             "for the task's webhook: URL, secret, events").add_argument("name")
     run = command("run", cmd_task_run, "run a task now")
     run.add_argument("name")
-    run.add_argument("--set", type=key_value, action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}")
+    run.add_argument("--set", action="append", default=[], metavar="K=V",
+                     help="a value for {{.Values.K}}, over the values file's")
+    run.add_argument("--values", metavar="FILE", help="a task file task's values file (YAML)")
+    run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
+                     help="a task file task's secret ({{.Secrets.K}}): held in the daemon's "
+                          "memory for the run, masked in its log, stored nowhere")
     run.add_argument("--no-logs", action="store_true")
     run.add_argument("--no-wait", action="store_true")
     logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
@@ -295,8 +402,13 @@ def _quote(name: str) -> str:
 
 
 def cmd_task_create(args) -> int:
-    if args.context is None or not args.image:
-        raise DaemonError("task create needs --context and at least one -t IMAGE")
+    from basewatch.tasks import is_task_file
+
+    if args.context is None:
+        raise DaemonError("task create needs --context")
+    if not args.image and not is_task_file(args.file or "Dockerfile"):
+        raise DaemonError("task create needs at least one -t IMAGE (or -f a task file, "
+                          "acr-task.yaml, which names its own)")
     body = {"name": args.name, **_task_body(args)}
     if args.schedule is not None:
         body["timers"] = [{"name": "t1", "schedule": args.schedule}]
@@ -348,7 +460,7 @@ def cmd_task_webhook(args) -> int:
 def cmd_task_run(args) -> int:
     client = _client(args)
     run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs",
-                         body={"values": dict(args.set)})
+                         body=run_inputs(args))
     return _follow(client, run, args.no_logs, args.no_wait)
 
 

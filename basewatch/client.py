@@ -79,3 +79,43 @@ class DaemonClient:
         if exc.code == 401 and not self.token:
             return f"{message} (BASEWATCH_TOKEN is not set)"
         return f"{message} (HTTP {exc.code})"
+
+
+class _Joined(io.RawIOBase):
+    """Several readable files read one after the other, as one request body, streamed."""
+
+    def __init__(self, parts: list[BinaryIO]):
+        self.parts = parts
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self.parts:
+            read = self.parts[0].readinto(buffer) if hasattr(self.parts[0], "readinto") \
+                else _copy_into(self.parts[0], buffer)
+            if read:
+                return read
+            self.parts.pop(0)
+        return 0
+
+
+def _copy_into(source: BinaryIO, buffer) -> int:
+    data = source.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+
+def json_and_file(name: str, value: dict, file_name: str, file: BinaryIO, size: int
+                  ) -> tuple[BinaryIO, dict[str, str]]:
+    """A multipart/form-data body of a JSON part and a file part (streamed), and its headers:
+    what a header cannot carry (large, or secret) goes in the first part."""
+    boundary = os.urandom(16).hex()
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n"
+            "Content-Type: application/json\r\n\r\n").encode() + json.dumps(value).encode() + \
+        (f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{file_name}\"; "
+         f"filename=\"{file_name}.tar.gz\"\r\nContent-Type: application/gzip\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    body = io.BufferedReader(_Joined([io.BytesIO(head), file, io.BytesIO(tail)]))
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}",
+                  "Content-Length": str(len(head) + size + len(tail))}

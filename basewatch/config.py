@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -286,7 +287,9 @@ class TaskSettings(_Strict):
         description="a folder on the daemon's host, or a git URL (https://host/org/repo.git"
                     "#ref:folder) or tarball URL, fetched afresh for every run")]
     file: DockerfileName = "Dockerfile"
-    image: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    # A Dockerfile task's tags; a task file (`file: acr-task.yaml`) names its own in its steps.
+    image: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list,
+                                                                   validate_default=True)
     build_args: dict[str, BuildArgValue] = Field(default_factory=dict)
     target: str | None = None
     # One platform or several (a list, or one string with commas), normalised as Docker does.
@@ -310,6 +313,19 @@ class TaskSettings(_Strict):
             raise ValueError("report_status needs git_access_token_env: the commit status is "
                              "posted through the provider's API with that token")
         return self
+
+    @field_validator("image")
+    @classmethod
+    def _images_for_dockerfiles(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        file = info.data.get("file")
+        if file is not None and tasks.is_task_file(file):
+            if value:
+                raise ValueError(f"{file} is a task file, which names its images in its "
+                                 "steps (build -t, push): remove image")
+        elif not value:
+            raise ValueError("List should have at least 1 item: the tags a Dockerfile task "
+                             "pushes")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -25,6 +25,7 @@ from basewatch.builder.executor import RunExecutor
 from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickRuns
+from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
 from basewatch.config import Config
@@ -123,12 +124,16 @@ class Daemon:
         if discarded := checkouts.discard_leftovers():
             log.info("removed %d context folder(s) left by a stopped daemon", discarded)
         self.registrar = TaskRegistrar(store, self.registry_client, run_registry, checkouts,
-                                       on_change=self._tasks_changed)
+                                       on_change=self._tasks_changed,
+                                       image_aliases=config.aliases)
+        # The runs' --set-secret values: in this process's memory only, until each run ends.
+        run_secrets = RunSecrets()
         planner = RunPlanner(store, checkouts, QuickRuns(config.state_dir / "contexts"),
                              run_registry,
                              on_context_changed=Reregistration(store, self.registrar)
                              .on_context_changed,
-                             on_revision=self.commit_statuses.on_revision)
+                             on_revision=self.commit_statuses.on_revision,
+                             image_aliases=config.aliases, secrets=run_secrets)
         cascades = Cascades(self.registrar, lambda: self.watcher)
         backend = DockerBackend(
             lambda: DockerEngine(self.docker_host, network=config.build_network),
@@ -137,7 +142,8 @@ class Daemon:
             allow_privileged=config.allow_privileged_steps)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
-            on_finished=self._after_run(cascades.on_finished, self.commit_statuses.on_finished),
+            on_finished=self._after_run(run_secrets.forget, cascades.on_finished,
+                                        self.commit_statuses.on_finished),
             upstream_of=cascades.upstream_of, metrics=self.metrics,
             max_log_bytes=config.max_log_bytes, on_started=self.commit_statuses.on_started)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
@@ -178,7 +184,7 @@ class Daemon:
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs,
-                                 webhooks=self.webhooks)
+                                 webhooks=self.webhooks, secrets=run_secrets)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -221,11 +227,12 @@ class Daemon:
                     log.exception("run %s: what follows its end failed", run.id)
         return after
 
-    async def receive_context(self, request: web.Request) -> Path:
-        """Extract an uploaded context tarball into a folder of its own (bounded in size)."""
+    async def receive_context(self, request: web.Request, part=None) -> Path:
+        """Extract an uploaded context tarball (the body, or one multipart part) into a
+        folder of its own (bounded in size)."""
         destination = self.executor.quick_runs.upload_dir(uuid.uuid4().hex)
         try:
-            await receive_upload(request, destination, self.config.max_context_bytes)
+            await receive_upload(request, destination, self.config.max_context_bytes, part)
         except BaseException:
             self.executor.quick_runs.discard(destination)
             raise

@@ -150,9 +150,12 @@ class RunRequest:
     not_before: datetime | None = None
     retry_of: str | None = None
     spec: str | None = None
-    values: dict[str, str] | None = None
+    values: dict[str, object] | None = None  # scalars as text; a values file may nest
     base_change: BaseChange | None = None  # what fired a base-image run
     source_commit: SourceCommit | None = None  # what fired a commit or pull-request run
+    # The names of the run's `--set-secret`s: their values are held in the daemon's memory
+    # only, and a run that finds them gone (the daemon restarted) fails saying so.
+    secret_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -173,12 +176,14 @@ class Run:
     not_before: datetime | None = None  # the end of its settle window
     retry_of: str | None = None  # the interrupted run this one re-runs
     spec: str | None = None  # a quick run's own task definition (JSON); task runs read the task
-    values: dict[str, str] = field(default_factory=dict)  # `--set` values
+    # A values file's values with `--set`'s over them; scalars as text, a file's may nest.
+    values: dict[str, object] = field(default_factory=dict)
     git_revision: str | None = None
     archived: bool = False
     archive_ref: str | None = None  # where the archived log was pushed
     base_change: BaseChange | None = None  # for a base-image run: the change that fired it
     source_commit: SourceCommit | None = None  # for a commit or pull-request run: its commit
+    secret_names: tuple[str, ...] = ()  # its `--set-secret`s, by name: never their values
 
     @property
     def duration_seconds(self) -> float | None:

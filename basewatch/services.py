@@ -6,6 +6,7 @@ edge); failures are domain errors with a message a person can act on.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -17,14 +18,17 @@ from basewatch.context_spec import (ContextError, context_host, display_url,
                                     without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
+from basewatch.builder.run_secrets import RunSecrets
 from basewatch.builder.executor import RunExecutor
 from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
                               TimerSettings, format_validation_error, task_fields, timer_fields)
-from basewatch.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRunsError
+from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, TaskFileError,
+                              TooManyRunsError)
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
+from basewatch.taskfile import load_values_file, merge_values
 from basewatch.task_webhooks import TaskWebhooks
 from basewatch.tasks import Task, Timer
 from basewatch.triggers import Triggers
@@ -32,6 +36,48 @@ from basewatch.triggers.manual import quick_build, task_run
 from basewatch.triggers.timers import (find_timer, next_fire, utc_now, with_timer,
                                        with_timer_changed, without_timer)
 from basewatch.watcher.registration import TaskRegistrar
+
+
+# Bounds on what a request may hold in memory for a run.
+MAX_SECRETS = 100
+MAX_SECRET_CHARS = 16 * 1024
+MAX_VALUES_FILE_CHARS = 1024 * 1024
+SECRET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def run_secrets(given: object) -> dict[str, str]:
+    """A request's `secrets` (`--set-secret`): NAME: text, within bounds. Messages never
+    quote a value."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+        raise InvalidRequestError("secrets must be an object of NAME: text")
+    if len(given) > MAX_SECRETS:
+        raise InvalidRequestError(f"at most {MAX_SECRETS} secrets a run")
+    for name, value in given.items():
+        if not SECRET_NAME.fullmatch(name):
+            raise InvalidRequestError(f"secret {name[:100]!r}: a name is letters, digits, "
+                                      "'_', '.' and '-'")
+        if len(value) > MAX_SECRET_CHARS:
+            raise InvalidRequestError(f"secret {name}: longer than {MAX_SECRET_CHARS} "
+                                      "characters")
+    return dict(given)
+
+
+def run_values(given: object, values_file: object = None) -> dict[str, object]:
+    """A run's values: a values file's (YAML text), each of `given` (`--set`) over them."""
+    if not isinstance(given, dict):
+        raise InvalidRequestError("values must be an object of NAME: VALUE")
+    from_file: dict = {}
+    if values_file is not None:
+        if not isinstance(values_file, str) or len(values_file) > MAX_VALUES_FILE_CHARS:
+            raise InvalidRequestError("values_file must be the values file's YAML text, up to "
+                                      f"{MAX_VALUES_FILE_CHARS // 1024} KiB")
+        try:
+            from_file = load_values_file(values_file)
+        except TaskFileError as exc:
+            raise InvalidRequestError(str(exc)) from None
+    return merge_values(from_file, given)
 
 
 def validated(model, data: object, what: str):
@@ -127,7 +173,8 @@ class Services:
                  allowed_context_hosts: list[str] | None = None,
                  local_contexts_root: Path | None = None,
                  max_queued_runs: int | None = None,
-                 webhooks: TaskWebhooks | None = None):
+                 webhooks: TaskWebhooks | None = None,
+                 secrets: RunSecrets | None = None):
         self.max_queued_runs = max_queued_runs
         self.webhooks = webhooks  # registers and removes the tasks' webhooks on their hosts
         self.archive = archive  # a LogArchive when log_archive is configured
@@ -139,6 +186,8 @@ class Services:
         self.executor = executor
         self.log_updates = executor.log_updates
         self.triggers = triggers
+        # The runs' --set-secret values, in memory: the planner's, which reads them.
+        self.secrets = secrets if secrets is not None else RunSecrets()
 
     async def graph_view(self) -> dict:
         return build_graph_view(
@@ -272,10 +321,21 @@ class Services:
                                    "daemon's max_queued_runs: wait for some to finish or "
                                    "cancel some")
 
-    async def run_task(self, name: str, values: dict[str, str]) -> dict:
+    async def run_task(self, name: str, values: dict[str, object],
+                       values_file: str | None = None, secrets: object = None) -> dict:
+        """A run of a task now: its values (`--values` file's, `--set`'s over them) go with
+        the run; its secrets (a task file's `--set-secret`) are held in memory only."""
         task, _ = await self._task(name)
+        secrets = run_secrets(secrets)
+        if secrets and not task.runs_task_file:
+            raise InvalidRequestError(f"task {name} builds a Dockerfile: secrets are for task "
+                                      "files ({{.Secrets.NAME}})")
+        values = run_values(values, values_file)
         await self.check_queue_room()
-        (run_id,) = await self.triggers.enqueue([task_run(name, task.platform_list, values)])
+        (run_id,) = await self.triggers.enqueue([task_run(
+            name, task.platform_list, values, task.run_type, tuple(secrets))])
+        # Before anything else can run: the executor plans it only once this has returned.
+        self.secrets.hold(run_id, secrets)
         return run_view(await self._run(run_id))
 
     async def quick_build(self, body: dict, uploaded: Path | None = None) -> dict:
@@ -292,7 +352,16 @@ class Services:
         if "context_path" in body:
             raise InvalidRequestError("context_path is not accepted: upload the context, or "
                                       "give context_url")
+        body = dict(body)
+        # Never part of the spec, which is stored with the run.
+        secrets = run_secrets(body.pop("secrets", None))
+        values = run_values(body.pop("values", None) or {}, body.pop("values_file", None))
         spec = validated(QuickBuildSpec, body, "build")
+        if spec.task_file is not None:
+            return await self._quick_run(spec, uploaded, values, secrets)
+        if secrets or values:
+            raise InvalidRequestError("values and secrets are for task files: a quick build "
+                                      "takes build arguments")
         if uploaded is not None:
             # refused now, rather than as a failed run
             await asyncio.to_thread(dockerfile_in, uploaded, spec.file)
@@ -306,6 +375,26 @@ class Services:
         await self.check_queue_room()
         (run_id,) = await self.triggers.enqueue([quick_build(spec.platform,
                                                              spec.model_dump_json())])
+        return run_view(await self._run(run_id))
+
+    async def _quick_run(self, spec: QuickBuildSpec, uploaded: Path | None,
+                         values: dict[str, object], secrets: dict[str, str]) -> dict:
+        """A task file's quick run (`basewatch run`): the file came with the request; the
+        context is an upload (an empty one for /dev/null) or a URL."""
+        if uploaded is not None:
+            spec = spec.model_copy(update={"context_path": str(uploaded)})
+        if (spec.context_path is None) == (spec.context_url is None):
+            raise InvalidRequestError("give the context as an upload or as a URL, not both")
+        if spec.context_url is not None:
+            self._check_context_url(spec.context_url)
+        if spec.image:
+            raise InvalidRequestError("a task file names its images in its steps: -t is for "
+                                      "quick builds")
+        await self.check_queue_room()
+        (run_id,) = await self.triggers.enqueue([quick_build(
+            spec.platform, spec.model_dump_json(), task_file=True, values=values,
+            secret_names=tuple(secrets))])
+        self.secrets.hold(run_id, secrets)  # before the executor can plan it
         return run_view(await self._run(run_id))
 
     def _check_context_url(self, url: str) -> None:
@@ -350,7 +439,10 @@ class Services:
         run = await self._run(run_id)
         if run.status.finished or not await self.executor.cancel(run_id):
             raise ConflictError(f"run {run_id} has already finished ({run.status.value})")
-        return run_view(await self._run(run_id))
+        run = await self._run(run_id)
+        if run.status.finished:
+            self.secrets.release(run_id)  # canceled while queued: no end hook will
+        return run_view(run)
 
     async def update_run(self, run_id: str, archived: bool) -> dict:
         run = await self._run(run_id)

@@ -6,13 +6,21 @@ builder read it. Platforms arrive parsed.
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import Literal
 
 from basewatch.context_spec import parse_context
+from basewatch.models import RunType
 from basewatch.oci.platforms import DEFAULT_PLATFORM, Platform
 
 TriggerType = Literal["runtime", "all"]
+
+
+def is_task_file(file: str) -> bool:
+    """Whether a task's `file` is a task file (acr-task.yaml) rather than a Dockerfile: by its
+    extension, as ACR decides (`acr-task.yaml`, `ci.yml`)."""
+    return posixpath.splitext(file.lower())[1] in (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,15 @@ class Task:
     @property
     def local_context(self) -> bool:
         return parse_context(self.context).kind == "local"
+
+    @property
+    def runs_task_file(self) -> bool:
+        return is_task_file(self.file)
+
+    @property
+    def run_type(self) -> RunType:
+        """What its runs are, as ACR names them: a task file's are runs, a Dockerfile's builds."""
+        return RunType.AUTO_RUN if self.runs_task_file else RunType.AUTO_BUILD
 
     @property
     def platform_list(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
@@ -15,7 +16,15 @@ from basewatch.builder.contexts.checkout import (
     dockerfile_in,
     read_dockerfile,
 )
+from basewatch.builder.contexts.task_files import (
+    TaskFileInputs,
+    bases_of_builds,
+    load_from_context,
+    read_task_file,
+    with_pinned,
+)
 from basewatch.builder.quick_runs import QuickRuns
+from basewatch.builder.run_secrets import RunSecrets
 from basewatch.context_spec import COMMIT, parse_context
 from basewatch.dockerfile.analysis import analyse_for_platforms
 from basewatch.errors import BasewatchError
@@ -37,8 +46,12 @@ class RunPlanner:
                  run_registry: str | None = None,
                  on_context_changed: ContextChangedHook | None = None,
                  on_revision: RevisionHook | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 image_aliases: dict[str, str] | None = None,
+                 secrets: RunSecrets | None = None):
         self.store = store
+        self.image_aliases = dict(image_aliases or {})  # the config's `aliases:`
+        self.secrets = secrets if secrets is not None else RunSecrets()
         self.checkouts = checkouts
         self.quick_runs = quick_runs
         self.run_registry = run_registry
@@ -72,10 +85,58 @@ class RunPlanner:
                 await self.store.runs.record_git_revision(run.id, checkout.revision)
                 if self.on_revision is not None:
                     await self.on_revision(run, checkout.revision)
+            if task.runs_task_file or self.quick_runs.task_file_of(run) is not None:
+                yield await self._task_file_plan(run, task, checkout.folder,
+                                                 checkout.revision, run_log)
+                return
             bases = await self._bases_of(run, task, checkout.folder)
             pinned = await self._pinned(run, bases, run_log)
             yield dockerfile_plan(run, task, checkout.folder, bases,
                                   self.variables(run, task, checkout.revision), pinned)
+
+    async def _task_file_plan(self, run: Run, task: Task, context: Path,
+                              revision: str | None, run_log: RunLogSink) -> RunPlan:
+        """A task file's plan: read (from the context, or a quick run's own text), rendered
+        with the run's variables, values and secrets, each build given its Dockerfile's bases.
+        A file with an error fails the run here, before anything of it runs."""
+        text = self.quick_runs.task_file_of(run)
+        if text is None:
+            text = await asyncio.to_thread(read_task_file, context, task.file)
+        variables = replace(self.variables(run, task, revision), task_name=task.name)
+        if (registry := self.quick_runs.registry_of(run)) is not None:
+            variables = replace(variables, registry=registry)
+        inputs = TaskFileInputs(variables, run.values, self.secrets.of(run), self.image_aliases)
+        steps, workspace = await asyncio.to_thread(load_from_context, text, context, inputs,
+                                                   task.file)
+        if run.spec is None and not task.local_context:
+            await self._follow_task_file(task, text, context)
+        bases: dict[str, list[str]] = {}
+        for step in steps:
+            if isinstance(step.action, BuildStep):
+                bases.setdefault(step.action.platform, []).extend(step.action.bases)
+        for platform, digests in (await self._pinned(run, bases, run_log)).items():
+            for reference, digest in digests.items():
+                steps = with_pinned(steps, platform, reference, digest)
+        images = list(dict.fromkeys(tag for step in steps if isinstance(step.action, BuildStep)
+                                    for tag in step.action.tags))
+        return RunPlan(run.id, task.name, context, images, list(steps), workspace)
+
+    async def _follow_task_file(self, task: Task, text: str, context: Path) -> None:
+        """A fetched task file (or a Dockerfile one of its builds reads) may name other bases
+        than at registration: the task's registration follows it, read as registration reads
+        it."""
+        if self.on_context_changed is None:
+            return
+        try:
+            found = await asyncio.to_thread(bases_of_builds, text, context, task.file,
+                                            self.run_registry, self.image_aliases,
+                                            task.platforms[0])
+        except BasewatchError:
+            return  # read as a run reads it, it planned: the registration stays as it was
+        now = {(str(base), platform) for platform, bases in found for base in bases.images}
+        recorded = {(d.base, d.platform) for d in await self.store.graph.dependencies(task.name)}
+        if now != recorded:
+            await self.on_context_changed(task, context)
 
     def variables(self, run: Run, task: Task | None = None, revision: str | None = None
                   ) -> RunVariables:
@@ -149,8 +210,9 @@ def dockerfile_plan(run: Run, task: Task, context: Path,
     """A Dockerfile task's plan: one build per platform and its pushes. Several platforms are
     each pushed under a tag of their own, then put together as one index per tag."""
     platforms = run.platform.split(",")
-    tags = [render(image, variables, run.values) for image in task.images]
-    build_args = {k: render(v, variables, run.values) for k, v in task.build_args.items()}
+    values = {k: v for k, v in run.values.items() if isinstance(v, str)}
+    tags = [render(image, variables, values) for image in task.images]
+    build_args = {k: render(v, variables, values) for k, v in task.build_args.items()}
 
     def build(platform: str, platform_tags: list[str]) -> BuildStep:
         return BuildStep(platform=platform, tags=platform_tags,

@@ -20,9 +20,12 @@ from basewatch.config import BuildArgValue, DockerfileName, Duration, _as_list
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
 from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import is_registry_host
 from basewatch.tasks import Task
 
 QUICK_TASK_NAME = "quick-build"
+# A task file is refused past 1 MiB as it is read; its text in a request, a little sooner.
+MAX_TASK_FILE_CHARS = 1024 * 1024
 # An upload lives in contexts/upload-<id> from its request until no queued or running run
 # needs it: the run ended, was canceled while queued, or the request was refused.
 UPLOAD_PREFIX = "upload-"
@@ -43,6 +46,19 @@ class QuickBuildSpec(BaseModel):
     # Exactly one of: a folder the daemon extracted an upload into, or a git / tarball URL.
     context_path: str | None = None
     context_url: str | None = None
+    # A quick run (`basewatch run`): the task file's text, read on the caller's side (`file`
+    # is its name, for messages), and the run's registry when --registry overrides the
+    # config's. Its values go with the run; its secrets are never part of this.
+    task_file: Annotated[str, Field(max_length=MAX_TASK_FILE_CHARS)] | None = None
+    registry: str | None = None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_host(cls, value: str | None) -> str | None:
+        if value is not None and not is_registry_host(value):
+            raise ValueError(f"{value!r} is not a registry host as image references write it "
+                             "(host[:port])")
+        return value
 
     @field_validator("platform")
     @classmethod
@@ -71,6 +87,14 @@ class QuickRuns:
                     target=spec.target,
                     platforms=[Platform.parse(p) for p in spec.platform.split(",")],
                     push=spec.push and bool(spec.image), timeout=spec.timeout)
+
+    def task_file_of(self, run: Run) -> str | None:
+        """A quick run's task file text; None for a quick build or a task's run."""
+        return None if run.spec is None else _spec_of(run).task_file
+
+    def registry_of(self, run: Run) -> str | None:
+        """The registry a quick run was given with --registry; None: the config's."""
+        return None if run.spec is None else _spec_of(run).registry
 
     def clean_up(self, run: Run) -> None:
         """A quick run's upload, once no run needs it (the run ended, or was canceled while

@@ -8,11 +8,13 @@ import json
 import logging
 from typing import Awaitable, Callable, Protocol
 
+import aiohttp
 from aiohttp import hdrs, web
 
 from basewatch.errors import BasewatchError, StoreBusyError
 from basewatch.http.common import json_error, token_matches
 from basewatch.http.openapi import openapi_document
+from basewatch.http.uploads import read_part
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ DATABASE_BUSY_RETRY_AFTER_SECONDS = 5
 # A followed log wakes on every write; this only bounds the wait for a change nothing signals
 # (a queued run canceled, the daemon shutting down).
 LOG_RECHECK_SECONDS = 1.0
+# A quick run's spec part: a task file and a values file (1 MiB each at most) and secrets.
+MAX_SPEC_BYTES = 4 * 1024 * 1024
 # The most runs one GET /api/runs lists.
 MAX_TOP = 10000
 
@@ -168,11 +172,14 @@ def add_api(app: web.Application, services, upload) -> None:
         values = body.get("values") or {}
         if not isinstance(values, dict):
             return json_error(400, "values must be an object of NAME: VALUE")
-        return web.json_response(await services.run_task(request.match_info["name"], values),
-                                 status=202)
+        return web.json_response(await services.run_task(
+            request.match_info["name"], values, body.get("values_file"), body.get("secrets")),
+            status=202)
 
     @routes.post("/api/builds")
     async def quick_build(request: web.Request) -> web.Response:
+        if request.content_type == "multipart/form-data":
+            return await quick_run_upload(request)
         if request.content_type == "application/json":
             body = await _json_body(request)
         else:  # a context tarball, with the build spec as JSON in a header
@@ -187,6 +194,38 @@ def add_api(app: web.Application, services, upload) -> None:
             return web.json_response(await services.quick_build(body, await upload(request)),
                                      status=202)
         return web.json_response(await services.quick_build(body), status=202)
+
+    async def quick_run_upload(request: web.Request) -> web.Response:
+        """A quick run of a task file on an uploaded context: a `spec` part (JSON: the file's
+        text, values, secrets; too large and too secret for a header), then a `context` part
+        (the tarball)."""
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+            if part is None or part.name != "spec":
+                return json_error(400, "the first part must be `spec`, the run's JSON")
+            raw = await read_part(part, MAX_SPEC_BYTES)
+        except (ValueError, AssertionError, aiohttp.ClientError):
+            # aiohttp's multipart reader refuses a malformed body with these
+            return json_error(400, "the body is not valid multipart/form-data")
+        if raw is None:
+            return json_error(413, f"the spec is larger than {MAX_SPEC_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return json_error(400, "the spec part is not valid JSON")
+        if not isinstance(body, dict):
+            return json_error(400, "the spec part must be a JSON object")
+        _refuse_nul(body)
+        await services.check_queue_room()  # before the upload is read, not after
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, aiohttp.ClientError):
+            part = None
+        if part is None or part.name != "context":
+            return json_error(400, "the second part must be `context`, a gzipped tarball")
+        return web.json_response(await services.quick_build(body, await upload(request, part)),
+                                 status=202)
 
     @routes.get("/api/runs")
     async def list_runs(request: web.Request) -> web.Response:

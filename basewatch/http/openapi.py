@@ -109,14 +109,24 @@ def openapi_document() -> dict:
         "/api/tasks/{name}/runs": {"post": _op(
             "run a task now", {"202": {"description": "queued", **_RUN}}, 400, 404, 429,
             body={"application/json": {"schema": {"type": "object", "properties": {
-                "values": {"type": "object", "additionalProperties": {"type": "string"}}}}}},
+                "values": {"type": "object", "description": "--set: over values_file's"},
+                "values_file": {"type": "string", "description": "a values file's YAML text"},
+                "secrets": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "--set-secret (a task file's): held in the "
+                                           "daemon's memory for the run, stored nowhere"}}}}},
             parameters=[_NAME])},
         "/api/builds": {"post": _op(
-            "quick build: a JSON spec with context_url, or a context tarball (gzip) with the "
-            "spec in the X-Basewatch-Build header",
+            "quick build, or a quick run of a task file (task_file: its text; values, "
+            "values_file, secrets beside the spec, secrets never stored): a JSON spec with "
+            "context_url, or a context tarball (gzip) with the spec in the X-Basewatch-Build "
+            "header; a quick run's upload is multipart/form-data: a `spec` part (JSON), then "
+            "a `context` part (the tarball)",
             {"202": {"description": "queued", **_RUN}}, 400, 413, 429,
             body={**_json("QuickBuild"), "application/gzip": {"schema": {
-                "type": "string", "format": "binary"}}})},
+                "type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "spec": {"type": "object"},
+                    "context": {"type": "string", "format": "binary"}}}}})},
         "/api/runs": {"get": _op("list runs, newest first", {"200": {"description": "runs"}},
                                  400, parameters=runs_query)},
         "/api/runs/{run_id}": {

@@ -8,7 +8,9 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from aiohttp import web
+from typing import AsyncIterator
+
+from aiohttp import BodyPartReader, web
 
 UPLOAD_CHUNK = 1024 * 1024
 # Each upload may take twice max_context_bytes of disk (the spooled body and what it unpacks
@@ -34,20 +36,41 @@ def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
                                   f"{limit} bytes (max_context_bytes): add a .dockerignore"}))
 
 
-async def receive_upload(request: web.Request, destination: Path, limit: int) -> None:
-    """Save the request body (a context tarball) and extract it into `destination`."""
+async def receive_upload(request: web.Request, destination: Path, limit: int,
+                         part: BodyPartReader | None = None) -> None:
+    """Save the request body (a context tarball), or its multipart `part` holding one, and
+    extract it into `destination`."""
     from basewatch.builder.contexts.archive import extract_context
 
-    if request.content_length is not None and request.content_length > limit:
+    if part is None and request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     async with upload_slots():
         destination.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=destination.parent) as spool:
             size = 0
-            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+            async for chunk in _chunks(request, part):
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
                 spool.write(chunk)
             spool.seek(0)
             await asyncio.to_thread(extract_context, spool, destination, limit)
+
+
+async def _chunks(request: web.Request, part: BodyPartReader | None) -> AsyncIterator[bytes]:
+    if part is None:
+        async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+            yield chunk
+        return
+    while chunk := await part.read_chunk(UPLOAD_CHUNK):
+        yield chunk
+
+
+async def read_part(part: BodyPartReader, limit: int) -> bytes | None:
+    """A small multipart part's bytes (a quick run's spec); None when it is over `limit`."""
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)

@@ -41,29 +41,34 @@ FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
 
 
 def _trigger_data(request: RunRequest) -> str | None:
-    """What fired a run, as the `trigger_data` column keeps it (JSON)."""
+    """What fired a run, as the `trigger_data` column keeps it (JSON), and the names (never
+    the values) of its secrets."""
+    data: dict = {}
     if (change := request.base_change) is not None:
-        return json.dumps({"reference": change.reference, "platform": change.platform,
-                           "digest": change.digest})
-    if (source := request.source_commit) is not None:
-        return json.dumps({"commit": source.commit, "branch": source.branch,
-                           "pull_request": source.pull_request,
-                           "target_branch": source.target_branch,
-                           "fetch_ref": source.fetch_ref})
-    return None
+        data = {"reference": change.reference, "platform": change.platform,
+                "digest": change.digest}
+    elif (source := request.source_commit) is not None:
+        data = {"commit": source.commit, "branch": source.branch,
+                "pull_request": source.pull_request, "target_branch": source.target_branch,
+                "fetch_ref": source.fetch_ref}
+    if request.secret_names:
+        data["secret_names"] = list(request.secret_names)
+    return json.dumps(data) if data else None
 
 
-def _fired_by(text: str | None) -> tuple[BaseChange | None, SourceCommit | None]:
+def _fired_by(text: str | None
+              ) -> tuple[BaseChange | None, SourceCommit | None, tuple[str, ...]]:
     data = json.loads(text) if text else {}
+    secret_names = tuple(data.pop("secret_names", ()))
     if "reference" in data:
-        return BaseChange(**data), None
+        return BaseChange(**data), None, secret_names
     if "commit" in data:
-        return None, SourceCommit(**data)
-    return None, None
+        return None, SourceCommit(**data), secret_names
+    return None, None, secret_names
 
 
 def _run(row) -> Run:
-    base_change, source_commit = _fired_by(row["trigger_data"])
+    base_change, source_commit, secret_names = _fired_by(row["trigger_data"])
     return Run(
         id=row["id"], task=row["task"], trigger=Trigger(row["trigger"]),
         run_type=RunType(row["run_type"]), status=RunStatus(row["status"]),
@@ -74,7 +79,7 @@ def _run(row) -> Run:
         not_before=from_text(row["not_before"]), retry_of=row["retry_of"], spec=row["spec"],
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
-        base_change=base_change, source_commit=source_commit,
+        base_change=base_change, source_commit=source_commit, secret_names=secret_names,
     )
 
 
@@ -117,7 +122,8 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
                                            f"re-run of {run.id}, interrupted by {cause}",
                                            retry_of=run.id, spec=run.spec, values=run.values,
                                            base_change=run.base_change,
-                                           source_commit=run.source_commit))
+                                           source_commit=run.source_commit,
+                                           secret_names=run.secret_names))
 
 
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]

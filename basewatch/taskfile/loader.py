@@ -25,6 +25,7 @@ from basewatch.taskfile.gotemplate import Rendered, TemplateData, TemplateProble
 from basewatch.taskfile.steps import StepContext, StepError, checked_env, default_id, read_step
 from basewatch.taskfile.values import mask, secret_texts
 from basewatch.taskfile.when import Node, WhenError, check
+from basewatch.tasks import is_task_file  # noqa: F401 (this package's API too)
 from basewatch.templating import RunVariables
 
 VERSIONS = ("v1.0.0", "v1.1.0", "1.0-preview-1")
@@ -41,12 +42,6 @@ _VOLUME_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _FILE_NAME = re.compile(r"[^/\0]+")
 
 
-def is_task_file(file: str) -> bool:
-    """Whether a task's `file` is a task file rather than a Dockerfile: by its extension, as
-    ACR decides (`acr-task.yaml`, `ci.yml`)."""
-    return posixpath.splitext(file.lower())[1] in (".yaml", ".yml")
-
-
 def _no_alias_files(path: str) -> str:
     raise OSError("alias files cannot be read for this run")
 
@@ -60,7 +55,9 @@ def load_task_file(text: str, *, variables: RunVariables,
     """The steps and workspace `text` describes. `values`: the values file's, with --set's
     over them; `secrets`: --set-secret's; `image_aliases`: the config's `aliases:`;
     `read_alias_file`: the text of an `alias: src:` file, relative to the context."""
-    return _Reader(text, variables, dict(values or {}), dict(secrets or {}),
+    # Mappings as given, not copied: registration's stand-in answers every name asked for.
+    return _Reader(text, variables, {} if values is None else values,
+                   {} if secrets is None else secrets,
                    dict(image_aliases or {}), read_alias_file, source).read()
 
 

@@ -16,12 +16,12 @@ log = logging.getLogger(__name__)
 
 
 def base_image_run(task: str, base: str, platform: str, digest: str,
-                   not_before: datetime | None = None, platforms: str | None = None
-                   ) -> RunRequest:
+                   not_before: datetime | None = None, platforms: str | None = None,
+                   run_type: RunType = RunType.AUTO_BUILD) -> RunRequest:
     """A run of `task` because `base` moved to `digest` for `platform`. The run builds every
     platform the task is built for (`platforms`, a comma list; default: that one), so a change
     to any one platform's digest rebuilds the task's index."""
-    return RunRequest(task, Trigger.IMAGE_UPDATE, RunType.AUTO_BUILD, platforms or platform,
+    return RunRequest(task, Trigger.IMAGE_UPDATE, run_type, platforms or platform,
                       f"base {base} ({platform}) changed to {digest}", not_before=not_before,
                       base_change=BaseChange(base, platform, digest))
 
@@ -55,7 +55,8 @@ class FanOut:
         # digest rebuilds the task's index (a second platform's change finds it queued).
         requests = [
             base_image_run(dep.task, change.base, change.platform, change.new, not_before,
-                           platforms=tasks[dep.task].platform_list)
+                           platforms=tasks[dep.task].platform_list,
+                           run_type=tasks[dep.task].run_type)
             for dep in dependents
             if dep.task in tasks and wants_rebuild(dep, tasks[dep.task], change.new)
         ]

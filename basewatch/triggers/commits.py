@@ -16,7 +16,7 @@ import logging
 from collections.abc import Collection
 
 from basewatch.context_spec import COMMIT, ContextError, checked_source, display_url, parse_context
-from basewatch.models import RunRequest, RunType, SourceCommit, Trigger
+from basewatch.models import RunRequest, SourceCommit, Trigger
 from basewatch.store.protocols import TaskStore
 from basewatch.tasks import Task
 from basewatch.triggers import Triggers
@@ -134,10 +134,10 @@ def _run(task: Task, event: SourceEvent, source: SourceCommit) -> RunRequest:
     short = source.commit[:12]
     if event.kind == "pull_request":
         head = f"{source.branch} into " if source.branch else "into "
-        return RunRequest(task.name, Trigger.PULL_REQUEST, RunType.AUTO_BUILD,
+        return RunRequest(task.name, Trigger.PULL_REQUEST, task.run_type,
                           task.platform_list,
                           f"pull request #{source.pull_request} ({head}{source.target_branch}) "
                           f"at {short}, from {event.provider}", source_commit=source)
-    return RunRequest(task.name, Trigger.COMMIT, RunType.AUTO_BUILD, task.platform_list,
+    return RunRequest(task.name, Trigger.COMMIT, task.run_type, task.platform_list,
                       f"commit {short} pushed to {source.branch}, from {event.provider}",
                       source_commit=source)

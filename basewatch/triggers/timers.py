@@ -20,7 +20,7 @@ from basewatch.cron import CronSchedule
 from dataclasses import replace
 
 from basewatch.errors import BasewatchError, ConflictError, NotFoundError
-from basewatch.models import RunRequest, RunType, TimerMark, Trigger
+from basewatch.models import RunRequest, TimerMark, Trigger
 from basewatch.store import TaskStore, TimerStore
 from basewatch.tasks import Task, Timer
 from basewatch.triggers import TimerFire, Triggers
@@ -45,7 +45,7 @@ def timer_run(task: Task, timer: Timer, scheduled: datetime, missed: int = 1) ->
     if missed > 1:
         count = f"{MAX_COUNTED_MISSES}+" if missed > MAX_COUNTED_MISSES else str(missed)
         reason += f", catching up on {count} missed fires"
-    return RunRequest(task.name, Trigger.TIMER, RunType.AUTO_BUILD, task.platform_list, reason)
+    return RunRequest(task.name, Trigger.TIMER, task.run_type, task.platform_list, reason)
 
 
 def next_fire(timer: Timer, now: datetime) -> datetime | None:

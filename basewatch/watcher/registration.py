@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from basewatch.builder.contexts.checkout import read_dockerfile
+from basewatch.builder.contexts.task_files import bases_of_builds, read_task_file
 from basewatch.dockerfile.analysis import DockerfileBases, analyse_for_platforms
 from basewatch.errors import BasewatchError, NotFoundError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
@@ -29,8 +30,10 @@ class TaskRegistrar:
 
     def __init__(self, store: Store, source: DigestSource, run_registry: str | None = None,
                  checkouts: Checkouts | None = None,
-                 on_change: Callable[[], None] | None = None):
+                 on_change: Callable[[], None] | None = None,
+                 image_aliases: dict[str, str] | None = None):
         self.store = store
+        self.image_aliases = dict(image_aliases or {})  # the config's, for task files
         self.source = source
         self.run_registry = run_registry
         self.checkouts = checkouts
@@ -56,14 +59,14 @@ class TaskRegistrar:
             return await self._register(task, source, context or Path(task.context))
 
     async def _register(self, task: Task, source: str, context: Path) -> DockerfileBases:
-        content = await asyncio.to_thread(read_dockerfile, context, task.file)
-        analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
-                                           task.target, task.file, task.platforms)
+        analysed = await self._analyse(task, context)
         edges: list[tuple[str, str, DependencyKind]] = []
-        for platform, bases in analysed.items():
+        for platform, bases in analysed:
             if bases.runtime is not None:
                 edges.append((str(bases.runtime), platform, DependencyKind.RUNTIME))
             edges += [(str(b), platform, DependencyKind.BUILDTIME) for b in bases.buildtime]
+        # A task file's build steps may share a base: one edge each.
+        edges = list(dict.fromkeys(edges))
         await self.graph()
         published = {**self._published, task.name: published_images(task, self.run_registry)}
         dependencies = {**self._edges, task.name: [
@@ -76,7 +79,22 @@ class TaskRegistrar:
         await self.store.graph.replace_dependencies(task.name, edges, digests)
         self._published, self._edges, self._graph = published, dependencies, graph
         self._changed()
-        return next(iter(analysed.values()))  # the first platform's
+        # The first platform's (a task file's first build's; none: no bases at all)
+        return analysed[0][1] if analysed else DockerfileBases(None, ())
+
+    async def _analyse(self, task: Task, context: Path
+                       ) -> list[tuple[str, DockerfileBases]]:
+        """(platform, bases) of each build: a Dockerfile's per platform, a task file's per
+        build step (its Dockerfile's, for the step's platform)."""
+        if task.runs_task_file:
+            text = await asyncio.to_thread(read_task_file, context, task.file)
+            return await asyncio.to_thread(bases_of_builds, text, context, task.file,
+                                           self.run_registry, self.image_aliases,
+                                           task.platforms[0])
+        content = await asyncio.to_thread(read_dockerfile, context, task.file)
+        analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
+                                           task.target, task.file, task.platforms)
+        return list(analysed.items())
 
     async def change_triggers(self, name: str, change: Callable[[Task, str], Task]) -> Task:
         """Change what runs a task and not what it is built from (its timers): `change(task,

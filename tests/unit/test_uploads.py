@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import tarfile
 
 from aiohttp import web
@@ -52,5 +53,36 @@ async def test_uploads_beyond_the_slots_wait_before_they_touch_the_disk(tmp_path
         response = await asyncio.wait_for(late, 10)
         assert response.status == 204 and received == ["late"]
         assert (tmp_path / "contexts" / "late" / "Dockerfile").exists()
+    finally:
+        await client.close()
+
+
+async def test_a_quick_runs_spec_and_context_come_as_two_parts(tmp_path):
+    # The spec holds a task file and secrets: past what a header takes, and not for headers.
+    from basewatch.client import json_and_file
+
+    received = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        reader = await request.multipart()
+        spec = await reader.next()
+        received["spec"] = await uploads.read_part(spec, 1 << 20)
+        part = await reader.next()
+        await uploads.receive_upload(request, tmp_path / "contexts" / "run", 1 << 20, part)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        spec = {"task_file": "# " + "x" * 50_000 + "\nsteps: []\n", "secrets": {"s": "v"}}
+        archive = context()
+        body, headers = json_and_file("spec", spec, "context", io.BytesIO(archive),
+                                      len(archive))
+        response = await client.post("/", data=body.read(), headers=headers)
+        assert response.status == 204
+        assert json.loads(received["spec"]) == spec
+        assert (tmp_path / "contexts" / "run" / "Dockerfile").read_text() == "FROM scratch\n"
     finally:
         await client.close()

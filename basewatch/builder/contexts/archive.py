@@ -65,18 +65,23 @@ def human_size(size: float) -> str:
 
 # --- CLI side: packing a local folder ------------------------------------------------------
 
-def pack_local_context(folder: Path, dockerfile: str = "Dockerfile", *, limit: int) -> Path:
-    """A gzipped tarball (a temp file the caller deletes) of `folder`, as Docker would send it."""
+def pack_local_context(folder: Path, dockerfile: str | None = "Dockerfile", *,
+                       limit: int) -> Path:
+    """A gzipped tarball (a temp file the caller deletes) of `folder`, as Docker would send it.
+    `dockerfile` None: a task file's context, which need hold no Dockerfile at its top."""
     if not folder.exists():
         raise ContextError(f"the build context {folder} does not exist")
     if not folder.is_dir():
         raise ContextError(f"the build context {folder} is not a folder")
-    parts = [part for part in dockerfile.split("/") if part not in ("", ".")]
-    if dockerfile.startswith("/") or ".." in parts or not parts:
-        raise ContextError(f"the Dockerfile {dockerfile!r} must be a path inside {folder}")
-    dockerfile = "/".join(parts)
-    if not (folder / dockerfile).is_file():
-        raise ContextError(f"there is no {dockerfile} in {folder}")
+    if dockerfile is None:
+        dockerfile = ".dockerignore"  # kept, as it always is
+    else:
+        parts = [part for part in dockerfile.split("/") if part not in ("", ".")]
+        if dockerfile.startswith("/") or ".." in parts or not parts:
+            raise ContextError(f"the Dockerfile {dockerfile!r} must be a path inside {folder}")
+        dockerfile = "/".join(parts)
+        if not (folder / dockerfile).is_file():
+            raise ContextError(f"there is no {dockerfile} in {folder}")
     root = os.path.abspath(folder)
     try:
         files = context_files(Path(root), dockerfile)
