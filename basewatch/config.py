@@ -445,6 +445,9 @@ class Config(_Strict):
     # Task files' `privileged: true` steps (a container with every capability and the host's
     # devices: root on the engine's host). Refused unless this is set.
     allow_privileged_steps: bool = False
+    # Task files' `docker` steps (ACR's alias: a Docker CLI wired to the engine). Whoever holds
+    # the engine is root on its host, so they are refused unless this is set.
+    allow_engine_access: bool = False
     # Credentials for private http(s) git repositories, by host: never in a context URL,
     # where they would be stored, shown by the API and written into the checkout.
     git_credentials: list[GitCredentialSettings] = Field(default_factory=list)

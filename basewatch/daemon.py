@@ -139,7 +139,8 @@ class Daemon:
             lambda: DockerEngine(self.docker_host, network=config.build_network),
             ImageSources(config.registries), self.registry_client,
             threads=config.max_concurrent_runs * 2,
-            allow_privileged=config.allow_privileged_steps)
+            allow_privileged=config.allow_privileged_steps,
+            allow_engine_access=config.allow_engine_access)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(run_secrets.forget, cascades.on_finished,

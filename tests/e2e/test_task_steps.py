@@ -82,7 +82,7 @@ class Runs:
         self.registry = RegistryClient([RegistrySettings(host=self.reg)])
         self.backend = DockerBackend(lambda: DockerEngine(self.docker_host),
                                      ImageSources([RegistrySettings(host=self.reg)]),
-                                     self.registry)
+                                     self.registry, allow_engine_access=True)
         self.executor = RunExecutor(self.store, self.planner, self.backend,
                                     self.folder / "state" / "logs")
         return self

@@ -39,9 +39,11 @@ class DockerBackend:
     engine calls run in threads of its own; the loop never blocks."""
 
     def __init__(self, engine_factory: Callable[[], Engine], sources: ImageSources,
-                 registry: RegistryClient, threads: int = 8, allow_privileged: bool = False):
+                 registry: RegistryClient, threads: int = 8, allow_privileged: bool = False,
+                 allow_engine_access: bool = False):
         self.engine_factory = engine_factory
         self.allow_privileged = allow_privileged  # a task file's privileged containers
+        self.allow_engine_access = allow_engine_access  # a task file's `docker` steps
         self.sources = sources
         self.registry = registry  # platform digests, address checks, index pushes
         self._leases = BaseLeases()

@@ -176,6 +176,10 @@ class TaskRun:
             if container.privileged and not self.backend.allow_privileged:
                 raise EngineError(f"step {step_id}: privileged containers are refused "
                                   "(allow_privileged_steps: false); see docs/security.md")
+            if container.engine_access and not self.backend.allow_engine_access:
+                raise EngineError(f"step {step_id}: the `docker` alias hands the step the "
+                                  "engine, which is root on the engine's host: refused "
+                                  "(allow_engine_access: false); see docs/security.md")
             if container.network == "host":
                 raise EngineError(f"step {step_id}: network host is refused: the step would "
                                   "reach every service on the engine host's loopback")

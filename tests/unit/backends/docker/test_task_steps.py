@@ -312,6 +312,16 @@ async def test_privileged_steps_are_refused_unless_allowed(tmp_path):
     assert allowed.error is None
 
 
+async def test_docker_steps_are_refused_unless_the_engine_may_be_handed_out(tmp_path):
+    steps = [cmd("a", "true"), cmd("docker", "true", container={"engine_access": True})]
+    refused = await run_steps(tmp_path, steps)
+    assert "step docker: the `docker` alias hands the step the engine" in str(refused.error)
+    assert "allow_engine_access: false" in str(refused.error)
+    assert refused.engine.runs == [] and refused.engine.networks == {}
+    allowed = await run_steps(tmp_path, steps, allow_engine_access=True)
+    assert allowed.error is None
+
+
 async def test_the_host_network_is_refused(tmp_path):
     ran = await run_steps(tmp_path, [cmd("a", "true", container={"network": "host"})])
     assert "network host is refused" in str(ran.error)
