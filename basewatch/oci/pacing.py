@@ -9,9 +9,10 @@ import time
 class RequestPacer:
     """Spaces request starts at least 1/rate seconds apart."""
 
-    def __init__(self, rate: float, clock=time.monotonic):
+    def __init__(self, rate: float, clock=time.monotonic, sleep=asyncio.sleep):
         self.interval = 1.0 / rate
         self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
         self._lock = asyncio.Lock()
 
@@ -21,4 +22,4 @@ class RequestPacer:
             slot = max(now, self._next)
             self._next = slot + self.interval
         if slot > now:
-            await asyncio.sleep(slot - now)
+            await self._sleep(slot - now)
