@@ -139,6 +139,21 @@ class SourceCommit:
 
 
 @dataclass(frozen=True)
+class StepRecord:
+    """How one step of a task file's run went, as the run's record keeps it (one line each)."""
+
+    id: str
+    kind: str  # build, push or cmd
+    action: str  # what it does: its image, its build's tags, its pushes
+    status: str  # Succeeded, Failed, Skipped or Detached
+    started_after: float | None  # seconds from the run's start to the step's
+    seconds: float
+    attempts: int
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """A run to queue: which task, why, and for which platform(s), a comma list."""
 

@@ -25,7 +25,7 @@ from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSetti
 from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, TaskFileError,
                               TooManyRunsError)
 from basewatch.graph_view import build_graph_view
-from basewatch.models import Run, RunStatus
+from basewatch.models import Run, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.store import Store
 from basewatch.taskfile import load_values_file, merge_values
@@ -107,6 +107,12 @@ def run_view(run: Run) -> dict:
             "target_branch": run.source_commit.target_branch,
             "fetch_ref": run.source_commit.fetch_ref},
     }
+
+
+def step_view(step: StepRecord) -> dict:
+    return {"id": step.id, "kind": step.kind, "action": step.action, "status": step.status,
+            "started_after_seconds": step.started_after, "duration_seconds": step.seconds,
+            "attempts": step.attempts, "exit_code": step.exit_code, "error": step.error}
 
 
 def _stamp(moment) -> str | None:
@@ -433,7 +439,10 @@ class Services:
         return [run_view(run) for run in runs]
 
     async def get_run(self, run_id: str) -> dict:
-        return run_view(await self._run(run_id))
+        """The run, with a task file's steps as far as they have ended."""
+        run = await self._run(run_id)
+        return run_view(run) | {"steps": [step_view(step) for step
+                                          in await self.store.runs.steps(run_id)]}
 
     async def cancel_run(self, run_id: str) -> dict:
         run = await self._run(run_id)

@@ -124,4 +124,21 @@ MIGRATIONS: list[str] = [
         hook_id   INTEGER
     )
     """,
+    # 10: a task file's steps, each as it ended, kept with its run (and deleted with it).
+    """
+    CREATE TABLE run_steps (
+        run_id         TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        position       INTEGER NOT NULL,
+        step_id        TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        action         TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        started_after  REAL,
+        seconds        REAL NOT NULL,
+        attempts       INTEGER NOT NULL,
+        exit_code      INTEGER,
+        error          TEXT,
+        PRIMARY KEY (run_id, step_id)
+    )
+    """,
 ]

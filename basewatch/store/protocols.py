@@ -19,6 +19,7 @@ from basewatch.models import (
     Run,
     RunRequest,
     RunStatus,
+    StepRecord,
     TaskWebhook,
     TimerMark,
     WatchedDigest,
@@ -104,6 +105,13 @@ class RunStore(Protocol):
 
     async def finish(self, run_id: str, status: RunStatus, outputs: list[PushedImage] = (),
                      error: str | None = None) -> None: ...
+
+    async def record_step(self, run_id: str, position: int, step: StepRecord) -> None:
+        """How a task file's step ended, kept with the run as it comes (`position`: the
+        step's place in the file); a step reported again replaces what it had."""
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's recorded steps, in the file's order."""
 
     async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]: ...
 

@@ -23,6 +23,7 @@ from basewatch.models import (
     RunStatus,
     RunType,
     SourceCommit,
+    StepRecord,
     Trigger,
 )
 from basewatch.store.database import Database, from_text, now, to_text
@@ -214,6 +215,23 @@ class SQLiteRunStore:
             (status.value, to_text(now()),
              json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
              error, run_id))
+
+    async def record_step(self, run_id: str, position: int, step: StepRecord) -> None:
+        await self._write_retried(
+            run_id, f"step {step.id}",
+            "INSERT OR REPLACE INTO run_steps (run_id, position, step_id, kind, action, status,"
+            " started_after, seconds, attempts, exit_code, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, position, step.id, step.kind, step.action, step.status,
+             step.started_after, step.seconds, step.attempts, step.exit_code, step.error))
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self.database.fetchall(
+            "SELECT * FROM run_steps WHERE run_id = ? ORDER BY position", (run_id,))
+        return [StepRecord(id=row["step_id"], kind=row["kind"], action=row["action"],
+                           status=row["status"], started_after=row["started_after"],
+                           seconds=row["seconds"], attempts=row["attempts"],
+                           exit_code=row["exit_code"], error=row["error"]) for row in rows]
 
     async def _write_retried(self, run_id: str, what: str, sql: str, params: tuple) -> None:
         """A write to a run in progress, retried while the database is locked or full."""
