@@ -282,6 +282,8 @@ def add_task_command(commands) -> None:
     run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
                      help="a task file task's secret ({{.Secrets.K}}): held in the daemon's "
                           "memory for the run, masked in its log, stored nowhere")
+    run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
+                                        "default: the daemon's config)")
     run.add_argument("--no-logs", action="store_true")
     run.add_argument("--no-wait", action="store_true")
     logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
@@ -462,8 +464,10 @@ def cmd_task_webhook(args) -> int:
 
 def cmd_task_run(args) -> int:
     client = _client(args)
-    run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs",
-                         body=run_inputs(args))
+    body = run_inputs(args)
+    if args.registry:
+        body["registry"] = args.registry
+    run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs", body=body)
     return _follow(client, run, args.no_logs, args.no_wait)
 
 

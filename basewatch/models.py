@@ -171,6 +171,7 @@ class RunRequest:
     # The names of the run's `--set-secret`s: their values are held in the daemon's memory
     # only, and a run that finds them gone (the daemon restarted) fails saying so.
     secret_names: tuple[str, ...] = ()
+    registry: str | None = None  # the run's own registry ({{.Run.Registry}}); None: config's
 
 
 @dataclass
@@ -199,6 +200,7 @@ class Run:
     base_change: BaseChange | None = None  # for a base-image run: the change that fired it
     source_commit: SourceCommit | None = None  # for a commit or pull-request run: its commit
     secret_names: tuple[str, ...] = ()  # its `--set-secret`s, by name: never their values
+    registry: str | None = None  # its own registry (`--registry`); None: the config's
 
     @property
     def duration_seconds(self) -> float | None:

@@ -27,6 +27,7 @@ from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError,
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
+from basewatch.oci.reference import is_registry_host
 from basewatch.store import Store
 from basewatch.taskfile import load_values_file, merge_values
 from basewatch.task_webhooks import TaskWebhooks
@@ -97,6 +98,7 @@ def run_view(run: Run) -> dict:
         "duration_seconds": run.duration_seconds, "base_digests": run.base_digests,
         "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
         "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
+        "registry": run.registry,
         "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,
@@ -328,9 +330,15 @@ class Services:
                                    "cancel some")
 
     async def run_task(self, name: str, values: dict[str, object],
-                       values_file: str | None = None, secrets: object = None) -> dict:
-        """A run of a task now: its values (`--values` file's, `--set`'s over them) go with
-        the run; its secrets (a task file's `--set-secret`) are held in memory only."""
+                       values_file: str | None = None, secrets: object = None,
+                       registry: object = None) -> dict:
+        """A run of a task now: its values (`--values` file's, `--set`'s over them) and its
+        own registry (`--registry`) go with the run; its secrets (a task file's
+        `--set-secret`) are held in memory only."""
+        if registry is not None and (not isinstance(registry, str)
+                                     or not is_registry_host(registry)):
+            raise InvalidRequestError("registry must be a registry host as image references "
+                                      "write it (host[:port])")
         task, _ = await self._task(name)
         secrets = run_secrets(secrets)
         if secrets and not task.runs_task_file:
@@ -339,7 +347,7 @@ class Services:
         values = run_values(values, values_file)
         await self.check_queue_room()
         (run_id,) = await self.triggers.enqueue([task_run(
-            name, task.platform_list, values, task.run_type, tuple(secrets))])
+            name, task.platform_list, values, task.run_type, tuple(secrets), registry)])
         # Before anything else can run: the executor plans it only once this has returned.
         self.secrets.hold(run_id, secrets)
         return run_view(await self._run(run_id))
@@ -399,7 +407,7 @@ class Services:
         await self.check_queue_room()
         (run_id,) = await self.triggers.enqueue([quick_build(
             spec.platform, spec.model_dump_json(), task_file=True, values=values,
-            secret_names=tuple(secrets))])
+            secret_names=tuple(secrets), registry=spec.registry)])
         self.secrets.hold(run_id, secrets)  # before the executor can plan it
         return run_view(await self._run(run_id))
 

@@ -150,7 +150,8 @@ class RunPlanner:
         elif task is not None and (spec := parse_context(task.context)).kind == "git" \
                 and spec.ref and not COMMIT.match(spec.ref):
             branch = spec.ref
-        return RunVariables(id=run.id, date=self.clock(), registry=self.run_registry,
+        return RunVariables(id=run.id, date=self.clock(),
+                            registry=run.registry or self.run_registry,
                             os=first.os, architecture=first.architecture, commit=commit,
                             branch=branch)
 

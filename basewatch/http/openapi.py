@@ -113,7 +113,10 @@ def openapi_document() -> dict:
                 "values_file": {"type": "string", "description": "a values file's YAML text"},
                 "secrets": {"type": "object", "additionalProperties": {"type": "string"},
                             "description": "--set-secret (a task file's): held in the "
-                                           "daemon's memory for the run, stored nowhere"}}}}},
+                                           "daemon's memory for the run, stored nowhere"},
+                "registry": {"type": "string", "description": "--registry: the run's own "
+                             "registry ({{.Run.Registry}}, $Registry), host[:port], over the "
+                             "config's `registry`; stored with the run"}}}}},
             parameters=[_NAME])},
         "/api/builds": {"post": _op(
             "quick build, or a quick run of a task file (task_file: its text; values, "

@@ -124,8 +124,10 @@ MIGRATIONS: list[str] = [
         hook_id   INTEGER
     )
     """,
-    # 10: a task file's steps, each as it ended, kept with its run (and deleted with it).
+    # 10: a task file's steps, each as it ended, kept with its run (and deleted with it);
+    # the registry a run was given for itself (`task run --registry`), NULL: the config's.
     """
+    ALTER TABLE runs ADD COLUMN registry TEXT;
     CREATE TABLE run_steps (
         run_id         TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
         position       INTEGER NOT NULL,

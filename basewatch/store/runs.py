@@ -81,6 +81,7 @@ def _run(row) -> Run:
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
         base_change=base_change, source_commit=source_commit, secret_names=secret_names,
+        registry=row["registry"],
     )
 
 
@@ -94,14 +95,14 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
     stamp = to_text(now())
     await db.executemany(
         "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
-        " not_before, retry_of, spec, run_values, trigger_data, source_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " not_before, retry_of, spec, run_values, trigger_data, source_key, registry)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (task, source_key) WHERE source_key IS NOT NULL AND retry_of IS NULL"
         " DO NOTHING",
         [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
           r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of, r.spec,
           json.dumps(r.values or {}), _trigger_data(r),
-          r.source_commit.key if r.source_commit is not None else None)
+          r.source_commit.key if r.source_commit is not None else None, r.registry)
          for n, r in enumerate(requests)])
     rows = await db.execute_fetchall(
         "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
@@ -124,7 +125,8 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
                                            retry_of=run.id, spec=run.spec, values=run.values,
                                            base_change=run.base_change,
                                            source_commit=run.source_commit,
-                                           secret_names=run.secret_names))
+                                           secret_names=run.secret_names,
+                                           registry=run.registry))
 
 
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
