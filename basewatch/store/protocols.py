@@ -49,7 +49,13 @@ class GraphStore(Protocol):
 
     async def replace_dependencies(self, task: str,
                                    edges: Iterable[tuple[str, str, DependencyKind]],
-                                   digests: dict[tuple[str, str], str | None]) -> None: ...
+                                   digests: dict[tuple[str, str], str | None],
+                                   published: Iterable[str] = ()) -> None:
+        """Set a task's edges and, in the same transaction, the images it publishes that
+        its definition does not name (a task file's pushes)."""
+
+    async def published(self) -> dict[str, set[str]]:
+        """By task, the images `replace_dependencies` was given (tasks with none left out)."""
 
     async def prune(self) -> None:
         """Forget watched digests no edge needs any more."""
