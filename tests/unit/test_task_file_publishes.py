@@ -110,3 +110,26 @@ async def test_a_cycle_through_a_task_file_s_push_is_refused(tmp_path, store):
         await registrar.register(cyclic, "api")
     assert await store.tasks.get("base") is None
     assert "base" not in await store.graph.published()
+
+
+async def test_a_fetched_task_file_pushing_other_images_moves_the_registration(tmp_path,
+                                                                               store):
+    from basewatch.builder.contexts.checkout import Checkouts
+    from basewatch.builder.planner import RunPlanner
+    from basewatch.builder.quick_runs import QuickRuns
+
+    app = task_file_app(tmp_path, "base", PUSHES)
+    await TaskRegistrar(store, SeenDigests(), REGISTRY).register(app, "api")
+    changed = []
+
+    async def on_context_changed(task, context):
+        changed.append(context)
+
+    plans = RunPlanner(store, Checkouts(tmp_path / "state" / "contexts", 10_000_000),
+                       QuickRuns(tmp_path / "state" / "contexts"), REGISTRY,
+                       on_context_changed=on_context_changed)
+    folder = Path(app.context)
+    await plans._follow_task_file(app, PUSHES, folder)
+    assert changed == [], "as registered"
+    await plans._follow_task_file(app, PUSHES.replace("base:stable", "base:v2"), folder)
+    assert changed == [folder]
