@@ -282,6 +282,8 @@ def add_task_command(commands) -> None:
     run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
                      help="a task file task's secret ({{.Secrets.K}}): held in the daemon's "
                           "memory for the run, masked in its log, stored nowhere")
+    run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
+                                        "default: the daemon's config)")
     run.add_argument("--no-logs", action="store_true")
     run.add_argument("--no-wait", action="store_true")
     logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
@@ -296,6 +298,9 @@ def add_task_command(commands) -> None:
     for name, handler, help in (("show-run", cmd_task_show_run, "show a run"),
                                 ("cancel-run", cmd_task_cancel_run, "cancel a run")):
         command(name, handler, help).add_argument("--run-id", required=True)
+    sub.choices["show-run"].add_argument(
+        "-o", "--output", choices=["json", "table"], default="json",
+        help="json (default), or table: the run, then a task file's steps")
     update_run = command("update-run", cmd_task_update_run, "archive a run (or not)")
     update_run.add_argument("--run-id", required=True)
     update_run.add_argument("--no-archive", type=_bool, required=True,
@@ -459,8 +464,10 @@ def cmd_task_webhook(args) -> int:
 
 def cmd_task_run(args) -> int:
     client = _client(args)
-    run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs",
-                         body=run_inputs(args))
+    body = run_inputs(args)
+    if args.registry:
+        body["registry"] = args.registry
+    run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs", body=body)
     return _follow(client, run, args.no_logs, args.no_wait)
 
 
@@ -485,13 +492,15 @@ def cmd_task_list_runs(args) -> int:
         if value:
             query[key] = value
     runs = _client(args).get_json(f"/api/runs?{urllib.parse.urlencode(query)}")
-    rows = [(r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
-             (r["started_at"] or "")[:19].replace("T", " "),
-             f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
-             r["outputs"][0]["image"] if r["outputs"] else "", _source(r.get("source_commit")))
-            for r in runs]
-    _table(RUN_COLUMNS, rows)
+    _table(RUN_COLUMNS, [_run_row(r) for r in runs])
     return 0
+
+
+def _run_row(r: dict) -> tuple:
+    return (r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
+            (r["started_at"] or "")[:19].replace("T", " "),
+            f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
+            r["outputs"][0]["image"] if r["outputs"] else "", _source(r.get("source_commit")))
 
 
 def _source(source: dict | None) -> str:
@@ -503,8 +512,29 @@ def _source(source: dict | None) -> str:
     return f"{where}@{source['commit'][:12]}"
 
 
+STEP_COLUMNS = ("STEP", "ACTION", "STATUS", "STARTED", "DURATION", "ATTEMPTS", "EXIT",
+                "ERROR")
+
+
 def cmd_task_show_run(args) -> int:
-    print(json.dumps(_client(args).get_json(f"/api/runs/{_quote(args.run_id)}"), indent=2))
+    run = _client(args).get_json(f"/api/runs/{_quote(args.run_id)}")
+    if args.output == "json":
+        print(json.dumps(run, indent=2))
+        return 0
+    _table(RUN_COLUMNS, [_run_row(run)])
+    if run.get("error"):
+        print(f"Error: {run['error']}")
+    if run.get("steps"):
+        print()
+        _table(STEP_COLUMNS, [
+            (s["id"], s["action"], s["status"],
+             "" if s["started_after_seconds"] is None else f"+{s['started_after_seconds']:.1f}s",
+             "" if s["status"] == "Skipped" else f"{s['duration_seconds']:.1f}s",
+             s["attempts"] or "", "" if s["exit_code"] is None else s["exit_code"],
+             s["error"] or "") for s in run["steps"]])
+    if run.get("outputs"):
+        print()
+        _table(("PUSHED", "DIGEST"), [(o["image"], o["digest"]) for o in run["outputs"]])
     return 0
 
 

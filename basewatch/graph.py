@@ -2,6 +2,8 @@
 
 A task publishes the tags in its `images` that name the same image on every run: a tag
 with `{{.Run.ID}}`, `{{.Run.Date}}` or `{{.Run.Commit}}` in it is new each run, so no other task can be built on it.
+A task file task's stable pushes are read from its file at registration (watcher/registration.py)
+and given to the graph beside these.
 """
 from __future__ import annotations
 

@@ -139,6 +139,21 @@ class SourceCommit:
 
 
 @dataclass(frozen=True)
+class StepRecord:
+    """How one step of a task file's run went, as the run's record keeps it (one line each)."""
+
+    id: str
+    kind: str  # build, push or cmd
+    action: str  # what it does: its image, its build's tags, its pushes
+    status: str  # Succeeded, Failed, Skipped or Detached
+    started_after: float | None  # seconds from the run's start to the step's
+    seconds: float
+    attempts: int
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """A run to queue: which task, why, and for which platform(s), a comma list."""
 
@@ -156,6 +171,7 @@ class RunRequest:
     # The names of the run's `--set-secret`s: their values are held in the daemon's memory
     # only, and a run that finds them gone (the daemon restarted) fails saying so.
     secret_names: tuple[str, ...] = ()
+    registry: str | None = None  # the run's own registry ({{.Run.Registry}}); None: config's
 
 
 @dataclass
@@ -184,6 +200,7 @@ class Run:
     base_change: BaseChange | None = None  # for a base-image run: the change that fired it
     source_commit: SourceCommit | None = None  # for a commit or pull-request run: its commit
     secret_names: tuple[str, ...] = ()  # its `--set-secret`s, by name: never their values
+    registry: str | None = None  # its own registry (`--registry`); None: the config's
 
     @property
     def duration_seconds(self) -> float | None:

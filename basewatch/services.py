@@ -25,8 +25,9 @@ from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSetti
 from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, TaskFileError,
                               TooManyRunsError)
 from basewatch.graph_view import build_graph_view
-from basewatch.models import Run, RunStatus
+from basewatch.models import Run, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
+from basewatch.oci.reference import is_registry_host
 from basewatch.store import Store
 from basewatch.taskfile import load_values_file, merge_values
 from basewatch.task_webhooks import TaskWebhooks
@@ -97,6 +98,7 @@ def run_view(run: Run) -> dict:
         "duration_seconds": run.duration_seconds, "base_digests": run.base_digests,
         "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
         "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
+        "registry": run.registry,
         "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,
@@ -107,6 +109,12 @@ def run_view(run: Run) -> dict:
             "target_branch": run.source_commit.target_branch,
             "fetch_ref": run.source_commit.fetch_ref},
     }
+
+
+def step_view(step: StepRecord) -> dict:
+    return {"id": step.id, "kind": step.kind, "action": step.action, "status": step.status,
+            "started_after_seconds": step.started_after, "duration_seconds": step.seconds,
+            "attempts": step.attempts, "exit_code": step.exit_code, "error": step.error}
 
 
 def _stamp(moment) -> str | None:
@@ -322,9 +330,15 @@ class Services:
                                    "cancel some")
 
     async def run_task(self, name: str, values: dict[str, object],
-                       values_file: str | None = None, secrets: object = None) -> dict:
-        """A run of a task now: its values (`--values` file's, `--set`'s over them) go with
-        the run; its secrets (a task file's `--set-secret`) are held in memory only."""
+                       values_file: str | None = None, secrets: object = None,
+                       registry: object = None) -> dict:
+        """A run of a task now: its values (`--values` file's, `--set`'s over them) and its
+        own registry (`--registry`) go with the run; its secrets (a task file's
+        `--set-secret`) are held in memory only."""
+        if registry is not None and (not isinstance(registry, str)
+                                     or not is_registry_host(registry)):
+            raise InvalidRequestError("registry must be a registry host as image references "
+                                      "write it (host[:port])")
         task, _ = await self._task(name)
         secrets = run_secrets(secrets)
         if secrets and not task.runs_task_file:
@@ -333,7 +347,7 @@ class Services:
         values = run_values(values, values_file)
         await self.check_queue_room()
         (run_id,) = await self.triggers.enqueue([task_run(
-            name, task.platform_list, values, task.run_type, tuple(secrets))])
+            name, task.platform_list, values, task.run_type, tuple(secrets), registry)])
         # Before anything else can run: the executor plans it only once this has returned.
         self.secrets.hold(run_id, secrets)
         return run_view(await self._run(run_id))
@@ -393,7 +407,7 @@ class Services:
         await self.check_queue_room()
         (run_id,) = await self.triggers.enqueue([quick_build(
             spec.platform, spec.model_dump_json(), task_file=True, values=values,
-            secret_names=tuple(secrets))])
+            secret_names=tuple(secrets), registry=spec.registry)])
         self.secrets.hold(run_id, secrets)  # before the executor can plan it
         return run_view(await self._run(run_id))
 
@@ -433,7 +447,10 @@ class Services:
         return [run_view(run) for run in runs]
 
     async def get_run(self, run_id: str) -> dict:
-        return run_view(await self._run(run_id))
+        """The run, with a task file's steps as far as they have ended."""
+        run = await self._run(run_id)
+        return run_view(run) | {"steps": [step_view(step) for step
+                                          in await self.store.runs.steps(run_id)]}
 
     async def cancel_run(self, run_id: str) -> dict:
         run = await self._run(run_id)

@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 from basewatch.builder.backend import Backend
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QUICK_TASK_NAME
-from basewatch.builder.step_summary import summary
+from basewatch.builder.step_summary import step_record, summary
 from basewatch.builder.run_log import (
     DEFAULT_MAX_LOG_BYTES,
     LogUpdates,
@@ -85,6 +85,9 @@ class _Results:
         self.built_on: dict[str, dict[str, str]] = {}  # by platform, for the graph
         self.outputs: list[PushedImage] = []
         self.steps: dict[str, TaskStepOutcome] = {}  # a task file's, by id, as they end
+        self.positions = {s.control.id: n for n, s in enumerate(plan.steps)
+                          if isinstance(s, TaskStep)}
+        self.started = asyncio.get_running_loop().time()
         if plan.workspace is not None:
             # Its bases are known once the run ends: a step may build at any time.
             self.bases_known_after = None
@@ -93,6 +96,13 @@ class _Results:
         if isinstance(outcome, TaskStepOutcome):
             # A task file's step: what it built and pushed counts as a Dockerfile task's does.
             self.steps[outcome.step.control.id] = outcome
+            # Kept as they end, so a run that dies half-way still shows the steps it did.
+            ended_after = asyncio.get_running_loop().time() - self.started
+            await self.store.runs.record_step(
+                self.plan.run_id, self.positions.get(outcome.step.control.id, len(self.positions)),
+                step_record(outcome, None if outcome.status == "Skipped"
+                            else ended_after - outcome.seconds, self.plan.workspace.secrets
+                            if self.plan.workspace is not None else ()))
             for inner in outcome.outcomes:
                 await self.report(inner)
             return

@@ -18,7 +18,7 @@ from basewatch.builder.contexts.checkout import (
 )
 from basewatch.builder.contexts.task_files import (
     TaskFileInputs,
-    bases_of_builds,
+    read_for_registration,
     load_from_context,
     read_task_file,
     with_pinned,
@@ -122,20 +122,22 @@ class RunPlanner:
         return RunPlan(run.id, task.name, context, images, list(steps), workspace)
 
     async def _follow_task_file(self, task: Task, text: str, context: Path) -> None:
-        """A fetched task file (or a Dockerfile one of its builds reads) may name other bases
-        than at registration: the task's registration follows it, read as registration reads
-        it."""
+        """A fetched task file (or a Dockerfile one of its builds reads) may name other bases,
+        or push other images, than at registration: the task's registration follows it, read
+        as registration reads it."""
         if self.on_context_changed is None:
             return
         try:
-            found = await asyncio.to_thread(bases_of_builds, text, context, task.file,
+            found = await asyncio.to_thread(read_for_registration, text, context, task.file,
                                             self.run_registry, self.image_aliases,
                                             task.platforms[0])
         except BasewatchError:
             return  # read as a run reads it, it planned: the registration stays as it was
-        now = {(str(base), platform) for platform, bases in found for base in bases.images}
+        now = {(str(base), platform) for platform, bases in found.builds
+               for base in bases.images}
         recorded = {(d.base, d.platform) for d in await self.store.graph.dependencies(task.name)}
-        if now != recorded:
+        published = (await self.store.graph.published()).get(task.name, set())
+        if now != recorded or found.published != published:
             await self.on_context_changed(task, context)
 
     def variables(self, run: Run, task: Task | None = None, revision: str | None = None
@@ -150,7 +152,8 @@ class RunPlanner:
         elif task is not None and (spec := parse_context(task.context)).kind == "git" \
                 and spec.ref and not COMMIT.match(spec.ref):
             branch = spec.ref
-        return RunVariables(id=run.id, date=self.clock(), registry=self.run_registry,
+        return RunVariables(id=run.id, date=self.clock(),
+                            registry=run.registry or self.run_registry,
                             os=first.os, architecture=first.architecture, commit=commit,
                             branch=branch)
 

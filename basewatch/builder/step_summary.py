@@ -1,7 +1,14 @@
 """The closing summary of a task file's run: a table of its steps, then the digests pushed."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from basewatch.models import StepRecord
 from basewatch.run_plan import BuildStep, CmdStep, PushOutcome, TaskStep, TaskStepOutcome
+from basewatch.taskfile.values import mask
+
+# A recorded step's action and error are one line of at most this many characters.
+MAX_RECORD_CHARS = 500
 
 
 def action_of(step: TaskStep) -> str:
@@ -14,6 +21,30 @@ def action_of(step: TaskStep) -> str:
         return "build" + (f" -t {' -t '.join(action.tags)}" if action.tags else "") \
             + ("" if action.context in ("", ".") else f" {action.context}")
     return "push " + " ".join(push.tag for push in action)
+
+
+def kind_of(step: TaskStep) -> str:
+    if isinstance(step.action, CmdStep):
+        return "cmd"
+    return "build" if isinstance(step.action, BuildStep) else "push"
+
+
+def one_line(text: str, secrets: Iterable[str] = ()) -> str:
+    text = " ".join(mask(text, secrets).split())
+    return text if len(text) <= MAX_RECORD_CHARS else text[:MAX_RECORD_CHARS - 1] + "…"
+
+
+def step_record(outcome: TaskStepOutcome, started_after: float | None,
+                secrets: Iterable[str] = ()) -> StepRecord:
+    """A step's outcome as the run's record keeps it: one line each, no secret in it."""
+    secrets = tuple(secrets)
+    return StepRecord(
+        id=outcome.step.control.id, kind=kind_of(outcome.step),
+        action=one_line(action_of(outcome.step), secrets), status=outcome.status,
+        started_after=None if started_after is None else round(max(started_after, 0.0), 3),
+        seconds=round(outcome.seconds, 3), attempts=outcome.attempts,
+        exit_code=outcome.exit_code,
+        error=None if outcome.error is None else one_line(outcome.error, secrets))
 
 
 def summary(steps: list[TaskStep], outcomes: dict[str, TaskStepOutcome]) -> list[str]:

@@ -173,8 +173,8 @@ def add_api(app: web.Application, services, upload) -> None:
         if not isinstance(values, dict):
             return json_error(400, "values must be an object of NAME: VALUE")
         return web.json_response(await services.run_task(
-            request.match_info["name"], values, body.get("values_file"), body.get("secrets")),
-            status=202)
+            request.match_info["name"], values, body.get("values_file"), body.get("secrets"),
+            body.get("registry")), status=202)
 
     @routes.post("/api/builds")
     async def quick_build(request: web.Request) -> web.Response:

@@ -113,7 +113,10 @@ def openapi_document() -> dict:
                 "values_file": {"type": "string", "description": "a values file's YAML text"},
                 "secrets": {"type": "object", "additionalProperties": {"type": "string"},
                             "description": "--set-secret (a task file's): held in the "
-                                           "daemon's memory for the run, stored nowhere"}}}}},
+                                           "daemon's memory for the run, stored nowhere"},
+                "registry": {"type": "string", "description": "--registry: the run's own "
+                             "registry ({{.Run.Registry}}, $Registry), host[:port], over the "
+                             "config's `registry`; stored with the run"}}}}},
             parameters=[_NAME])},
         "/api/builds": {"post": _op(
             "quick build, or a quick run of a task file (task_file: its text; values, "
@@ -193,7 +196,26 @@ def openapi_document() -> dict:
                             "target_branch": {"type": ["string", "null"]},
                             "fetch_ref": {"type": ["string", "null"]}}},
                     "git_revision": {"type": ["string", "null"]},
-                    "archived": {"type": "boolean"}}},
+                    "registry": {"type": ["string", "null"],
+                                 "description": "the run's own registry ({{.Run.Registry}}, "
+                                                "$Registry), when it was given one"},
+                    "archived": {"type": "boolean"},
+                    "steps": {
+                        "description": "GET /api/runs/{run_id} only: a task file's steps, "
+                                       "each as it ended (in the file's order), so a run "
+                                       "still going or cut short shows those done",
+                        "type": "array", "items": {"$ref": "#/components/schemas/RunStep"}}}},
+                "RunStep": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "kind": {"enum": ["build", "push", "cmd"]},
+                    "action": {"type": "string", "description": "its image, tags or pushes"},
+                    "status": {"enum": ["Succeeded", "Failed", "Skipped", "Detached"]},
+                    "started_after_seconds": {
+                        "type": ["number", "null"],
+                        "description": "from the run's start; null for a skipped step"},
+                    "duration_seconds": {"type": "number"},
+                    "attempts": {"type": "integer"},
+                    "exit_code": {"type": ["integer", "null"]},
+                    "error": {"type": ["string", "null"], "description": "one line"}}},
             },
         },
     }

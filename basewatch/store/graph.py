@@ -26,11 +26,16 @@ class SQLiteGraphStore:
 
     async def replace_dependencies(self, task: str,
                                    edges: Iterable[tuple[str, str, DependencyKind]],
-                                   digests: dict[tuple[str, str], str | None]) -> None:
+                                   digests: dict[tuple[str, str], str | None],
+                                   published: Iterable[str] = ()) -> None:
         """Set a task's (base, platform, kind) edges, on every platform it is built for; a
-        base seen for the first time starts from `digests[(base, platform)]`."""
+        base seen for the first time starts from `digests[(base, platform)]`; and the images
+        it publishes that its definition does not name (a task file's pushes)."""
         stamp = to_text(now())
         async with self.database.transaction() as db:
+            await db.execute("DELETE FROM task_publishes WHERE task = ?", (task,))
+            await db.executemany("INSERT INTO task_publishes (task, image) VALUES (?, ?)",
+                                 [(task, image) for image in sorted(set(published))])
             await db.execute("DELETE FROM dependencies WHERE task = ?", (task,))
             for base, platform, kind in edges:
                 digest = digests.get((base, platform))
@@ -42,6 +47,12 @@ class SQLiteGraphStore:
                     " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (base, platform, digest, stamp if digest else None))
             await self._prune(db)
+
+    async def published(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for row in await self.database.fetchall("SELECT task, image FROM task_publishes"):
+            found.setdefault(row["task"], set()).add(row["image"])
+        return found
 
     async def _prune(self, db) -> None:
         await db.execute(

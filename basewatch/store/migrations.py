@@ -124,4 +124,30 @@ MIGRATIONS: list[str] = [
         hook_id   INTEGER
     )
     """,
+    # 10: a task file's steps, each as it ended, kept with its run (and deleted with it);
+    # the registry a run was given for itself (`task run --registry`), NULL: the config's;
+    # the images a task file's push steps publish under a stable tag, read at registration
+    # (a Dockerfile task's are its `images`, read from its definition).
+    """
+    ALTER TABLE runs ADD COLUMN registry TEXT;
+    CREATE TABLE task_publishes (
+        task   TEXT NOT NULL REFERENCES tasks(name) ON DELETE CASCADE,
+        image  TEXT NOT NULL,
+        PRIMARY KEY (task, image)
+    );
+    CREATE TABLE run_steps (
+        run_id         TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        position       INTEGER NOT NULL,
+        step_id        TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        action         TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        started_after  REAL,
+        seconds        REAL NOT NULL,
+        attempts       INTEGER NOT NULL,
+        exit_code      INTEGER,
+        error          TEXT,
+        PRIMARY KEY (run_id, step_id)
+    )
+    """,
 ]

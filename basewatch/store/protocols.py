@@ -19,6 +19,7 @@ from basewatch.models import (
     Run,
     RunRequest,
     RunStatus,
+    StepRecord,
     TaskWebhook,
     TimerMark,
     WatchedDigest,
@@ -48,7 +49,13 @@ class GraphStore(Protocol):
 
     async def replace_dependencies(self, task: str,
                                    edges: Iterable[tuple[str, str, DependencyKind]],
-                                   digests: dict[tuple[str, str], str | None]) -> None: ...
+                                   digests: dict[tuple[str, str], str | None],
+                                   published: Iterable[str] = ()) -> None:
+        """Set a task's edges and, in the same transaction, the images it publishes that
+        its definition does not name (a task file's pushes)."""
+
+    async def published(self) -> dict[str, set[str]]:
+        """By task, the images `replace_dependencies` was given (tasks with none left out)."""
 
     async def prune(self) -> None:
         """Forget watched digests no edge needs any more."""
@@ -104,6 +111,13 @@ class RunStore(Protocol):
 
     async def finish(self, run_id: str, status: RunStatus, outputs: list[PushedImage] = (),
                      error: str | None = None) -> None: ...
+
+    async def record_step(self, run_id: str, position: int, step: StepRecord) -> None:
+        """How a task file's step ended, kept with the run as it comes (`position`: the
+        step's place in the file); a step reported again replaces what it had."""
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """The run's recorded steps, in the file's order."""
 
     async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]: ...
 

@@ -23,6 +23,7 @@ from basewatch.models import (
     RunStatus,
     RunType,
     SourceCommit,
+    StepRecord,
     Trigger,
 )
 from basewatch.store.database import Database, from_text, now, to_text
@@ -80,6 +81,7 @@ def _run(row) -> Run:
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
         base_change=base_change, source_commit=source_commit, secret_names=secret_names,
+        registry=row["registry"],
     )
 
 
@@ -93,14 +95,14 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
     stamp = to_text(now())
     await db.executemany(
         "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
-        " not_before, retry_of, spec, run_values, trigger_data, source_key)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " not_before, retry_of, spec, run_values, trigger_data, source_key, registry)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (task, source_key) WHERE source_key IS NOT NULL AND retry_of IS NULL"
         " DO NOTHING",
         [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
           r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of, r.spec,
           json.dumps(r.values or {}), _trigger_data(r),
-          r.source_commit.key if r.source_commit is not None else None)
+          r.source_commit.key if r.source_commit is not None else None, r.registry)
          for n, r in enumerate(requests)])
     rows = await db.execute_fetchall(
         "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
@@ -123,7 +125,8 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
                                            retry_of=run.id, spec=run.spec, values=run.values,
                                            base_change=run.base_change,
                                            source_commit=run.source_commit,
-                                           secret_names=run.secret_names))
+                                           secret_names=run.secret_names,
+                                           registry=run.registry))
 
 
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
@@ -214,6 +217,23 @@ class SQLiteRunStore:
             (status.value, to_text(now()),
              json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
              error, run_id))
+
+    async def record_step(self, run_id: str, position: int, step: StepRecord) -> None:
+        await self._write_retried(
+            run_id, f"step {step.id}",
+            "INSERT OR REPLACE INTO run_steps (run_id, position, step_id, kind, action, status,"
+            " started_after, seconds, attempts, exit_code, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, position, step.id, step.kind, step.action, step.status,
+             step.started_after, step.seconds, step.attempts, step.exit_code, step.error))
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self.database.fetchall(
+            "SELECT * FROM run_steps WHERE run_id = ? ORDER BY position", (run_id,))
+        return [StepRecord(id=row["step_id"], kind=row["kind"], action=row["action"],
+                           status=row["status"], started_after=row["started_after"],
+                           seconds=row["seconds"], attempts=row["attempts"],
+                           exit_code=row["exit_code"], error=row["error"]) for row in rows]
 
     async def _write_retried(self, run_id: str, what: str, sql: str, params: tuple) -> None:
         """A write to a run in progress, retried while the database is locked or full."""

@@ -37,6 +37,8 @@ DEFAULT_STEP_TIMEOUT = 600
 # anchors repeat a subtree without repeating its text, and alias expansion copies it).
 MAX_TEXT_BYTES = 1024 * 1024
 MAX_EXPANDED_VALUES = 100_000
+# Far beyond any real task file too; bounds what a run runs at once, logs and records.
+MAX_STEPS = 256
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _FILE_NAME = re.compile(r"[^/\0]+")
@@ -382,6 +384,9 @@ class _Reader:
         if not isinstance(listed, LocatedList) or not listed:
             raise self.fail("a task file needs `steps:`, a list of at least one step",
                             document.line_of("steps") if "steps" in document else 1)
+        if len(listed) > MAX_STEPS:
+            raise self.fail(f"the file has {len(listed)} steps: at most {MAX_STEPS}",
+                            document.line_of("steps"))
         steps, first_line, nodes = [], {}, []
         for index, step in enumerate(listed):
             written = step.get("id") if isinstance(step, Located) else None

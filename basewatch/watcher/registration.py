@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from basewatch.builder.contexts.checkout import read_dockerfile
-from basewatch.builder.contexts.task_files import bases_of_builds, read_task_file
+from basewatch.builder.contexts.task_files import read_for_registration, read_task_file
 from basewatch.dockerfile.analysis import DockerfileBases, analyse_for_platforms
 from basewatch.errors import BasewatchError, NotFoundError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
@@ -59,7 +59,7 @@ class TaskRegistrar:
             return await self._register(task, source, context or Path(task.context))
 
     async def _register(self, task: Task, source: str, context: Path) -> DockerfileBases:
-        analysed = await self._analyse(task, context)
+        analysed, pushed = await self._analyse(task, context)
         edges: list[tuple[str, str, DependencyKind]] = []
         for platform, bases in analysed:
             if bases.runtime is not None:
@@ -68,7 +68,8 @@ class TaskRegistrar:
         # A task file's build steps may share a base: one edge each.
         edges = list(dict.fromkeys(edges))
         await self.graph()
-        published = {**self._published, task.name: published_images(task, self.run_registry)}
+        published = {**self._published,
+                     task.name: published_images(task, self.run_registry) | pushed}
         dependencies = {**self._edges, task.name: [
             Dependency(task.name, base, platform, kind) for base, platform, kind in edges]}
         graph = _graph_of(published, dependencies)
@@ -76,25 +77,27 @@ class TaskRegistrar:
         digests = dict(await asyncio.gather(
             *(self._current_digest(base, platform) for base, platform, _ in edges)))
         await self.store.tasks.upsert(task, source)
-        await self.store.graph.replace_dependencies(task.name, edges, digests)
+        await self.store.graph.replace_dependencies(task.name, edges, digests, pushed)
         self._published, self._edges, self._graph = published, dependencies, graph
         self._changed()
         # The first platform's (a task file's first build's; none: no bases at all)
         return analysed[0][1] if analysed else DockerfileBases(None, ())
 
     async def _analyse(self, task: Task, context: Path
-                       ) -> list[tuple[str, DockerfileBases]]:
+                       ) -> tuple[list[tuple[str, DockerfileBases]], set[str]]:
         """(platform, bases) of each build: a Dockerfile's per platform, a task file's per
-        build step (its Dockerfile's, for the step's platform)."""
+        build step (its Dockerfile's, for the step's platform); and what a task file's push
+        steps publish (a Dockerfile task publishes its `images`)."""
         if task.runs_task_file:
             text = await asyncio.to_thread(read_task_file, context, task.file)
-            return await asyncio.to_thread(bases_of_builds, text, context, task.file,
+            read = await asyncio.to_thread(read_for_registration, text, context, task.file,
                                            self.run_registry, self.image_aliases,
                                            task.platforms[0])
+            return read.builds, read.published
         content = await asyncio.to_thread(read_dockerfile, context, task.file)
         analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
                                            task.target, task.file, task.platforms)
-        return list(analysed.items())
+        return list(analysed.items()), set()
 
     async def change_triggers(self, name: str, change: Callable[[Task, str], Task]) -> Task:
         """Change what runs a task and not what it is built from (its timers): `change(task,
@@ -132,7 +135,10 @@ class TaskRegistrar:
     async def graph(self) -> TaskGraph:
         """The task graph of what is registered now."""
         if self._graph is None:
+            # A task file's pushes were read at its registration, from its context.
+            pushes = await self.store.graph.published()
             self._published = {t.name: published_images(t, self.run_registry)
+                               | pushes.get(t.name, set())
                                for t in await self.store.tasks.all()}
             self._edges = {}
             for dependency in await self.store.graph.dependencies():

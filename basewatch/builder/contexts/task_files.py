@@ -29,6 +29,9 @@ _UNKNOWN = "basewatch-unknown-until-run"
 PLACEHOLDER_VARIABLES = RunVariables(id=_UNKNOWN, date=datetime(2000, 1, 1,
                                                                 tzinfo=timezone.utc),
                                      commit="0" * 40, branch=_UNKNOWN)
+# In a pushed tag, what a run changes: the stand-ins for its id, values, branch, commit, date.
+_PER_RUN_MARKS = (_UNKNOWN, PLACEHOLDER_VARIABLES.commit,
+                  PLACEHOLDER_VARIABLES.as_dict()["Date"])
 
 
 class _AnyValue(Mapping):
@@ -98,12 +101,21 @@ def load_from_context(text: str, context: Path, inputs: TaskFileInputs, source: 
     return [_with_bases(step, context, built) for step in steps], workspace
 
 
-def bases_of_builds(text: str, context: Path, source: str, registry: str | None,
-                    image_aliases: Mapping[str, str], platform: Platform
-                    ) -> list[tuple[str, DockerfileBases]]:
-    """What registration tracks: (platform, bases) of every build step's Dockerfile, the file
-    rendered with placeholder run variables and values (blocking: a thread). `platform`: the
-    task's first, a build step's unless it says `--platform`."""
+@dataclass(frozen=True)
+class TaskFileRegistration:
+    """What registration reads of a task file: (platform, bases) of every build step's
+    Dockerfile, and the images its push steps publish under a tag that is the same every run
+    (what other tasks can be built on)."""
+
+    builds: list[tuple[str, DockerfileBases]]
+    published: set[str]
+
+
+def read_for_registration(text: str, context: Path, source: str, registry: str | None,
+                          image_aliases: Mapping[str, str], platform: Platform
+                          ) -> TaskFileRegistration:
+    """The file rendered with placeholder run variables and values (blocking: a thread).
+    `platform`: the task's first, a build step's unless it says `--platform`."""
     variables = replace(PLACEHOLDER_VARIABLES, registry=registry, os=platform.os,
                         architecture=platform.architecture)
     inputs = TaskFileInputs(variables, _AnyValue(), _AnyValue(), image_aliases)
@@ -118,7 +130,24 @@ def bases_of_builds(text: str, context: Path, source: str, registry: str | None,
             build = step.action
             bases = _without(_analysed(build, context, step.control.id), built)
             found.append((build.platform, _without_unknown(bases)))
-    return found
+    return TaskFileRegistration(found, _stable_pushes(steps))
+
+
+def bases_of_builds(text: str, context: Path, source: str, registry: str | None,
+                    image_aliases: Mapping[str, str], platform: Platform
+                    ) -> list[tuple[str, DockerfileBases]]:
+    """What registration tracks: (platform, bases) of every build step's Dockerfile."""
+    return read_for_registration(text, context, source, registry, image_aliases,
+                                 platform).builds
+
+
+def _stable_pushes(steps: list[TaskStep]) -> set[str]:
+    """The pushed tags no run variable or value changes: one with a stand-in in it (`$ID`,
+    `{{.Run.Date}}`, `$Commit`, a value) names a new image every run, or one only a run
+    knows, so no other task can be built on it."""
+    return {push.tag for step in steps if isinstance(step.action, tuple)
+            for push in step.action
+            if not any(mark in push.tag for mark in _PER_RUN_MARKS)}
 
 
 def _built_here(steps: list[TaskStep]) -> set[str]:
