@@ -36,6 +36,7 @@ class Stack:
     def context(self, name: str, files: dict[str, str]) -> Path:
         """A folder holding `files` (path -> text) and the sample task file of the same name."""
         folder = self.folder / "contexts" / name
+        folder.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             (folder / path).write_text(text)
@@ -126,3 +127,101 @@ async def test_build_test_package_deploy_push_through_the_cli(samples, docker_cl
     shown = json.loads((await cli("task", "show-run", "--run-id", run_id,
                                   url=samples.url))[1])
     assert shown["status"] == "Failed" and shown["outputs"] == []
+
+
+# ------------------------------------------------------------- the sample collection
+
+
+def web_files(base: str) -> dict[str, str]:
+    """A web app served by busybox httpd, and tests that fetch it by its step id, `web`."""
+    return {
+        "web/index.html": "hello from web\n",
+        "web/Dockerfile": f"FROM {base}\nCOPY index.html /www/index.html\n"
+                          'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n',
+        # The tests take a URL (http://web/ unless given one), and retry while it starts.
+        "tests/test.sh": 'url=${1:-http://web/}\nfor i in $(seq 1 100); do\n'
+                         '  wget -q -O - "$url" | grep -q "hello from web" && '
+                         'echo "tests passed" && exit 0\n  sleep 0.1\ndone\nexit 1\n',
+        "tests/Dockerfile": f"FROM {base}\nARG TARGET=web\nCOPY test.sh /test.sh\n"
+                            'ENTRYPOINT ["sh", "/test.sh"]\n',
+        "chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+    }
+
+
+def hello_files(base: str, dockerfile: str = "Dockerfile") -> dict[str, str]:
+    return {"greeting": "hello from the sample\n",
+            dockerfile: f'FROM {base}\nCOPY greeting /greeting\nCMD ["cat", "/greeting"]\n'}
+
+
+async def run_sample(samples, name: str, files: dict[str, str], *options: str):
+    code, out, err = await samples.run(samples.context(name, files), name, *options)
+    assert code == 0, out + err
+    run_id = run_id_of(out)
+    assert out.splitlines()[-1].startswith(f"Run ID: {run_id} was successful after ")
+    return run_id, out
+
+
+async def test_build_and_push_several_tags(samples):
+    reg = samples.reg
+    run_id, _ = await run_sample(samples, "build-push.yaml", hello_files(f"{reg}/base/busybox:1"))
+    assert tag_exists(reg, "apps/hello", run_id) and tag_exists(reg, "apps/hello", "latest")
+
+
+async def test_build_then_run(samples):
+    reg = samples.reg
+    _, out = await run_sample(samples, "build-run.yaml", hello_files(f"{reg}/base/busybox:1"))
+    assert "hello from the sample" in out, "the second step ran the image the first built"
+
+
+async def test_build_test_package_deploy(samples):
+    reg = samples.reg
+    run_id, out = await run_sample(samples, "build-test-deploy.yaml",
+                                   web_files(f"{reg}/base/busybox:1"), "--set", "stage=prod")
+    assert "tests passed" in out and "chart/Chart.yaml" in out, "deploy listed the archive"
+    assert tag_exists(reg, "apps/web", run_id)
+
+
+async def test_parallel_and_dependent_when(samples):
+    reg = samples.reg
+    # Here the tests run alone, with no server to reach: they check the page they hold.
+    files = {**web_files(f"{reg}/base/busybox:1"),
+             "tests/index.html": "hello from web\n",
+             "tests/test.sh": 'grep -q "hello from web" /index.html && echo "tests passed"\n',
+             "tests/Dockerfile": f"FROM {reg}/base/busybox:1\nCOPY test.sh index.html /\n"
+                                 'ENTRYPOINT ["sh", "/test.sh"]\n'}
+    run_id, out = await run_sample(samples, "when-parallel-dependent.yaml", files)
+    assert "tests passed" in out
+    assert out.index("Step build-tests: starting") < out.index("Step build-web: Succeeded")
+    assert tag_exists(reg, "apps/web", run_id)
+
+
+async def test_a_detached_server_and_a_curl_client(samples):
+    _, out = await run_sample(samples, "server-client.yaml",
+                              web_files(f"{samples.reg}/base/busybox:1"))
+    assert "hello from web" in out, "the client fetched the server's page"
+
+
+async def test_several_registries_through_values(samples):
+    first, second = samples.registries
+    files = {**hello_files(f"{first}/base/busybox:1", "hello.dockerfile"),
+             "multiple-registries.values.yaml": (SAMPLES / "multiple-registries.values.yaml")
+             .read_text()}
+    # The values file names the usual ports; this stack's registries are elsewhere.
+    run_id, _ = await run_sample(samples, "multiple-registries.yaml", files,
+                                 "--values", "multiple-registries.values.yaml",
+                                 "--set", f"REGISTRY1={first}", "--set", f"REGISTRY2={second}")
+    assert tag_exists(first, "hello", run_id) and tag_exists(second, "hello", run_id)
+
+
+async def test_files_in_the_working_directory(samples):
+    _, out = await run_sample(samples, "working-directory-files.yaml", {})
+    assert re.search(r"read \| built on \w", out), "the second step read what the first wrote"
+
+
+async def test_secret_volumes_through_b64enc(samples):
+    secret = "t0ken-in-a-v0lume"
+    _, out = await run_sample(samples, "secret-volumes.yaml", {},
+                              "--set-secret", f"token={secret}")
+    assert secret not in out
+    # Both files were read; what a secret volume holds is masked, the note as the token.
+    assert re.search(r"acb_step_0 \| \*{5}", out) and "kept like one" not in out, out
