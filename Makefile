@@ -26,6 +26,7 @@ bench: setup
 	$(VENV)/bin/python bench/fanout.py
 	$(VENV)/bin/python bench/build_overhead.py
 	$(VENV)/bin/python bench/source_latency.py
+	$(VENV)/bin/python bench/steps.py
 
 clean:
 	$(PYTHON) scripts/stack.py down

@@ -1,23 +1,31 @@
-"""A task file's ten `cmd` steps run by the Docker backend, against the same ten containers run
-by `docker run` one after another from a shell script, on the same engine.
+"""A ten-step task file of `cmd` steps that each exit at once, run by basewatch, against the
+same ten containers run by `docker run` one after another from a shell script, on one engine.
 
     python3 bench/steps.py [--rounds 5]
 
 Each step runs busybox `true` and exits at once, so what is measured is what running a step
-costs. basewatch's figure includes making the run's network and workspace volume, copying the
-(empty) context in, and removing all of it at the end; the script does the same with the CLI
-(`docker network create`, `docker volume create`, then each step as `docker run --rm --network
-NET --network-alias ID -v VOLUME:/workspace -w /workspace`, then both removed). A bare
-`docker run --rm busybox true` ten times (no network, no volume) is shown for reference. The rounds alternate which goes first; the figure is the
+costs. basewatch is timed two ways:
+- `basewatch run -f steps.yaml /dev/null`, the CLI (a new Python process) against a daemon
+  started here: the request, the run queued and planned, its log streamed back, the result;
+  the issue's figure;
+- the Docker backend in this process, given the plan directly: the steps alone.
+Both include making the run's network and workspace volume, copying the (empty) context in,
+and removing all of it at the end. The script does the same with the docker CLI (`docker
+network create`, `docker volume create`, then each step as `docker run --rm --network NET
+--network-alias ID -v VOLUME:/workspace -w /workspace`, then both removed): the baseline the
+goal is judged against. A bare `docker run --rm busybox true` ten times (no network, no volume)
+is the second baseline, shown beside it. The rounds alternate which goes first; a ratio is the
 median of the per-round ratios. The same ten steps with `when: ["-"]` (all at once) are timed
 too: that form must be faster than the sequential one.
-Goal: sequential basewatch / sequential docker run at most 1.20, and parallel faster than
-sequential.
+Goal: `basewatch run -f` sequential / the docker run script at most 1.20, and the parallel
+form faster than the sequential one.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -48,6 +56,7 @@ from basewatch.run_plan import (  # noqa: E402
 from busybox_images import BaseImages  # noqa: E402
 
 GOAL = 1.20
+TOKEN = "bench-token"
 STEPS = 10
 IMAGE = "bench/busybox:1"
 
@@ -58,6 +67,11 @@ class DiscardedLog:
 
     def write(self, text: str) -> None:
         pass
+
+
+NAMES = {"docker": "docker run script", "bare": "docker run bare",
+         "cli": "basewatch run -f sequential", "cli parallel": "basewatch run -f parallel",
+         "sequential": "in-process sequential", "parallel": "in-process parallel"}
 
 
 def plan(run_id: str, context: Path, parallel: bool) -> RunPlan:
@@ -80,6 +94,46 @@ async def run_backend(backend: DockerBackend, run_id: str, context: Path,
     seconds = time.perf_counter() - started
     if failed:
         raise SystemExit(f"bench: steps failed: {failed}")
+    return seconds
+
+
+def task_file(parallel: bool) -> str:
+    """The same ten steps as the in-process plan, as a user writes them."""
+    when = '    when: ["-"]\n' if parallel else ""
+    return "version: v1.1.0\nsteps:\n" + "".join(
+        f"  - id: step{n}\n    cmd: {IMAGE} true\n{when}" for n in range(STEPS))
+
+
+@contextlib.contextmanager
+def daemon(docker_host: str, workdir: Path):
+    """A basewatch daemon of this tree on the engine; yields the CLI's environment."""
+    port = stack.free_port()
+    config = workdir / "basewatch.yml"
+    config.write_text(json.dumps({"state_dir": str(workdir / "state"),
+                                  "listen": f"127.0.0.1:{port}", "poll_interval": "1h",
+                                  "api_token_env": "API_TOKEN"}))
+    env = dict(os.environ, DOCKER_HOST=docker_host, PYTHONPATH=str(REPO), API_TOKEN=TOKEN)
+    process = subprocess.Popen([sys.executable, "-m", "basewatch", "serve", "--config",
+                                str(config)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=workdir)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        stack.daemon_health(url, process)
+        yield {k: v for k, v in env.items() if not k.startswith("BASEWATCH_")} | {
+            "BASEWATCH_URL": url, "BASEWATCH_TOKEN": TOKEN}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def run_cli(path: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "basewatch", "run", "-f", str(path),
+                             "/dev/null"], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0 or "was successful" not in result.stdout:
+        raise SystemExit(f"bench: basewatch run -f failed:\n{result.stdout[-2000:]}"
+                         f"{result.stderr[-2000:]}")
     return seconds
 
 
@@ -109,34 +163,39 @@ async def measure(docker_host: str, workdir: Path, rounds: int) -> dict[str, lis
     bare.write_text("set -e\n" + f"{cli} run --rm {IMAGE} true\n" * STEPS)
     context = workdir / "context"
     context.mkdir()
+    files = {}
+    for parallel in (False, True):
+        files[parallel] = workdir / ("parallel.yaml" if parallel else "sequential.yaml")
+        files[parallel].write_text(task_file(parallel))
     env = dict(os.environ, DOCKER_HOST=docker_host)
-    figures: dict[str, list[float]] = {"docker": [], "bare": [], "sequential": [],
-                                       "parallel": []}
+    figures: dict[str, list[float]] = {name: [] for name in NAMES}
     async with RegistryClient() as registry:
         backend = DockerBackend(lambda: DockerEngine(docker_host), ImageSources(), registry)
         try:
-            for round_ in range(rounds + 1):  # round 0 warms every path up
-                ways = {
-                    "docker": lambda: asyncio.to_thread(run_script, script, env),
-                    "bare": lambda: asyncio.to_thread(run_script, bare, env),
-                    "sequential": lambda n=round_: run_backend(backend, f"seq{n}", context,
-                                                               False),
-                    "parallel": lambda n=round_: run_backend(backend, f"par{n}", context,
-                                                             True),
-                }
-                order = list(ways) if round_ % 2 else list(reversed(ways))
-                seconds = {}
-                for name in order:
-                    os.sync()  # the last measurement's writes do not land on this one
-                    seconds[name] = await ways[name]()
-                print(f"round {round_}{' (warm-up)' if not round_ else ''}: docker run "
-                      f"{seconds['docker']:.2f} s (bare {seconds['bare']:.2f} s), basewatch "
-                      "sequential "
-                      f"{seconds['sequential']:.2f} s, basewatch parallel "
-                      f"{seconds['parallel']:.2f} s", flush=True)
-                if round_:
-                    for name, value in seconds.items():
-                        figures[name].append(value)
+            with daemon(docker_host, workdir) as cli_env:
+                for round_ in range(rounds + 1):  # round 0 warms every path up
+                    ways = {
+                        "docker": lambda: asyncio.to_thread(run_script, script, env),
+                        "bare": lambda: asyncio.to_thread(run_script, bare, env),
+                        "cli": lambda: asyncio.to_thread(run_cli, files[False], cli_env),
+                        "cli parallel": lambda: asyncio.to_thread(run_cli, files[True],
+                                                                  cli_env),
+                        "sequential": lambda n=round_: run_backend(backend, f"seq{n}",
+                                                                   context, False),
+                        "parallel": lambda n=round_: run_backend(backend, f"par{n}",
+                                                                 context, True),
+                    }
+                    order = list(ways) if round_ % 2 else list(reversed(ways))
+                    seconds = {}
+                    for name in order:
+                        os.sync()  # the last measurement's writes do not land on this one
+                        seconds[name] = await ways[name]()
+                    print(f"round {round_}{' (warm-up)' if not round_ else ''}: "
+                          + ", ".join(f"{NAMES[name]} {seconds[name]:.2f} s"
+                                      for name in NAMES), flush=True)
+                    if round_:
+                        for name, value in seconds.items():
+                            figures[name].append(value)
         finally:
             backend.close()
     return figures
@@ -153,25 +212,36 @@ def main() -> int:
         BaseImages(client, workdir / "images").build(IMAGE, push=False)
         client.close()
         figures = asyncio.run(measure(engine.docker_host, workdir, args.rounds))
-    ratios = [b / d for d, b in zip(figures["docker"], figures["sequential"])]
-    ratio = statistics.median(ratios)
-    docker_s = statistics.median(figures["docker"])
-    sequential = statistics.median(figures["sequential"])
-    parallel = statistics.median(figures["parallel"])
-    bare = statistics.median(figures["bare"])
-    print(f"docker run x{STEPS} (shell script, with the run's network and workspace): median "
-          f"{docker_s:.2f} s ({docker_s / STEPS:.3f} s a step)")
-    print(f"docker run x{STEPS} bare (no network, no volume; for reference): median "
-          f"{bare:.2f} s; basewatch sequential / bare = {sequential / bare:.2f}")
-    print(f"basewatch, {STEPS} steps one after the other: median {sequential:.2f} s "
-          f"({sequential / STEPS:.3f} s a step); ratio per round: median {ratio:.2f}, "
-          f"from {min(ratios):.2f} to {max(ratios):.2f}")
-    print(f"basewatch, {STEPS} steps all at once (when: ['-']): median {parallel:.2f} s "
-          f"({parallel / sequential:.2f} of the sequential form)")
-    verdict = "PASS" if ratio <= GOAL and parallel < sequential else "FAIL"
-    print(f"summary: basewatch steps / docker run script = {ratio:.2f}, parallel / sequential "
-          f"= {parallel / sequential:.2f}; goal: <= {GOAL:.2f} and parallel faster; "
-          f"verdict: {verdict}")
+    median = {name: statistics.median(values) for name, values in figures.items()}
+
+    def ratios(name: str, baseline: str) -> tuple[float, float, float]:
+        each = [a / b for a, b in zip(figures[name], figures[baseline])]
+        return statistics.median(each), min(each), max(each)
+
+    def line(name: str, what: str) -> str:
+        ratio, low, high = ratios(name, "docker")
+        bare, _, _ = ratios(name, "bare")
+        return (f"{what}: median {median[name]:.2f} s ({median[name] / STEPS:.3f} s a step); "
+                f"/ docker run script {ratio:.2f} (rounds {low:.2f} to {high:.2f}), "
+                f"/ bare {bare:.2f}")
+
+    print(f"docker run x{STEPS}, shell script with the run's network and workspace (the "
+          f"baseline): median {median['docker']:.2f} s ({median['docker'] / STEPS:.3f} s a "
+          "step)")
+    print(f"docker run x{STEPS}, bare (no network, no volume; second baseline): median "
+          f"{median['bare']:.2f} s")
+    print(line("cli", f"basewatch run -f, {STEPS} steps one after the other (CLI and daemon)"))
+    print(line("cli parallel", f"basewatch run -f, {STEPS} steps all at once (when: ['-'])"))
+    print(line("sequential", f"in-process backend, {STEPS} steps one after the other"))
+    print(line("parallel", f"in-process backend, {STEPS} steps all at once"))
+    ratio, _, _ = ratios("cli", "docker")
+    bare_ratio, _, _ = ratios("cli", "bare")
+    faster = ratios("cli parallel", "cli")[0]
+    verdict = "PASS" if ratio <= GOAL and faster < 1 else "FAIL"
+    print(f"summary: basewatch run -f sequential / docker run script (with network and "
+          f"volume) = {ratio:.2f} (/ bare docker run = {bare_ratio:.2f}); basewatch run -f "
+          f"parallel / sequential = {faster:.2f}; goal: <= {GOAL:.2f} against the script with "
+          f"network and volume, and parallel faster; verdict: {verdict}")
     return 0
 
 

@@ -4,11 +4,19 @@ the daemon's reading of the file, as the run starts, is the full check."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timezone
 
 from basewatch.errors import TaskFileError
 from basewatch.taskfile.document import DocumentError, parse
 from basewatch.taskfile.gotemplate import TemplateData, TemplateProblem, render
 from basewatch.taskfile.values import mask, secret_texts
+from basewatch.templating import RunVariables
+
+# Stand-ins for the run variables, which only the daemon knows: each renders as a plain word,
+# so `-t app:{{.Run.ID}} .` stays one YAML scalar (empty, it would read as `app: .`, a mapping).
+_RUN_STAND_INS = RunVariables(id="run-id", date=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                              registry="registry", commit="commit", branch="branch",
+                              task_name="task").as_dict()
 
 
 def check_syntax(text: str, source: str = "task file",
@@ -17,7 +25,7 @@ def check_syntax(text: str, source: str = "task file",
     """Raise a TaskFileError naming the line of a template or YAML syntax error."""
     masks = secret_texts((secrets or {}).values())
     try:
-        rendered = render(text, TemplateData({}, values or {}, secrets or {}), lenient=True)
+        rendered = render(text, TemplateData(_RUN_STAND_INS, values or {}, secrets or {}), lenient=True)
         document = parse(rendered.text, rendered.source_line)
     except TemplateProblem as problem:
         raise TaskFileError(mask(f"{source}, line {problem.line}: {problem.message}",

@@ -29,6 +29,15 @@ def test_a_yaml_syntax_error_in_the_file_names_its_line(tmp_path, capsys):
     assert "not valid YAML" in message and "\n" not in message
 
 
+def test_run_variables_the_daemon_gives_are_no_yaml_error_here():
+    # Rendered empty, `app:{{.Run.ID}} .` would read `app: .`, a YAML mapping.
+    from basewatch.taskfile.syntax import check_syntax
+
+    check_syntax("version: v1.1.0\nsteps:\n"
+                 "  - build: -t {{.Run.Registry}}/app:{{.Run.ID}} --build-arg A=$ID web\n"
+                 "  - cmd: bash echo {{.Run.Date}} {{.Run.Commit}} {{.Run.Branch}}\n")
+
+
 def test_a_template_error_names_its_line(tmp_path, capsys):
     (tmp_path / "t.yml").write_text("steps:\n  - cmd: bash {{ .Run.ID \n")
     assert error_of(capsys, "run", "-f", str(tmp_path / "t.yml"), "/dev/null").startswith(

@@ -62,6 +62,8 @@ def test_parallel_and_dependent_when():
 def test_a_detached_server_and_a_curl_client():
     steps, _ = load(fixture("server-client.yaml"))
     assert steps == [
+        # The server's image is built first, so the file runs on its own.
+        TaskStep(control("build"), build(tags=[f"{REGISTRY}/apps/web:ca1"], context="web")),
         TaskStep(control("server"), CmdStep(Container(
             image=f"{REGISTRY}/apps/web:ca1", detach=True, ports=("8000:80",),
             expose=("80",)))),
