@@ -85,7 +85,7 @@ def validated(model, data: object, what: str):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequestError(format_validation_error(what, exc).replace("\n", "; ")) \
+        raise InvalidRequestError(format_validation_error(what, exc, model).replace("\n", "; ")) \
             from None
 
 

@@ -65,7 +65,7 @@ def test_check_config_on_unknown_key(tmp_path):
         "tasks:\n  - {name: one, context: ., image: x}\n  - {name: two, context: ., image: x,"
         " contxt: .}\n")
     message = error_line(basewatch(tmp_path, "check-config", "basewatch.yml"))
-    assert message == "basewatch.yml: tasks[1].contxt: unknown key"
+    assert message == "basewatch.yml: tasks[1].contxt: unknown key; did you mean `context`?"
 
 
 def test_check_config_gives_one_line_per_problem(tmp_path):
