@@ -8,7 +8,7 @@ import re
 import typing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -565,6 +565,31 @@ class Config(_Strict):
 
     def registry(self, host: str) -> RegistrySettings | None:
         return next((r for r in self.registries if r.host == host), None)
+
+
+def _named_variables(config: Config) -> list[tuple[str, str]]:
+    """(where, variable) for every environment variable the config names, where being its
+    key path (with the task's name, for a task's)."""
+    named = [("api_token_env", config.api_token_env)]
+    if config.notifications is not None:
+        named.append(("notifications.token_env", config.notifications.token_env))
+    named += [(f"registries[{i}].password_env ({r.host})", r.password_env)
+              for i, r in enumerate(config.registries)]
+    named += [(f"git_credentials[{i}].password_env ({c.host})", c.password_env)
+              for i, c in enumerate(config.git_credentials)]
+    for i, task in enumerate(config.tasks):
+        named += [(f"tasks[{i}].webhook_secret_env (task {task.name})", task.webhook_secret_env),
+                  (f"tasks[{i}].git_access_token_env (task {task.name})",
+                   task.git_access_token_env)]
+    return [(where, variable) for where, variable in named if variable is not None]
+
+
+def missing_environment(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """One line per environment variable the config names that is not set (or empty):
+    `key.path: the environment variable X is not set`. The daemon refuses to start on any,
+    and check-config reports the same lines."""
+    return [f"{where}: the environment variable {variable} is not set"
+            for where, variable in _named_variables(config) if not environ.get(variable)]
 
 
 def _key_path(location: tuple) -> str:
