@@ -3,6 +3,7 @@ daemon cannot register is shown, not dropped: /healthz names it, `task list` sho
 The daemon's INFO log is basewatch's own, without the libraries' chatter."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import yaml
 
 from tests.e2e.test_cli_errors import REPO, basewatch, error_lines
 from tests.e2e.test_daemon import health, start_daemon, stop
+from tests.support.git_http import GitHttpServer
+from tests.support.git_remotes import GitRemote
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +102,36 @@ def test_check_config_reads_a_task_file_as_registration_does(tmp_path):
                                        "file": "acr-task.yaml"}]})
     [line] = error_lines(basewatch(tmp_path, "check-config", "basewatch.yml"))
     assert line.startswith("basewatch.yml: tasks[0] (task steps): acr-task.yaml"), line
+
+
+async def test_check_config_fetches_remote_contexts_only_when_asked(tmp_path):
+    GitRemote.create(tmp_path / "served" / "good.git")
+    bad = GitRemote.create(tmp_path / "served" / "bad.git")
+    bad.base = ""  # FROM with no image
+    bad.commit()
+    async with GitHttpServer(tmp_path / "served") as server:
+        write_config(tmp_path, {"tasks": [
+            {"name": "good", "context": server.url("good.git"), "image": "r/good:1"},
+            {"name": "bad", "context": server.url("bad.git"), "image": "r/bad:1"}]})
+
+        async def check(*flags: str) -> tuple[int, str, str]:
+            # Not subprocess.run: the git server answers in this test's event loop.
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "basewatch", "check-config", "basewatch.yml", *flags,
+                cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(process.communicate(), 120)
+            return process.returncode, out.decode(), err.decode()
+
+        assert await check() == (0, "basewatch.yml: remote contexts not fetched, so not "
+                                    "checked (tasks good, bad): --fetch checks them too\n"
+                                    "basewatch.yml: valid (2 tasks, 0 registries)\n", "")
+        assert not server.requests
+        code, out, err = await check("--fetch")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == ["basewatch: error: basewatch.yml: tasks[1] (task bad): "
+                                "Dockerfile line 1: FROM must be "
+                                "'FROM [--platform=...] IMAGE [AS NAME]'"]
 
 
 def test_serve_refuses_every_missing_variable_at_once(tmp_path):
