@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", type=Path, required=True, help="the YAML config file")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                        help="info (default): basewatch's own events; debug: basewatch's own "
-                       "debug too; debug:all: every library's debug as well (apscheduler, "
-                       "aiosqlite, aiohttp, urllib3, docker, asyncio); libraries' warnings "
-                       "and errors are shown at every level")
+                       "debug too; debug:all: every library's debug as well (the scheduler, "
+                       "the database driver, aiohttp, urllib3, docker, asyncio); libraries' "
+                       "warnings and errors are shown at every level")
     serve.set_defaults(handler=cmd_serve)
 
     check = commands.add_parser(
@@ -72,7 +72,7 @@ LOG_LEVELS = ["debug:all", "debug", "info", "warning", "error"]
 
 def configure_logging(level: str) -> None:
     """basewatch's own loggers at `level`; libraries' (apscheduler's "Job executed
-    successfully", aiosqlite, urllib3...) at WARNING, unless `debug:all` asks for theirs too."""
+    successfully", the database driver, urllib3...) at WARNING, unless `debug:all` asks for theirs too."""
     import logging
 
     own, _, scope = level.partition(":")
