@@ -72,7 +72,8 @@ LOG_LEVELS = ["debug:all", "debug", "info", "warning", "error"]
 
 def configure_logging(level: str) -> None:
     """basewatch's own loggers at `level`; libraries' (apscheduler's "Job executed
-    successfully", the database driver, urllib3...) at WARNING, unless `debug:all` asks for theirs too."""
+    successfully", the database driver, urllib3...) at WARNING, unless `debug:all` asks for
+    theirs too."""
     import logging
 
     own, _, scope = level.partition(":")
