@@ -179,6 +179,20 @@ def test_an_unregistrable_config_task_is_named_by_healthz_and_task_list(tmp_path
         wait_until(lambda: health(url, process)["status"] == "ok", 30, "/healthz ok after fix")
         listed = cli(tmp_path, env, "task", "list")
         assert "ERROR" not in listed.stdout and "gone" in listed.stdout
+
+        # Broken and reloaded: its earlier registration stays, listed with the error.
+        (tmp_path / "fine" / "Dockerfile").write_text("FROM\n")
+        process.send_signal(signal.SIGHUP)
+        report = wait_until(lambda: (r := health(url, process))["unregistered_tasks"] and r,
+                            30, "/healthz naming the broken task")
+        assert report["status"] == "degraded"
+        assert report["unregistered_tasks"] == {
+            "fine": "Dockerfile line 1: FROM must be 'FROM [--platform=...] IMAGE [AS NAME]'"}
+        lines = cli(tmp_path, env, "task", "list").stdout.splitlines()
+        [fine] = [line for line in lines if line.startswith("fine ")]
+        assert fine.endswith("Dockerfile line 1: FROM must be 'FROM [--platform=...] IMAGE "
+                             "[AS NAME]'")
+        assert len([line for line in lines if line.startswith("fine ")]) == 1
     finally:
         output = stop(process)
     # INFO: basewatch's own events only, none of the scheduler's "Adding job" chatter.
@@ -210,3 +224,10 @@ def test_debug_is_basewatch_own_unless_all_is_asked(tmp_path, level, libraries_s
     assert " DEBUG   basewatch." in output or " INFO    basewatch." in output, output
     assert ("apscheduler.scheduler: Adding job" in output) == libraries_shown, output
     assert (" DEBUG   aiosqlite:" in output or " DEBUG   asyncio:" in output) == libraries_shown
+
+
+def test_serve_names_the_key_meant_when_it_refuses_a_config(tmp_path):
+    write_config(tmp_path, {"poll_intervall": "5s"})
+    result = basewatch(tmp_path, "serve", "--config", "basewatch.yml", timeout=30)
+    assert error_lines(result) == [
+        "basewatch.yml: poll_intervall: unknown key; did you mean `poll_interval`?"]
