@@ -21,12 +21,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the daemon")
     serve.add_argument("--config", "-c", type=Path, required=True, help="the YAML config file")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                       help="info (default): basewatch's own events; debug: basewatch's own "
+                       "debug too; debug:all: every library's debug as well (the scheduler, "
+                       "the database driver, aiohttp, urllib3, docker, asyncio); libraries' "
+                       "warnings and errors are shown at every level")
     serve.set_defaults(handler=cmd_serve)
 
-    check = commands.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("config", type=Path)
+    check = commands.add_parser(
+        "check-config", help="check a config file as serve would, report every problem, exit",
+        description="Check a config file as `serve` does: its keys and values, the "
+        "environment variables it names, each task's context folder and its Dockerfile or "
+        "task file, read and analysed. Every problem is one line; the exit code is non-zero "
+        "when there is any. Example: basewatch check-config basewatch.yml")
+    check.add_argument("config", type=Path, help="the YAML config file")
+    check.add_argument("--fetch", action="store_true",
+                       help="also fetch the tasks' git and tarball contexts and check them "
+                       "(not done by default)")
     check.set_defaults(handler=cmd_check_config)
 
     bases = commands.add_parser("bases", help="show the base images a Dockerfile is built on")
@@ -56,24 +67,48 @@ def build_parser() -> argparse.ArgumentParser:
 # every `basewatch build` pays the CLI's start-up time.
 
 
+LOG_LEVELS = ["debug:all", "debug", "info", "warning", "error"]
+
+
+def configure_logging(level: str) -> None:
+    """basewatch's own loggers at `level`; libraries' (apscheduler's "Job executed
+    successfully", the database driver, urllib3...) at WARNING, unless `debug:all` asks for
+    theirs too."""
+    import logging
+
+    own, _, scope = level.partition(":")
+    logging.basicConfig(level=logging.DEBUG if scope == "all" else
+                        max(logging.WARNING, logging.getLevelName(own.upper())),
+                        stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("basewatch").setLevel(own.upper())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from basewatch.config import load_config
     from basewatch.daemon import Daemon
 
     config = load_config(args.config)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     asyncio.run(Daemon(config, config_path=args.config).serve_forever())
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from basewatch.config import load_config
+    import asyncio
 
-    config = load_config(args.config)
+    from basewatch.config_check import check_config
+    from basewatch.errors import ConfigError
+
+    report = asyncio.run(check_config(args.config, fetch=args.fetch))
+    if report.unchecked:
+        print(f"{args.config}: remote contexts not fetched, so not checked (tasks "
+              f"{', '.join(report.unchecked)}): --fetch checks them too")
+    if report.problems:
+        raise ConfigError("\n".join(report.problems))
+    config = report.config
     print(f"{args.config}: valid ({len(config.tasks)} tasks, "
           f"{len(config.registries)} registries)")
     return 0

@@ -435,10 +435,14 @@ def cmd_task_show(args) -> int:
 
 
 def cmd_task_list(args) -> int:
+    listed = _client(args).get_json("/api/tasks")
     rows = [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
-             str(t["context"]))
-            for t in _client(args).get_json("/api/tasks")]
-    _table(("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT"), rows)
+             str(t["context"])) for t in listed]
+    columns = ("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT")
+    if any(t.get("error") for t in listed):  # a config task that could not be registered
+        rows = [(*row, t.get("error") or "") for row, t in zip(rows, listed)]
+        columns += ("ERROR",)
+    _table(columns, rows)
     return 0
 
 

@@ -1,12 +1,14 @@
 """The configuration file, validated at the edge so the core only ever sees valid objects."""
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
+import typing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -565,6 +567,31 @@ class Config(_Strict):
         return next((r for r in self.registries if r.host == host), None)
 
 
+def _named_variables(config: Config) -> list[tuple[str, str]]:
+    """(where, variable) for every environment variable the config names, where being its
+    key path (with the task's name, for a task's)."""
+    named = [("api_token_env", config.api_token_env)]
+    if config.notifications is not None:
+        named.append(("notifications.token_env", config.notifications.token_env))
+    named += [(f"registries[{i}].password_env ({r.host})", r.password_env)
+              for i, r in enumerate(config.registries)]
+    named += [(f"git_credentials[{i}].password_env ({c.host})", c.password_env)
+              for i, c in enumerate(config.git_credentials)]
+    for i, task in enumerate(config.tasks):
+        named += [(f"tasks[{i}].webhook_secret_env (task {task.name})", task.webhook_secret_env),
+                  (f"tasks[{i}].git_access_token_env (task {task.name})",
+                   task.git_access_token_env)]
+    return [(where, variable) for where, variable in named if variable is not None]
+
+
+def missing_environment(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """One line per environment variable the config names that is not set (or empty):
+    `key.path: the environment variable X is not set`. The daemon refuses to start on any,
+    and check-config reports the same lines."""
+    return [f"{where}: the environment variable {variable} is not set"
+            for where, variable in _named_variables(config) if not environ.get(variable)]
+
+
 def _key_path(location: tuple) -> str:
     path = ""
     for part in location:
@@ -572,14 +599,44 @@ def _key_path(location: tuple) -> str:
     return path or "(top level)"
 
 
-def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line per problem: `FILE: key.path: what is wrong`."""
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The settings model an annotation holds (`list[TaskSettings]`, `X | None`...), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        if (found := _model_in(argument)) is not None:
+            return found
+    return None
+
+
+def _did_you_mean(model: type[BaseModel] | None, location: tuple) -> str:
+    """`; did you mean `poll_interval`?` for an unknown key close to one the model at
+    `location` (the unknown key's path) takes; nothing when none is close."""
+    for part in location[:-1]:
+        if model is None:
+            return ""
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in model.model_fields.items()
+                      if part in (name, f.alias)), None)
+        model = _model_in(field.annotation) if field is not None else None
+    if model is None or not location or not isinstance(location[-1], str):
+        return ""
+    keys = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(location[-1], keys, n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def format_validation_error(source: str, error: ValidationError,
+                            model: type[BaseModel] | None = None) -> str:
+    """One line per problem: `FILE: key.path: what is wrong`; `model` (what was validated)
+    lets an unknown key name the key it is close to."""
     lines = []
     for item in error.errors():
         location = tuple(p for p in item["loc"] if not str(p).startswith("function-"))
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + _did_you_mean(model, location)
         if location:
             lines.append(f"{source}: {_key_path(location)}: {message}")
         else:  # model-wide checks name their key path in the message
@@ -619,7 +676,7 @@ def load_config(path: Path | str) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), exc)) from None
+        raise ConfigError(format_validation_error(str(path), exc, Config)) from None
     return _resolve_paths(config, path.resolve().parent)
 
 

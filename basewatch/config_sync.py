@@ -11,6 +11,7 @@ from basewatch.config import Config, TaskSettings, load_config
 from basewatch.errors import BasewatchError
 from basewatch.store import Store
 from basewatch.task_webhooks import TaskWebhooks
+from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,18 @@ class ConfigSync:
         self.refresh = refresh  # the watcher re-reads what it watches
         self.webhooks = webhooks
         self._webhook_sync: asyncio.Task | None = None
+        # Config tasks the last sync could not register: name -> (the task, why). Read live
+        # by /healthz (degraded, naming them) and the task list (shown with the error).
+        self.unregistered: dict[str, tuple[Task, str]] = {}
+
+    def problems(self) -> dict[str, str]:
+        """Why each config task the last sync could not register was not, by name."""
+        return {name: error for name, (_, error) in self.unregistered.items()}
 
     async def sync(self, tasks: list[TaskSettings]) -> None:
         """Register the config's tasks and forget config tasks that were removed from it."""
         names = {task.name for task in tasks}
+        failed: dict[str, tuple[Task, str]] = {}
         fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
 
         async def register(settings: TaskSettings) -> None:
@@ -61,11 +70,14 @@ class ConfigSync:
                     bases = await self.registrar.register(task, "config")
                 except BasewatchError as exc:
                     log.error("task %s not registered: %s", task.name, exc)
+                    failed[task.name] = (task, str(exc))
                     return
             log.info("task %s: runtime base %s", task.name,
                      bases.runtime if bases.runtime else "scratch")
 
         await asyncio.gather(*(register(task) for task in tasks))
+        self.unregistered.clear()
+        self.unregistered.update(failed)
         removed = []
         for task in await self.store.tasks.all(source="config"):
             if task.name not in names:

@@ -28,9 +28,9 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config
+from basewatch.config import Config, missing_environment
 from basewatch.config_sync import ConfigSync, context_in_config
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, ConfigError
 from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.uploads import receive_upload
@@ -97,6 +97,9 @@ class Daemon:
 
     async def _start(self) -> None:
         config = self.config
+        # Every variable missing at once, as check-config reports them, not one per try.
+        if missing := missing_environment(config):
+            raise ConfigError("\n".join(missing))
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
@@ -185,7 +188,8 @@ class Daemon:
                                  archive, config.allow_file_contexts,
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs,
-                                 webhooks=self.webhooks, secrets=run_secrets)
+                                 webhooks=self.webhooks, secrets=run_secrets,
+                                 unregistered=self.config_sync.unregistered)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -266,7 +270,8 @@ class Daemon:
         return health_report(await self.host.state(), await self.store.graph.watched(),
                              self.queue.depth, self.queue.running,
                              self.git_poller.problems() if self.git_poller else {},
-                             self.webhooks.problems if self.webhooks else {})
+                             self.webhooks.problems if self.webhooks else {},
+                             self.config_sync.problems() if self.config_sync else {})
 
     async def stop(self) -> None:
         if self._runner is not None:

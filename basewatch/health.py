@@ -91,15 +91,18 @@ class HostProbe:
 
 def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
                   running: Iterable[str], failing_remotes: Mapping[str, str] | None = None,
-                  failing_webhooks: Mapping[str, str] | None = None) -> dict:
+                  failing_webhooks: Mapping[str, str] | None = None,
+                  unregistered_tasks: Mapping[str, str] | None = None) -> dict:
     """The body of /healthz: degraded while the engine, the disk, a watched reference or a
-    polled git remote (`failing_remotes`: why each fails) fails, or while a config task's
-    webhook could not be registered (`failing_webhooks`: task → why)."""
+    polled git remote (`failing_remotes`: why each fails) fails, while a config task's
+    webhook could not be registered (`failing_webhooks`: task → why), or while a config
+    task itself could not be (`unregistered_tasks`: task → why)."""
     failing = [w.base for w in watched if w.last_error]
     remotes = dict(failing_remotes or {})
     webhooks = dict(failing_webhooks or {})
+    unregistered = dict(unregistered_tasks or {})
     healthy = (host.engine_error is None and host.disk_problem is None and not failing
-               and not remotes and not webhooks)
+               and not remotes and not webhooks and not unregistered)
     return {
         "status": "ok" if healthy else "degraded",
         "engine": host.engine_error or "ok",
@@ -108,6 +111,7 @@ def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
         "failing_references": failing,
         "failing_remotes": remotes,
         "failing_webhooks": webhooks,
+        "unregistered_tasks": unregistered,
         "queued": queued,
         "running": sorted(running),
     }

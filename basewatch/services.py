@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -85,7 +85,7 @@ def validated(model, data: object, what: str):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequestError(format_validation_error(what, exc).replace("\n", "; ")) \
+        raise InvalidRequestError(format_validation_error(what, exc, model).replace("\n", "; ")) \
             from None
 
 
@@ -182,8 +182,11 @@ class Services:
                  local_contexts_root: Path | None = None,
                  max_queued_runs: int | None = None,
                  webhooks: TaskWebhooks | None = None,
-                 secrets: RunSecrets | None = None):
+                 secrets: RunSecrets | None = None,
+                 unregistered: Mapping[str, tuple[Task, str]] | None = None):
         self.max_queued_runs = max_queued_runs
+        # Config tasks that could not be registered (name -> task, why): listed with the error.
+        self.unregistered = unregistered if unregistered is not None else {}
         self.webhooks = webhooks  # registers and removes the tasks' webhooks on their hosts
         self.archive = archive  # a LogArchive when log_archive is configured
         self.local_contexts_root = local_contexts_root
@@ -205,7 +208,19 @@ class Services:
     # ------------------------------------------------------------------ tasks
 
     async def list_tasks(self) -> list[dict]:
-        return [task_view(task, source) for task, source in await self.store.tasks.with_sources()]
+        """The stored tasks, and the config's that could not be registered, each of those
+        with its `error` (one kept from an earlier registration is still stored)."""
+        views = []
+        for task, source in await self.store.tasks.with_sources():
+            view = task_view(task, source)
+            if source == "config" and task.name in self.unregistered:
+                view["error"] = self.unregistered[task.name][1]
+            views.append(view)
+        listed = {view["name"] for view in views}
+        for name, (task, error) in self.unregistered.items():
+            if name not in listed:
+                views.append({**task_view(task, "config"), "error": error})
+        return views
 
     async def get_task(self, name: str) -> dict:
         task, source = await self._task(name)

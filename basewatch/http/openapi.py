@@ -51,7 +51,10 @@ def openapi_document() -> dict:
                                                 "maximum": 10000}))]
     paths = {
         "/healthz": {"get": _op("daemon, engine, state disk and registry health",
-                                {"200": {"description": "health report"}}, public=True)},
+                                {"200": {"description": "health report; degraded names what fails "
+                                                "(unregistered_tasks: config tasks the daemon "
+                                                "could not register, with why)"}},
+                                public=True)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}},
                                 public=True)},
         "/webhooks/registry": {"post": _op(
@@ -70,7 +73,8 @@ def openapi_document() -> dict:
         "/api/graph": {"get": _op("watched bases, digests, dependents and cascades",
                                   {"200": {"description": "the graph"}})},
         "/api/tasks": {
-            "get": _op("list tasks", {"200": {"description": "tasks"}}),
+            "get": _op("list tasks", {"200": {"description": "tasks; a config task the daemon "
+                                              "could not register carries its `error`"}}),
             "post": _op("create a task", {"201": {"description": "the task"}}, 400, 409,
                         body=_json("Task")),
         },

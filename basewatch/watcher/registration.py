@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 from basewatch.builder.contexts.checkout import read_dockerfile
 from basewatch.builder.contexts.task_files import read_for_registration, read_task_file
 from basewatch.dockerfile.analysis import DockerfileBases, analyse_for_platforms
+from basewatch.context_spec import ContextError
 from basewatch.errors import BasewatchError, NotFoundError, RegistryAddressRefused
 from basewatch.graph import TaskGraph, published_images
 from basewatch.models import Dependency, DependencyKind
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
     from basewatch.builder.contexts.checkout import Checkouts
 
 log = logging.getLogger(__name__)
+
+
+async def analyse_task(task: Task, context: Path, run_registry: str | None,
+                       image_aliases: dict[str, str]
+                       ) -> tuple[list[tuple[str, DockerfileBases]], set[str]]:
+    """(platform, bases) of each build: a Dockerfile's per platform, a task file's per
+    build step (its Dockerfile's, for the step's platform); and what a task file's push
+    steps publish (a Dockerfile task publishes its `images`). What registration reads of a
+    task, and `basewatch check-config` too, so the two cannot disagree."""
+    if not await asyncio.to_thread(context.is_dir):
+        raise ContextError(f"the context folder {context} does not exist (or is not a folder)")
+    if task.runs_task_file:
+        text = await asyncio.to_thread(read_task_file, context, task.file)
+        read = await asyncio.to_thread(read_for_registration, text, context, task.file,
+                                       run_registry, image_aliases, task.platforms[0])
+        return read.builds, read.published
+    content = await asyncio.to_thread(read_dockerfile, context, task.file)
+    analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
+                                       task.target, task.file, task.platforms)
+    return list(analysed.items()), set()
 
 
 class TaskRegistrar:
@@ -85,19 +106,7 @@ class TaskRegistrar:
 
     async def _analyse(self, task: Task, context: Path
                        ) -> tuple[list[tuple[str, DockerfileBases]], set[str]]:
-        """(platform, bases) of each build: a Dockerfile's per platform, a task file's per
-        build step (its Dockerfile's, for the step's platform); and what a task file's push
-        steps publish (a Dockerfile task publishes its `images`)."""
-        if task.runs_task_file:
-            text = await asyncio.to_thread(read_task_file, context, task.file)
-            read = await asyncio.to_thread(read_for_registration, text, context, task.file,
-                                           self.run_registry, self.image_aliases,
-                                           task.platforms[0])
-            return read.builds, read.published
-        content = await asyncio.to_thread(read_dockerfile, context, task.file)
-        analysed = await asyncio.to_thread(analyse_for_platforms, content, task.build_args,
-                                           task.target, task.file, task.platforms)
-        return list(analysed.items()), set()
+        return await analyse_task(task, context, self.run_registry, self.image_aliases)
 
     async def change_triggers(self, name: str, change: Callable[[Task, str], Task]) -> Task:
         """Change what runs a task and not what it is built from (its timers): `change(task,

@@ -65,7 +65,7 @@ def test_check_config_on_unknown_key(tmp_path):
         "tasks:\n  - {name: one, context: ., image: x}\n  - {name: two, context: ., image: x,"
         " contxt: .}\n")
     message = error_line(basewatch(tmp_path, "check-config", "basewatch.yml"))
-    assert message == "basewatch.yml: tasks[1].contxt: unknown key"
+    assert message == "basewatch.yml: tasks[1].contxt: unknown key; did you mean `context`?"
 
 
 def test_check_config_gives_one_line_per_problem(tmp_path):
@@ -83,7 +83,10 @@ def test_check_config_on_missing_file(tmp_path):
     assert message == "missing.yml: no such config file"
 
 
-def test_check_config_accepts_the_demo_config(tmp_path):
+def test_check_config_accepts_the_demo_config(tmp_path, monkeypatch):
+    # As `make demo` runs it: the variables it names are set (serve refuses to start without).
+    monkeypatch.setenv("BASEWATCH_TOKEN", "t")
+    monkeypatch.setenv("BASEWATCH_NOTIFY_TOKEN", "n")
     result = basewatch(tmp_path, "check-config", str(DEMO_CONFIG))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{DEMO_CONFIG}: valid (2 tasks, 1 registries)\n"

@@ -161,7 +161,7 @@ def test_bad_requests_get_clear_messages(tmp_path, daemon):
         (("task", "create", "x", "--context", "relative/dir", "-t", "r/x"),
          "must be an absolute path"),
         (("task", "create", "y", "--context", f"{tmp_path}/apps/nonexistent", "-t", "r/y"),
-         "no such Dockerfile 'Dockerfile' in the build context"),
+         f"the context folder {tmp_path}/apps/nonexistent does not exist (or is not a folder)"),
         (("task", "create", "z", "--context", "/etc", "-t", "r/z"),
          "not under the daemon's local_contexts_root"),
         (("task", "list-runs", "--run-status", "Sleeping"), "status 'Sleeping' is not one of"),

@@ -402,22 +402,27 @@ def test_trigger_type_is_runtime_or_all(tmp_path):
 # ------------------------------------------------------------------ structure
 
 
-@pytest.mark.parametrize("content, key_path", [
-    ({"pol_interval": "5s"}, "pol_interval"),
-    ({"registries": [{"host": "r.example", "user": "ci"}]}, "registries[0].user"),
+@pytest.mark.parametrize("content, key_path, hint", [
+    ({"pol_interval": "5s"}, "pol_interval", "; did you mean `poll_interval`?"),
+    ({"registries": [{"host": "r.example", "user": "ci"}]}, "registries[0].user",
+     "; did you mean `username`?"),
     ({"tasks": [TASK, task(name="two", base_image_trigger={"typ": "all"})]},
-     "tasks[1].base_image_trigger.typ"),
+     "tasks[1].base_image_trigger.typ", "; did you mean `type`?"),
+    ({"registry_host": "r.example"}, "registry_host", "; did you mean `registry`?"),
+    ({"xyzzy": 1}, "xyzzy", ""),
 ])
-def test_unknown_keys_are_refused_with_their_path(tmp_path, content, key_path):
+def test_unknown_keys_are_refused_with_their_path_and_the_key_meant(tmp_path, content,
+                                                                     key_path, hint):
     path = write(tmp_path, content)
-    assert problem(path) == f"{path}: {key_path}: unknown key"
+    assert problem(path) == f"{path}: {key_path}: unknown key{hint}"
 
 
 def test_misspelt_required_key_gives_one_line_per_problem(tmp_path):
     misspelt = {"name": "two", "contxt": "apps/two", "image": "x"}
     path = write(tmp_path, {"tasks": [TASK, misspelt]})
     assert sorted(problems(path)) == [f"{path}: tasks[1].context: Field required",
-                                      f"{path}: tasks[1].contxt: unknown key"]
+                                      f"{path}: tasks[1].contxt: unknown key; did you mean "
+                                      "`context`?"]
 
 
 def test_missing_required_keys_are_each_named(tmp_path):

@@ -50,6 +50,18 @@ async def test_a_task_that_does_not_register_leaves_the_others(tmp_path, store, 
     (tmp_path / "broken" / "Dockerfile").write_text("RUN true\n")  # no FROM
     await sync.sync([broken, task(tmp_path, "fine")])
     assert [t.name for t in await store.tasks.all()] == ["fine"]
+    assert list(sync.problems()) == ["broken"] and "FROM" in sync.problems()["broken"]
+    # Kept, not dropped, until a sync registers it (or the file no longer names it).
+    (tmp_path / "broken" / "Dockerfile").write_text("FROM reg.example:5000/base:1\n")
+    await sync.sync([broken, task(tmp_path, "fine")])
+    assert sync.problems() == {}
+    await sync.sync([task(tmp_path, "gone-folder")])
+    (tmp_path / "gone-folder" / "Dockerfile").unlink()
+    (tmp_path / "gone-folder").rmdir()
+    await sync.sync([task(tmp_path, "fine"), TaskSettings(
+        name="gone-folder", context=tmp_path / "gone-folder", image=["reg.example:5000/g:1"])])
+    assert sync.problems() == {"gone-folder": f"the context folder {tmp_path}/gone-folder does "
+                                              "not exist (or is not a folder)"}
 
 
 def write_config(path: Path, state: Path, tasks: list[str]) -> None:

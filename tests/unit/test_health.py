@@ -40,7 +40,7 @@ def test_a_failing_reference_makes_the_report_degraded():
     report = health_report(HostState(None, None), watched, 2, {"ca2", "ca1"})
     assert report == {"status": "degraded", "engine": "ok", "disk": "ok", "watched": 2,
                       "failing_references": ["reg/b:1"], "failing_remotes": {},
-                      "failing_webhooks": {}, "queued": 2,
+                      "failing_webhooks": {}, "unregistered_tasks": {}, "queued": 2,
                       "running": ["ca1", "ca2"]}
     assert health_report(HostState(None, None), watched[:1], 0, ())["status"] == "ok"
     assert health_report(HostState("down", None), [], 0, ())["engine"] == "down"
@@ -52,3 +52,9 @@ def test_a_failing_git_remote_makes_the_report_degraded():
     report = health_report(HostState(None, None), [], 0, (), failing)
     assert report["status"] == "degraded" and report["failing_remotes"] == failing
     assert health_report(HostState(None, None), [], 0, (), {})["status"] == "ok"
+
+
+def test_a_config_task_that_could_not_be_registered_makes_the_report_degraded():
+    unregistered = {"app": "the context folder /srv/app does not exist (or is not a folder)"}
+    report = health_report(HostState(None, None), [], 0, (), unregistered_tasks=unregistered)
+    assert report["status"] == "degraded" and report["unregistered_tasks"] == unregistered

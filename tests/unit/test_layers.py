@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contexts", ("builder.contexts",)),
     ("watcher", ("watcher",)),
     ("builder", ("builder",)),
-    ("services", ("services", "retention", "cascades", "config_sync", "health",
+    ("services", ("services", "retention", "cascades", "config_sync", "config_check", "health",
                   "task_webhooks", "commit_status")),
     ("http", ("http",)),
     ("edges", ("cli", "cli_runs", "client", "daemon", "__main__")),
