@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from basewatch import __version__
+from basewatch.cli_output import add_output_options, compile_query, emit
 from basewatch.cli_runs import (add_build_command, add_daemon_options, add_run_command,
                                 add_task_command, key_value)
 from basewatch.errors import BasewatchError
@@ -43,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = commands.add_parser("graph", help="show what the running daemon watches")
     add_daemon_options(graph)
-    graph.add_argument("--format", choices=["text", "dot", "json"], default="text")
+    graph.add_argument("--format", choices=["text", "dot", "json"], default="text",
+                       help="text (default), dot (Graphviz: | dot -Tsvg) or json")
+    add_output_options(graph, None)
     graph.set_defaults(handler=cmd_graph)
 
     add_build_command(commands)
@@ -99,7 +102,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from basewatch.graph_view import render_dot, render_text
 
     view = DaemonClient(args.url, args.token).get_json("/api/graph")
-    if args.format == "json":
+    if args.output or args.query:
+        emit(args, view, table=lambda view: print(render_text(view)))
+    elif args.format == "json":
         print(json.dumps(view, indent=2))
     else:
         print(render_dot(view) if args.format == "dot" else render_text(view))
@@ -109,6 +114,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        compile_query(args)
         return args.handler(args)
     except BasewatchError as exc:
         for line in str(exc).splitlines():
@@ -116,3 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _closed_stdout()
+
+
+def _closed_stdout() -> int:
+    """The reader went away (`| head`): as a shell tool does, stop quietly. What is still
+    buffered for stdout would raise again as Python flushes it at exit, so stdout is pointed
+    at /dev/null first."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer it closed

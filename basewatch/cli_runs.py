@@ -9,6 +9,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from basewatch.cli_output import add_output_options, emit, print_table
 from basewatch.client import DaemonClient, DaemonError
 
 CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
@@ -194,19 +195,35 @@ def _follow(client: DaemonClient, run: dict, no_logs: bool, no_wait: bool) -> in
     print(f"Queued a run with ID: {run['id']}", flush=True)
     if no_wait:
         return 0
+    try:
+        return _wait_for(client, run["id"], no_logs)
+    except KeyboardInterrupt:
+        # Ctrl-C stops watching, not the run: say so, and how to get back to it.
+        print(f"\nRun {run['id']} goes on in the daemon. Follow it: basewatch task logs "
+              f"--run-id {run['id']}; cancel it: basewatch task cancel-run --run-id "
+              f"{run['id']}", file=sys.stderr)
+        return 130
+
+
+def _wait_for(client: DaemonClient, run_id: str, no_logs: bool) -> int:
+    said_result = False  # the log's own last line is the "Run ID: ..." one, when it has it
     if not no_logs:
         print("Waiting for an agent...", flush=True)
-        for chunk in client.stream(f"/api/runs/{run['id']}/log?follow=1"):
+        tail = b""
+        for chunk in client.stream(f"/api/runs/{run_id}/log?follow=1"):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
+            tail = (tail + chunk)[-4096:]
+        said_result = f"Run ID: {run_id} was successful".encode() in tail
     while True:
-        run = client.get_json(f"/api/runs/{run['id']}")
+        run = client.get_json(f"/api/runs/{run_id}")
         if run["status"] not in ("Queued", "Started", "Running"):
             break
         time.sleep(0.5)
     seconds = round(run["duration_seconds"] or 0)
     if run["status"] == "Succeeded":
-        print(f"Run ID: {run['id']} was successful after {seconds}s")
+        if not said_result:
+            print(f"Run ID: {run['id']} was successful after {seconds}s")
         return 0
     print(f"Run ID: {run['id']} failed after {seconds}s. Status: {run['status']}. "
           f"Error: {run['error']}", file=sys.stderr)
@@ -220,15 +237,18 @@ def add_task_command(commands) -> None:
     task = commands.add_parser("task", help="manage tasks and their runs on the daemon")
     sub = task.add_subparsers(dest="task_command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+    def command(name: str, handler, help: str, output: str | None = None
+                ) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help)
         add_daemon_options(parser)
+        if output:
+            add_output_options(parser, output)
         parser.set_defaults(handler=handler)
         return parser
 
     for name, handler, help in (("create", cmd_task_create, "register a task"),
                                 ("update", cmd_task_update, "change a task")):
-        parser = command(name, handler, help)
+        parser = command(name, handler, help, output="json")
         parser.add_argument("name")
         parser.add_argument("--context", help="the build context: an absolute folder on the "
                                               "daemon's host, or a git URL (https://host/org/"
@@ -269,11 +289,11 @@ def add_task_command(commands) -> None:
     sub.choices["create"].add_argument("--schedule", type=_schedule,
                                        help="a timer, t1: five-field cron in UTC, Sunday as 0")
     add_timer_command(sub)
-    command("show", cmd_task_show, "show a task").add_argument("name")
-    command("list", cmd_task_list, "list the tasks")
+    command("show", cmd_task_show, "show a task", output="json").add_argument("name")
+    command("list", cmd_task_list, "list the tasks", output="table")
     command("delete", cmd_task_delete, "delete a task").add_argument("name")
     command("webhook", cmd_task_webhook, "print what to enter in the git provider's settings "
-            "for the task's webhook: URL, secret, events").add_argument("name")
+            "for the task's webhook: URL, secret, events", output="table").add_argument("name")
     run = command("run", cmd_task_run, "run a task now")
     run.add_argument("name")
     run.add_argument("--set", action="append", default=[], metavar="K=V",
@@ -290,18 +310,18 @@ def add_task_command(commands) -> None:
                                           "followed while it runs)")
     logs.add_argument("name", nargs="?", help="the task whose latest run to show")
     logs.add_argument("--run-id")
-    runs = command("list-runs", cmd_task_list_runs, "list runs, newest first")
+    runs = command("list-runs", cmd_task_list_runs, "list runs, newest first", output="table")
     runs.add_argument("--name", help="only this task's runs")
     runs.add_argument("--run-status", help="Queued, Running, Succeeded, Failed, ...")
     runs.add_argument("--image", help="only runs that pushed this image (repo or repo:tag)")
     runs.add_argument("--top", type=int, default=15)
-    for name, handler, help in (("show-run", cmd_task_show_run, "show a run"),
-                                ("cancel-run", cmd_task_cancel_run, "cancel a run")):
-        command(name, handler, help).add_argument("--run-id", required=True)
-    sub.choices["show-run"].add_argument(
-        "-o", "--output", choices=["json", "table"], default="json",
-        help="json (default), or table: the run, then a task file's steps")
-    update_run = command("update-run", cmd_task_update_run, "archive a run (or not)")
+    # show-run's table: the run, then a task file's steps and the pushed digests.
+    for name, handler, help, output in (
+            ("show-run", cmd_task_show_run, "show a run", "json"),
+            ("cancel-run", cmd_task_cancel_run, "cancel a run", "table")):
+        command(name, handler, help, output).add_argument("--run-id", required=True)
+    update_run = command("update-run", cmd_task_update_run, "archive a run (or not)",
+                         output="json")
     update_run.add_argument("--run-id", required=True)
     update_run.add_argument("--no-archive", type=_bool, required=True,
                             help="false archives the run: kept past the retention, its log "
@@ -328,6 +348,8 @@ def add_timer_command(sub) -> None:
                                 ("list", cmd_timer_list, "list a task's timers")):
         parser = verbs.add_parser(name, help=help)
         add_daemon_options(parser)
+        if name != "remove":
+            add_output_options(parser, "table" if name == "list" else "json")
         parser.set_defaults(handler=handler)
         parser.add_argument("name", help="the task")
         if name == "list":
@@ -349,7 +371,7 @@ def cmd_timer_add(args) -> int:
     body = {"name": args.timer_name, "schedule": args.schedule}
     if args.enabled is not None:
         body["enabled"] = args.enabled
-    print(json.dumps(_client(args).request("POST", _timers_path(args), body=body), indent=2))
+    emit(args, _client(args).request("POST", _timers_path(args), body=body))
     return 0
 
 
@@ -360,7 +382,7 @@ def cmd_timer_update(args) -> int:
         raise DaemonError("task timer update needs --schedule or --enabled")
     timer = _client(args).request(
         "PATCH", f"{_timers_path(args)}/{_quote(args.timer_name)}", body=body)
-    print(json.dumps(timer, indent=2))
+    emit(args, timer)
     return 0
 
 
@@ -371,10 +393,10 @@ def cmd_timer_remove(args) -> int:
 
 
 def cmd_timer_list(args) -> int:
-    rows = [(t["name"], t["schedule"], "true" if t["enabled"] else "false",
-             (t["next_fire"] or "").replace("T", " ").replace("+00:00", " UTC"))
-            for t in _client(args).get_json(_timers_path(args))]
-    _table(("NAME", "SCHEDULE", "ENABLED", "NEXT FIRE"), rows)
+    emit(args, _client(args).get_json(_timers_path(args)), table=lambda timers: print_table(
+        ("NAME", "SCHEDULE", "ENABLED", "NEXT FIRE"),
+        [(t["name"], t["schedule"], "true" if t["enabled"] else "false",
+          (t["next_fire"] or "").replace("T", " ").replace("+00:00", " UTC")) for t in timers]))
     return 0
 
 
@@ -417,28 +439,27 @@ def cmd_task_create(args) -> int:
     body = {"name": args.name, **_task_body(args)}
     if args.schedule is not None:
         body["timers"] = [{"name": "t1", "schedule": args.schedule}]
-    task = _client(args).request("POST", "/api/tasks", body=body)
-    print(json.dumps(task, indent=2))
+    emit(args, _client(args).request("POST", "/api/tasks", body=body))
     return 0
 
 
 def cmd_task_update(args) -> int:
     task = _client(args).request("PATCH", f"/api/tasks/{_quote(args.name)}",
                                  body=_task_body(args))
-    print(json.dumps(task, indent=2))
+    emit(args, task)
     return 0
 
 
 def cmd_task_show(args) -> int:
-    print(json.dumps(_client(args).get_json(f"/api/tasks/{_quote(args.name)}"), indent=2))
+    emit(args, _client(args).get_json(f"/api/tasks/{_quote(args.name)}"))
     return 0
 
 
 def cmd_task_list(args) -> int:
-    rows = [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
-             str(t["context"]))
-            for t in _client(args).get_json("/api/tasks")]
-    _table(("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT"), rows)
+    emit(args, _client(args).get_json("/api/tasks"), table=lambda tasks: print_table(
+        ("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT"),
+        [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
+          str(t["context"])) for t in tasks]))
     return 0
 
 
@@ -449,7 +470,12 @@ def cmd_task_delete(args) -> int:
 
 
 def cmd_task_webhook(args) -> int:
-    hook = _client(args).get_json(f"/api/tasks/{_quote(args.name)}/webhook")
+    emit(args, _client(args).get_json(f"/api/tasks/{_quote(args.name)}/webhook"),
+         table=_print_webhook)
+    return 0
+
+
+def _print_webhook(hook: dict) -> None:
     print(f"Task {hook['task']}: a {hook['provider']} webhook on {hook['repository']}")
     if hook.get("registered"):
         print("basewatch registered it with the task's token already; to add it by hand "
@@ -459,7 +485,6 @@ def cmd_task_webhook(args) -> int:
     print(f"Events: {', '.join(hook['events'])}")
     print()
     print("\n".join(hook["instructions"]))
-    return 0
 
 
 def cmd_task_run(args) -> int:
@@ -492,7 +517,7 @@ def cmd_task_list_runs(args) -> int:
         if value:
             query[key] = value
     runs = _client(args).get_json(f"/api/runs?{urllib.parse.urlencode(query)}")
-    _table(RUN_COLUMNS, [_run_row(r) for r in runs])
+    emit(args, runs, table=lambda runs: print_table(RUN_COLUMNS, [_run_row(r) for r in runs]))
     return 0
 
 
@@ -517,16 +542,17 @@ STEP_COLUMNS = ("STEP", "ACTION", "STATUS", "STARTED", "DURATION", "ATTEMPTS", "
 
 
 def cmd_task_show_run(args) -> int:
-    run = _client(args).get_json(f"/api/runs/{_quote(args.run_id)}")
-    if args.output == "json":
-        print(json.dumps(run, indent=2))
-        return 0
-    _table(RUN_COLUMNS, [_run_row(run)])
+    emit(args, _client(args).get_json(f"/api/runs/{_quote(args.run_id)}"), table=_run_table)
+    return 0
+
+
+def _run_table(run: dict) -> None:
+    print_table(RUN_COLUMNS, [_run_row(run)])
     if run.get("error"):
         print(f"Error: {run['error']}")
     if run.get("steps"):
         print()
-        _table(STEP_COLUMNS, [
+        print_table(STEP_COLUMNS, [
             (s["id"], s["action"], s["status"],
              "" if s["started_after_seconds"] is None else f"+{s['started_after_seconds']:.1f}s",
              "" if s["status"] == "Skipped" else f"{s['duration_seconds']:.1f}s",
@@ -534,24 +560,19 @@ def cmd_task_show_run(args) -> int:
              s["error"] or "") for s in run["steps"]])
     if run.get("outputs"):
         print()
-        _table(("PUSHED", "DIGEST"), [(o["image"], o["digest"]) for o in run["outputs"]])
-    return 0
+        print_table(("PUSHED", "DIGEST"), [(o["image"], o["digest"]) for o in run["outputs"]])
 
 
 def cmd_task_cancel_run(args) -> int:
     run = _client(args).request("POST", f"/api/runs/{_quote(args.run_id)}/cancel")
-    print(f"Run ID: {run['id']}: {run['status']}")
+    emit(args, run, table=lambda run: print(f"Run ID: {run['id']}: {run['status']}"))
     return 0
 
 
 def cmd_task_update_run(args) -> int:
     run = _client(args).request("PATCH", f"/api/runs/{_quote(args.run_id)}",
                                 body={"archived": not args.no_archive})
-    print(json.dumps(run, indent=2))
+    emit(args, run)
     return 0
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max([len(c)] + [len(str(row[i])) for row in rows]) for i, c in enumerate(columns)]
-    for line in (columns, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
