@@ -52,7 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_command(commands)
     add_run_command(commands)
     add_task_command(commands)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script: "
+                           "source <(basewatch completion bash)")
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"],
+                            help="the shell; e.g. bash")
+    completion.set_defaults(handler=cmd_completion)
+    for command in _commands(parser):
+        # Each command knows its own parser, so a wrong argument is reported with its usage.
+        command.set_defaults(command_parser=command)
+        for action in command._actions:
+            if action.required and action.option_strings:
+                action.help = f"(required) {action.help or ''}".rstrip()
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser):
+    """Every parser under `parser` that runs a command (`task list`, `build`...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield sub
+                yield from _commands(sub)
 
 
 # Heavy imports (pydantic, aiohttp, the docker SDK) stay inside the commands that need them:
@@ -111,8 +133,20 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    # Generated from the parser itself, so it never lags behind the commands.
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "command_parser", parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     try:
         compile_query(args)
         return args.handler(args)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -13,6 +14,7 @@ from basewatch.cli_output import add_output_options, emit, print_table
 from basewatch.client import DaemonClient, DaemonError
 
 CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
+CANCEL_WAIT_SECONDS = 10
 RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DURATION",
                "OUTPUT IMAGE", "SOURCE")
 
@@ -48,16 +50,23 @@ def _client(args: argparse.Namespace) -> DaemonClient:
 def add_build_command(commands) -> None:
     build = commands.add_parser("build", help="build (and push) an image from a context now")
     build.add_argument("context", help="a local folder, a git URL (https://host/org/repo.git"
-                                       "#branch:folder) or a tarball URL")
+                                       "#branch:folder) or a tarball URL; e.g. .")
     build.add_argument("-t", "--image", action="append", default=[], metavar="IMAGE",
-                       help="a tag to push; run variables work: {{.Run.ID}}, $ID, $Registry")
-    build.add_argument("-f", "--file", default="Dockerfile")
+                       help="a tag to push, repeatable; run variables work, quoted: "
+                            "-t 'app:{{.Run.ID}}', -t 'reg:5000/app:$ID'")
+    build.add_argument("-r", "--registry", metavar="HOST",
+                       help="the registry the -t tags are relative to (and $Registry): "
+                            "-r reg:5000 -t app:dev pushes reg:5000/app:dev")
+    build.add_argument("-f", "--file", default="Dockerfile",
+                       help="the Dockerfile, in the context (default Dockerfile); "
+                            "e.g. -f docker/Dockerfile.prod")
     build.add_argument("--build-arg", type=key_value, action="append", default=[],
-                       metavar="KEY=VALUE")
-    build.add_argument("--target")
+                       metavar="KEY=VALUE", help="repeatable; e.g. --build-arg VERSION=1.2")
+    build.add_argument("--target", help="the stage to build; e.g. --target runtime")
     build.add_argument("--platform", default="linux/amd64",
-                       help="os/arch[/variant]; a comma list builds each and pushes an index")
-    build.add_argument("--no-push", action="store_true")
+                       help="os/arch[/variant]; a comma list builds each and pushes an index: "
+                            "--platform linux/amd64,linux/arm64")
+    build.add_argument("--no-push", action="store_true", help="build only, push nothing")
     build.add_argument("--no-logs", action="store_true", help="do not stream the log")
     build.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     build.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
@@ -70,9 +79,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from basewatch.context_spec import parse_context
 
     client = _client(args)
-    spec = {"image": args.image, "file": args.file, "build_args": dict(args.build_arg),
+    images = [relative_to(args.registry, image) for image in args.image]
+    check_tags(images)
+    spec = {"image": images, "file": args.file, "build_args": dict(args.build_arg),
             "target": args.target, "platform": args.platform, "push": not args.no_push,
             "timeout": args.timeout}
+    if args.registry:
+        spec["registry"] = args.registry
     source = parse_context(args.context)
     if source.kind == "local":
         # The daemon enforces its own limit (max_context_bytes); this one only stops a runaway.
@@ -86,6 +99,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
     return _follow(client, run, args.no_logs, args.no_wait)
+
+
+def relative_to(registry: str | None, image: str) -> str:
+    """`-t app:dev` under `-r reg:5000` is reg:5000/app:dev, as `az acr build -r` reads it;
+    a tag naming its own registry, or starting with $Registry, is left as it is."""
+    first, slash, _ = image.partition("/")
+    names_host = slash and ("." in first or ":" in first or first == "localhost")
+    if not registry or names_host or image.startswith(("$", "{{")):
+        return image
+    return f"{registry}/{image}"
+
+
+def check_tags(images: list[str]) -> None:
+    """A tag the shell emptied (`-t app:$ID` unquoted: $ID is the shell's, and empty) is
+    refused before anything is queued."""
+    for image in images:
+        if not image or image.endswith((":", "/", "@")) or image.startswith(("/", ":")):
+            raise DaemonError(
+                f"-t {image!r} has an empty part: did the shell replace an unquoted $ID or "
+                "$Registry with nothing? Quote it: -t 'app:$ID'")
 
 
 # ---------------------------------------------------------------------- run
@@ -206,15 +239,20 @@ def _follow(client: DaemonClient, run: dict, no_logs: bool, no_wait: bool) -> in
 
 
 def _wait_for(client: DaemonClient, run_id: str, no_logs: bool) -> int:
-    said_result = False  # the log's own last line is the "Run ID: ..." one, when it has it
     if not no_logs:
         print("Waiting for an agent...", flush=True)
-        tail = b""
+        # The log ends with its own "Run ID: ... was successful" line, stamped; the CLI's
+        # closing line below says it as az does, so the log's is left out: printed once.
+        own_result = re.compile(rf"^(\S+ \S+ )?Run ID: {re.escape(run_id)} was successful "
+                                .encode())
+        pending = b""
         for chunk in client.stream(f"/api/runs/{run_id}/log?follow=1"):
-            sys.stdout.buffer.write(chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            sys.stdout.buffer.write(b"".join(line + b"\n" for line in lines
+                                             if not own_result.match(line)))
             sys.stdout.flush()
-            tail = (tail + chunk)[-4096:]
-        said_result = f"Run ID: {run_id} was successful".encode() in tail
+        if pending and not own_result.match(pending):
+            sys.stdout.buffer.write(pending)
     while True:
         run = client.get_json(f"/api/runs/{run_id}")
         if run["status"] not in ("Queued", "Started", "Running"):
@@ -222,8 +260,7 @@ def _wait_for(client: DaemonClient, run_id: str, no_logs: bool) -> int:
         time.sleep(0.5)
     seconds = round(run["duration_seconds"] or 0)
     if run["status"] == "Succeeded":
-        if not said_result:
-            print(f"Run ID: {run['id']} was successful after {seconds}s")
+        print(f"Run ID: {run['id']} was successful after {seconds}s")
         return 0
     print(f"Run ID: {run['id']} failed after {seconds}s. Status: {run['status']}. "
           f"Error: {run['error']}", file=sys.stderr)
@@ -249,83 +286,118 @@ def add_task_command(commands) -> None:
     for name, handler, help in (("create", cmd_task_create, "register a task"),
                                 ("update", cmd_task_update, "change a task")):
         parser = command(name, handler, help, output="json")
-        parser.add_argument("name")
-        parser.add_argument("--context", help="the build context: an absolute folder on the "
-                                              "daemon's host, or a git URL (https://host/org/"
-                                              "repo.git#branch:folder) or tarball URL, "
-                                              "fetched afresh for every run")
-        parser.add_argument("-f", "--file")
-        parser.add_argument("-t", "--image", action="append", metavar="IMAGE")
-        parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V")
-        parser.add_argument("--target")
+        parser.add_argument("name", help="the task's name; e.g. web")
+        parser.add_argument("--context", required=name == "create",
+                            help="the build context: a folder on the daemon's host, under its "
+                                 "local_contexts_root (a relative one is resolved here, "
+                                 "against this shell's directory, and sent absolute: the CLI "
+                                 "and the daemon must share the host), or a git URL "
+                                 "(https://host/org/repo.git#branch:folder) or tarball URL, "
+                                 "fetched afresh for every run; e.g. --context ./apps/web")
+        parser.add_argument("-f", "--file", help="the Dockerfile in the context (default "
+                            "Dockerfile), or a task file: -f acr-task.yaml")
+        parser.add_argument("-t", "--image", action="append", metavar="IMAGE",
+                            help="a tag each run pushes, repeatable; quote run variables: "
+                                 "-t 'reg:5000/web:{{.Run.ID}}' -t reg:5000/web:latest")
+        parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V",
+                            help="repeatable; e.g. --build-arg VERSION=1.2")
+        parser.add_argument("--target", help="the stage to build; e.g. --target runtime")
         parser.add_argument("--platform", help="os/arch[/variant]; a comma list builds each "
-                            "into one index per tag, and watches each one's base digest")
-        parser.add_argument("--timeout", type=int)
-        parser.add_argument("--push", type=_bool)
-        parser.add_argument("--base-image-trigger-enabled", type=_bool)
-        parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"])
+                            "into one index per tag, and watches each one's base digest: "
+                            "--platform linux/amd64,linux/arm64")
+        parser.add_argument("--timeout", type=int,
+                            help="a run's limit in seconds (default 3600); e.g. --timeout 600")
+        parser.add_argument("--push", type=_bool,
+                            help="push the tags (default true); e.g. --push false")
+        parser.add_argument("--base-image-trigger-enabled", type=_bool,
+                            help="a patched base runs the task (default true); e.g. "
+                                 "--base-image-trigger-enabled false")
+        parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"],
+                            help="watch the runtime stage's base (default) or every stage's: "
+                                 "--base-image-trigger-type all")
         # The source triggers, in az acr task's names where it has one.
         parser.add_argument("--commit-trigger-enabled", type=_bool,
                             help="a commit pushed to the branch runs the task (git contexts; "
-                                 "default true)")
+                                 "default true); e.g. --commit-trigger-enabled false")
         parser.add_argument("--pull-request-trigger-enabled", type=_bool,
                             help="a pull request against the branch runs the task on its head "
-                                 "(default false)")
+                                 "(default false); e.g. --pull-request-trigger-enabled true")
         parser.add_argument("--pull-request-trigger-allow-forks", type=_bool,
-                            help="pull requests from forks too (default false)")
+                            help="pull requests from forks too (default false); e.g. "
+                                 "--pull-request-trigger-allow-forks true")
         parser.add_argument("--branch", action="append", metavar="BRANCH",
                             help="a branch whose commits and pull requests run the task; "
-                                 "repeat for several (default: the context's branch)")
+                                 "repeat for several (default: the context's branch); e.g. "
+                                 "--branch main --branch release")
         parser.add_argument("--webhook-secret-env", metavar="VARIABLE",
                             help="the variable holding the secret the repository's webhooks "
-                                 "are signed with ('' removes it)")
+                                 "are signed with ('' removes it); e.g. --webhook-secret-env "
+                                 "HOOK_SECRET")
         parser.add_argument("--git-access-token-env", metavar="VARIABLE",
                             help="the variable holding a token for the repository and its "
-                                 "provider's API ('' removes it)")
+                                 "provider's API ('' removes it); e.g. --git-access-token-env "
+                                 "GIT_TOKEN")
         parser.add_argument("--report-status", type=_bool,
-                            help="post each run's state to its commit (needs the token)")
+                            help="post each run's state to its commit (needs the token); "
+                                 "e.g. --report-status true")
 
     # As `az acr task create --schedule`: one timer, named t1 (`task timer` manages more).
     sub.choices["create"].add_argument("--schedule", type=_schedule,
-                                       help="a timer, t1: five-field cron in UTC, Sunday as 0")
+                                       help="a timer, t1: five-field cron in UTC, Sunday as 0; "
+                                            "e.g. --schedule '0 2 * * *'")
     add_timer_command(sub)
-    command("show", cmd_task_show, "show a task", output="json").add_argument("name")
+    task_name = {"help": "the task's name; e.g. web"}
+    command("show", cmd_task_show, "show a task", output="json").add_argument("name", **task_name)
     command("list", cmd_task_list, "list the tasks", output="table")
-    command("delete", cmd_task_delete, "delete a task").add_argument("name")
+    command("delete", cmd_task_delete, "delete a task").add_argument("name", **task_name)
     command("webhook", cmd_task_webhook, "print what to enter in the git provider's settings "
-            "for the task's webhook: URL, secret, events", output="table").add_argument("name")
+            "for the task's webhook: URL, secret, events", output="table").add_argument(
+                "name", **task_name)
     run = command("run", cmd_task_run, "run a task now")
-    run.add_argument("name")
+    run.add_argument("name", **task_name)
     run.add_argument("--set", action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}, over the values file's")
-    run.add_argument("--values", metavar="FILE", help="a task file task's values file (YAML)")
+                     help="a value for {{.Values.K}}, over the values file's; e.g. "
+                          "--set tag=v7")
+    run.add_argument("--values", metavar="FILE", help="a task file task's values file (YAML), "
+                                                      "a local file; e.g. --values prod.yaml")
     run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
                      help="a task file task's secret ({{.Secrets.K}}): held in the daemon's "
-                          "memory for the run, masked in its log, stored nowhere")
+                          "memory for the run, masked in its log, stored nowhere; e.g. "
+                          "--set-secret token=\"$TOKEN\"")
     run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
-                                        "default: the daemon's config)")
-    run.add_argument("--no-logs", action="store_true")
-    run.add_argument("--no-wait", action="store_true")
+                                        "default: the daemon's config); e.g. "
+                                        "--registry reg:5000")
+    run.add_argument("--no-logs", action="store_true", help="do not stream the log")
+    run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
                                           "followed while it runs)")
-    logs.add_argument("name", nargs="?", help="the task whose latest run to show")
-    logs.add_argument("--run-id")
+    logs.add_argument("name", nargs="?", help="the task whose latest run to show; e.g. web")
+    logs.add_argument("--run-id", help="this run's log instead; e.g. --run-id ca12")
     runs = command("list-runs", cmd_task_list_runs, "list runs, newest first", output="table")
-    runs.add_argument("--name", help="only this task's runs")
-    runs.add_argument("--run-status", help="Queued, Running, Succeeded, Failed, ...")
-    runs.add_argument("--image", help="only runs that pushed this image (repo or repo:tag)")
-    runs.add_argument("--top", type=int, default=15)
+    runs.add_argument("--name", help="only this task's runs; e.g. --name web")
+    runs.add_argument("--run-status",
+                      help="only runs in this state, in any case: Queued, Started, Running, "
+                           "Succeeded, Failed, Canceled, Error, Timeout; e.g. --run-status failed")
+    runs.add_argument("--image", help="only runs that pushed this image (repo or repo:tag); "
+                                      "e.g. --image reg:5000/web")
+    runs.add_argument("--top", type=int, default=15,
+                      help="at most this many, newest first (default 15); e.g. --top 50")
+    runs.add_argument("--watch", action="store_true",
+                      help="keep the list up to date as runs start and end, until Ctrl-C")
+    runs.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                      help="how often --watch asks the daemon (default 2); e.g. --interval 5")
     # show-run's table: the run, then a task file's steps and the pushed digests.
     for name, handler, help, output in (
             ("show-run", cmd_task_show_run, "show a run", "json"),
             ("cancel-run", cmd_task_cancel_run, "cancel a run", "table")):
-        command(name, handler, help, output).add_argument("--run-id", required=True)
+        command(name, handler, help, output).add_argument(
+            "--run-id", required=True, help="e.g. --run-id ca12")
     update_run = command("update-run", cmd_task_update_run, "archive a run (or not)",
                          output="json")
-    update_run.add_argument("--run-id", required=True)
+    update_run.add_argument("--run-id", required=True, help="e.g. --run-id ca12")
     update_run.add_argument("--no-archive", type=_bool, required=True,
                             help="false archives the run: kept past the retention, its log "
-                                 "pushed to the registry")
+                                 "pushed to the registry; e.g. --no-archive false")
 
 
 def _schedule(text: str) -> str:
@@ -351,16 +423,17 @@ def add_timer_command(sub) -> None:
         if name != "remove":
             add_output_options(parser, "table" if name == "list" else "json")
         parser.set_defaults(handler=handler)
-        parser.add_argument("name", help="the task")
+        parser.add_argument("name", help="the task; e.g. web")
         if name == "list":
             continue
-        parser.add_argument("--timer-name", required=True)
+        parser.add_argument("--timer-name", required=True, help="e.g. --timer-name nightly")
         if name == "remove":
             continue
         parser.add_argument("--schedule", type=_schedule, required=name == "add",
                             help='five-field cron in UTC, Sunday as 0: "0 2 * * *" is 02:00 '
                                  "every day")
-        parser.add_argument("--enabled", type=_bool, help="true (the default) or false")
+        parser.add_argument("--enabled", type=_bool,
+                            help="true (the default) or false; e.g. --enabled false")
 
 
 def _timers_path(args: argparse.Namespace) -> str:
@@ -400,8 +473,19 @@ def cmd_timer_list(args) -> int:
     return 0
 
 
+def _context(text: str | None) -> str | None:
+    """A relative folder made absolute against this shell's directory: the daemon has no
+    idea where the CLI stands. URLs and absolute folders go as they are."""
+    from basewatch.context_spec import parse_context
+
+    if text is None or parse_context(text).kind != "local" or Path(text).is_absolute():
+        return text
+    return str(Path(text).resolve())
+
+
 def _task_body(args: argparse.Namespace) -> dict:
-    body = {"context": args.context, "file": args.file, "image": args.image,
+    check_tags(args.image or [])
+    body = {"context": _context(args.context), "file": args.file, "image": args.image,
             "build_args": dict(args.build_arg) if args.build_arg else None,
             "target": args.target, "platform": args.platform, "timeout": args.timeout,
             "push": args.push}
@@ -431,8 +515,6 @@ def _quote(name: str) -> str:
 def cmd_task_create(args) -> int:
     from basewatch.tasks import is_task_file
 
-    if args.context is None:
-        raise DaemonError("task create needs --context")
     if not args.image and not is_task_file(args.file or "Dockerfile"):
         raise DaemonError("task create needs at least one -t IMAGE (or -f a task file, "
                           "acr-task.yaml, which names its own)")
@@ -513,16 +595,51 @@ def cmd_task_logs(args) -> int:
 
 def cmd_task_list_runs(args) -> int:
     query = {"top": str(args.top)}
-    for key, value in (("task", args.name), ("status", args.run_status), ("image", args.image)):
+    status = args.run_status and _run_status(args.run_status)
+    for key, value in (("task", args.name), ("status", status), ("image", args.image)):
         if value:
             query[key] = value
-    runs = _client(args).get_json(f"/api/runs?{urllib.parse.urlencode(query)}")
-    emit(args, runs, table=lambda runs: print_table(RUN_COLUMNS, [_run_row(r) for r in runs]))
+    client, path = _client(args), f"/api/runs?{urllib.parse.urlencode(query)}"
+    show = lambda runs: print_table(RUN_COLUMNS, [_run_row(r) for r in runs])  # noqa: E731
+    if not args.watch:
+        emit(args, client.get_json(path), table=show)
+        return 0
+    try:
+        _watch(args, client, path, show)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --watch ends
     return 0
 
 
+def _watch(args, client: DaemonClient, path: str, show) -> None:
+    """The list again whenever it changes; on a terminal, in place of the last one."""
+    shown = None
+    while True:
+        runs = client.get_json(path)
+        if runs != shown:
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")  # cursor home, clear screen
+            elif shown is not None:
+                print()
+            emit(args, runs, table=show)
+            sys.stdout.flush()
+            shown = runs
+        time.sleep(args.interval)
+
+
+def _run_status(text: str) -> str:
+    """A run status in any case, as the API writes it: failed -> Failed."""
+    from basewatch.models import RunStatus
+
+    for status in RunStatus:
+        if status.value.lower() == text.lower():
+            return status.value
+    raise DaemonError(f"status {text!r} is not one of "
+                      f"{', '.join(s.value for s in RunStatus)} (in any case)")
+
+
 def _run_row(r: dict) -> tuple:
-    return (r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
+    return (r["id"], r["task"] or r["type"], r["platform"], r["status"], r["trigger"],
             (r["started_at"] or "")[:19].replace("T", " "),
             f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
             r["outputs"][0]["image"] if r["outputs"] else "", _source(r.get("source_commit")))
@@ -564,9 +681,25 @@ def _run_table(run: dict) -> None:
 
 
 def cmd_task_cancel_run(args) -> int:
-    run = _client(args).request("POST", f"/api/runs/{_quote(args.run_id)}/cancel")
-    emit(args, run, table=lambda run: print(f"Run ID: {run['id']}: {run['status']}"))
+    client = _client(args)
+    run = client.request("POST", f"/api/runs/{_quote(args.run_id)}/cancel")
+    if args.output == "table" and args.query is None:
+        print(f"Run ID: {run['id']}: cancel requested", flush=True)
+    # A running build takes a moment to stop: wait briefly for the final state to show it.
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while run["status"] in ("Queued", "Started", "Running") and time.monotonic() < deadline:
+        time.sleep(0.25)
+        run = client.get_json(f"/api/runs/{_quote(args.run_id)}")
+    emit(args, run, table=_print_cancel)
     return 0
+
+
+def _print_cancel(run: dict) -> None:
+    if run["status"] in ("Queued", "Started", "Running"):
+        print(f"Run ID: {run['id']}: still {run['status']} after {CANCEL_WAIT_SECONDS}s; "
+              f"see basewatch task show-run --run-id {run['id']}")
+    else:
+        print(f"Run ID: {run['id']}: {run['status']}")
 
 
 def cmd_task_update_run(args) -> int:

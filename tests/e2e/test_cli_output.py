@@ -113,3 +113,22 @@ def test_closing_the_pipe_or_the_stream_is_quiet(tmp_path, daemon):  # noqa: F81
 
     log = stop(process)
     assert "ERROR aiohttp.server" not in log and "Traceback" not in log, log
+
+
+def test_list_runs_watch_follows_runs_and_ends_quietly(daemon):  # noqa: F811
+    url, *_ = daemon
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "basewatch", "task", "list-runs", "--watch", "--interval", "0.2"],
+        env=cli_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout.readline().startswith("RUN ID")
+        run = run_id(cli("task", "run", "hello", url=url))
+        seen = ""
+        while not re.search(rf"^{run} +hello .*Succeeded", seen, re.MULTILINE):
+            line = watcher.stdout.readline()
+            assert line, watcher.stderr.read()
+            seen += line
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        _, err = watcher.communicate(timeout=30)
+    assert (watcher.returncode, err) == (0, "")
