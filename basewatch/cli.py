@@ -31,21 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check_config)
 
     bases = commands.add_parser("bases", help="show the base images a Dockerfile is built on")
-    bases.add_argument("path", type=Path, help="a Dockerfile, or a folder holding one")
+    bases.add_argument("path", type=Path, help="a Dockerfile, or a folder holding one; "
+                                               "e.g. apps/web")
     bases.add_argument("--file", "-f", default="Dockerfile",
-                       help="the Dockerfile's name when PATH is a folder")
+                       help="the Dockerfile's name when PATH is a folder; e.g. -f Dockerfile.prod")
     bases.add_argument("--build-arg", type=key_value, action="append", default=[],
-                       metavar="KEY=VALUE")
-    bases.add_argument("--target")
+                       metavar="KEY=VALUE", help="repeatable; e.g. --build-arg BASE=node:20")
+    bases.add_argument("--target", help="the stage to build; e.g. --target runtime")
     bases.add_argument("--platform", help="the target platform, for TARGETARCH and the like "
-                       "(default: this machine's)")
+                       "(default: this machine's); e.g. --platform linux/arm64")
     bases.add_argument("--json", action="store_true", help="print JSON")
     bases.set_defaults(handler=cmd_bases)
 
     graph = commands.add_parser("graph", help="show what the running daemon watches")
     add_daemon_options(graph)
     graph.add_argument("--format", choices=["text", "dot", "json"], default="text",
-                       help="text (default), dot (Graphviz: | dot -Tsvg) or json")
+                       help="text (default), dot (Graphviz) or json; e.g. --format dot | dot -Tsvg")
     add_output_options(graph, None)
     graph.set_defaults(handler=cmd_graph)
 

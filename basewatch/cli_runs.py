@@ -36,8 +36,9 @@ def _bool(text: str) -> bool:
 
 def add_daemon_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the daemon's URL (default: $BASEWATCH_URL, else "
-                                      "http://127.0.0.1:8080)")
-    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN)")
+                                      "http://127.0.0.1:8080); e.g. --url http://build-host:8080")
+    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN); e.g. "
+                                        "--token \"$(cat ~/.basewatch-token)\"")
 
 
 def _client(args: argparse.Namespace) -> DaemonClient:
@@ -52,10 +53,10 @@ def add_build_command(commands) -> None:
     build.add_argument("context", help="a local folder, a git URL (https://host/org/repo.git"
                                        "#branch:folder) or a tarball URL; e.g. .")
     build.add_argument("-t", "--image", action="append", default=[], metavar="IMAGE",
-                       help="a tag to push, repeatable; run variables work, quoted: "
+                       help="a tag to push, repeatable; run variables work, quoted: e.g. "
                             "-t 'app:{{.Run.ID}}', -t 'reg:5000/app:$ID'")
     build.add_argument("-r", "--registry", metavar="HOST",
-                       help="the registry the -t tags are relative to (and $Registry): "
+                       help="the registry the -t tags are relative to (and $Registry); e.g. "
                             "-r reg:5000 -t app:dev pushes reg:5000/app:dev")
     build.add_argument("-f", "--file", default="Dockerfile",
                        help="the Dockerfile, in the context (default Dockerfile); "
@@ -64,12 +65,13 @@ def add_build_command(commands) -> None:
                        metavar="KEY=VALUE", help="repeatable; e.g. --build-arg VERSION=1.2")
     build.add_argument("--target", help="the stage to build; e.g. --target runtime")
     build.add_argument("--platform", default="linux/amd64",
-                       help="os/arch[/variant]; a comma list builds each and pushes an index: "
-                            "--platform linux/amd64,linux/arm64")
+                       help="os/arch[/variant]; a comma list builds each and pushes an index; "
+                            "e.g. --platform linux/amd64,linux/arm64")
     build.add_argument("--no-push", action="store_true", help="build only, push nothing")
     build.add_argument("--no-logs", action="store_true", help="do not stream the log")
     build.add_argument("--no-wait", action="store_true", help="return once the run is queued")
-    build.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+    build.add_argument("--timeout", type=int, default=3600,
+                       help="the run's limit in seconds (default 3600); e.g. --timeout 600")
     add_daemon_options(build)
     build.set_defaults(handler=cmd_build)
 
@@ -128,21 +130,28 @@ def add_run_command(commands) -> None:
     run = commands.add_parser(
         "run", help="run a task file (acr-task.yaml) or one command now, as a quick run")
     run.add_argument("context", help="a local folder, a git URL, a tarball URL, or /dev/null "
-                                     "for none")
+                                     "for none; e.g. .")
     what = run.add_mutually_exclusive_group(required=True)
-    what.add_argument("-f", "--file", help="the task file, a local file (read here and sent)")
-    what.add_argument("--cmd", help='one command, "IMAGE ARGS", as a one-step task file')
+    what.add_argument("-f", "--file", help="the task file, a local file (read here and sent); "
+                                           "e.g. -f acr-task.yaml (this or --cmd is required)")
+    what.add_argument("--cmd", help='one command, "IMAGE ARGS", as a one-step task file; '
+                                    "e.g. --cmd 'busybox echo hello'")
     run.add_argument("--set", action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}, over the values file's")
-    run.add_argument("--values", metavar="FILE", help="a values file (YAML), a local file")
+                     help="a value for {{.Values.K}}, over the values file's; e.g. --set tag=v7")
+    run.add_argument("--values", metavar="FILE", help="a values file (YAML), a local file; "
+                                                      "e.g. --values prod.yaml")
     run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
                      help="a secret for {{.Secrets.K}}: held in the daemon's memory for the "
-                          "run, masked in its log, stored nowhere")
+                          "run, masked in its log, stored nowhere; e.g. "
+                          "--set-secret token=\"$TOKEN\"")
     run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
-                                        "default: the daemon's config)")
+                                        "default: the daemon's config); e.g. "
+                                        "--registry reg:5000")
     run.add_argument("--platform", default="linux/amd64",
-                     help="os/arch: the run's OS and Architecture, and its builds' default")
-    run.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+                     help="os/arch: the run's OS and Architecture, and its builds' default; "
+                          "e.g. --platform linux/arm64")
+    run.add_argument("--timeout", type=int, default=3600,
+                     help="the run's limit in seconds (default 3600); e.g. --timeout 600")
     run.add_argument("--no-logs", action="store_true", help="do not stream the log")
     run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     add_daemon_options(run)
@@ -295,16 +304,16 @@ def add_task_command(commands) -> None:
                                  "(https://host/org/repo.git#branch:folder) or tarball URL, "
                                  "fetched afresh for every run; e.g. --context ./apps/web")
         parser.add_argument("-f", "--file", help="the Dockerfile in the context (default "
-                            "Dockerfile), or a task file: -f acr-task.yaml")
+                            "Dockerfile), or a task file; e.g. -f acr-task.yaml")
         parser.add_argument("-t", "--image", action="append", metavar="IMAGE",
-                            help="a tag each run pushes, repeatable; quote run variables: "
+                            help="a tag each run pushes, repeatable; quote run variables, e.g. "
                                  "-t 'reg:5000/web:{{.Run.ID}}' -t reg:5000/web:latest")
         parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V",
                             help="repeatable; e.g. --build-arg VERSION=1.2")
         parser.add_argument("--target", help="the stage to build; e.g. --target runtime")
         parser.add_argument("--platform", help="os/arch[/variant]; a comma list builds each "
-                            "into one index per tag, and watches each one's base digest: "
-                            "--platform linux/amd64,linux/arm64")
+                            "into one index per tag, and watches each one's base digest; "
+                            "e.g. --platform linux/amd64,linux/arm64")
         parser.add_argument("--timeout", type=int,
                             help="a run's limit in seconds (default 3600); e.g. --timeout 600")
         parser.add_argument("--push", type=_bool,
@@ -313,8 +322,8 @@ def add_task_command(commands) -> None:
                             help="a patched base runs the task (default true); e.g. "
                                  "--base-image-trigger-enabled false")
         parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"],
-                            help="watch the runtime stage's base (default) or every stage's: "
-                                 "--base-image-trigger-type all")
+                            help="watch the runtime stage's base (default) or every stage's; "
+                                 "e.g. --base-image-trigger-type all")
         # The source triggers, in az acr task's names where it has one.
         parser.add_argument("--commit-trigger-enabled", type=_bool,
                             help="a commit pushed to the branch runs the task (git contexts; "
@@ -430,8 +439,8 @@ def add_timer_command(sub) -> None:
         if name == "remove":
             continue
         parser.add_argument("--schedule", type=_schedule, required=name == "add",
-                            help='five-field cron in UTC, Sunday as 0: "0 2 * * *" is 02:00 '
-                                 "every day")
+                            help="five-field cron in UTC, Sunday as 0; e.g. --schedule '0 2 * * *' "
+                                 "is 02:00 every day")
         parser.add_argument("--enabled", type=_bool,
                             help="true (the default) or false; e.g. --enabled false")
 
