@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(unknown)}")
     try:
         compile_query(args)
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, not at exit, so a reader already gone is handled below
+        return code
     except BasewatchError as exc:
         for line in str(exc).splitlines():
             print(f"basewatch: error: {line}", file=sys.stderr)
