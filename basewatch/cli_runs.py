@@ -547,11 +547,18 @@ def cmd_task_show(args) -> int:
 
 
 def cmd_task_list(args) -> int:
-    emit(args, _client(args).get_json("/api/tasks"), table=lambda tasks: print_table(
-        ("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT"),
-        [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
-          str(t["context"])) for t in tasks]))
+    emit(args, _client(args).get_json("/api/tasks"), table=_task_table)
     return 0
+
+
+def _task_table(listed: list[dict]) -> None:
+    rows = [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
+             str(t["context"])) for t in listed]
+    columns = ("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT")
+    if any(t.get("error") for t in listed):  # a config task that could not be registered
+        rows = [(*row, t.get("error") or "") for row, t in zip(rows, listed)]
+        columns += ("ERROR",)
+    print_table(columns, rows)
 
 
 def cmd_task_delete(args) -> int:
