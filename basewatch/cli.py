@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from basewatch import __version__
+from basewatch.cli_output import add_output_options, compile_query, emit
 from basewatch.cli_runs import (add_build_command, add_daemon_options, add_run_command,
                                 add_task_command, key_value)
 from basewatch.errors import BasewatchError
@@ -41,26 +42,51 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check_config)
 
     bases = commands.add_parser("bases", help="show the base images a Dockerfile is built on")
-    bases.add_argument("path", type=Path, help="a Dockerfile, or a folder holding one")
+    bases.add_argument("path", type=Path, help="a Dockerfile, or a folder holding one; "
+                                               "e.g. apps/web")
     bases.add_argument("--file", "-f", default="Dockerfile",
-                       help="the Dockerfile's name when PATH is a folder")
+                       help="the Dockerfile's name when PATH is a folder; e.g. -f Dockerfile.prod")
     bases.add_argument("--build-arg", type=key_value, action="append", default=[],
-                       metavar="KEY=VALUE")
-    bases.add_argument("--target")
+                       metavar="KEY=VALUE", help="repeatable; e.g. --build-arg BASE=node:20")
+    bases.add_argument("--target", help="the stage to build; e.g. --target runtime")
     bases.add_argument("--platform", help="the target platform, for TARGETARCH and the like "
-                       "(default: this machine's)")
+                       "(default: this machine's); e.g. --platform linux/arm64")
     bases.add_argument("--json", action="store_true", help="print JSON")
     bases.set_defaults(handler=cmd_bases)
 
     graph = commands.add_parser("graph", help="show what the running daemon watches")
     add_daemon_options(graph)
-    graph.add_argument("--format", choices=["text", "dot", "json"], default="text")
+    graph.add_argument("--format", choices=["text", "dot", "json"], default="text",
+                       help="text (default), dot (Graphviz) or json; e.g. --format dot | dot -Tsvg")
+    add_output_options(graph, None)
     graph.set_defaults(handler=cmd_graph)
 
     add_build_command(commands)
     add_run_command(commands)
     add_task_command(commands)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script: "
+                           "source <(basewatch completion bash)")
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"],
+                            help="the shell; e.g. bash")
+    completion.set_defaults(handler=cmd_completion)
+    for command in _commands(parser):
+        # Each command knows its own parser, so a wrong argument is reported with its usage.
+        command.set_defaults(command_parser=command)
+        for action in command._actions:
+            if action.required and action.option_strings:
+                action.help = f"(required) {action.help or ''}".rstrip()
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser):
+    """Every parser under `parser` that runs a command (`task list`, `build`...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield sub
+                yield from _commands(sub)
 
 
 # Heavy imports (pydantic, aiohttp, the docker SDK) stay inside the commands that need them:
@@ -134,20 +160,51 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from basewatch.graph_view import render_dot, render_text
 
     view = DaemonClient(args.url, args.token).get_json("/api/graph")
-    if args.format == "json":
+    if args.output or args.query:
+        emit(args, view, table=lambda view: print(render_text(view)))
+    elif args.format == "json":
         print(json.dumps(view, indent=2))
     else:
         print(render_dot(view) if args.format == "dot" else render_text(view))
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    # Generated from the parser itself, so it never lags behind the commands.
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "command_parser", parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return args.handler(args)
+        compile_query(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, not at exit, so a reader already gone is handled below
+        return code
     except BasewatchError as exc:
         for line in str(exc).splitlines():
             print(f"basewatch: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _closed_stdout()
+
+
+def _closed_stdout() -> int:
+    """The reader went away (`| head`): as a shell tool does, stop quietly. What is still
+    buffered for stdout would raise again as Python flushes it at exit, so stdout is pointed
+    at /dev/null first."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, as a shell reports a pipe's writer it closed

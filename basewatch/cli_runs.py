@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
 import urllib.parse
 from pathlib import Path
 
+from basewatch.cli_output import add_output_options, emit, print_table
 from basewatch.client import DaemonClient, DaemonError
 
 CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
+CANCEL_WAIT_SECONDS = 10
 RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DURATION",
                "OUTPUT IMAGE", "SOURCE")
 
@@ -33,8 +36,9 @@ def _bool(text: str) -> bool:
 
 def add_daemon_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the daemon's URL (default: $BASEWATCH_URL, else "
-                                      "http://127.0.0.1:8080)")
-    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN)")
+                                      "http://127.0.0.1:8080); e.g. --url http://build-host:8080")
+    parser.add_argument("--token", help="the API token (default: $BASEWATCH_TOKEN); e.g. "
+                                        "--token \"$(cat ~/.basewatch-token)\"")
 
 
 def _client(args: argparse.Namespace) -> DaemonClient:
@@ -47,19 +51,27 @@ def _client(args: argparse.Namespace) -> DaemonClient:
 def add_build_command(commands) -> None:
     build = commands.add_parser("build", help="build (and push) an image from a context now")
     build.add_argument("context", help="a local folder, a git URL (https://host/org/repo.git"
-                                       "#branch:folder) or a tarball URL")
+                                       "#branch:folder) or a tarball URL; e.g. .")
     build.add_argument("-t", "--image", action="append", default=[], metavar="IMAGE",
-                       help="a tag to push; run variables work: {{.Run.ID}}, $ID, $Registry")
-    build.add_argument("-f", "--file", default="Dockerfile")
+                       help="a tag to push, repeatable; run variables work, quoted: e.g. "
+                            "-t 'app:{{.Run.ID}}', -t 'reg:5000/app:$ID'")
+    build.add_argument("-r", "--registry", metavar="HOST",
+                       help="the registry the -t tags are relative to (and $Registry); e.g. "
+                            "-r reg:5000 -t app:dev pushes reg:5000/app:dev")
+    build.add_argument("-f", "--file", default="Dockerfile",
+                       help="the Dockerfile, in the context (default Dockerfile); "
+                            "e.g. -f docker/Dockerfile.prod")
     build.add_argument("--build-arg", type=key_value, action="append", default=[],
-                       metavar="KEY=VALUE")
-    build.add_argument("--target")
+                       metavar="KEY=VALUE", help="repeatable; e.g. --build-arg VERSION=1.2")
+    build.add_argument("--target", help="the stage to build; e.g. --target runtime")
     build.add_argument("--platform", default="linux/amd64",
-                       help="os/arch[/variant]; a comma list builds each and pushes an index")
-    build.add_argument("--no-push", action="store_true")
+                       help="os/arch[/variant]; a comma list builds each and pushes an index; "
+                            "e.g. --platform linux/amd64,linux/arm64")
+    build.add_argument("--no-push", action="store_true", help="build only, push nothing")
     build.add_argument("--no-logs", action="store_true", help="do not stream the log")
     build.add_argument("--no-wait", action="store_true", help="return once the run is queued")
-    build.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+    build.add_argument("--timeout", type=int, default=3600,
+                       help="the run's limit in seconds (default 3600); e.g. --timeout 600")
     add_daemon_options(build)
     build.set_defaults(handler=cmd_build)
 
@@ -69,9 +81,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from basewatch.context_spec import parse_context
 
     client = _client(args)
-    spec = {"image": args.image, "file": args.file, "build_args": dict(args.build_arg),
+    images = [relative_to(args.registry, image) for image in args.image]
+    check_tags(images)
+    spec = {"image": images, "file": args.file, "build_args": dict(args.build_arg),
             "target": args.target, "platform": args.platform, "push": not args.no_push,
             "timeout": args.timeout}
+    if args.registry:
+        spec["registry"] = args.registry
     source = parse_context(args.context)
     if source.kind == "local":
         # The daemon enforces its own limit (max_context_bytes); this one only stops a runaway.
@@ -87,6 +103,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     return _follow(client, run, args.no_logs, args.no_wait)
 
 
+def relative_to(registry: str | None, image: str) -> str:
+    """`-t app:dev` under `-r reg:5000` is reg:5000/app:dev, as `az acr build -r` reads it;
+    a tag naming its own registry, or starting with $Registry, is left as it is."""
+    first, slash, _ = image.partition("/")
+    names_host = slash and ("." in first or ":" in first or first == "localhost")
+    if not registry or names_host or image.startswith(("$", "{{")):
+        return image
+    return f"{registry}/{image}"
+
+
+def check_tags(images: list[str]) -> None:
+    """A tag the shell emptied (`-t app:$ID` unquoted: $ID is the shell's, and empty) is
+    refused before anything is queued."""
+    for image in images:
+        if not image or image.endswith((":", "/", "@")) or image.startswith(("/", ":")):
+            raise DaemonError(
+                f"-t {image!r} has an empty part: did the shell replace an unquoted $ID or "
+                "$Registry with nothing? Quote it: -t 'app:$ID'")
+
+
 # ---------------------------------------------------------------------- run
 
 
@@ -94,21 +130,28 @@ def add_run_command(commands) -> None:
     run = commands.add_parser(
         "run", help="run a task file (acr-task.yaml) or one command now, as a quick run")
     run.add_argument("context", help="a local folder, a git URL, a tarball URL, or /dev/null "
-                                     "for none")
+                                     "for none; e.g. .")
     what = run.add_mutually_exclusive_group(required=True)
-    what.add_argument("-f", "--file", help="the task file, a local file (read here and sent)")
-    what.add_argument("--cmd", help='one command, "IMAGE ARGS", as a one-step task file')
+    what.add_argument("-f", "--file", help="the task file, a local file (read here and sent); "
+                                           "e.g. -f acr-task.yaml (this or --cmd is required)")
+    what.add_argument("--cmd", help='one command, "IMAGE ARGS", as a one-step task file; '
+                                    "e.g. --cmd 'busybox echo hello'")
     run.add_argument("--set", action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}, over the values file's")
-    run.add_argument("--values", metavar="FILE", help="a values file (YAML), a local file")
+                     help="a value for {{.Values.K}}, over the values file's; e.g. --set tag=v7")
+    run.add_argument("--values", metavar="FILE", help="a values file (YAML), a local file; "
+                                                      "e.g. --values prod.yaml")
     run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
                      help="a secret for {{.Secrets.K}}: held in the daemon's memory for the "
-                          "run, masked in its log, stored nowhere")
+                          "run, masked in its log, stored nowhere; e.g. "
+                          "--set-secret token=\"$TOKEN\"")
     run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
-                                        "default: the daemon's config)")
+                                        "default: the daemon's config); e.g. "
+                                        "--registry reg:5000")
     run.add_argument("--platform", default="linux/amd64",
-                     help="os/arch: the run's OS and Architecture, and its builds' default")
-    run.add_argument("--timeout", type=int, default=3600, help="seconds (default 3600)")
+                     help="os/arch: the run's OS and Architecture, and its builds' default; "
+                          "e.g. --platform linux/arm64")
+    run.add_argument("--timeout", type=int, default=3600,
+                     help="the run's limit in seconds (default 3600); e.g. --timeout 600")
     run.add_argument("--no-logs", action="store_true", help="do not stream the log")
     run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     add_daemon_options(run)
@@ -194,13 +237,33 @@ def _follow(client: DaemonClient, run: dict, no_logs: bool, no_wait: bool) -> in
     print(f"Queued a run with ID: {run['id']}", flush=True)
     if no_wait:
         return 0
+    try:
+        return _wait_for(client, run["id"], no_logs)
+    except KeyboardInterrupt:
+        # Ctrl-C stops watching, not the run: say so, and how to get back to it.
+        print(f"\nRun {run['id']} goes on in the daemon. Follow it: basewatch task logs "
+              f"--run-id {run['id']}; cancel it: basewatch task cancel-run --run-id "
+              f"{run['id']}", file=sys.stderr)
+        return 130
+
+
+def _wait_for(client: DaemonClient, run_id: str, no_logs: bool) -> int:
     if not no_logs:
         print("Waiting for an agent...", flush=True)
-        for chunk in client.stream(f"/api/runs/{run['id']}/log?follow=1"):
-            sys.stdout.buffer.write(chunk)
+        # The log ends with its own "Run ID: ... was successful" line, stamped; the CLI's
+        # closing line below says it as az does, so the log's is left out: printed once.
+        own_result = re.compile(rf"^(\S+ \S+ )?Run ID: {re.escape(run_id)} was successful "
+                                .encode())
+        pending = b""
+        for chunk in client.stream(f"/api/runs/{run_id}/log?follow=1"):
+            *lines, pending = (pending + chunk).split(b"\n")
+            sys.stdout.buffer.write(b"".join(line + b"\n" for line in lines
+                                             if not own_result.match(line)))
             sys.stdout.flush()
+        if pending and not own_result.match(pending):
+            sys.stdout.buffer.write(pending)
     while True:
-        run = client.get_json(f"/api/runs/{run['id']}")
+        run = client.get_json(f"/api/runs/{run_id}")
         if run["status"] not in ("Queued", "Started", "Running"):
             break
         time.sleep(0.5)
@@ -220,92 +283,130 @@ def add_task_command(commands) -> None:
     task = commands.add_parser("task", help="manage tasks and their runs on the daemon")
     sub = task.add_subparsers(dest="task_command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+    def command(name: str, handler, help: str, output: str | None = None
+                ) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help)
         add_daemon_options(parser)
+        if output:
+            add_output_options(parser, output)
         parser.set_defaults(handler=handler)
         return parser
 
     for name, handler, help in (("create", cmd_task_create, "register a task"),
                                 ("update", cmd_task_update, "change a task")):
-        parser = command(name, handler, help)
-        parser.add_argument("name")
-        parser.add_argument("--context", help="the build context: an absolute folder on the "
-                                              "daemon's host, or a git URL (https://host/org/"
-                                              "repo.git#branch:folder) or tarball URL, "
-                                              "fetched afresh for every run")
-        parser.add_argument("-f", "--file")
-        parser.add_argument("-t", "--image", action="append", metavar="IMAGE")
-        parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V")
-        parser.add_argument("--target")
+        parser = command(name, handler, help, output="json")
+        parser.add_argument("name", help="the task's name; e.g. web")
+        parser.add_argument("--context", required=name == "create",
+                            help="the build context: a folder on the daemon's host, under its "
+                                 "local_contexts_root (a relative one is resolved here, "
+                                 "against this shell's directory, and sent absolute: the CLI "
+                                 "and the daemon must share the host), or a git URL "
+                                 "(https://host/org/repo.git#branch:folder) or tarball URL, "
+                                 "fetched afresh for every run; e.g. --context ./apps/web")
+        parser.add_argument("-f", "--file", help="the Dockerfile in the context (default "
+                            "Dockerfile), or a task file; e.g. -f acr-task.yaml")
+        parser.add_argument("-t", "--image", action="append", metavar="IMAGE",
+                            help="a tag each run pushes, repeatable; quote run variables, e.g. "
+                                 "-t 'reg:5000/web:{{.Run.ID}}' -t reg:5000/web:latest")
+        parser.add_argument("--build-arg", type=key_value, action="append", metavar="K=V",
+                            help="repeatable; e.g. --build-arg VERSION=1.2")
+        parser.add_argument("--target", help="the stage to build; e.g. --target runtime")
         parser.add_argument("--platform", help="os/arch[/variant]; a comma list builds each "
-                            "into one index per tag, and watches each one's base digest")
-        parser.add_argument("--timeout", type=int)
-        parser.add_argument("--push", type=_bool)
-        parser.add_argument("--base-image-trigger-enabled", type=_bool)
-        parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"])
+                            "into one index per tag, and watches each one's base digest; "
+                            "e.g. --platform linux/amd64,linux/arm64")
+        parser.add_argument("--timeout", type=int,
+                            help="a run's limit in seconds (default 3600); e.g. --timeout 600")
+        parser.add_argument("--push", type=_bool,
+                            help="push the tags (default true); e.g. --push false")
+        parser.add_argument("--base-image-trigger-enabled", type=_bool,
+                            help="a patched base runs the task (default true); e.g. "
+                                 "--base-image-trigger-enabled false")
+        parser.add_argument("--base-image-trigger-type", choices=["runtime", "all"],
+                            help="watch the runtime stage's base (default) or every stage's; "
+                                 "e.g. --base-image-trigger-type all")
         # The source triggers, in az acr task's names where it has one.
         parser.add_argument("--commit-trigger-enabled", type=_bool,
                             help="a commit pushed to the branch runs the task (git contexts; "
-                                 "default true)")
+                                 "default true); e.g. --commit-trigger-enabled false")
         parser.add_argument("--pull-request-trigger-enabled", type=_bool,
                             help="a pull request against the branch runs the task on its head "
-                                 "(default false)")
+                                 "(default false); e.g. --pull-request-trigger-enabled true")
         parser.add_argument("--pull-request-trigger-allow-forks", type=_bool,
-                            help="pull requests from forks too (default false)")
+                            help="pull requests from forks too (default false); e.g. "
+                                 "--pull-request-trigger-allow-forks true")
         parser.add_argument("--branch", action="append", metavar="BRANCH",
                             help="a branch whose commits and pull requests run the task; "
-                                 "repeat for several (default: the context's branch)")
+                                 "repeat for several (default: the context's branch); e.g. "
+                                 "--branch main --branch release")
         parser.add_argument("--webhook-secret-env", metavar="VARIABLE",
                             help="the variable holding the secret the repository's webhooks "
-                                 "are signed with ('' removes it)")
+                                 "are signed with ('' removes it); e.g. --webhook-secret-env "
+                                 "HOOK_SECRET")
         parser.add_argument("--git-access-token-env", metavar="VARIABLE",
                             help="the variable holding a token for the repository and its "
-                                 "provider's API ('' removes it)")
+                                 "provider's API ('' removes it); e.g. --git-access-token-env "
+                                 "GIT_TOKEN")
         parser.add_argument("--report-status", type=_bool,
-                            help="post each run's state to its commit (needs the token)")
+                            help="post each run's state to its commit (needs the token); "
+                                 "e.g. --report-status true")
 
     # As `az acr task create --schedule`: one timer, named t1 (`task timer` manages more).
     sub.choices["create"].add_argument("--schedule", type=_schedule,
-                                       help="a timer, t1: five-field cron in UTC, Sunday as 0")
+                                       help="a timer, t1: five-field cron in UTC, Sunday as 0; "
+                                            "e.g. --schedule '0 2 * * *'")
     add_timer_command(sub)
-    command("show", cmd_task_show, "show a task").add_argument("name")
-    command("list", cmd_task_list, "list the tasks")
-    command("delete", cmd_task_delete, "delete a task").add_argument("name")
+    task_name = {"help": "the task's name; e.g. web"}
+    command("show", cmd_task_show, "show a task", output="json").add_argument("name", **task_name)
+    command("list", cmd_task_list, "list the tasks", output="table")
+    command("delete", cmd_task_delete, "delete a task").add_argument("name", **task_name)
     command("webhook", cmd_task_webhook, "print what to enter in the git provider's settings "
-            "for the task's webhook: URL, secret, events").add_argument("name")
+            "for the task's webhook: URL, secret, events", output="table").add_argument(
+                "name", **task_name)
     run = command("run", cmd_task_run, "run a task now")
-    run.add_argument("name")
+    run.add_argument("name", **task_name)
     run.add_argument("--set", action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}, over the values file's")
-    run.add_argument("--values", metavar="FILE", help="a task file task's values file (YAML)")
+                     help="a value for {{.Values.K}}, over the values file's; e.g. "
+                          "--set tag=v7")
+    run.add_argument("--values", metavar="FILE", help="a task file task's values file (YAML), "
+                                                      "a local file; e.g. --values prod.yaml")
     run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
                      help="a task file task's secret ({{.Secrets.K}}): held in the daemon's "
-                          "memory for the run, masked in its log, stored nowhere")
+                          "memory for the run, masked in its log, stored nowhere; e.g. "
+                          "--set-secret token=\"$TOKEN\"")
     run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
-                                        "default: the daemon's config)")
-    run.add_argument("--no-logs", action="store_true")
-    run.add_argument("--no-wait", action="store_true")
+                                        "default: the daemon's config); e.g. "
+                                        "--registry reg:5000")
+    run.add_argument("--no-logs", action="store_true", help="do not stream the log")
+    run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
                                           "followed while it runs)")
-    logs.add_argument("name", nargs="?", help="the task whose latest run to show")
-    logs.add_argument("--run-id")
-    runs = command("list-runs", cmd_task_list_runs, "list runs, newest first")
-    runs.add_argument("--name", help="only this task's runs")
-    runs.add_argument("--run-status", help="Queued, Running, Succeeded, Failed, ...")
-    runs.add_argument("--image", help="only runs that pushed this image (repo or repo:tag)")
-    runs.add_argument("--top", type=int, default=15)
-    for name, handler, help in (("show-run", cmd_task_show_run, "show a run"),
-                                ("cancel-run", cmd_task_cancel_run, "cancel a run")):
-        command(name, handler, help).add_argument("--run-id", required=True)
-    sub.choices["show-run"].add_argument(
-        "-o", "--output", choices=["json", "table"], default="json",
-        help="json (default), or table: the run, then a task file's steps")
-    update_run = command("update-run", cmd_task_update_run, "archive a run (or not)")
-    update_run.add_argument("--run-id", required=True)
+    logs.add_argument("name", nargs="?", help="the task whose latest run to show; e.g. web")
+    logs.add_argument("--run-id", help="this run's log instead; e.g. --run-id ca12")
+    runs = command("list-runs", cmd_task_list_runs, "list runs, newest first", output="table")
+    runs.add_argument("--name", help="only this task's runs; e.g. --name web")
+    runs.add_argument("--run-status",
+                      help="only runs in this state, in any case: Queued, Started, Running, "
+                           "Succeeded, Failed, Canceled, Error, Timeout; e.g. --run-status failed")
+    runs.add_argument("--image", help="only runs that pushed this image (repo or repo:tag); "
+                                      "e.g. --image reg:5000/web")
+    runs.add_argument("--top", type=int, default=15,
+                      help="at most this many, newest first (default 15); e.g. --top 50")
+    runs.add_argument("--watch", action="store_true",
+                      help="keep the list up to date as runs start and end, until Ctrl-C")
+    runs.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                      help="how often --watch asks the daemon (default 2); e.g. --interval 5")
+    # show-run's table: the run, then a task file's steps and the pushed digests.
+    for name, handler, help, output in (
+            ("show-run", cmd_task_show_run, "show a run", "json"),
+            ("cancel-run", cmd_task_cancel_run, "cancel a run", "table")):
+        command(name, handler, help, output).add_argument(
+            "--run-id", required=True, help="e.g. --run-id ca12")
+    update_run = command("update-run", cmd_task_update_run, "archive a run (or not)",
+                         output="json")
+    update_run.add_argument("--run-id", required=True, help="e.g. --run-id ca12")
     update_run.add_argument("--no-archive", type=_bool, required=True,
                             help="false archives the run: kept past the retention, its log "
-                                 "pushed to the registry")
+                                 "pushed to the registry; e.g. --no-archive false")
 
 
 def _schedule(text: str) -> str:
@@ -328,17 +429,20 @@ def add_timer_command(sub) -> None:
                                 ("list", cmd_timer_list, "list a task's timers")):
         parser = verbs.add_parser(name, help=help)
         add_daemon_options(parser)
+        if name != "remove":
+            add_output_options(parser, "table" if name == "list" else "json")
         parser.set_defaults(handler=handler)
-        parser.add_argument("name", help="the task")
+        parser.add_argument("name", help="the task; e.g. web")
         if name == "list":
             continue
-        parser.add_argument("--timer-name", required=True)
+        parser.add_argument("--timer-name", required=True, help="e.g. --timer-name nightly")
         if name == "remove":
             continue
         parser.add_argument("--schedule", type=_schedule, required=name == "add",
-                            help='five-field cron in UTC, Sunday as 0: "0 2 * * *" is 02:00 '
-                                 "every day")
-        parser.add_argument("--enabled", type=_bool, help="true (the default) or false")
+                            help="five-field cron in UTC, Sunday as 0; e.g. --schedule '0 2 * * *' "
+                                 "is 02:00 every day")
+        parser.add_argument("--enabled", type=_bool,
+                            help="true (the default) or false; e.g. --enabled false")
 
 
 def _timers_path(args: argparse.Namespace) -> str:
@@ -349,7 +453,7 @@ def cmd_timer_add(args) -> int:
     body = {"name": args.timer_name, "schedule": args.schedule}
     if args.enabled is not None:
         body["enabled"] = args.enabled
-    print(json.dumps(_client(args).request("POST", _timers_path(args), body=body), indent=2))
+    emit(args, _client(args).request("POST", _timers_path(args), body=body))
     return 0
 
 
@@ -360,7 +464,7 @@ def cmd_timer_update(args) -> int:
         raise DaemonError("task timer update needs --schedule or --enabled")
     timer = _client(args).request(
         "PATCH", f"{_timers_path(args)}/{_quote(args.timer_name)}", body=body)
-    print(json.dumps(timer, indent=2))
+    emit(args, timer)
     return 0
 
 
@@ -371,15 +475,26 @@ def cmd_timer_remove(args) -> int:
 
 
 def cmd_timer_list(args) -> int:
-    rows = [(t["name"], t["schedule"], "true" if t["enabled"] else "false",
-             (t["next_fire"] or "").replace("T", " ").replace("+00:00", " UTC"))
-            for t in _client(args).get_json(_timers_path(args))]
-    _table(("NAME", "SCHEDULE", "ENABLED", "NEXT FIRE"), rows)
+    emit(args, _client(args).get_json(_timers_path(args)), table=lambda timers: print_table(
+        ("NAME", "SCHEDULE", "ENABLED", "NEXT FIRE"),
+        [(t["name"], t["schedule"], "true" if t["enabled"] else "false",
+          (t["next_fire"] or "").replace("T", " ").replace("+00:00", " UTC")) for t in timers]))
     return 0
 
 
+def _context(text: str | None) -> str | None:
+    """A relative folder made absolute against this shell's directory: the daemon has no
+    idea where the CLI stands. URLs and absolute folders go as they are."""
+    from basewatch.context_spec import parse_context
+
+    if text is None or parse_context(text).kind != "local" or Path(text).is_absolute():
+        return text
+    return str(Path(text).resolve())
+
+
 def _task_body(args: argparse.Namespace) -> dict:
-    body = {"context": args.context, "file": args.file, "image": args.image,
+    check_tags(args.image or [])
+    body = {"context": _context(args.context), "file": args.file, "image": args.image,
             "build_args": dict(args.build_arg) if args.build_arg else None,
             "target": args.target, "platform": args.platform, "timeout": args.timeout,
             "push": args.push}
@@ -409,41 +524,41 @@ def _quote(name: str) -> str:
 def cmd_task_create(args) -> int:
     from basewatch.tasks import is_task_file
 
-    if args.context is None:
-        raise DaemonError("task create needs --context")
     if not args.image and not is_task_file(args.file or "Dockerfile"):
         raise DaemonError("task create needs at least one -t IMAGE (or -f a task file, "
                           "acr-task.yaml, which names its own)")
     body = {"name": args.name, **_task_body(args)}
     if args.schedule is not None:
         body["timers"] = [{"name": "t1", "schedule": args.schedule}]
-    task = _client(args).request("POST", "/api/tasks", body=body)
-    print(json.dumps(task, indent=2))
+    emit(args, _client(args).request("POST", "/api/tasks", body=body))
     return 0
 
 
 def cmd_task_update(args) -> int:
     task = _client(args).request("PATCH", f"/api/tasks/{_quote(args.name)}",
                                  body=_task_body(args))
-    print(json.dumps(task, indent=2))
+    emit(args, task)
     return 0
 
 
 def cmd_task_show(args) -> int:
-    print(json.dumps(_client(args).get_json(f"/api/tasks/{_quote(args.name)}"), indent=2))
+    emit(args, _client(args).get_json(f"/api/tasks/{_quote(args.name)}"))
     return 0
 
 
 def cmd_task_list(args) -> int:
-    listed = _client(args).get_json("/api/tasks")
+    emit(args, _client(args).get_json("/api/tasks"), table=_task_table)
+    return 0
+
+
+def _task_table(listed: list[dict]) -> None:
     rows = [(t["name"], t["source"], ",".join(t["platform"]), ", ".join(t["image"]),
              str(t["context"])) for t in listed]
     columns = ("NAME", "SOURCE", "PLATFORM", "IMAGES", "CONTEXT")
     if any(t.get("error") for t in listed):  # a config task that could not be registered
         rows = [(*row, t.get("error") or "") for row, t in zip(rows, listed)]
         columns += ("ERROR",)
-    _table(columns, rows)
-    return 0
+    print_table(columns, rows)
 
 
 def cmd_task_delete(args) -> int:
@@ -453,7 +568,12 @@ def cmd_task_delete(args) -> int:
 
 
 def cmd_task_webhook(args) -> int:
-    hook = _client(args).get_json(f"/api/tasks/{_quote(args.name)}/webhook")
+    emit(args, _client(args).get_json(f"/api/tasks/{_quote(args.name)}/webhook"),
+         table=_print_webhook)
+    return 0
+
+
+def _print_webhook(hook: dict) -> None:
     print(f"Task {hook['task']}: a {hook['provider']} webhook on {hook['repository']}")
     if hook.get("registered"):
         print("basewatch registered it with the task's token already; to add it by hand "
@@ -463,7 +583,6 @@ def cmd_task_webhook(args) -> int:
     print(f"Events: {', '.join(hook['events'])}")
     print()
     print("\n".join(hook["instructions"]))
-    return 0
 
 
 def cmd_task_run(args) -> int:
@@ -492,16 +611,51 @@ def cmd_task_logs(args) -> int:
 
 def cmd_task_list_runs(args) -> int:
     query = {"top": str(args.top)}
-    for key, value in (("task", args.name), ("status", args.run_status), ("image", args.image)):
+    status = args.run_status and _run_status(args.run_status)
+    for key, value in (("task", args.name), ("status", status), ("image", args.image)):
         if value:
             query[key] = value
-    runs = _client(args).get_json(f"/api/runs?{urllib.parse.urlencode(query)}")
-    _table(RUN_COLUMNS, [_run_row(r) for r in runs])
+    client, path = _client(args), f"/api/runs?{urllib.parse.urlencode(query)}"
+    show = lambda runs: print_table(RUN_COLUMNS, [_run_row(r) for r in runs])  # noqa: E731
+    if not args.watch:
+        emit(args, client.get_json(path), table=show)
+        return 0
+    try:
+        _watch(args, client, path, show)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --watch ends
     return 0
 
 
+def _watch(args, client: DaemonClient, path: str, show) -> None:
+    """The list again whenever it changes; on a terminal, in place of the last one."""
+    shown = None
+    while True:
+        runs = client.get_json(path)
+        if runs != shown:
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")  # cursor home, clear screen
+            elif shown is not None:
+                print()
+            emit(args, runs, table=show)
+            sys.stdout.flush()
+            shown = runs
+        time.sleep(args.interval)
+
+
+def _run_status(text: str) -> str:
+    """A run status in any case, as the API writes it: failed -> Failed."""
+    from basewatch.models import RunStatus
+
+    for status in RunStatus:
+        if status.value.lower() == text.lower():
+            return status.value
+    raise DaemonError(f"status {text!r} is not one of "
+                      f"{', '.join(s.value for s in RunStatus)} (in any case)")
+
+
 def _run_row(r: dict) -> tuple:
-    return (r["id"], r["task"] or "", r["platform"], r["status"], r["trigger"],
+    return (r["id"], r["task"] or r["type"], r["platform"], r["status"], r["trigger"],
             (r["started_at"] or "")[:19].replace("T", " "),
             f"{r['duration_seconds']:.0f}s" if r["duration_seconds"] is not None else "",
             r["outputs"][0]["image"] if r["outputs"] else "", _source(r.get("source_commit")))
@@ -521,16 +675,17 @@ STEP_COLUMNS = ("STEP", "ACTION", "STATUS", "STARTED", "DURATION", "ATTEMPTS", "
 
 
 def cmd_task_show_run(args) -> int:
-    run = _client(args).get_json(f"/api/runs/{_quote(args.run_id)}")
-    if args.output == "json":
-        print(json.dumps(run, indent=2))
-        return 0
-    _table(RUN_COLUMNS, [_run_row(run)])
+    emit(args, _client(args).get_json(f"/api/runs/{_quote(args.run_id)}"), table=_run_table)
+    return 0
+
+
+def _run_table(run: dict) -> None:
+    print_table(RUN_COLUMNS, [_run_row(run)])
     if run.get("error"):
         print(f"Error: {run['error']}")
     if run.get("steps"):
         print()
-        _table(STEP_COLUMNS, [
+        print_table(STEP_COLUMNS, [
             (s["id"], s["action"], s["status"],
              "" if s["started_after_seconds"] is None else f"+{s['started_after_seconds']:.1f}s",
              "" if s["status"] == "Skipped" else f"{s['duration_seconds']:.1f}s",
@@ -538,24 +693,35 @@ def cmd_task_show_run(args) -> int:
              s["error"] or "") for s in run["steps"]])
     if run.get("outputs"):
         print()
-        _table(("PUSHED", "DIGEST"), [(o["image"], o["digest"]) for o in run["outputs"]])
-    return 0
+        print_table(("PUSHED", "DIGEST"), [(o["image"], o["digest"]) for o in run["outputs"]])
 
 
 def cmd_task_cancel_run(args) -> int:
-    run = _client(args).request("POST", f"/api/runs/{_quote(args.run_id)}/cancel")
-    print(f"Run ID: {run['id']}: {run['status']}")
+    client = _client(args)
+    run = client.request("POST", f"/api/runs/{_quote(args.run_id)}/cancel")
+    if args.output == "table" and args.query is None:
+        print(f"Run ID: {run['id']}: cancel requested", flush=True)
+    # A running build takes a moment to stop: wait briefly for the final state to show it.
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while run["status"] in ("Queued", "Started", "Running") and time.monotonic() < deadline:
+        time.sleep(0.25)
+        run = client.get_json(f"/api/runs/{_quote(args.run_id)}")
+    emit(args, run, table=_print_cancel)
     return 0
+
+
+def _print_cancel(run: dict) -> None:
+    if run["status"] in ("Queued", "Started", "Running"):
+        print(f"Run ID: {run['id']}: still {run['status']} after {CANCEL_WAIT_SECONDS}s; "
+              f"see basewatch task show-run --run-id {run['id']}")
+    else:
+        print(f"Run ID: {run['id']}: {run['status']}")
 
 
 def cmd_task_update_run(args) -> int:
     run = _client(args).request("PATCH", f"/api/runs/{_quote(args.run_id)}",
                                 body={"archived": not args.no_archive})
-    print(json.dumps(run, indent=2))
+    emit(args, run)
     return 0
 
 
-def _table(columns: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max([len(c)] + [len(str(row[i])) for row in rows]) for i, c in enumerate(columns)]
-    for line in (columns, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())

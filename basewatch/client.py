@@ -6,6 +6,7 @@ import io
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import BinaryIO, Iterator
 
@@ -20,7 +21,7 @@ class DaemonError(BasewatchError):
 
 class DaemonClient:
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
-        self.url = (url or os.environ.get("BASEWATCH_URL") or DEFAULT_URL).rstrip("/")
+        self.url = daemon_url(url or os.environ.get("BASEWATCH_URL") or DEFAULT_URL)
         self.token = token or os.environ.get("BASEWATCH_TOKEN")
         self.timeout = timeout
 
@@ -75,10 +76,24 @@ class DaemonClient:
         try:
             message = json.loads(exc.read()).get("error") or exc.reason
         except (ValueError, AttributeError):
-            message = exc.reason
+            # basewatch answers every error in JSON: this is something else at that address.
+            return (f"{exc.url} answered HTTP {exc.code} {exc.reason}, not as a basewatch "
+                    f"daemon does: is BASEWATCH_URL ({self.url}) the daemon's address?")
         if exc.code == 401 and not self.token:
             return f"{message} (BASEWATCH_TOKEN is not set)"
         return f"{message} (HTTP {exc.code})"
+
+
+def daemon_url(text: str) -> str:
+    """BASEWATCH_URL as written: `127.0.0.1:8080` is taken as http://127.0.0.1:8080."""
+    text = text.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DaemonError(f"{text!r} is not the daemon's URL: write it as http://HOST:PORT "
+                          "(e.g. BASEWATCH_URL=http://127.0.0.1:8080)")
+    return text.rstrip("/")
 
 
 class _Joined(io.RawIOBase):

@@ -259,25 +259,35 @@ def add_api(app: web.Application, services, upload) -> None:
         follow = request.query.get("follow", "").lower() in ("1", "true", "yes")
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
         await response.prepare(request)
-        offset = 0
-        with services.log_updates.follow(request.match_info["run_id"]) as changed:
-            while True:
-                changed.clear()  # before the read: a write after it wakes the wait below
-                chunk = await asyncio.to_thread(_read_from, path, offset)
-                if chunk:
-                    offset += len(chunk)
-                    await response.write(chunk)
-                elif follow and await running():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), LOG_RECHECK_SECONDS)
-                else:
-                    # One last read: the run may have written its last lines as it ended.
-                    await response.write(await asyncio.to_thread(_read_from, path, offset))
-                    break
-        await response.write_eof()
+        try:
+            await _stream_log(response, path, running, follow,
+                              services.log_updates.follow(request.match_info["run_id"]))
+            await response.write_eof()
+        except ConnectionResetError:
+            # The reader went away (`| head`, Ctrl-C on `task logs`): normal, nothing to log.
+            pass
         return response
 
     app.add_routes(routes)
+
+
+async def _stream_log(response: web.StreamResponse, path, running, follow: bool,
+                      updates) -> None:
+    offset = 0
+    with updates as changed:
+        while True:
+            changed.clear()  # before the read: a write after it wakes the wait below
+            chunk = await asyncio.to_thread(_read_from, path, offset)
+            if chunk:
+                offset += len(chunk)
+                await response.write(chunk)
+            elif follow and await running():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), LOG_RECHECK_SECONDS)
+            else:
+                # One last read: the run may have written its last lines as it ended.
+                await response.write(await asyncio.to_thread(_read_from, path, offset))
+                return
 
 
 def _read_from(path, offset: int) -> bytes:

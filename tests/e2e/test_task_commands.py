@@ -158,8 +158,9 @@ def test_bad_requests_get_clear_messages(tmp_path, daemon):
         (("task", "show", "nope"), "no task named nope"),
         (("task", "show-run", "--run-id", "ca999"), "no run with ID ca999"),
         (("task", "delete", "hello"), "task hello comes from the config file"),
+        # A relative folder is resolved on the CLI's side, then checked as any other.
         (("task", "create", "x", "--context", "relative/dir", "-t", "r/x"),
-         "must be an absolute path"),
+         "/relative/dir is not under the daemon's local_contexts_root"),
         (("task", "create", "y", "--context", f"{tmp_path}/apps/nonexistent", "-t", "r/y"),
          f"the context folder {tmp_path}/apps/nonexistent does not exist (or is not a folder)"),
         (("task", "create", "z", "--context", "/etc", "-t", "r/z"),
