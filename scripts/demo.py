@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The interpreter running this script, on this checkout: not a hard-coded virtual environment.
 BASEWATCH = [sys.executable, "-m", "basewatch"]
 CONFIG = REPO / "config" / "demo.yml"
+STATE = REPO / ".basewatch"  # config/demo.yml's state_dir
 BASE = "127.0.0.1:5000/demo/base:1"
 TASKS = ("hello", "web")
 URL = "http://127.0.0.1:8080"
@@ -35,16 +38,37 @@ def say(message: str) -> None:
     print(f"\n==> {message}\n", flush=True)
 
 
-def relay(daemon: subprocess.Popen, succeeded: set[str], done: threading.Event) -> None:
-    """Echo the daemon's log and notice the rebuilds finishing."""
+def relay(daemon: subprocess.Popen) -> None:
+    """Echo the daemon's log."""
     for line in daemon.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
-        for task in TASKS:
-            if f"({task}) Succeeded" in line:
-                succeeded.add(task)
-        if succeeded >= set(TASKS):
-            done.set()
+
+
+def runs_on(digest: str) -> dict[str, dict]:
+    """The latest run of each demo task built because the base moved to `digest`, from the
+    daemon's API: not a run left from an earlier demo, nor one on an older push."""
+    request = urllib.request.Request(f"{URL}/api/runs?top=50",
+                                     headers={"Authorization": f"Bearer {API_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        runs = json.load(response)
+    found: dict[str, dict] = {}
+    for run in reversed(runs):  # oldest first: the latest wins
+        change = run.get("base_change") or {}
+        if run["task"] in TASKS and change.get("digest") == digest:
+            found[run["task"]] = run
+    return found
+
+
+def wait_for_rebuilds(digest: str, daemon: subprocess.Popen, timeout: float) -> dict[str, dict]:
+    """Each task's run on `digest`, once every one of them has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and daemon.poll() is None:
+        found = runs_on(digest)
+        if set(found) == set(TASKS) and all(run["finished_at"] for run in found.values()):
+            return found
+        time.sleep(0.5)
+    return {}
 
 
 def main() -> int:
@@ -53,6 +77,11 @@ def main() -> int:
     args = parser.parse_args()
 
     state_dir = REPO / ".stack"
+    if STATE.exists():
+        # A demo starts from a clean state: runs left from the last one would be built again
+        # and could be taken for this demo's.
+        say(f"removing the last demo's state ({STATE.name}/) to start clean")
+        shutil.rmtree(STATE)
     # The registry tells the daemon about every push (docs/notifications.md).
     stack.cmd_up(state_dir, 5000, notify_url=f"{URL}/webhooks/registry",
                  notify_token=NOTIFY_TOKEN)
@@ -69,9 +98,7 @@ def main() -> int:
     daemon = subprocess.Popen(
         [*BASEWATCH, "serve", "--config", str(CONFIG)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    succeeded: set[str] = set()
-    rebuilt = threading.Event()
-    threading.Thread(target=relay, args=(daemon, succeeded, rebuilt), daemon=True).start()
+    threading.Thread(target=relay, args=(daemon,), daemon=True).start()
     try:
         try:
             health = stack.daemon_health(URL, daemon)
@@ -81,15 +108,21 @@ def main() -> int:
         time.sleep(2)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         say(f"patching the base: pushing {BASE} again with /etc/patch ({stamp})")
-        images.build(BASE, {"/etc/base-release": "demo base 1\n",
-                            "/etc/patch": f"security fix {stamp}\n"})
-        if not rebuilt.wait(timeout=180):
-            say("the rebuilds did not finish within 180 s: see the log above")
+        patched = images.build(BASE, {"/etc/base-release": "demo base 1\n",
+                                      "/etc/patch": f"security fix {stamp}\n"})
+        rebuilt = wait_for_rebuilds(patched, daemon, timeout=180)
+        if not rebuilt:
+            say(f"the rebuilds on {patched} did not finish within 180 s: see the log above")
+            return 1
+        if failed := sorted(t for t, run in rebuilt.items() if run["status"] != "Succeeded"):
+            say(f"the rebuild of {', '.join(failed)} on {patched} did not succeed: see the log "
+                "above")
             return 1
         graph = subprocess.run([*BASEWATCH, "graph"], env=env,
                                capture_output=True, text=True)
         say(f"basewatch graph (BASEWATCH_TOKEN={API_TOKEN}):\n{graph.stdout or graph.stderr}")
-        say("both applications were rebuilt on the patched base and pushed. "
+        say(f"both applications were rebuilt on the patched base ({patched}) and pushed "
+            f"({', '.join(rebuilt[t]['id'] for t in TASKS)}). "
             + ("Stopping." if args.exit_after_rebuild else
                "The daemon keeps watching: push the base again to see it again; Ctrl-C stops."))
         if not args.exit_after_rebuild:

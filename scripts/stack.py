@@ -564,16 +564,28 @@ def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float
         if process is not None:
             if process.poll() is not None:
                 return
-        else:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
+        elif _gone(pid):
+            return
         time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _gone(pid: int) -> bool:
+    """Whether `pid` has exited. A child of this process (the demo starts the stack itself)
+    stays a zombie, which signal 0 still finds, until it is reaped: reap it here."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # not this process's child: whoever started it reaps it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 # ---------------------------------------------------------------- CLI
