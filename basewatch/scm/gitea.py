@@ -3,8 +3,7 @@ their swagger (/api/swagger) describes them. `Authorization: token ...`."""
 from __future__ import annotations
 
 from basewatch.scm.github import GitHub
-from basewatch.scm.hosts import ScmError
-from basewatch.scm.provider import HookRegistration
+from basewatch.scm.provider import HookRegistration, created_hook_id
 
 # "pull_request" subscribes to the whole pull-request family, synchronize included.
 EVENTS = ["push", "pull_request"]
@@ -41,7 +40,5 @@ class Gitea(GitHub):
                                            self.repository, body)
         if response.status != 201:
             raise self._hooks.error(response, "create webhooks on")
-        created = response.json()
-        if not (isinstance(created, dict) and isinstance(created.get("id"), int)):
-            raise ScmError(f"{self.repository}: the API created a webhook but sent no id for it")
-        return HookRegistration(created["id"], not existing)
+        return HookRegistration(created_hook_id(response.json(), self.repository),
+                                not existing)

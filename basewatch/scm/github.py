@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from basewatch.scm.api import ScmApi
-from basewatch.scm.hosts import Repository, ScmError
-from basewatch.scm.provider import CommitStatus, HookRegistration, Refusals
+from basewatch.scm.hosts import Repository
+from basewatch.scm.provider import (CommitStatus, HookRegistration, Refusals,
+                                     created_hook_id)
 
 API_VERSION = "2022-11-28"
 EVENTS = ["push", "pull_request"]
@@ -50,7 +51,7 @@ class GitHub:
             response = await self._api.request("POST", f"{self._base}/hooks", self._headers,
                                                self.repository, body)
             if response.status == 201:
-                return HookRegistration(_hook_id(response.json(), self.repository), True)
+                return HookRegistration(created_hook_id(response.json(), self.repository), True)
             # 422 "Hook already exists": one appeared since the list (or a retried POST made
             # it); update that one instead.
             if response.status != 422 or not (existing := await self._hooks_for(url)):
@@ -95,9 +96,3 @@ class GitHub:
         """A 404 on a hook means it is gone only if the repository itself is there."""
         response = await self._api.request("GET", self._base, self._headers, self.repository)
         return response.status == 200
-
-
-def _hook_id(body, repository: Repository) -> int:
-    if isinstance(body, dict) and isinstance(body.get("id"), int):
-        return body["id"]
-    raise ScmError(f"{repository}: the API created a webhook but sent no id for it")

@@ -6,8 +6,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from basewatch.scm.api import ScmApi
-from basewatch.scm.hosts import Repository, ScmError
-from basewatch.scm.provider import CommitStatus, HookRegistration, Refusals
+from basewatch.scm.hosts import Repository
+from basewatch.scm.provider import (CommitStatus, HookRegistration, Refusals,
+                                     created_hook_id)
 
 HOOK_SCOPES = "the api scope, and the Maintainer role (or higher) on the project"
 STATUS_SCOPES = "the api scope, and the Developer role (or higher) on the project"
@@ -38,7 +39,7 @@ class GitLab:
                                                self.repository, body)
             if response.status != 201:
                 raise self._hooks.error(response, "create webhooks on")
-            return HookRegistration(_hook_id(response.json(), self.repository), True)
+            return HookRegistration(created_hook_id(response.json(), self.repository), True)
         first, *duplicates = existing
         response = await self._api.request("PUT", f"{self._base}/hooks/{first}", self._headers,
                                            self.repository, body)
@@ -84,9 +85,3 @@ class GitLab:
         """A 404 on a hook means it is gone only if the project itself is there."""
         response = await self._api.request("GET", self._base, self._headers, self.repository)
         return response.status == 200
-
-
-def _hook_id(body, repository: Repository) -> int:
-    if isinstance(body, dict) and isinstance(body.get("id"), int):
-        return body["id"]
-    raise ScmError(f"{repository}: the API created a webhook but sent no id for it")

@@ -89,3 +89,10 @@ async def post_status_quietly(provider: GitProvider, sha: str, status: CommitSta
     except ScmError as exc:
         return f"could not set the commit status {status.context} on {sha[:12]}: {exc}"
     return None
+
+
+def created_hook_id(body, repository: Repository) -> int:
+    """The id of the webhook an API just created, from its response body."""
+    if isinstance(body, dict) and isinstance(body.get("id"), int):
+        return body["id"]
+    raise ScmError(f"{repository}: the API created a webhook but sent no id for it")
