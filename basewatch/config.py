@@ -9,7 +9,6 @@ import typing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -36,7 +35,7 @@ from basewatch.cron import CronSchedule, ScheduleError
 from basewatch.errors import ConfigError, ImageReferenceError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference, is_registry_host
-from basewatch.scm.hosts import GitHostSettings, checked_git_host
+from basewatch.scm.hosts import GitHostSettings, checked_base_url, checked_git_host
 from basewatch.textfiles import read_text_file
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$")
@@ -45,6 +44,14 @@ CREDENTIALS_IN_URL = ("credentials in a context URL would be stored, shown by th
                       "the config's git_credentials (password_env)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")  # fullmatch: a variable's name
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # fullmatch: no trailing newline
+
+
+def _checked_name(value: str, what: str) -> str:
+    """A task's or a timer's name: one rule for both."""
+    if not _TASK_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a {what} name: use up to 100 letters, digits, "
+                         "'.', '_' and '-', starting with a letter or digit")
+    return value
 # Longer than any timeout, interval or retention anyone means (100 years), short enough that
 # the event loop's timers and SQLite's timestamps take it.
 MAX_DURATION_SECONDS = 36500 * 86400
@@ -212,10 +219,7 @@ class TimerSettings(_Strict):
     @field_validator("name")
     @classmethod
     def _timer_name(cls, value: str) -> str:
-        if not _TASK_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a timer name: use up to 100 letters, digits, "
-                             "'.', '_' and '-', starting with a letter or digit")
-        return value
+        return _checked_name(value, "timer")
 
     @field_validator("schedule")
     @classmethod
@@ -332,10 +336,7 @@ class TaskSettings(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_valid(cls, value: str) -> str:
-        if not _TASK_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a task name: use up to 100 letters, digits, "
-                             "'.', '_' and '-', starting with a letter or digit")
-        return value
+        return _checked_name(value, "task")
 
     @field_validator("context")
     @classmethod
@@ -471,14 +472,8 @@ class Config(_Strict):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-                or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or "
-                             "fragment (e.g. https://basewatch.example.com)")
-        return value.strip().rstrip("/")
+        return None if value is None else checked_base_url(
+            value, "https://basewatch.example.com")
 
     @field_validator("registry_host")
     @classmethod

@@ -32,6 +32,18 @@ def checked_git_host(value: str) -> str:
     return value
 
 
+def checked_base_url(value: str, example: str) -> str:
+    """An http(s) URL other URLs are made under (an API's, the daemon's own public one): no
+    credentials, query or fragment; its trailing slash dropped. ValueError otherwise, showing
+    `example`."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or "
+                         f"fragment (e.g. {example})")
+    return value.strip().rstrip("/")
+
+
 class ScmError(BasewatchError):
     """A git host's API refused or failed a request, or a repository is on no known host."""
 
@@ -55,14 +67,8 @@ class GitHostSettings(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-                or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or "
-                             "fragment (e.g. https://git.example.com/api/v4)")
-        return value.strip().rstrip("/")
+        return None if value is None else checked_base_url(
+            value, "https://git.example.com/api/v4")
 
     @model_validator(mode="after")
     def _default_api_url(self) -> "GitHostSettings":
