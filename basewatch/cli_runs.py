@@ -19,6 +19,20 @@ RUN_COLUMNS = ("RUN ID", "TASK", "PLATFORM", "STATUS", "TRIGGER", "STARTED", "DU
                "OUTPUT IMAGE", "SOURCE")
 
 
+def add_run_inputs(run) -> None:
+    """What a task file's run takes from the command line, for `run` and `task run` alike."""
+    run.add_argument("--set", action="append", default=[], metavar="K=V",
+                     help="a value for {{.Values.K}}, over the values file's; e.g. --set tag=v7")
+    run.add_argument("--values", metavar="FILE", help="a task file's values file (YAML), a "
+                                                      "local file; e.g. --values prod.yaml")
+    run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
+                     help="a task file's secret ({{.Secrets.K}}): held in the daemon's memory "
+                          "for the run, masked in its log, stored nowhere; e.g. "
+                          "--set-secret token=\"$TOKEN\"")
+    run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
+                                        "default: the daemon's config); e.g. "
+                                        "--registry reg:5000")
+
 def key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -136,17 +150,7 @@ def add_run_command(commands) -> None:
                                            "e.g. -f acr-task.yaml (this or --cmd is required)")
     what.add_argument("--cmd", help='one command, "IMAGE ARGS", as a one-step task file; '
                                     "e.g. --cmd 'busybox echo hello'")
-    run.add_argument("--set", action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}, over the values file's; e.g. --set tag=v7")
-    run.add_argument("--values", metavar="FILE", help="a values file (YAML), a local file; "
-                                                      "e.g. --values prod.yaml")
-    run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
-                     help="a secret for {{.Secrets.K}}: held in the daemon's memory for the "
-                          "run, masked in its log, stored nowhere; e.g. "
-                          "--set-secret token=\"$TOKEN\"")
-    run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
-                                        "default: the daemon's config); e.g. "
-                                        "--registry reg:5000")
+    add_run_inputs(run)
     run.add_argument("--platform", default="linux/amd64",
                      help="os/arch: the run's OS and Architecture, and its builds' default; "
                           "e.g. --platform linux/arm64")
@@ -364,18 +368,7 @@ def add_task_command(commands) -> None:
                 "name", **task_name)
     run = command("run", cmd_task_run, "run a task now")
     run.add_argument("name", **task_name)
-    run.add_argument("--set", action="append", default=[], metavar="K=V",
-                     help="a value for {{.Values.K}}, over the values file's; e.g. "
-                          "--set tag=v7")
-    run.add_argument("--values", metavar="FILE", help="a task file task's values file (YAML), "
-                                                      "a local file; e.g. --values prod.yaml")
-    run.add_argument("--set-secret", action="append", default=[], metavar="K=V",
-                     help="a task file task's secret ({{.Secrets.K}}): held in the daemon's "
-                          "memory for the run, masked in its log, stored nowhere; e.g. "
-                          "--set-secret token=\"$TOKEN\"")
-    run.add_argument("--registry", help="the run's registry ({{.Run.Registry}}, $Registry; "
-                                        "default: the daemon's config); e.g. "
-                                        "--registry reg:5000")
+    add_run_inputs(run)
     run.add_argument("--no-logs", action="store_true", help="do not stream the log")
     run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     logs = command("logs", cmd_task_logs, "show a run's log (default: the latest run's, "
