@@ -98,3 +98,27 @@ def test_a_piped_build_shows_no_progress_and_json_parses(tmp_path, daemon):  # n
     assert (code, screen) == (0, "Succeeded\r\n"), screen
     code, screen = on_terminal("build", "--no-push", "-o", "none", str(context), url=url)
     assert (code, screen) == (0, ""), screen
+
+
+def test_a_runs_log_tells_a_push_compactly(tmp_path, daemon):  # noqa: F811
+    url, reg, _, _ = daemon
+    context = big_context(tmp_path, reg)
+    built = cli("build", "-t", f"{reg}/big:1", str(context), "--no-logs", url=url)
+    assert built.returncode == 0, built.stderr
+    run_id = re.match(r"Queued a run with ID: (\S+)\n", built.stdout).group(1)
+    log = cli("task", "logs", "--run-id", run_id, url=url)
+    assert log.returncode == 0, log.stderr
+    text = log.stdout
+    start = text.index("The push refers to repository")
+    push = text[start:text.index("Pushed ", start)].splitlines()
+    # The 6 MiB layer: one line as it starts, one as it ends; the base's three were mounted
+    # from its repository; then the digest and one line for the whole push.
+    layer = re.search(r"^(?:\S+ \S+ )?([0-9a-f]{12}): pushing 6\.0 MiB$", text, re.M)
+    assert layer, push
+    assert len([line for line in push if layer.group(1) in line]) == 2, push
+    assert re.search(rf"^(\S+ \S+ )?{layer.group(1)}: Pushed$", text, re.M), push
+    assert re.search(r"^(\S+ \S+ )?pushed 1 layer, 6\.0 MiB in \d+\.\d s; 3 layers already "
+                     r"there$", text, re.M), push
+    assert not [line for line in push if "Preparing" in line or "Waiting" in line
+                or "[=" in line], push
+    assert len(push) <= 9, push
