@@ -122,3 +122,14 @@ def test_a_runs_log_tells_a_push_compactly(tmp_path, daemon):  # noqa: F811
     assert not [line for line in push if "Preparing" in line or "Waiting" in line
                 or "[=" in line], push
     assert len(push) <= 9, push
+
+
+def test_a_quick_run_on_a_terminal_shows_its_upload_too(tmp_path, daemon):  # noqa: F811
+    url, reg, _, _ = daemon
+    context = big_context(tmp_path, reg)
+    code, screen = on_terminal("run", "--cmd", f"{reg}/base:1 ls -l /workspace/blob.bin",
+                               str(context), url=url)
+    assert code == 0, screen
+    assert "\rPacking:" in screen and "\rUploading:" in screen, screen
+    assert re.search(r"\rUploaded 6\.0 MiB \(6\.0 MiB packed\) in \d+\.\d s\r\n", screen)
+    assert "6291456" in screen, "the step saw the uploaded file"
