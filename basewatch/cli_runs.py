@@ -9,9 +9,13 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from basewatch.cli_output import add_output_options, emit, print_table
 from basewatch.client import DaemonClient, DaemonError
+
+if TYPE_CHECKING:
+    from basewatch.cli_progress import ContextProgress
 
 CLI_CONTEXT_LIMIT = 4 * 1024 ** 3
 CANCEL_WAIT_SECONDS = 10
@@ -87,11 +91,25 @@ def add_build_command(commands) -> None:
     build.add_argument("--timeout", type=int, default=3600,
                        help="the run's limit in seconds (default 3600); e.g. --timeout 600")
     add_daemon_options(build)
+    add_run_output(build)
     build.set_defaults(handler=cmd_build)
+
+
+def add_run_output(parser: argparse.ArgumentParser) -> None:
+    """-o and --query for a command that queues a run: table is the log as it happens (and a
+    context's upload progress on a terminal); the others print the run's record once it ends
+    (once queued, with --no-wait), and nothing else on stdout."""
+    add_output_options(parser, "table")
+
+
+def _machine_output(args: argparse.Namespace) -> bool:
+    return getattr(args, "output", "table") != "table" or getattr(args, "query", None) \
+        is not None
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from basewatch.builder.contexts.archive import pack_local_context
+    from basewatch.cli_progress import ContextProgress
     from basewatch.context_spec import parse_context
 
     client = _client(args)
@@ -104,17 +122,28 @@ def cmd_build(args: argparse.Namespace) -> int:
         spec["registry"] = args.registry
     source = parse_context(args.context)
     if source.kind == "local":
-        # The daemon enforces its own limit (max_context_bytes); this one only stops a runaway.
-        archive = pack_local_context(Path(source.location), args.file, limit=CLI_CONTEXT_LIMIT)
+        progress = ContextProgress.for_terminal(_machine_output(args))
         try:
-            with open(archive, "rb") as data:
-                run = client.request("POST", "/api/builds", data=data, headers={
-                    "Content-Type": "application/gzip", "X-Basewatch-Build": json.dumps(spec)})
-        finally:
-            archive.unlink(missing_ok=True)
+            # The daemon enforces its own limit (max_context_bytes); this one only stops a
+            # runaway.
+            archive = pack_local_context(Path(source.location), args.file,
+                                         limit=CLI_CONTEXT_LIMIT, progress=progress.packed)
+            try:
+                with open(archive, "rb") as data:
+                    size = archive.stat().st_size
+                    run = client.request(
+                        "POST", "/api/builds", data=progress.upload(data, size), headers={
+                            "Content-Type": "application/gzip", "Content-Length": str(size),
+                            "X-Basewatch-Build": json.dumps(spec)})
+            finally:
+                archive.unlink(missing_ok=True)
+        except BaseException:
+            progress.abandon()
+            raise
+        progress.finish()
     else:
         run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
-    return _follow(client, run, args.no_logs, args.no_wait)
+    return _follow(client, run, args)
 
 
 def relative_to(registry: str | None, image: str) -> str:
@@ -159,6 +188,7 @@ def add_run_command(commands) -> None:
     run.add_argument("--no-logs", action="store_true", help="do not stream the log")
     run.add_argument("--no-wait", action="store_true", help="return once the run is queued")
     add_daemon_options(run)
+    add_run_output(run)
     run.set_defaults(handler=cmd_run)
 
 
@@ -190,7 +220,7 @@ def _read_local(path: str, what: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from basewatch.builder.contexts.archive import pack_local_context
+    from basewatch.cli_progress import ContextProgress
     from basewatch.context_spec import parse_context
     from basewatch.taskfile import load_values_file, merge_values
     from basewatch.taskfile.syntax import check_syntax
@@ -212,37 +242,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.context == "/dev/null":
         with tempfile.TemporaryDirectory(prefix="basewatch-empty-") as empty:
-            run = _upload(client, pack_local_context(Path(empty), None,
-                                                     limit=CLI_CONTEXT_LIMIT), spec)
+            run = _upload(client, Path(empty), spec, ContextProgress(shown=False))
     elif (source := parse_context(args.context)).kind == "local":
-        run = _upload(client, pack_local_context(Path(source.location), None,
-                                                 limit=CLI_CONTEXT_LIMIT), spec)
+        run = _upload(client, Path(source.location), spec,
+                      ContextProgress.for_terminal(_machine_output(args)))
     else:
         run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
-    return _follow(client, run, args.no_logs, args.no_wait)
+    return _follow(client, run, args)
 
 
-def _upload(client: DaemonClient, archive: Path, spec: dict) -> dict:
-    """POST a packed context with its spec in a part of its own: the task file and values may
-    be larger than a header takes, and secrets are kept out of headers."""
+def _upload(client: DaemonClient, folder: Path, spec: dict,
+            progress: ContextProgress) -> dict:
+    """Pack `folder` and POST it with its spec in a part of its own: the task file and values
+    may be larger than a header takes, and secrets are kept out of headers."""
+    from basewatch.builder.contexts.archive import pack_local_context
     from basewatch.client import json_and_file
 
     try:
-        with open(archive, "rb") as data:
-            body, headers = json_and_file("spec", spec, "context", data,
-                                          archive.stat().st_size)
-            return client.request("POST", "/api/builds", data=body, headers=headers)
-    finally:
-        archive.unlink(missing_ok=True)
+        archive = pack_local_context(folder, None, limit=CLI_CONTEXT_LIMIT,
+                                     progress=progress.packed)
+        try:
+            with open(archive, "rb") as data:
+                size = archive.stat().st_size
+                body, headers = json_and_file("spec", spec, "context",
+                                              progress.upload(data, size), size)
+                run = client.request("POST", "/api/builds", data=body, headers=headers)
+        finally:
+            archive.unlink(missing_ok=True)
+    except BaseException:
+        progress.abandon()
+        raise
+    progress.finish()
+    return run
 
 
-def _follow(client: DaemonClient, run: dict, no_logs: bool, no_wait: bool) -> int:
-    """ACR's output: the run id, the log as it happens, the result; the exit code is the run's."""
+def _follow(client: DaemonClient, run: dict, args: argparse.Namespace) -> int:
+    """ACR's output: the run id, the log as it happens, the result; the exit code is the run's.
+    For a program (-o json, --query): the run's record, once it ends."""
+    if _machine_output(args):
+        if not args.no_wait:
+            run = _final(client, run["id"])
+        emit(args, run)
+        return 0 if args.no_wait or run["status"] == "Succeeded" else 1
     print(f"Queued a run with ID: {run['id']}", flush=True)
-    if no_wait:
+    if args.no_wait:
         return 0
     try:
-        return _wait_for(client, run["id"], no_logs)
+        return _wait_for(client, run["id"], args.no_logs)
     except KeyboardInterrupt:
         # Ctrl-C stops watching, not the run: say so, and how to get back to it.
         print(f"\nRun {run['id']} goes on in the daemon. Follow it: basewatch task logs "
@@ -266,11 +312,7 @@ def _wait_for(client: DaemonClient, run_id: str, no_logs: bool) -> int:
             sys.stdout.flush()
         if pending and not own_result.match(pending):
             sys.stdout.buffer.write(pending)
-    while True:
-        run = client.get_json(f"/api/runs/{run_id}")
-        if run["status"] not in ("Queued", "Started", "Running"):
-            break
-        time.sleep(0.5)
+    run = _final(client, run_id)
     seconds = round(run["duration_seconds"] or 0)
     if run["status"] == "Succeeded":
         print(f"Run ID: {run['id']} was successful after {seconds}s")
@@ -278,6 +320,15 @@ def _wait_for(client: DaemonClient, run_id: str, no_logs: bool) -> int:
     print(f"Run ID: {run['id']} failed after {seconds}s. Status: {run['status']}. "
           f"Error: {run['error']}", file=sys.stderr)
     return 1
+
+
+def _final(client: DaemonClient, run_id: str) -> dict:
+    """The run's record once it has ended."""
+    while True:
+        run = client.get_json(f"/api/runs/{run_id}")
+        if run["status"] not in ("Queued", "Started", "Running"):
+            return run
+        time.sleep(0.5)
 
 
 # ---------------------------------------------------------------------- task
@@ -366,7 +417,7 @@ def add_task_command(commands) -> None:
     command("webhook", cmd_task_webhook, "print what to enter in the git provider's settings "
             "for the task's webhook: URL, secret, events", output="table").add_argument(
                 "name", **task_name)
-    run = command("run", cmd_task_run, "run a task now")
+    run = command("run", cmd_task_run, "run a task now", output="table")
     run.add_argument("name", **task_name)
     add_run_inputs(run)
     run.add_argument("--no-logs", action="store_true", help="do not stream the log")
@@ -584,7 +635,7 @@ def cmd_task_run(args) -> int:
     if args.registry:
         body["registry"] = args.registry
     run = client.request("POST", f"/api/tasks/{_quote(args.name)}/runs", body=body)
-    return _follow(client, run, args.no_logs, args.no_wait)
+    return _follow(client, run, args)
 
 
 def cmd_task_logs(args) -> int:

@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("services", "retention", "cascades", "config_sync", "config_check", "health",
                   "task_webhooks", "commit_status")),
     ("http", ("http",)),
-    ("edges", ("cli", "cli_runs", "cli_output", "client", "daemon", "__main__")),
+    ("edges", ("cli", "cli_runs", "cli_output", "cli_progress", "client", "daemon",
+               "__main__")),
 ]
 
 # (importing module, imported module) pairs that still go upward, each to be removed by a later

@@ -13,6 +13,7 @@ import urllib3.exceptions
 
 from basewatch.builder.backends.docker.docker_workloads import ContainerOperations
 from basewatch.builder.backends.docker.engine import BuildRequest, BuildResult, LogSink
+from basewatch.builder.backends.docker.transfer_log import TransferLog
 from basewatch.errors import EngineError
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
@@ -160,10 +161,12 @@ class DockerEngine(ContainerOperations):
                 return current
             chunks = client.pull(repository, tag=tag, platform=platform, auth_config=auth,
                                  stream=True, decode=True)
-            for chunk in _follow(chunks, f"pull of {source}", log):
+            transfer = TransferLog(log, "pull")
+            for chunk in _follow(chunks, f"pull of {source}", log, transfer):
                 status = chunk.get("status", "")
                 if status.startswith("Digest: "):
                     digest = status.removeprefix("Digest: ").strip()
+            transfer.finish()
             if name != source:
                 client.tag(source, *_split_reference(name))
         except _BROKEN as exc:
@@ -240,9 +243,11 @@ class DockerEngine(ContainerOperations):
         try:
             chunks = client.push(repository, tag=name_tag, auth_config=auth, stream=True,
                                  decode=True)
-            for chunk in _follow(chunks, f"push of {tag}", log):
+            transfer = TransferLog(log, "push")
+            for chunk in _follow(chunks, f"push of {tag}", log, transfer):
                 if "aux" in chunk and "Digest" in chunk["aux"]:
                     digest = chunk["aux"]["Digest"]
+            transfer.finish()
         except _BROKEN as exc:
             raise self._broken(f"push of {tag}", exc) from None
         finally:
@@ -260,14 +265,18 @@ def _split_reference(reference: str) -> tuple[str, str]:
     return split_tag(reference)
 
 
-def _follow(chunks: Iterable[dict], what: str, log: LogSink) -> Iterator[dict]:
-    """Each chunk of an engine stream, once checked for an error and its text logged.
+def _follow(chunks: Iterable[dict], what: str, log: LogSink,
+            transfer: TransferLog | None = None) -> Iterator[dict]:
+    """Each chunk of an engine stream, once checked for an error and its text logged; a pull's
+    or push's statuses through `transfer`, which tells their progress compactly.
 
     Failures arrive as chunks, not exceptions: every one is checked."""
     for chunk in chunks:
         _raise_on_error(chunk, what, log)
         if "stream" in chunk:
             log(chunk["stream"])
+        elif "status" in chunk and transfer is not None:
+            transfer.chunk(chunk)
         elif "status" in chunk and (line := _status_line(chunk)):
             log(line)
         yield chunk
