@@ -35,6 +35,10 @@ APT_PACKAGES = {
     "dockerd": "docker.io",
     "docker-registry": "docker-registry",
     "git": "git",
+    # The tutorials (docs/tutorials/) ask the daemon and the registry with curl, and make
+    # tokens with openssl.
+    "curl": "curl",
+    "openssl": "openssl",
     # Cross-platform `RUN` steps (linux/arm64, linux/arm/v7 images built here) run under qemu.
     "qemu-aarch64-static": "qemu-user-static",
     "update-binfmts": "binfmt-support",

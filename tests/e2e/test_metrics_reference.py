@@ -1,0 +1,33 @@
+"""docs/metrics.md against a live daemon: the metrics a running daemon serves at /metrics are
+exactly those the reference (scripts/gen_docs.py, from the registry) lists, so a metric
+registered anywhere else than basewatch/metrics.py would be caught here."""
+from __future__ import annotations
+
+import urllib.request
+
+import gen_docs  # scripts/, put on sys.path by tests/conftest.py
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.test_daemon import health, start_daemon, stop
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_metrics_reference_lists_what_a_live_daemon_serves(tmp_path, docker_host):
+    process, url = start_daemon({"api_token_env": "API_TOKEN"}, tmp_path, docker_host,
+                                env={"API_TOKEN": "t"})
+    try:
+        health(url, process)
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            served = response.read().decode()
+    finally:
+        stop(process)
+    live = {family.name: family.type for family in text_string_to_metric_families(served)
+            if family.name.startswith("basewatch_")}
+    documented = {name: kind for name, kind, _help, _labels
+                  in gen_docs._families(gen_docs.metrics_registry())}
+    assert live == documented, "regenerate docs/metrics.md from the registry the daemon uses"
+    page = gen_docs.METRICS_PAGE.read_text()
+    for name in live:
+        assert f"`{name}" in page, f"{name} is served but not in docs/metrics.md"
