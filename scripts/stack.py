@@ -56,6 +56,7 @@ _INSTALL = "python3 scripts/stack.py install"
 # A user-defined bridge on the stack's engine, for builds that need a network (`build_network:
 # basewatch-builds`); the engine's default network, which builds use otherwise, has none here.
 BUILD_NETWORK = "basewatch-builds"
+UNIX_SOCKET_PATH_MAX = 104  # what containerd accepts (Linux allows 107)
 
 
 @dataclass(frozen=True)
@@ -445,6 +446,13 @@ class Engine:
 
     @classmethod
     def start(cls, root: Path) -> "Engine":
+        # containerd's sockets live under the exec root; past this length it cannot bind them,
+        # and dockerd only says, after a timeout, that containerd did not start.
+        longest = root / "exec" / "containerd" / "containerd-debug.sock"
+        if len(str(longest)) > UNIX_SOCKET_PATH_MAX:
+            raise RuntimeError(f"{root} is too deep a folder for the engine's sockets ({longest} "
+                               f"is over {UNIX_SOCKET_PATH_MAX} characters): use a shorter "
+                               "--dir, e.g. --dir /tmp/stack")
         root.mkdir(parents=True, exist_ok=True)
         sock = root / "docker.sock"
         host = f"unix://{sock}"
