@@ -161,9 +161,11 @@ def clone():
     if not (venv / "bin" / "activate").exists():
         pytest.skip("the suite does not run in a virtualenv: the README's .venv has nothing "
                     "to stand for it")
-    if busy := [port for port in PORTS if port_open(port)]:
-        pytest.fail(f"127.0.0.1 ports {busy} are in use (a `make demo` or another quickstart "
-                    "still running?): the quickstart's registry and daemon need them")
+    # The README's ports are fixed: a demo of another checkout may hold them for a while.
+    wait_until(lambda: not [port for port in PORTS if port_open(port)], timeout=90,
+               what=f"127.0.0.1 ports {PORTS}, which the quickstart's registry and daemon need, "
+                    "to be free (a `make demo` or another quickstart still running?)",
+               interval=1)
     top = Path(tempfile.mkdtemp(prefix="bwqs-"))
     folder = top / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
