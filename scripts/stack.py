@@ -713,16 +713,21 @@ def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
 
 def cmd_down(state_dir: Path) -> None:
     state_file = state_dir / "state.json"
-    if not state_file.exists():
-        return
-    state = json.loads(state_file.read_text())
-    for name, pid in state.get("started", {}).items():
-        if name == "dockerd" and engine_answers(state["docker_host"]):
-            remove_network(state["docker_host"])
-        log(f"stopping {name} (pid {pid})")
-        _terminate(pid)
-    state_file.unlink()
-    (state_dir / "env").unlink(missing_ok=True)
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        for name, pid in state.get("started", {}).items():
+            if name == "dockerd" and engine_answers(state["docker_host"]):
+                remove_network(state["docker_host"])
+            log(f"stopping {name} (pid {pid})")
+            _terminate(pid)
+        state_file.unlink()
+        (state_dir / "env").unlink(missing_ok=True)
+    # A stopped dockerd leaves the host network's namespace mounted (exec/netns/default, once a
+    # build ran with network_mode host, as the demo's base images do): `make clean` could not
+    # remove .stack/ under it. Also after an earlier `down` that left it.
+    engine = state_dir / "engine"
+    if engine.is_dir() and not engine_answers(f"unix://{engine / 'docker.sock'}"):
+        _unmount_below(engine)
 
 
 def main(argv: list[str] | None = None) -> int:

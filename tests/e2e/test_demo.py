@@ -66,6 +66,12 @@ def test_a_second_demo_starts_clean_tells_the_truth_and_stops_on_ctrl_c(docker_h
             if running(pid, since)]
     assert not left, f"still running after the demo stopped: {left}"
     assert not [port for port in PORTS if port_open(port)], "the registry and daemon are gone"
+    # An engine's mounts outlive it (the host network's namespace, once a build used it): left
+    # there, `make clean` cannot remove .stack/.
+    with open("/proc/self/mounts") as mounts:
+        left = [line.split()[1] for line in mounts
+                if line.split()[1].startswith(f"{REPO / '.stack'}/")]
+    assert not left, f"mounted after the demo stopped: {left}"
 
 
 class Stop:
