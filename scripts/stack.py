@@ -7,7 +7,11 @@ before the virtualenv exists.
     stack.py install            apt packages that are missing, cross-platform emulation (qemu,
                                 binfmt_misc, arm busybox), then the virtualenv
     stack.py up   [--dir D]     reuse a working engine or start one (with the bridge network
-                                basewatch-builds); start a registry on :5000
+                                basewatch-builds); start a registry on :5000; print the
+                                `export` lines of DOCKER_HOST and BASEWATCH_REGISTRY
+        [--notify URL]          the registry started tells the basewatch daemon at URL of every
+                                push (POST URL/webhooks/registry, docs/notifications.md); also
+                                prints BASEWATCH_URL, BASEWATCH_TOKEN and BASEWATCH_NOTIFY_TOKEN
     stack.py down [--dir D]     stop only what `up` started
 """
 from __future__ import annotations
@@ -17,6 +21,8 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +42,8 @@ APT_PACKAGES = {
     "dockerd": "docker.io",
     "docker-registry": "docker-registry",
     "git": "git",
-    # The tutorials (docs/tutorials/) ask the daemon and the registry with curl, and make
-    # tokens with openssl.
+    # The README's quickstart and the tutorials (docs/tutorials/) ask the daemon and the
+    # registry with curl, and the tutorials make tokens with openssl.
     "curl": "curl",
     "openssl": "openssl",
     # Cross-platform `RUN` steps (linux/arm64, linux/arm/v7 images built here) run under qemu.
@@ -52,6 +59,7 @@ _INSTALL = "python3 scripts/stack.py install"
 # A user-defined bridge on the stack's engine, for builds that need a network (`build_network:
 # basewatch-builds`); the engine's default network, which builds use otherwise, has none here.
 BUILD_NETWORK = "basewatch-builds"
+UNIX_SOCKET_PATH_MAX = 104  # what containerd accepts (Linux allows 107)
 
 
 @dataclass(frozen=True)
@@ -441,6 +449,13 @@ class Engine:
 
     @classmethod
     def start(cls, root: Path) -> "Engine":
+        # containerd's sockets live under the exec root; past this length it cannot bind them,
+        # and dockerd only says, after a timeout, that containerd did not start.
+        longest = root / "exec" / "containerd" / "containerd-debug.sock"
+        if len(str(longest)) > UNIX_SOCKET_PATH_MAX:
+            raise RuntimeError(f"{root} is too deep a folder for the engine's sockets ({longest} "
+                               f"is over {UNIX_SOCKET_PATH_MAX} characters): use a shorter "
+                               "--dir, e.g. --dir /tmp/stack")
         root.mkdir(parents=True, exist_ok=True)
         sock = root / "docker.sock"
         host = f"unix://{sock}"
@@ -589,17 +604,72 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    # Started by an earlier `stack.py up`, whose exit left it to init: a zombie has exited,
+    # whenever init gets round to reaping it.
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # gone between the two looks
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 # ---------------------------------------------------------------- CLI
 
 
-def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
-           notify_token: str | None = None) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+# Where a basewatch daemon takes registry notifications (docs/notifications.md).
+NOTIFY_PATH = "/webhooks/registry"
+# The tokens `up --notify` hands the registry and the daemon: each from the environment when it
+# is set there, else the last `up`'s (the running registry's header must keep matching), else new.
+DAEMON_TOKENS = ("BASEWATCH_TOKEN", "BASEWATCH_NOTIFY_TOKEN")
+
+
+def daemon_url(notify: str) -> str:
+    """A daemon's base URL from `--notify`, which names it or its notification endpoint."""
+    parts = urllib.parse.urlsplit(notify)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RuntimeError(f"--notify {notify!r}: give the daemon's URL, as "
+                           "http://127.0.0.1:8080 (its `listen` address)")
+    path = parts.path.rstrip("/")
+    if path.endswith(NOTIFY_PATH):
+        path = path[:-len(NOTIFY_PATH)]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _read_state(state_dir: Path) -> dict:
     state_file = state_dir / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    return json.loads(state_file.read_text()) if state_file.exists() else {}
+
+
+def daemon_tokens(state_dir: Path) -> dict[str, str]:
+    last = _read_state(state_dir).get("env", {})
+    return {name: os.environ.get(name) or last.get(name) or secrets.token_hex(24)
+            for name in DAEMON_TOKENS}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: it may hold the daemon's tokens."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
+def exports(env: dict[str, str]) -> str:
+    """`export NAME=value` lines, for `eval` or a copy into a shell."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+
+
+def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
+           notify_token: str | None = None,
+           daemon_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Reuse or start the engine and the registry. The registry this starts POSTs every push to
+    `notify_url` with `notify_token`. Returns the environment for them (DOCKER_HOST,
+    BASEWATCH_REGISTRY, then `daemon_env`), also written to STATE_DIR/env."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = _read_state(state_dir)
     started: dict[str, int] = state.get("started", {})
 
     engine = Engine.find()
@@ -616,33 +686,51 @@ def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
     ensure_network(engine.docker_host)
 
     registry_address = f"127.0.0.1:{registry_port}"
+    notify = {"url": notify_url, "token": notify_token} if notify_url else None
     if registry_answers(registry_address):
         log(f"using registry at {registry_address}")
+        if notify and state.get("notify") != notify:
+            # A running registry's notifications are as it was started: say so, or the daemon
+            # would see its pushes only at the next poll, with nothing to tell why.
+            log(f"warning: the registry at {registry_address} was running already and does not "
+                f"notify {notify_url} (with this token); basewatch sees its pushes at the next "
+                "poll only. `stack.py down`, then `up` again, to have it notify")
+        else:
+            notify = state.get("notify")
     else:
         headers = {"Authorization": [f"Bearer {notify_token}"]} if notify_token else {}
         registry = Registry(state_dir / "registry", registry_port, notify_url=notify_url,
                             notify_headers=headers).start()
         started["registry"] = registry.process.pid
-        log(f"started registry at {registry_address}")
+        log(f"started registry at {registry_address}"
+            + (f", notifying {notify_url} of pushes" if notify_url else ""))
 
-    state = {"started": started, "docker_host": engine.docker_host, "registry": registry_address}
-    state_file.write_text(json.dumps(state, indent=2))
-    (state_dir / "env").write_text(
-        f"export DOCKER_HOST={engine.docker_host}\nexport BASEWATCH_REGISTRY={registry_address}\n"
-    )
+    env = {"DOCKER_HOST": engine.docker_host, "BASEWATCH_REGISTRY": registry_address,
+           **(daemon_env or {})}
+    state = {"started": started, "docker_host": engine.docker_host, "registry": registry_address,
+             "notify": notify, "env": env}
+    _write_private(state_dir / "state.json", json.dumps(state, indent=2))
+    _write_private(state_dir / "env", exports(env))
+    return env
 
 
 def cmd_down(state_dir: Path) -> None:
     state_file = state_dir / "state.json"
-    if not state_file.exists():
-        return
-    state = json.loads(state_file.read_text())
-    for name, pid in state.get("started", {}).items():
-        if name == "dockerd" and engine_answers(state["docker_host"]):
-            remove_network(state["docker_host"])
-        log(f"stopping {name} (pid {pid})")
-        _terminate(pid)
-    state_file.unlink()
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        for name, pid in state.get("started", {}).items():
+            if name == "dockerd" and engine_answers(state["docker_host"]):
+                remove_network(state["docker_host"])
+            log(f"stopping {name} (pid {pid})")
+            _terminate(pid)
+        state_file.unlink()
+        (state_dir / "env").unlink(missing_ok=True)
+    # A stopped dockerd leaves the host network's namespace mounted (exec/netns/default, once a
+    # build ran with network_mode host, as the demo's base images do): `make clean` could not
+    # remove .stack/ under it. Also after an earlier `down` that left it.
+    engine = state_dir / "engine"
+    if engine.is_dir() and not engine_answers(f"unix://{engine / 'docker.sock'}"):
+        _unmount_below(engine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -651,9 +739,15 @@ def main(argv: list[str] | None = None) -> int:
     install = sub.add_parser("install", help="install missing apt packages and the virtualenv")
     install.add_argument("--venv", type=Path, default=REPO / ".venv")
     install.add_argument("--no-venv", action="store_true")
-    up = sub.add_parser("up", help="reuse or start an engine and a registry")
+    up = sub.add_parser("up", help="reuse or start an engine and a registry; print their "
+                                   "environment as `export` lines")
     up.add_argument("--dir", type=Path, default=REPO / ".stack")
     up.add_argument("--registry-port", type=int, default=5000)
+    up.add_argument("--notify", metavar="URL",
+                    help="the basewatch daemon the registry tells of every push, e.g. "
+                         "http://127.0.0.1:8080 (POST URL/webhooks/registry with "
+                         "$BASEWATCH_NOTIFY_TOKEN); also prints BASEWATCH_URL, BASEWATCH_TOKEN "
+                         "and BASEWATCH_NOTIFY_TOKEN for the daemon and the CLI")
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--dir", type=Path, default=REPO / ".stack")
     args = parser.parse_args(argv)
@@ -666,7 +760,16 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_venv:
                 install_venv(args.venv)
         elif args.command == "up":
-            cmd_up(args.dir.resolve(), args.registry_port)
+            state_dir = args.dir.resolve()
+            notify_url = notify_token = None
+            daemon_env: dict[str, str] = {}
+            if args.notify:
+                url = daemon_url(args.notify)
+                daemon_env = {"BASEWATCH_URL": url, **daemon_tokens(state_dir)}
+                notify_url, notify_token = url + NOTIFY_PATH, daemon_env["BASEWATCH_NOTIFY_TOKEN"]
+            # Logs go to stderr: stdout is only the exports, for `eval "$(stack.py up)"`.
+            print(exports(cmd_up(state_dir, args.registry_port, notify_url, notify_token,
+                                 daemon_env)), end="", flush=True)
         else:
             cmd_down(args.dir.resolve())
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
