@@ -1,0 +1,130 @@
+"""The dashboard's HTTP side on an in-process daemon: sign-in and its cookie, what is refused
+without it, the event stream, and a shutdown that open streams do not hold up."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from basewatch.http import dashboard_auth
+from basewatch.http.dashboard import CSP
+from tests.support.inprocess_daemon import TOKEN, running_daemon
+
+DATA = ("/ui/state", "/ui/graph.svg", "/ui/events", "/ui/runs/nope/log")
+
+
+@pytest.fixture(autouse=True)
+def quick_refusals(monkeypatch):
+    monkeypatch.setattr(dashboard_auth, "WRONG_TOKEN_DELAY", 0.3)
+
+
+def client() -> aiohttp.ClientSession:
+    # The daemon is at 127.0.0.1: aiohttp's jar keeps cookies of IP addresses only when unsafe.
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def sign_in(session: aiohttp.ClientSession, url: str, token: str = TOKEN,
+                  **headers) -> aiohttp.ClientResponse:
+    return await session.post(f"{url}/ui/sign-in", data={"token": token},
+                              allow_redirects=False, headers={"Origin": url, **headers})
+
+
+async def test_nothing_is_readable_without_signing_in(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        async with s.get(f"{daemon.url}/") as page:
+            text = await page.text()
+            assert page.status == 200 and '<form method="post" action="/ui/sign-in">' in text
+            assert page.headers["Content-Security-Policy"] == CSP
+            assert "script" not in text, "the sign-in page needs no script"
+        for path in DATA:
+            async with s.get(daemon.url + path) as refused:
+                assert refused.status == 401, path
+                assert (await refused.json())["error"].startswith("sign in first")
+        async with s.get(f"{daemon.url}/ui/static/app.js") as asset:
+            assert asset.status == 200 and asset.content_type == "text/javascript"
+        async with s.get(f"{daemon.url}/ui/static/..%2Fdashboard.py") as outside:
+            assert outside.status == 404
+
+
+async def test_sign_in_sets_a_strict_http_only_session_cookie(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        async with await sign_in(s, daemon.url) as signed:
+            assert signed.status == 303 and signed.headers["Location"] == "/"
+            cookie = signed.headers["Set-Cookie"]
+        assert cookie.startswith("basewatch_session=")
+        for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"):
+            assert attribute in cookie, attribute
+        assert TOKEN not in cookie, "the cookie is a session id, not the token"
+        async with s.get(f"{daemon.url}/") as page:
+            assert '<script src="/ui/static/app.js" defer></script>' in await page.text()
+        async with s.get(f"{daemon.url}/ui/state") as state:
+            assert state.status == 200 and await state.json() == {"tasks": [], "runs": []}
+        async with s.get(f"{daemon.url}/ui/graph.svg") as graph:
+            assert graph.content_type == "image/svg+xml"
+            assert "nothing is watched yet" in await graph.text()
+        # The cookie opens the dashboard's read-only endpoints, never the API.
+        async with s.get(f"{daemon.url}/api/tasks") as api:
+            assert api.status == 401
+
+
+async def test_a_wrong_token_is_refused_clearly_and_slowly(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        started = time.monotonic()
+        async with await sign_in(s, daemon.url, "guess") as refused:
+            assert refused.status == 401 and "Set-Cookie" not in refused.headers
+            assert "Wrong token: that is not the daemon's API token." in await refused.text()
+        assert time.monotonic() - started >= 0.3
+        # Guesses at once beyond the few being checked are turned away, not queued.
+        answers = await asyncio.gather(*(sign_in(s, daemon.url, f"guess{n}") for n in range(8)))
+        statuses = sorted(a.status for a in answers)
+        for answer in answers:
+            answer.release()
+        assert statuses.count(401) == dashboard_auth.MAX_SIGN_INS_AT_ONCE
+        assert statuses.count(429) == 8 - dashboard_auth.MAX_SIGN_INS_AT_ONCE
+        async with s.get(f"{daemon.url}/ui/state") as state:
+            assert state.status == 401
+
+
+async def test_a_sign_in_from_another_origin_is_refused(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        async with await sign_in(s, daemon.url, Origin="http://evil.example") as refused:
+            assert refused.status == 403 and "Set-Cookie" not in refused.headers
+        async with await sign_in(s, daemon.url, Origin="null") as refused:
+            assert refused.status == 403
+
+
+async def test_sign_out_ends_the_session_on_the_daemon_too(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        async with await sign_in(s, daemon.url) as signed:
+            session = signed.cookies["basewatch_session"].value
+        async with s.post(f"{daemon.url}/ui/sign-out", allow_redirects=False,
+                          headers={"Origin": daemon.url}) as out:
+            assert out.status == 303
+        async with s.get(f"{daemon.url}/ui/state",
+                         headers={"Cookie": f"basewatch_session={session}"}) as replayed:
+            assert replayed.status == 401, "the old cookie is dead, not only forgotten"
+
+
+async def test_events_arrive_and_open_streams_do_not_hold_up_shutdown(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon:
+        s = client()
+        try:
+            (await sign_in(s, daemon.url)).release()
+            events = await s.get(f"{daemon.url}/ui/events")
+            assert events.content_type == "text/event-stream"
+            assert await events.content.readuntil(b"\n\n") == \
+                b"retry: 2000\nevent: hello\ndata: {}\n\n"
+            daemon.events.run_queued("abc1")
+            assert await events.content.readuntil(b"\n\n") == \
+                b'data: {"kind": "run", "id": "abc1", "status": "Queued"}\n\n'
+            log = await s.get(f"{daemon.url}/ui/runs/nope/log")
+            assert log.status == 404
+            started = time.monotonic()
+            await daemon.stop()
+            assert time.monotonic() - started < 5, "the event stream held up the shutdown"
+            assert await events.content.read() == b""
+            events.release()
+        finally:
+            await s.close()
