@@ -163,7 +163,8 @@ class Daemon:
         self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
-                                     self._poll_interval, metrics=self.metrics)
+                                     self._poll_interval, metrics=self.metrics,
+                                     on_shown_change=self.events.graph_changed)
         if config.git_poll_interval > 0:
             self.git_poller = GitPoller(store.tasks.all, store.git_heads, checkouts,
                                         self.commit_triggers, config.git_poll_interval,

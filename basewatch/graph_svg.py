@@ -8,15 +8,20 @@ Policy can forbid inline styles; the few presentation attributes keep the file r
 """
 from __future__ import annotations
 
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
 NODE_WIDTH = 260
 NODE_HEIGHT = 62
+# A reference whose check fails says why on up to three lines.
+FAILING_HEIGHT = 94
 COLUMN_GAP = 90
-ROW_GAP = 22
+ROW_GAP = 26
 MARGIN = 16
+# Characters of an error on one line of a node.
+ERROR_CHARS = 44
 # Characters of a reference or name that fit on a node's line; the whole text is its tooltip.
 LINE_CHARS = 34
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -123,7 +128,9 @@ def render_svg(view: dict, statuses: Mapping[str, str] | None = None,
     columns = max((n.column for n in nodes.values()), default=0) + 1
     rows = max((n.row for n in nodes.values()), default=0) + 1
     width = 2 * MARGIN + columns * NODE_WIDTH + (columns - 1) * COLUMN_GAP
-    height = 2 * MARGIN + int(rows) * NODE_HEIGHT + (int(rows) - 1) * ROW_GAP
+    # Room below the last row for a taller (failing) node.
+    height = 2 * MARGIN + int(rows) * NODE_HEIGHT + (int(rows) - 1) * ROW_GAP + \
+        FAILING_HEIGHT - NODE_HEIGHT
     svg = ET.Element("svg", {"xmlns": SVG_NS, "class": "graph", "width": str(width),
                              "height": str(height), "viewBox": f"0 0 {width} {height}",
                              "role": "img", "font-family": "sans-serif", "font-size": "12"})
@@ -156,11 +163,12 @@ def render_svg(view: dict, statuses: Mapping[str, str] | None = None,
     return ET.tostring(svg, encoding="unicode")
 
 
-def _box(svg: ET.Element, node: _Node, classes: str, tooltip: str) -> ET.Element:
+def _box(svg: ET.Element, node: _Node, classes: str, tooltip: str,
+         height: int = NODE_HEIGHT) -> ET.Element:
     group = ET.SubElement(svg, "g", {"class": classes,
                                      "transform": f"translate({node.x},{node.y})"})
     ET.SubElement(group, "title").text = tooltip
-    ET.SubElement(group, "rect", {"width": str(NODE_WIDTH), "height": str(NODE_HEIGHT),
+    ET.SubElement(group, "rect", {"width": str(NODE_WIDTH), "height": str(height),
                                   "rx": "6", "class": "box", "fill": "#fff",
                                   "stroke": "#889"})
     return group
@@ -178,15 +186,32 @@ def _base_node(svg: ET.Element, node: _Node, ref: dict, now: datetime) -> None:
                f"\nchecked {ref.get('checked_at') or 'never'}, changed "
                f"{ref.get('changed_at') or 'never'}"
                + (f"\ncheck failing: {ref['last_error']}" if failing else ""))
-    group = _box(svg, node, classes, tooltip)
+    group = _box(svg, node, classes, tooltip, FAILING_HEIGHT if failing else NODE_HEIGHT)
     group.set("data-reference", ref["reference"])
     _line(group, 19, ("⚠ " if failing else "") + _fit(ref["reference"]), "title")
     _line(group, 36, f"{ref['platform']}  ·  {_short(ref.get('digest'))}", "detail mono")
     if failing:
-        _line(group, 52, _fit("check failing: " + " ".join(str(ref["last_error"]).split()), 40),
-              "detail error")
+        reason = textwrap.wrap("check failing: " + _reason(ref["reference"], ref["last_error"]),
+                               ERROR_CHARS)
+        if len(reason) > 3:
+            reason = [*reason[:2], _cut(" ".join(reason[2:]), ERROR_CHARS)]
+        for number, line in enumerate(reason):
+            _line(group, 52 + 14 * number, line, "detail error")
+    elif ref.get("changed_at"):
+        _line(group, 52, f"changed {ago(ref['changed_at'], now)}", "detail")
     else:
-        _line(group, 52, f"changed {ago(ref.get('changed_at'), now)}", "detail")
+        _line(group, 52, f"no change seen · checked {ago(ref.get('checked_at'), now)}", "detail")
+
+
+def _reason(reference: str, error: object) -> str:
+    """A check's error without the reference it starts with (the node's title says it)."""
+    text = " ".join(str(error).split())
+    return text.removeprefix(f"{reference}: ")
+
+
+def _cut(text: str, chars: int) -> str:
+    """The start of a sentence, which says the most; the rest is in the tooltip."""
+    return text if len(text) <= chars else text[:chars - 1].rstrip() + "…"
 
 
 def _task_node(svg: ET.Element, node: _Node, name: str, status: str | None) -> None:

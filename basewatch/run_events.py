@@ -108,6 +108,10 @@ class RunEvents:
     def tasks_changed(self) -> None:
         self.publish("tasks")
 
+    def graph_changed(self) -> None:
+        """A watched reference's digest or check state changed."""
+        self.publish("graph")
+
 
 async def events_of(subscription: Subscription, heartbeat: float) -> AsyncIterator[dict | None]:
     """Each event, and None after every `heartbeat` seconds of quiet, until it ends."""

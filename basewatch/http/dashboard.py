@@ -33,7 +33,7 @@ STATIC = {"app.js": "text/javascript", "style.css": "text/css",
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
                     hdrs.CACHE_CONTROL: "no-store"}
 # Runs listed on the page, newest first.
 RUNS_SHOWN = 30

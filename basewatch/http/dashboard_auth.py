@@ -98,11 +98,16 @@ class TooManySignIns(Exception):
 
 
 def same_origin(request: web.Request) -> bool:
-    """Whether a POST comes from a page of this daemon. Browsers send Origin with every POST;
-    one without it is not from a browser's cross-site form (curl, a script with the token)."""
+    """Whether a POST comes from a page of this daemon. Browsers say where a request comes
+    from in Sec-Fetch-Site (which no page can set) and Origin; a client sending neither is not a
+    browser, and no other site's page can make it send our cookie."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site != "same-origin":
+        return False
     origin = request.headers.get(hdrs.ORIGIN)
-    if origin is None:
-        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+    if origin is None or origin == "null":
+        # "null": a browser hiding where the form was (a privacy setting); Sec-Fetch-Site
+        # still says whether it was this daemon's page.
+        return site == "same-origin" or (origin is None and site is None)
     parts = urlsplit(origin)
-    return origin != "null" and parts.netloc == request.host and \
-        parts.scheme in ("http", "https")
+    return parts.netloc == request.host and parts.scheme in ("http", "https")

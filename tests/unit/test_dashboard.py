@@ -93,6 +93,11 @@ async def test_a_sign_in_from_another_origin_is_refused(tmp_path, monkeypatch):
             assert refused.status == 403 and "Set-Cookie" not in refused.headers
         async with await sign_in(s, daemon.url, Origin="null") as refused:
             assert refused.status == 403
+        async with await sign_in(s, daemon.url, **{"Sec-Fetch-Site": "cross-site"}) as refused:
+            assert refused.status == 403
+        async with await sign_in(s, daemon.url, Origin="null",
+                                 **{"Sec-Fetch-Site": "same-origin"}) as allowed:
+            assert allowed.status == 303, "a same-origin form whose origin the browser hid"
 
 
 async def test_sign_out_ends_the_session_on_the_daemon_too(tmp_path, monkeypatch):

@@ -39,14 +39,17 @@ function ago(iso) {
 }
 
 function duration(run) {
-  let seconds = run.duration_seconds;
-  if (seconds === null || seconds === undefined) {
-    if (!run.started_at) return "";
-    seconds = (Date.now() - Date.parse(run.started_at)) / 1000;
-  }
+  if (!run.started_at) return "";
+  // A running run's duration moves on; the daemon's figure is as of the last refresh.
+  let seconds = run.finished_at ? run.duration_seconds : (Date.now() - Date.parse(run.started_at)) / 1000;
   seconds = Math.max(0, seconds);
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
   return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+
+function since(iso, className) {
+  // "3 min ago", kept current by tick()
+  return el("span", { class: className || "", "data-at": iso || "" }, ago(iso));
 }
 
 function badge(status) {
@@ -68,17 +71,18 @@ function triggerText(run) {
 function renderTasks() {
   const body = document.querySelector("#tasks tbody");
   const rows = state.tasks.map((task) => {
-    const triggers = el("td", { class: "chips" });
+    const chips = el("div", { class: "chips" });
+    const triggers = el("td", {}, chips);
     for (const trigger of task.triggers) {
       const on = trigger.state === "Enabled";
       let label = trigger.trigger.replace("_", " ");
       if (trigger.trigger === "timer") label = `timer ${trigger.name} (${trigger.schedule})`;
       if (!on && trigger.trigger !== "base_image" && trigger.trigger !== "timer") continue;
-      triggers.append(el("span", { class: on ? "chip" : "chip off", title: trigger.state }, label));
+      chips.append(el("span", { class: on ? "chip" : "chip off", title: trigger.state }, label));
     }
     const last = task.last_run;
     const lastCell = last
-      ? el("td", {}, badge(last.status), " ", el("span", { class: "muted" }, `${last.id} · ${ago(last.queued_at)}`))
+      ? el("td", {}, badge(last.status), " ", el("span", { class: "muted" }, `${last.id} · `, since(last.queued_at)))
       : el("td", { class: "muted" }, "no run yet");
     const name = el("td", {}, el("strong", {}, task.name));
     if (task.error) name.append(el("div", { class: "error" }, task.error));
@@ -102,7 +106,7 @@ function renderRuns() {
         triggerText(run)),
       el("td", {}, badge(run.status)),
       el("td", { class: "duration" }, duration(run)),
-      el("td", { class: "muted" }, ago(run.queued_at)));
+      el("td", { class: "muted" }, since(run.queued_at)));
     if (run.error) row.title = run.error;
     row.addEventListener("click", () => { state.pinned = run.id; followLog(); });
     return row;
@@ -117,6 +121,7 @@ function tick() {
     const run = state.runs.find((r) => r.id === row.dataset.run);
     if (run && !run.finished_at) row.querySelector(".duration").textContent = duration(run);
   }
+  for (const span of document.querySelectorAll("[data-at]")) span.textContent = ago(span.dataset.at);
 }
 
 async function renderGraph(response) {
