@@ -133,3 +133,18 @@ async def test_events_arrive_and_open_streams_do_not_hold_up_shutdown(tmp_path, 
             events.release()
         finally:
             await s.close()
+
+
+async def test_sessions_expire_are_bounded_and_need_a_configured_token():
+    now = [0.0]
+    sessions = dashboard_auth.Sessions("t", clock=lambda: now[0], lifetime=10, max_sessions=2,
+                                       wrong_token_delay=0)
+    first = await sessions.sign_in("t")
+    now[0] = 5
+    second, third = await sessions.sign_in("t"), await sessions.sign_in("t")
+    assert not sessions.valid(first), "the oldest goes past max_sessions"
+    assert sessions.valid(second) and sessions.valid(third)
+    now[0] = 15
+    assert not sessions.valid(second), "expired: a session is not extended by use"
+    assert not sessions.valid(None) and not sessions.valid("made-up")
+    assert await dashboard_auth.Sessions(None, wrong_token_delay=0).sign_in("") is None
