@@ -148,3 +148,18 @@ async def test_sessions_expire_are_bounded_and_need_a_configured_token():
     assert not sessions.valid(second), "expired: a session is not extended by use"
     assert not sessions.valid(None) and not sessions.valid("made-up")
     assert await dashboard_auth.Sessions(None, wrong_token_delay=0).sign_in("") is None
+
+
+async def test_hostile_sign_in_forms_get_one_clear_answer(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        url, origin = f"{daemon.url}/ui/sign-in", {"Origin": daemon.url}
+        async with s.post(url, data={"token": "x" * 10000}, headers=origin) as large:
+            assert large.status == 413 and "too large" in await large.text()
+        async with s.post(url, data={"other": "1"}, headers=origin) as empty:
+            assert empty.status == 400 and "Enter the API token" in await empty.text()
+        async with s.post(url, data=b"\xff\xfe", headers={
+                **origin, "Content-Type": "application/x-www-form-urlencoded"}) as garbage:
+            assert garbage.status in (400, 401) and "Traceback" not in await garbage.text()
+        async with s.post(url, data=b"token=%FF%FE%00", headers={
+                **origin, "Content-Type": "application/x-www-form-urlencoded"}) as odd:
+            assert odd.status in (400, 401) and "Traceback" not in await odd.text()
