@@ -46,10 +46,6 @@ RECONNECT_MS = 2000
 MAX_FORM_BYTES = 4096
 
 
-def _page(name: str) -> Template:
-    return Template((ASSETS / name).read_text())
-
-
 class Dashboard:
     def __init__(self, services, sessions: Sessions, events: RunEvents):
         self.services = services
@@ -57,8 +53,10 @@ class Dashboard:
         self.events = events
         self._streams = 0  # log and event streams open now
         self._closing = asyncio.Event()
+        # Read once: a few kilobytes, and no disk read on the loop per request.
         self._index = (ASSETS / "index.html").read_text()
-        self._sign_in = _page("signin.html")
+        self._sign_in = Template((ASSETS / "signin.html").read_text())
+        self._static = {name: (ASSETS / name).read_bytes() for name in STATIC}
 
     # ------------------------------------------------------------------ pages
 
@@ -72,8 +70,8 @@ class Dashboard:
                             headers=SECURITY_HEADERS)
 
     def _sign_in_page(self, message: str, status: int = 200) -> web.Response:
-        body = self._sign_in.substitute(
-            message=f'<p class="error" role="alert">{escape(message, quote=False)}</p>' if message else "")
+        shown = f'<p class="error" role="alert">{escape(message, quote=False)}</p>'
+        body = self._sign_in.substitute(message=shown if message else "")
         return web.Response(text=body, content_type="text/html", status=status,
                             headers=SECURITY_HEADERS)
 
@@ -115,22 +113,27 @@ class Dashboard:
         if name not in STATIC:
             raise web.HTTPNotFound()
         # Assets hold no data: served without a session, so the sign-in page has its style.
-        return web.Response(body=(ASSETS / name).read_bytes(), content_type=STATIC[name],
+        return web.Response(body=self._static[name], content_type=STATIC[name],
                             headers={**SECURITY_HEADERS, hdrs.CACHE_CONTROL: "no-cache"})
 
     # ------------------------------------------------------------------ data (signed in)
 
     async def state(self, request: web.Request) -> web.Response:
+        """All the page shows, in one answer: one refresh costs one read of the tasks."""
         tasks = await self.services.task_summaries()
         runs = await self.services.list_runs(None, None, None, RUNS_SHOWN)
-        return web.json_response({"tasks": tasks, "runs": runs}, headers=SECURITY_HEADERS)
+        return web.json_response({"tasks": tasks, "runs": runs,
+                                  "graph_svg": await self._graph_svg(tasks)},
+                                 headers=SECURITY_HEADERS)
 
     async def graph(self, request: web.Request) -> web.Response:
-        view = await self.services.graph_view()
-        statuses = {t["name"]: t["last_run"]["status"]
-                    for t in await self.services.task_summaries() if t.get("last_run")}
-        return web.Response(text=render_svg(view, statuses), content_type="image/svg+xml",
-                            headers=SECURITY_HEADERS)
+        """The graph alone (to open or save it by itself)."""
+        svg = await self._graph_svg(await self.services.task_summaries())
+        return web.Response(text=svg, content_type="image/svg+xml", headers=SECURITY_HEADERS)
+
+    async def _graph_svg(self, tasks: list[dict]) -> str:
+        statuses = {t["name"]: t["last_run"]["status"] for t in tasks if t.get("last_run")}
+        return render_svg(await self.services.graph_view(), statuses)
 
     async def run_log(self, request: web.Request) -> web.StreamResponse:
         run_id = request.match_info["run_id"]

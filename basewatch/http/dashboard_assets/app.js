@@ -124,8 +124,7 @@ function tick() {
   for (const span of document.querySelectorAll("[data-at]")) span.textContent = ago(span.dataset.at);
 }
 
-async function renderGraph(response) {
-  const text = await response.text();
+function renderGraph(text) {
   const doc = new DOMParser().parseFromString(text, "image/svg+xml");
   const svg = doc.documentElement;
   if (svg.nodeName !== "svg") return;
@@ -183,13 +182,12 @@ async function refresh() {
   if (refreshing) { refreshAgain = true; return refreshing; }
   refreshing = (async () => {
     try {
-      const [stateResponse, graphResponse] = await Promise.all([get("/ui/state"), get("/ui/graph.svg")]);
-      const data = await stateResponse.json();
+      const data = await (await get("/ui/state")).json();
       state.tasks = data.tasks;
       state.runs = data.runs;
       renderTasks();
       renderRuns();
-      await renderGraph(graphResponse);
+      renderGraph(data.graph_svg);
       document.body.dataset.refreshed = String(Date.now());
       followLog();
     } catch (error) {
