@@ -71,7 +71,8 @@ def start(workdir: Path, docker_host: str, registry: str, port: int, images: Bas
           hostile_line: str | None = None) -> Scene:
     """Build the bases, write the tasks and the config, and start `basewatch serve` on `port`
     (the registry at `registry` must notify it: `notify_options(port)`). `hostile_line`: a line
-    api's build prints, as a log may hold anything."""
+    api's build prints, as a log may hold anything, and (its first word) the FROM of a task
+    that cannot be registered, whose error quotes it."""
     base = f"{registry}/demo/base:1"
     images.build(base, {"/etc/base-release": "1\n"})
     images.build(f"{registry}/demo/api:stable", {"/etc/api-release": "0\n"})
@@ -88,10 +89,16 @@ def start(workdir: Path, docker_host: str, registry: str, port: int, images: Bas
           "checking the schedule", "smoke test: 3 jobs ran"])
     (apps / "legacy").mkdir(parents=True, exist_ok=True)
     (apps / "legacy" / "Dockerfile").write_text(f"FROM {down}/legacy/base:2\n")
+    if hostile_line:
+        # A task that cannot be registered, its error quoting its Dockerfile.
+        (apps / "hostile").mkdir(parents=True, exist_ok=True)
+        (apps / "hostile" / "Dockerfile").write_text(f"FROM {hostile_line.split()[0]}\n")
     images_of = {"api": [f"{registry}/demo/api:stable", f"{registry}/demo/api:{{{{.Run.ID}}}}"],
                  "web": [f"{registry}/demo/web:latest"],
                  "worker": [f"{registry}/demo/worker:latest"],
                  "legacy": [f"{registry}/demo/legacy:latest"]}
+    if hostile_line:
+        images_of["hostile"] = [f"{registry}/demo/hostile:latest"]
     config = {
         "state_dir": "state", "listen": f"127.0.0.1:{port}",
         # Pushes are noticed through the registry's notifications, not polls.

@@ -71,6 +71,11 @@ def test_dashboard_in_a_browser(scene):
         assert "cannot reach registry" in failing[0].text
         base = f'#graph g.base[data-reference="{scene.base}"]'
         assert "no change seen" in driver.find_element(By.CSS_SELECTOR, base).text
+        # A task that could not be registered, its error quoting hostile text: shown as text.
+        error = driver.find_element(By.CSS_SELECTOR, '#tasks tr[data-task="hostile"] .error')
+        assert "'<script>window.pwned=1</script><img'" in error.text, error.text
+        assert driver.find_elements(By.CSS_SELECTOR, "#tasks script, #tasks img") == []
+        assert driver.execute_script("return window.pwned") is None
         cookie = driver.get_cookie("basewatch_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
         assert driver.execute_script("return document.cookie") == "", "no script reads it"
