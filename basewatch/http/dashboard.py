@@ -9,6 +9,7 @@ cookie of `dashboard_auth.py`. Handlers only ask the daemon's services, as the A
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from html import escape
@@ -39,6 +40,8 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
 RUNS_SHOWN = 30
 # Log and event streams open at once, over every dashboard; each holds a connection.
 MAX_STREAMS = 32
+# How often an open stream checks that its reader is still there and still signed in.
+STREAM_CHECK_SECONDS = 1.0
 # A comment on a quiet event stream, so proxies and the browser know it is alive.
 HEARTBEAT_SECONDS = 15.0
 # An EventSource that lost its stream (a dropped subscriber, a restart) reconnects after this.
@@ -142,7 +145,7 @@ class Dashboard:
             **SECURITY_HEADERS, hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
         await response.prepare(request)
         try:
-            if await self._until_closing(stream_log(
+            if await self._while_wanted(request, stream_log(
                     response, path, running, True, self.services.log_updates.follow(run_id))):
                 await response.write_eof()
         except ConnectionResetError:
@@ -158,30 +161,44 @@ class Dashboard:
             # The page reads the whole state when the stream opens: nothing between the last
             # read and this subscription is lost.
             try:
-                await response.write(f"retry: {RECONNECT_MS}\nevent: hello\ndata: {{}}\n\n"
-                                     .encode())
-                async for event in events_of(subscription, HEARTBEAT_SECONDS):
-                    await response.write(b": still here\n\n" if event is None else
-                                         f"data: {json.dumps(event)}\n\n".encode())
+                await self._while_wanted(request, self._send_events(response, subscription))
             except ConnectionResetError:
                 pass  # the tab went away: a normal end
             return response
 
-    async def _until_closing(self, stream) -> bool:
-        """Await `stream`; False when the daemon began to stop first (the stream is
-        canceled: a following reader would otherwise hold the shutdown until its run ends)."""
+    @staticmethod
+    async def _send_events(response: web.StreamResponse, subscription) -> None:
+        await response.write(f"retry: {RECONNECT_MS}\nevent: hello\ndata: {{}}\n\n".encode())
+        async for event in events_of(subscription, HEARTBEAT_SECONDS):
+            await response.write(b": still here\n\n" if event is None else
+                                 f"data: {json.dumps(event)}\n\n".encode())
+
+    async def _while_wanted(self, request: web.Request, stream) -> bool:
+        """Await `stream`; False when it was cut short: the daemon began to stop (a follower
+        would otherwise hold the shutdown until its run ends), the reader went away (noticed
+        now, not at the next write, so its slot is free at once) or its session ended."""
         streaming = asyncio.ensure_future(stream)
-        closing = asyncio.ensure_future(self._closing.wait())
+        unwanted = asyncio.ensure_future(self._unwanted(request))
         try:
-            await asyncio.wait({streaming, closing}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({streaming, unwanted}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (streaming, closing):
+            for task in (streaming, unwanted):
                 task.cancel()
-            await asyncio.gather(streaming, closing, return_exceptions=True)
+            await asyncio.gather(streaming, unwanted, return_exceptions=True)
         if streaming.cancelled():
             return False
         streaming.result()  # its error, if it had one
         return True
+
+    async def _unwanted(self, request: web.Request) -> None:
+        """Returns once the stream for `request` should end."""
+        while not self._closing.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing() or \
+                    not self.sessions.signed_in(request):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), STREAM_CHECK_SECONDS)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -11,6 +11,7 @@ import pytest
 from basewatch.http import dashboard_auth
 from basewatch.http.dashboard import CSP
 from tests.support.inprocess_daemon import TOKEN, running_daemon
+from tests.support.waiting import wait_for
 
 DATA = ("/ui/state", "/ui/graph.svg", "/ui/events", "/ui/runs/nope/log")
 
@@ -165,3 +166,32 @@ async def test_hostile_sign_in_forms_get_one_clear_answer(tmp_path, monkeypatch)
         async with s.post(url, data=b"token=%FF%FE%00", headers={
                 **origin, "Content-Type": "application/x-www-form-urlencoded"}) as odd:
             assert odd.status in (400, 401) and "Traceback" not in await odd.text()
+
+
+async def test_open_streams_are_bounded(tmp_path, monkeypatch):
+    from basewatch.http import dashboard
+    monkeypatch.setattr(dashboard, "MAX_STREAMS", 1)
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        (await sign_in(s, daemon.url)).release()
+        async with s.get(f"{daemon.url}/ui/events") as first:
+            await first.content.readuntil(b"\n\n")
+            async with s.get(f"{daemon.url}/ui/events") as second:
+                assert second.status == 503 and second.headers["Retry-After"] == "5"
+                assert "streams are open already" in (await second.json())["error"]
+
+        async def slot_free():
+            # The first one closed: its slot is free again within a second, with no write.
+            async with s.get(f"{daemon.url}/ui/events") as third:
+                return third.status == 200
+
+        await wait_for(slot_free, 5, "the closed stream's slot")
+
+
+async def test_a_stream_ends_when_its_session_does(tmp_path, monkeypatch):
+    async with running_daemon(tmp_path, monkeypatch) as daemon, client() as s:
+        (await sign_in(s, daemon.url)).release()
+        async with s.get(f"{daemon.url}/ui/events") as events:
+            await events.content.readuntil(b"\n\n")
+            (await s.post(f"{daemon.url}/ui/sign-out", headers={"Origin": daemon.url},
+                          allow_redirects=False)).release()
+            assert await asyncio.wait_for(events.content.read(), 5) == b""
