@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: setup test unit e2e demo bench clean
+.PHONY: setup test unit e2e demo bench screenshot clean
 
 setup:
 	@command -v $(PYTHON) >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
@@ -19,6 +19,10 @@ e2e: setup
 
 demo: setup
 	$(VENV)/bin/python scripts/demo.py
+
+# docs/dashboard.png: the dashboard in the middle of a cascade, on a real daemon and engine.
+screenshot: setup
+	$(VENV)/bin/python scripts/screenshot.py
 
 bench: setup
 	$(VENV)/bin/python bench/poll.py

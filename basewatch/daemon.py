@@ -33,6 +33,7 @@ from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError, ConfigError
 from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
+from basewatch.http.dashboard import add_dashboard
 from basewatch.http.uploads import receive_upload
 from basewatch.http.source_webhooks import add_source_webhooks
 from basewatch.http.webhooks import add_registry_webhook
@@ -41,6 +42,7 @@ from basewatch.netpolicy import HostPolicy
 from basewatch.oci.image_sources import ImageSources
 from basewatch.oci.registry import RegistryClient
 from basewatch.retention import RetentionSchedule
+from basewatch.run_events import RunEvents
 from basewatch.runqueue import RunQueue
 from basewatch.scm.api import ScmApi
 from basewatch.scm.hosts import api_policy
@@ -72,6 +74,8 @@ class Daemon:
         self.registry_client: RegistryClient | None = None
         self.archive_client: RegistryClient | None = None
         self.metrics = Metrics()
+        # Runs queued, started and ended, tasks changed: what the dashboard's pages follow.
+        self.events = RunEvents()
         self.retention: RetentionSchedule | None = None
         self.queue: RunQueue | None = None
         self.executor: RunExecutor | None = None
@@ -146,19 +150,21 @@ class Daemon:
             allow_engine_access=config.allow_engine_access)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
-            on_finished=self._after_run(run_secrets.forget, cascades.on_finished,
-                                        self.commit_statuses.on_finished),
+            on_finished=self._after_run(self.events.run_finished, run_secrets.forget,
+                                        cascades.on_finished, self.commit_statuses.on_finished),
             upstream_of=cascades.upstream_of, metrics=self.metrics,
-            max_log_bytes=config.max_log_bytes, on_started=self.commit_statuses.on_started)
+            max_log_bytes=config.max_log_bytes,
+            on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started))
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
-        self.triggers = Triggers(store.runs, self.queue.submit)
+        self.triggers = Triggers(store.runs, self._submit)
         # Where webhook receivers and the git poller hand the commits they see.
         self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
-                                     self._poll_interval, metrics=self.metrics)
+                                     self._poll_interval, metrics=self.metrics,
+                                     on_shown_change=self.events.graph_changed)
         if config.git_poll_interval > 0:
             self.git_poller = GitPoller(store.tasks.all, store.git_heads, checkouts,
                                         self.commit_triggers, config.git_poll_interval,
@@ -196,6 +202,7 @@ class Daemon:
         self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
                          self.receive_context)
+        add_dashboard(app, self.services, api_token, self.events)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
         add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers,
@@ -243,6 +250,11 @@ class Daemon:
             raise
         return destination
 
+    def _submit(self, run_id: str, delay: float = 0.0) -> None:
+        """A run written to the store goes to the queue, and its pages hear of it."""
+        self.queue.submit(run_id, delay)
+        self.events.run_queued(run_id)
+
     def _poll_interval(self, registry_host: str) -> float:
         settings = self.config.registry(registry_host)
         if settings is not None and settings.poll_interval is not None:
@@ -265,6 +277,7 @@ class Daemon:
             self.git_poller.refresh()
         if self.timers is not None:
             self.timers.refresh()
+        self.events.tasks_changed()
 
     async def health(self) -> dict:
         return health_report(await self.host.state(), await self.store.graph.watched(),

@@ -222,6 +222,25 @@ class Services:
                 views.append({**task_view(task, "config"), "error": error})
         return views
 
+    async def task_summaries(self) -> list[dict]:
+        """Each task with its triggers and its last run, as the dashboard lists them."""
+        summaries = []
+        for task, source in await self.store.tasks.with_sources():
+            last = await self.store.runs.list(task=task.name, top=1)
+            summaries.append({
+                "name": task.name, "source": source, "context": without_credentials(task.context),
+                "images": list(task.images), "platforms": [str(p) for p in task.platforms],
+                "triggers": triggers_view(task), "last_run": run_view(last[0]) if last else None,
+                "error": self.unregistered[task.name][1]
+                if source == "config" and task.name in self.unregistered else None})
+        listed = {summary["name"] for summary in summaries}
+        summaries += [{"name": name, "source": "config",
+                       "context": without_credentials(task.context), "images": list(task.images),
+                       "platforms": [str(p) for p in task.platforms],
+                       "triggers": triggers_view(task), "last_run": None, "error": error}
+                      for name, (task, error) in self.unregistered.items() if name not in listed]
+        return summaries
+
     async def get_task(self, name: str) -> dict:
         task, source = await self._task(name)
         view = task_view(task, source)

@@ -49,6 +49,9 @@ APT_PACKAGES = {
     # Cross-platform `RUN` steps (linux/arm64, linux/arm/v7 images built here) run under qemu.
     "qemu-aarch64-static": "qemu-user-static",
     "update-binfmts": "binfmt-support",
+    # The dashboard's browser test (tests/e2e/test_dashboard.py) and scripts/screenshot.py.
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")

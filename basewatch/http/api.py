@@ -260,7 +260,7 @@ def add_api(app: web.Application, services, upload) -> None:
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
         await response.prepare(request)
         try:
-            await _stream_log(response, path, running, follow,
+            await stream_log(response, path, running, follow,
                               services.log_updates.follow(request.match_info["run_id"]))
             await response.write_eof()
         except ConnectionResetError:
@@ -271,7 +271,7 @@ def add_api(app: web.Application, services, upload) -> None:
     app.add_routes(routes)
 
 
-async def _stream_log(response: web.StreamResponse, path, running, follow: bool,
+async def stream_log(response: web.StreamResponse, path, running, follow: bool,
                       updates) -> None:
     offset = 0
     with updates as changed:

@@ -69,8 +69,12 @@ class DigestWatcher:
     def __init__(self, graph: GraphStore, source: DigestSource,
                  on_change: Callable[[DigestChange], Awaitable[None]],
                  interval_for: Callable[[str], float], concurrency: int = 64,
-                 jitter: float = 0.1, metrics: Metrics | None = None):
+                 jitter: float = 0.1, metrics: Metrics | None = None,
+                 on_shown_change: Callable[[], None] | None = None):
         self.graph = graph
+        # Told when what the graph shows of a reference changed (its first digest, a new one,
+        # its check began or stopped failing): the dashboard redraws then, not on every poll.
+        self.on_shown_change = on_shown_change
         self.source = source
         self.on_change = on_change
         self.interval_for = interval_for
@@ -174,11 +178,15 @@ class DigestWatcher:
             self._count(ref, "error")
             log.warning("cannot check %s (%s): %s", base, platform, exc)
             await self.graph.record_error(base, platform, str(exc))
+            if self._failures[key] == 1:
+                self._shown_change()
             return None
-        self._failures.pop(key, None)
+        recovered = self._failures.pop(key, None) is not None
         current = self._watched.get(key) or await self.graph.get_watched(base, platform)
         if current is None:
             return None  # no task depends on it any more
+        if recovered or current.last_error is not None or current.digest != seen.digest:
+            self._shown_change()
         self._watched[key] = replace(current, digest=seen.digest, index_digest=seen.index_digest,
                                      last_error=None)
         if current.digest is None:
@@ -194,6 +202,10 @@ class DigestWatcher:
         log.info("base %s (%s) changed: %s -> %s", base, platform, change.old, change.new)
         await self.on_change(change)
         return change
+
+    def _shown_change(self) -> None:
+        if self.on_shown_change is not None:
+            self.on_shown_change()
 
     async def poll_once(self) -> PollStats:
         """Check every watched reference now, concurrently."""

@@ -261,3 +261,24 @@ async def test_a_notified_digest_already_served_is_not_checked_again(store):
     watcher = make_watcher(store, registry, submitted)
     await watcher.check_references(lambda base: True, lambda base: "sha256:new")
     assert not watcher._checks and registry.calls == 1 and len(submitted) == 1
+
+
+async def test_what_the_graph_shows_is_announced_only_when_it_changes(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, None)
+    registry, shown = FakeRegistry("sha256:one"), []
+    watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
+                            lambda host: 1.0, on_shown_change=lambda: shown.append(1))
+    await watcher.check(BASE, PLATFORM)
+    assert len(shown) == 1, "the first digest"
+    await watcher.check(BASE, PLATFORM)
+    assert len(shown) == 1, "the same digest again: nothing to redraw"
+    registry.failure = RegistryError("down")
+    await watcher.check(BASE, PLATFORM)
+    await watcher.check(BASE, PLATFORM)
+    assert len(shown) == 2, "the check began failing (once, not on every failure)"
+    registry.failure = None
+    await watcher.check(BASE, PLATFORM)
+    assert len(shown) == 3, "back"
+    registry.digest = "sha256:two"
+    await watcher.check(BASE, PLATFORM)
+    assert len(shown) == 4, "a new digest"
