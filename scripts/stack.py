@@ -118,7 +118,10 @@ def install_apt() -> None:
 def _apt_install(packages: list[str]) -> None:
     log(f"installing {' '.join(packages)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    # One index failing (a mirror mid-sync for a foreign architecture, say) makes `apt-get
+    # update` exit non-zero although the packages wanted are reachable: go on, and let the
+    # install say whether it could.
+    _apt_update()
     subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
 
 
