@@ -16,7 +16,7 @@ PACKAGE = ROOT / "basewatch"
 # Bottom to top. Names are relative to basewatch ("basewatch" itself: the package, its version);
 # a module belongs to the layer naming its longest prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("floor", ("basewatch", "errors", "textfiles", "bounded")),
+    ("floor", ("basewatch", "errors", "textfiles", "bounded", "redaction")),
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
     ("scm", ("scm",)),
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("services", "retention", "cascades", "config_sync", "config_check", "health",
                   "task_webhooks", "commit_status")),
     ("http", ("http",)),
-    ("edges", ("cli", "cli_runs", "cli_output", "client", "daemon", "__main__")),
+    ("edges", ("cli", "cli_runs", "cli_output", "client", "daemon", "logs", "__main__")),
 ]
 
 # (importing module, imported module) pairs that still go upward, each to be removed by a later
