@@ -10,6 +10,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from basewatch.models import RunStatus, Trigger
+
+# How a run can end: each (trigger, status) is exported from the start, at 0, so the first
+# failure is an increase that rate() and increase() see, not a series appearing at 1.
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.ERROR,
+                  RunStatus.TIMEOUT)
+GIT_POLL_RESULTS = ("ok", "changed", "error")
+
 
 class _RateLimitCollector(Collector):
     """Registry rate-limit headroom, read at scrape time from the registry client."""
@@ -106,6 +114,12 @@ class Metrics:
             "basewatch_queue_depth", "Runs queued and not yet started", registry=r)
         self.runs_in_progress = Gauge(
             "basewatch_runs_in_progress", "Runs being carried out now", registry=r)
+        for trigger in Trigger:
+            self.run_duration.labels(trigger.value)
+            for status in FINAL_STATUSES:
+                self.runs.labels(trigger.value, status.value)
+        for result in GIT_POLL_RESULTS:
+            self.git_polls.labels(result)
 
     def watch_queue(self, depth: Callable[[], int],
                     running: Callable[[], int] | None = None) -> None:
