@@ -38,6 +38,8 @@ APT_PACKAGES = {
     # Cross-platform `RUN` steps (linux/arm64, linux/arm/v7 images built here) run under qemu.
     "qemu-aarch64-static": "qemu-user-static",
     "update-binfmts": "binfmt-support",
+    # The observability kit's tests: promtool checks the alert rules and a live /metrics.
+    "promtool": "prometheus",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
