@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import IO, Any
+from typing import IO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -21,7 +21,6 @@ from basewatch.redaction import KNOWN, redact, secret_environment
 LOG_FORMATS = ["auto", "json", "text"]
 # Bound context shown first, in this order, in both formats.
 CONTEXT_KEYS = ("run_id", "task", "base", "platform", "digest")
-_META = ("_record", "_from_structlog")
 
 
 def wants_json(log_format: str, stream: IO[str]) -> bool:
@@ -32,25 +31,9 @@ def wants_json(log_format: str, stream: IO[str]) -> bool:
     return log_format == "json"
 
 
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redact_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_redact_value(item) for item in value]
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return redact(str(value))  # rendered as text anyway: masked before it is
-
-
-def redact_event(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
-    """Mask secrets in every field (the message, bound values, a traceback's text)."""
-    return {key: value if key in _META else _redact_value(value) for key, value in event.items()}
-
-
 def redact_rendered(logger: WrappedLogger, name: str, line: str) -> str:
-    """Mask secrets in the finished line too: a JSON-escaped value is found as written."""
+    """Mask secrets in the finished line, whatever field, traceback or library put them
+    there (KNOWN holds each secret as a JSON line escapes it too)."""
     return redact(line)
 
 
@@ -99,7 +82,6 @@ def formatter(json_lines: bool) -> structlog.stdlib.ProcessorFormatter:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             structlog.processors.StackInfoRenderer(),
-            redact_event,
             _ordered,
             structlog.processors.JSONRenderer(ensure_ascii=False),
             redact_rendered,
@@ -108,7 +90,6 @@ def formatter(json_lines: bool) -> structlog.stdlib.ProcessorFormatter:
         processors = [
             structlog.processors.format_exc_info,
             structlog.processors.StackInfoRenderer(),
-            redact_event,
             TextRenderer(),
             redact_rendered,
         ]

@@ -5,6 +5,7 @@ password, an Authorization header, a token in a query string). The last line of 
 should not log secrets in the first place."""
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import Counter
@@ -46,7 +47,7 @@ class KnownSecrets:
     def add(self, *values: str | None) -> None:
         """Masked for as long as the process lives."""
         with self._lock:
-            new = {v for v in values if v and len(v) >= MIN_SECRET_LENGTH} - self._kept
+            new = set(_forms(values)) - self._kept
             if new:
                 self._kept |= new
                 self._pattern = None
@@ -54,14 +55,13 @@ class KnownSecrets:
     def hold(self, *values: str | None) -> None:
         """Masked until as many `release`s of it."""
         with self._lock:
-            for value in values:
-                if value and len(value) >= MIN_SECRET_LENGTH:
-                    self._held[value] += 1
-                    self._pattern = None
+            for value in _forms(values):
+                self._held[value] += 1
+                self._pattern = None
 
     def release(self, *values: str | None) -> None:
         with self._lock:
-            for value in values:
+            for value in _forms(values):
                 if value in self._held:
                     self._held[value] -= 1
                     if self._held[value] <= 0:
@@ -83,6 +83,17 @@ class KnownSecrets:
 
     def __len__(self) -> int:
         return len(self._kept | self._held.keys())
+
+
+def _forms(values: Iterable[str | None]) -> Iterable[str]:
+    """Each secret long enough to mask, and as a JSON line writes it when that differs (a
+    quote, a backslash): the log is masked once written, in either format."""
+    for value in values:
+        if value and len(value) >= MIN_SECRET_LENGTH:
+            yield value
+            escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+            if escaped != value:
+                yield escaped
 
 
 # The daemon's own: one per process, as its log is.

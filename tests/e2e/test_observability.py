@@ -150,3 +150,36 @@ def test_the_served_openapi_document_validates(observed):
 
     validate(observed.openapi)
     assert observed.openapi["openapi"] == "3.1.0"
+
+
+def test_on_a_terminal_the_log_is_the_text_line(tmp_path):
+    """log_format auto, stderr a terminal (a pseudo-terminal here): the line people read."""
+    import pty
+    import re
+    import select
+
+    port = stack.free_port()
+    (tmp_path / "basewatch.yml").write_text(yaml.safe_dump(
+        {"state_dir": "state", "listen": f"127.0.0.1:{port}"}))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "basewatch", "serve", "-c", "basewatch.yml"], cwd=tmp_path,
+        env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"},
+        stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    try:
+        def listening() -> bool:
+            nonlocal seen
+            if select.select([leader], [], [], 0.2)[0]:
+                seen += os.read(leader, 65536)
+            return b"listening on" in seen
+        wait_until(listening, 30, "the daemon's start line on its terminal")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        os.close(leader)
+    text = seen.decode().replace("\r\n", "\n")
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO    basewatch\.daemon: "
+                     r"basewatch is watching 0 base references", text, re.MULTILINE), text
+    assert "{" not in text.splitlines()[0], text

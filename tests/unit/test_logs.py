@@ -202,13 +202,13 @@ def test_the_daemons_configured_secrets_and_environment_are_known(capture, monke
 def test_run_secrets_are_masked_while_the_run_holds_them(capture):
     stream = capture("json")
     held = RunSecrets()
-    held.hold("ca1", {"db": "run-secret-xyz"})
-    log.info("step printed run-secret-xyz")
+    held.hold("ca1", {"db": "zq7-held-value-k9"})
+    log.info("step printed zq7-held-value-k9")
     held.release("ca1")
-    log.info("after: run-secret-xyz")
+    log.info("after: zq7-held-value-k9")
     during, after = lines(stream)
     assert during["event"] == f"step printed {MASK}"
-    assert after["event"] == "after: run-secret-xyz"  # no longer a secret of this daemon
+    assert after["event"] == "after: zq7-held-value-k9"  # no longer a secret of this daemon
 
 
 def test_known_secrets_longest_first_and_counted():
