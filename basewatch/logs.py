@@ -18,7 +18,6 @@ from structlog.typing import EventDict, WrappedLogger
 
 from basewatch.redaction import KNOWN, redact, secret_environment
 
-LOG_FORMATS = ["auto", "json", "text"]
 # Bound context shown first, in this order, in both formats.
 CONTEXT_KEYS = ("run_id", "task", "base", "platform", "digest")
 
