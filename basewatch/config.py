@@ -435,6 +435,9 @@ class Config(_Strict):
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
     max_log_bytes: int = Field(16 * 1024 * 1024, ge=4096)  # each run's log, then cut
+    # The daemon's own log: JSON lines (json), the text line (text), or auto: text on a
+    # terminal, JSON lines otherwise (a container, systemd, a pipe).
+    log_format: Literal["auto", "json", "text"] = "auto"
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
     # The one folder under which tasks created through the API may name a local context
     # (None: none may); the config file's own tasks may name any folder.
@@ -577,6 +580,14 @@ def _named_variables(config: Config) -> list[tuple[str, str]]:
                   (f"tasks[{i}].git_access_token_env (task {task.name})",
                    task.git_access_token_env)]
     return [(where, variable) for where, variable in named if variable is not None]
+
+
+def secret_values(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Every secret the config gives or names by variable (tokens, passwords, webhook
+    secrets): what the daemon's log masks wherever it appears."""
+    inline = [r.password for r in config.registries] + [c.password for c in config.git_credentials]
+    named = [environ.get(variable) for _, variable in _named_variables(config)]
+    return [value for value in inline + named if value]
 
 
 def missing_environment(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:

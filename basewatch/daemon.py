@@ -28,7 +28,7 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config, missing_environment
+from basewatch.config import Config, missing_environment, secret_values
 from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError, ConfigError
 from basewatch.health import HostProbe, health_report
@@ -41,6 +41,7 @@ from basewatch.metrics import Metrics
 from basewatch.netpolicy import HostPolicy
 from basewatch.oci.image_sources import ImageSources
 from basewatch.oci.registry import RegistryClient
+from basewatch.redaction import KNOWN
 from basewatch.retention import RetentionSchedule
 from basewatch.run_events import RunEvents
 from basewatch.runqueue import RunQueue
@@ -104,6 +105,7 @@ class Daemon:
         # Every variable missing at once, as check-config reports them, not one per try.
         if missing := missing_environment(config):
             raise ConfigError("\n".join(missing))
+        KNOWN.add(*secret_values(config))  # masked in this daemon's log from here on
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
@@ -170,8 +172,9 @@ class Daemon:
                                         self.commit_triggers, config.git_poll_interval,
                                         metrics=self.metrics)
         self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed, self.webhooks)
-        self.metrics.watch_queue(lambda: self.queue.depth)
+        self.metrics.watch_queue(lambda: self.queue.depth, lambda: len(self.queue.running))
         self.metrics.watch_references(lambda: self.watcher.watched_count)
+        self.metrics.watch_reference_states(self.watcher.reference_states)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
         await self._report_engine()

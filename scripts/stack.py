@@ -52,6 +52,8 @@ APT_PACKAGES = {
     # The dashboard's browser test (tests/e2e/test_dashboard.py) and scripts/screenshot.py.
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    # The observability kit's tests: promtool checks the alert rules and a live /metrics.
+    "promtool": "prometheus",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from structlog.contextvars import bound_contextvars
+
 from basewatch.builder.backend import Backend
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QUICK_TASK_NAME
@@ -54,6 +56,15 @@ def unexpected_error(exc: BaseException) -> str:
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     text = " ".join(f"unexpected error: {type(exc).__name__}: {detail}".split())
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 1] + "…"
+
+
+def _log_context(run: Run) -> dict[str, str]:
+    """The task a run builds and, for a base-image run, the base change that fired it."""
+    context = {"task": run.task or QUICK_TASK_NAME}
+    if run.base_change is not None:
+        context.update(base=run.base_change.reference, platform=run.base_change.platform,
+                       digest=run.base_change.digest)
+    return context
 
 
 def _say(run_log: RunLog | None, text: str) -> None:
@@ -143,12 +154,16 @@ class RunExecutor:
 
     async def execute(self, run_id: str) -> float | None:
         """Run it; or, when it must wait, how many seconds until it should be asked again."""
-        run = await self.store.runs.get(run_id)
-        if run is None or run.status is not RunStatus.QUEUED:
-            return None  # canceled or already handled while it waited
-        if wait := await self._must_wait(run):
-            return wait
-        await self._execute(run)
+        # Every line logged for this run, by basewatch or a library, in this task or the
+        # tasks and threads it starts, carries which run it is about.
+        with bound_contextvars(run_id=run_id):
+            run = await self.store.runs.get(run_id)
+            if run is None or run.status is not RunStatus.QUEUED:
+                return None  # canceled or already handled while it waited
+            with bound_contextvars(**_log_context(run)):
+                if wait := await self._must_wait(run):
+                    return wait
+                await self._execute(run)
         return None
 
     async def _must_wait(self, run: Run) -> float | None:

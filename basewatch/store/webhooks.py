@@ -4,12 +4,14 @@ nothing here reaches a log."""
 from __future__ import annotations
 
 from basewatch.models import TaskWebhook
+from basewatch.redaction import KNOWN
 from basewatch.store.database import Database
 
 _COLUMNS = "task, secret, provider, context, hook_id"
 
 
 def _webhook(row) -> TaskWebhook:
+    KNOWN.add(row["secret"])  # a secret read is a secret the daemon's log masks
     return TaskWebhook(row["task"], row["secret"], row["provider"], row["context"],
                        row["hook_id"])
 

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from structlog.contextvars import bound_contextvars
+
 from basewatch.builder.contexts.checkout import read_dockerfile
 from basewatch.builder.contexts.task_files import read_for_registration, read_task_file
 from basewatch.dockerfile.analysis import DockerfileBases, analyse_for_platforms
@@ -71,6 +73,11 @@ class TaskRegistrar:
         """Analyse and check first, store after: a bad Dockerfile or a cycle leaves the previous
         registration intact. `context` is the task's context already on disk; without it a
         git or tarball context is fetched to read the Dockerfile."""
+        with bound_contextvars(task=task.name):  # its fetch's and analysis' lines too
+            return await self._fetch_and_register(task, source, context)
+
+    async def _fetch_and_register(self, task: Task, source: str,
+                                  context: Path | None) -> DockerfileBases:
         if context is None and not task.local_context:
             if self.checkouts is None:
                 raise BasewatchError(f"task {task.name}: remote contexts cannot be fetched here")

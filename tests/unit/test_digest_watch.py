@@ -282,3 +282,40 @@ async def test_what_the_graph_shows_is_announced_only_when_it_changes(store):
     registry.digest = "sha256:two"
     await watcher.check(BASE, PLATFORM)
     assert len(shown) == 4, "a new digest"
+
+
+async def test_reference_states_say_when_each_was_checked_and_whether_it_fails(store):
+    import time
+
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry = FakeRegistry("sha256:old")
+    watcher = make_watcher(store, registry, [])
+    before = time.time()
+    await watcher.poll_once()
+    [state] = watcher.reference_states()
+    assert (state.reference, state.platform, state.poll_interval) == (BASE, PLATFORM, 1.0)
+    assert before <= state.last_check <= time.time() and not state.failing
+    registry.failure = RegistryError("unreachable")
+    await watcher.check(BASE, PLATFORM)
+    [failing] = watcher.reference_states()
+    assert failing.failing and failing.last_check >= state.last_check
+
+
+async def test_a_change_and_its_fan_out_log_the_base_and_digest(store, caplog):
+    import structlog
+
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    contexts = []
+
+    def remember(record):
+        contexts.append((record.getMessage(), structlog.contextvars.get_contextvars()))
+        return True
+
+    caplog.set_level("INFO", logger="basewatch")
+    caplog.handler.addFilter(remember)
+    await make_watcher(store, FakeRegistry("sha256:new"), []).check(BASE, PLATFORM)
+    by_message = {message.split(" changed")[0]: context for message, context in contexts}
+    expected = {"base": BASE, "platform": PLATFORM, "digest": "sha256:new"}
+    assert by_message[f"base {BASE} ({PLATFORM})"] == expected
+    assert by_message[f"base {BASE}"] == expected  # FanOut's "changed: queued ca1"
+    assert structlog.contextvars.get_contextvars() == {}  # unbound afterwards
