@@ -8,11 +8,17 @@ from collections.abc import Iterable, Iterator
 
 import docker
 import docker.errors
+import docker.tls
 import requests.exceptions
 import urllib3.exceptions
 
 from basewatch.builder.backends.docker.docker_workloads import ContainerOperations
-from basewatch.builder.backends.docker.engine import BuildRequest, BuildResult, LogSink
+from basewatch.builder.backends.docker.engine import (
+    BuildRequest,
+    BuildResult,
+    EngineTLS,
+    LogSink,
+)
 from basewatch.builder.backends.docker.transfer_log import TransferLog
 from basewatch.errors import EngineError
 from basewatch.oci.platforms import Platform
@@ -70,6 +76,19 @@ class _CancellableAPIClient(docker.APIClient):
                     pass  # the stream ended on its own meanwhile
 
 
+def client_options(docker_host: str, tls: EngineTLS | None) -> dict:
+    """The docker SDK's options for reaching `docker_host`: TLS with the engine's CA and our
+    client certificate, or, for ssh://, the system's OpenSSH client (as the docker CLI does:
+    ~/.ssh/config, known_hosts and the agent apply; no paramiko)."""
+    options: dict = {}
+    if tls is not None:
+        options["tls"] = docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)),
+                                              ca_cert=str(tls.ca), verify=True)
+    if docker_host.startswith("ssh://"):
+        options["use_ssh_client"] = True
+    return options
+
+
 def split_tag(image: str) -> tuple[str, str]:
     """`host:port/repo:tag` -> (`host:port/repo`, `tag`); no tag means `latest`."""
     repository, _, tag = image.rpartition(":")
@@ -86,8 +105,10 @@ def engine_name(reference: str) -> str:
 class DockerEngine(ContainerOperations):
     """One engine session per run, so cancel() can cut a build or push short."""
 
-    def __init__(self, docker_host: str, timeout: float = 600.0, network: str = "default"):
+    def __init__(self, docker_host: str, timeout: float = 600.0, network: str = "default",
+                 tls: EngineTLS | None = None):
         self.docker_host = docker_host
+        self.tls = tls  # a tcp:// engine's CA and client certificate
         self.timeout = timeout
         self.network = network  # build_network: default, none, host or a network's name
         self._clients: set[_CancellableAPIClient] = set()
@@ -113,7 +134,8 @@ class DockerEngine(ContainerOperations):
         version = None if negotiate else _NEGOTIATED.get(self.docker_host)
         try:
             client = _CancellableAPIClient(base_url=self.docker_host, version=version or "auto",
-                                           timeout=self.timeout)
+                                           timeout=self.timeout, **client_options(
+                                               self.docker_host, self.tls))
         except _UNREACHABLE as exc:
             raise self._unreachable(_reason(exc)) from None
         _NEGOTIATED[self.docker_host] = client.api_version
