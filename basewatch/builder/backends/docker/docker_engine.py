@@ -44,6 +44,15 @@ class _CancellableAPIClient(docker.APIClient):
         self._streams: list = []
         self._cut = False
 
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):
+            # The engine's own CA (tls.ca): requests would let REQUESTS_CA_BUNDLE or
+            # CURL_CA_BUNDLE from the environment replace it, and the engine's certificate
+            # would then fail to verify.
+            settings["verify"] = self.verify
+        return settings
+
     def _stream_helper(self, response, decode=False):
         self._streams.append(response)
         if self._cut:
