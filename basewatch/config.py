@@ -456,7 +456,7 @@ class EngineSettings(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _checked_name(value, "engine")
+        return _checked_name(value, "build engine")
 
     @model_validator(mode="after")
     def _tls_for_tcp(self) -> "EngineSettings":

@@ -86,15 +86,14 @@ class _CancellableAPIClient(docker.APIClient):
 
 
 def client_options(docker_host: str, tls: EngineTLS | None) -> dict:
-    """The docker SDK's options for reaching `docker_host`: TLS with the engine's CA and our
-    client certificate, or, for ssh://, the system's OpenSSH client (as the docker CLI does:
-    ~/.ssh/config, known_hosts and the agent apply; no paramiko)."""
+    """The docker SDK's options for reaching `docker_host`: for tcp://, TLS with the engine's
+    CA and our client certificate. An ssh:// engine needs none: the SDK reaches it through
+    paramiko (docker[ssh]), with ~/.ssh/config, the agent and keys, and the system's
+    known_hosts (an unknown host key is refused)."""
     options: dict = {}
     if tls is not None:
         options["tls"] = docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)),
                                               ca_cert=str(tls.ca), verify=True)
-    if docker_host.startswith("ssh://"):
-        options["use_ssh_client"] = True
     return options
 
 
@@ -145,7 +144,7 @@ class DockerEngine(ContainerOperations):
             client = _CancellableAPIClient(base_url=self.docker_host, version=version or "auto",
                                            timeout=self.timeout, **client_options(
                                                self.docker_host, self.tls))
-        except _UNREACHABLE as exc:
+        except Exception as exc:  # also ssh's: a name that does not resolve, a refused key
             raise self._unreachable(_reason(exc)) from None
         _NEGOTIATED[self.docker_host] = client.api_version
         with self._lock:

@@ -49,6 +49,7 @@ class PoolMember:
     runs: set[str] = field(default_factory=set)
     failures: int = 0  # pings failed in a row while down
     lost: set[str] = field(default_factory=set)  # runs cut short because it went down
+    went_down: asyncio.Event = field(default_factory=asyncio.Event)  # wakes its watch
 
     def builds(self, wanted: set[Platform]) -> bool:
         return self.platforms is None or wanted <= set(self.platforms)
@@ -203,8 +204,15 @@ class EnginePool:
 
     async def _watch(self, member: PoolMember) -> None:
         while True:
-            await asyncio.sleep(self.check_seconds if member.up
-                                else backed_off(self.down_recheck_seconds, member.failures))
+            member.went_down.clear()
+            delay = self.check_seconds if member.up \
+                else backed_off(self.down_recheck_seconds, member.failures)
+            try:
+                # A run's failure may mark it down meanwhile: then on the down schedule.
+                await asyncio.wait_for(member.went_down.wait(), delay)
+                continue
+            except TimeoutError:
+                pass
             await self._check(member)
 
     async def _mark_down(self, member: PoolMember, error: str) -> None:
@@ -213,6 +221,7 @@ class EnginePool:
         log.error("build engine %s is down: %s; its %d run(s) in progress fail and are queued "
                   "again once", member.name, error, len(member.runs))
         member.up, member.error, member.failures = False, error, 1
+        member.went_down.set()
         member.lost |= member.runs
         for run_id in list(member.runs):
             # Cut short now: an engine that hangs rather than dies would hold them for long.
