@@ -674,6 +674,15 @@ def missing_environment(config: Config, environ: Mapping[str, str] = os.environ)
             for where, variable in _named_variables(config) if not environ.get(variable)]
 
 
+def missing_files(config: Config) -> list[str]:
+    """One line per file the config names that is not there (an engine's TLS files): the
+    daemon refuses to start on any, and check-config reports the same lines."""
+    return [f"engines[{index}].tls.{key}: {path}: no such file"
+            for index, engine in enumerate(config.engines or ()) if engine.tls is not None
+            for key, path in (("ca", engine.tls.ca), ("cert", engine.tls.cert),
+                              ("key", engine.tls.key)) if not path.is_file()]
+
+
 def _key_path(location: tuple) -> str:
     path = ""
     for part in location:

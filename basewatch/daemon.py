@@ -34,7 +34,13 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config, EngineSettings, missing_environment, secret_values
+from basewatch.config import (
+    Config,
+    EngineSettings,
+    missing_environment,
+    missing_files,
+    secret_values,
+)
 from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError, ConfigError, EngineError
 from basewatch.health import HostProbe, health_report
@@ -111,7 +117,7 @@ class Daemon:
     async def _start(self) -> None:
         config = self.config
         # Every variable missing at once, as check-config reports them, not one per try.
-        if missing := missing_environment(config):
+        if missing := missing_environment(config) + missing_files(config):
             raise ConfigError("\n".join(missing))
         KNOWN.add(*secret_values(config))  # masked in this daemon's log from here on
         notification_token = self._secret("notifications.token_env",
@@ -154,8 +160,7 @@ class Daemon:
         cascades = Cascades(self.registrar, lambda: self.watcher)
         backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
         if config.engines is not None:
-            self.pool = backend = EnginePool([self._pool_member(n, e)
-                                              for n, e in enumerate(config.engines)],
+            self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
                                              on_assigned=store.runs.record_engine)
             self.metrics.watch_engines(self.pool.states)
         self.executor = RunExecutor(
@@ -242,14 +247,9 @@ class Daemon:
             allow_privileged=config.allow_privileged_steps,
             allow_engine_access=config.allow_engine_access)
 
-    def _pool_member(self, index: int, settings: EngineSettings) -> PoolMember:
-        tls = None
-        if settings.tls is not None:
-            tls = EngineTLS(settings.tls.ca, settings.tls.cert, settings.tls.key)
-            for key in ("ca", "cert", "key"):
-                if not getattr(tls, key).is_file():
-                    raise ConfigError(f"engines[{index}].tls.{key}: {getattr(tls, key)}: "
-                                      "no such file")
+    def _pool_member(self, settings: EngineSettings) -> PoolMember:
+        tls = None if settings.tls is None else EngineTLS(settings.tls.ca, settings.tls.cert,
+                                                          settings.tls.key)
         return PoolMember(
             settings.name, self._docker_backend(settings.host, tls, settings.max_concurrent_runs),
             DockerEngine(settings.host, timeout=PING_TIMEOUT_SECONDS, tls=tls).ping,

@@ -54,6 +54,8 @@ APT_PACKAGES = {
     "chromedriver": "chromium-driver",
     # The observability kit's tests: promtool checks the alert rules and a live /metrics.
     "promtool": "prometheus",
+    # An ssh:// build engine (engines[].host) is tested through an sshd on loopback.
+    "sshd": "openssh-server",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")

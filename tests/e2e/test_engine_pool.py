@@ -228,3 +228,72 @@ async def test_a_pool_of_two_tls_engines(tmp_path, registry, base_images, tcp_en
         assert engine_metric(metrics, "basewatch_engine_up", lost.name) == 1
     finally:
         await daemon.stop()
+
+
+@pytest.fixture
+def ssh_engine(tmp_path, docker_host, monkeypatch):
+    """The session's engine behind an sshd on loopback: ssh://root@127.0.0.1:PORT, with a key
+    and a known_hosts entry in a HOME of the test's own, as paramiko reads them."""
+    folder = tmp_path / "sshd"
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    folder.mkdir()
+    for key in (folder / "host_key", home / ".ssh" / "id_ed25519"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                       check=True)
+    port = stack.free_port()
+    host_key = (folder / "host_key.pub").read_text().split()
+    (home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} "
+                                               f"{host_key[1]}\n")
+    (folder / "authorized_keys").write_text((home / ".ssh" / "id_ed25519.pub").read_text())
+    (folder / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        # `docker system dial-stdio` on the engine's host talks to the engine DOCKER_HOST names.
+        f"SetEnv DOCKER_HOST={docker_host}\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    with open(folder / "sshd.log", "ab") as log:
+        sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(folder / "sshd_config")],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    try:
+        stack._wait(lambda: _accepts(port), f"sshd (log: {folder / 'sshd.log'})", sshd)
+        yield f"ssh://root@127.0.0.1:{port}"
+    finally:
+        sshd.terminate()
+        sshd.wait(10)
+
+
+def _accepts(port: int) -> bool:
+    import socket
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_an_engine_over_ssh(tmp_path, registry, base_images, ssh_engine):
+    reg = registry.address
+    await asyncio.to_thread(base_images.build, f"{reg}/base:1", {"/etc/release": "1\n"})
+    config = Config(state_dir=tmp_path / "state", listen=f"127.0.0.1:{stack.free_port()}",
+                    poll_interval=3600, registries=[RegistrySettings(host=reg)],
+                    tasks=[task(tmp_path, "viassh", f"FROM {reg}/base:1\nRUN echo ssh > /via\n",
+                                f"{reg}/viassh:latest")],
+                    engines=[EngineSettings(name="remote", host=ssh_engine)])
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        assert daemon.pool.states()["remote"]["state"] == "up", daemon.pool.states()
+        run_id = (await daemon.services.run_task("viassh", {}))["id"]
+
+        async def done():
+            run = await daemon.store.runs.get(run_id)
+            return run if run.status.finished else None
+
+        run = await wait_for(done, 60, "the run over ssh")
+        assert run.status is RunStatus.SUCCEEDED and run.engine == "remote", run.error
+        via = await asyncio.to_thread(base_images.read_file, run.outputs[0].image, "/via")
+        assert via == "ssh\n"
+    finally:
+        await daemon.stop()

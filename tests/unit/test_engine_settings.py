@@ -137,7 +137,9 @@ async def test_a_missing_tls_file_stops_the_daemon_at_start(tmp_path):
                             "key": tmp_path / "k.pem"})])
     with pytest.raises(ConfigError) as refused:
         await Daemon(config).start()
-    assert str(refused.value) == f"engines[0].tls.ca: {tmp_path / 'ca.pem'}: no such file"
+    assert str(refused.value).splitlines() == [
+        f"engines[0].tls.{key}: {tmp_path / name}: no such file"
+        for key, name in (("ca", "ca.pem"), ("cert", "c.pem"), ("key", "k.pem"))]
 
 
 def test_healthz_and_metrics_show_each_engine():
@@ -157,3 +159,17 @@ def test_healthz_and_metrics_show_each_engine():
     assert 'basewatch_engine_up{engine="one"} 1.0' in text
     assert 'basewatch_engine_up{engine="two"} 0.0' in text
     assert 'basewatch_engine_runs{engine="one"} 1.0' in text
+
+
+async def test_check_config_reports_missing_tls_files(tmp_path):
+    from basewatch.config_check import check_config
+
+    (tmp_path / "ca.pem").write_text("")
+    path = tmp_path / "basewatch.yml"
+    path.write_text(yaml.safe_dump({"engines": [{
+        "name": "remote", "host": "tcp://build1.example.com:2376",
+        "tls": {"ca": "ca.pem", "cert": "tls/cert.pem", "key": "tls/key.pem"}}]}))
+    report = await check_config(path, environ={})
+    assert report.problems == [
+        f"{path}: engines[0].tls.cert: {tmp_path / 'tls' / 'cert.pem'}: no such file",
+        f"{path}: engines[0].tls.key: {tmp_path / 'tls' / 'key.pem'}: no such file"]
