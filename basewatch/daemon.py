@@ -158,8 +158,9 @@ class Daemon:
                              on_revision=self.commit_statuses.on_revision,
                              image_aliases=config.aliases, secrets=run_secrets)
         cascades = Cascades(self.registrar, lambda: self.watcher)
-        backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
-        if config.engines is not None:
+        if config.engines is None:
+            backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
+        else:
             self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
                                              on_assigned=store.runs.record_engine)
             self.metrics.watch_engines(self.pool.states)
