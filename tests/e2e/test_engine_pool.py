@@ -129,6 +129,12 @@ async def test_a_pool_of_two_tls_engines(tmp_path, registry, base_images, tcp_en
                   f"{reg}/{name}:latest") for name in DEPENDENTS]
     tasks.append(task(tmp_path, "slow", f"FROM {reg}/slowbase:1\nRUN sleep 6\n",
                       f"{reg}/slow:latest"))
+    steps = tmp_path / "apps" / "steps"
+    steps.mkdir(parents=True)
+    (steps / "greeting").write_text("hello from the workspace\n")
+    (steps / "acr-task.yaml").write_text(
+        f"version: v1.1.0\nsteps:\n  - id: hello\n    cmd: {reg}/base:1 cat greeting\n")
+    tasks.append(TaskSettings(name="steps", context=steps, file="acr-task.yaml"))
     port = stack.free_port()
     url = f"http://127.0.0.1:{port}"
     config = Config(state_dir=tmp_path / "state", listen=f"127.0.0.1:{port}", poll_interval=3600,
@@ -170,6 +176,18 @@ async def test_a_pool_of_two_tls_engines(tmp_path, registry, base_images, tcp_en
         assert {r["task"]: r["engine"] for r in listed} == {r.task: r.engine for r in runs}
         shown = await asyncio.to_thread(cli, url, "task", "show-run", "--run-id", runs[0].id)
         assert shown["engine"] == runs[0].engine
+
+        # A task file's run: its network, workspace volume and containers on its engine.
+        steps_run = (await daemon.services.run_task("steps", {}))["id"]
+
+        async def steps_done():
+            run = await daemon.store.runs.get(steps_run)
+            return run if run.status.finished else None
+
+        run = await wait_for(steps_done, 60, "the task file's run")
+        assert run.status is RunStatus.SUCCEEDED and run.engine in ("one", "two"), run.error
+        log = (tmp_path / "state" / "logs" / f"{steps_run}.log").read_text()
+        assert "hello from the workspace" in log
 
         # An engine stopped mid-build: its run fails naming it, and runs again on the other.
         first = (await daemon.services.run_task("slow", {}))["id"]
