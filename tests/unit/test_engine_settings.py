@@ -173,3 +173,21 @@ async def test_check_config_reports_missing_tls_files(tmp_path):
     assert report.problems == [
         f"{path}: engines[0].tls.cert: {tmp_path / 'tls' / 'cert.pem'}: no such file",
         f"{path}: engines[0].tls.key: {tmp_path / 'tls' / 'key.pem'}: no such file"]
+
+
+async def test_a_daemon_with_a_pool_runs_as_many_runs_as_its_engines_have_slots(
+        tmp_path, monkeypatch):
+    from tests.support.inprocess_daemon import running_daemon
+
+    engines = [EngineSettings(name="a", host=f"unix://{tmp_path}/a.sock", max_concurrent_runs=1),
+               EngineSettings(name="b", host=f"unix://{tmp_path}/b.sock", max_concurrent_runs=3)]
+    async with running_daemon(tmp_path, monkeypatch, engines=engines) as daemon:
+        assert daemon.queue._concurrency == 4
+        report = await daemon.health()
+        assert report["status"] == "degraded"
+        assert report["engine"].startswith("no build engine answers: a: cannot reach the "
+                                           f"Docker Engine at unix://{tmp_path}/a.sock")
+        assert {name: (state["state"], state["runs"]) for name, state
+                in report["engines"].items()} == {"a": ("down", 0), "b": ("down", 0)}
+        text = generate_latest(daemon.metrics.registry).decode()
+        assert 'basewatch_engine_up{engine="b"} 0.0' in text
