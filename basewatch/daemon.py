@@ -171,7 +171,8 @@ class Daemon:
             upstream_of=cascades.upstream_of, metrics=self.metrics,
             max_log_bytes=config.max_log_bytes,
             on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started),
-            requeue=lambda run_id: self._submit(run_id))
+            requeue=lambda run_id: self._submit(run_id),
+            has_room=self.pool.has_room if self.pool is not None else None)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, self.pool.slots if self.pool is not None

@@ -46,6 +46,11 @@ StartedHook = Callable[[Run], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
+# How often a run that no build engine has room for asks again (holding no worker meanwhile,
+# so a run another engine could take is not kept waiting behind it).
+ENGINE_RECHECK_SECONDS = 1.0
+# Whether the backend has room for a run of these platforms (a comma list) now.
+HasRoom = Callable[[str], bool]
 # A run's error is one line: an unexpected exception's message is cut to this.
 MAX_ERROR_CHARS = 500
 
@@ -136,8 +141,10 @@ class RunExecutor:
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
                  metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
                  on_started: StartedHook | None = None,
-                 requeue: Callable[[str], None] | None = None):
+                 requeue: Callable[[str], None] | None = None,
+                 has_room: HasRoom | None = None):
         self.store = store
+        self.has_room = has_room
         self.requeue = requeue  # hands a re-run the store queued to the run queue
         self.on_started = on_started
         self.planner = planner
@@ -172,6 +179,8 @@ class RunExecutor:
         now = datetime.now(timezone.utc)
         if run.not_before is not None and run.not_before > now:
             return (run.not_before - now).total_seconds()  # still settling
+        if self.has_room is not None and not self.has_room(run.platform):
+            return ENGINE_RECHECK_SECONDS  # every engine that builds its platforms is busy
         if self.upstream_of is not None:
             # Built in topological order: not while a task it is built on is being rebuilt.
             upstream = await self.upstream_of(run.task)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from basewatch.builder.backends.pool.engine_pool import EnginePool, PoolMember, plan_platforms
-from basewatch.builder.executor import RunExecutor
+from basewatch.builder.executor import ENGINE_RECHECK_SECONDS, RunExecutor
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
@@ -222,3 +222,30 @@ async def test_a_run_lost_with_its_engine_is_queued_again_once(tmp_path, pools):
 
 async def _true(value) -> bool:
     return bool(value)
+
+
+async def test_a_run_no_engine_has_room_for_waits_outside_the_queue(tmp_path, pools):
+    amd, arm = member("amd", 1, ["linux/amd64"]), member("arm", 1, ["linux/arm64"])
+    pool = await pools(amd, arm)
+    held = asyncio.create_task(pool.run(plan("r1", "linux/amd64"), Log(), noop))
+    await amd.backend.holding.wait()
+    assert not pool.has_room("linux/amd64"), "its one engine is busy"
+    assert pool.has_room("linux/arm64") and pool.has_room("linux/s390x")
+    assert pool.has_room("linux/amd64,linux/arm64"), "no engine builds both: it fails at once"
+    arm.up = False
+    assert pool.has_room("linux/arm64"), "all down: it waits in run(), not in the queue"
+
+    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    try:
+        planner = RunPlanner(store, Checkouts(tmp_path / "state" / "contexts", 10_000_000),
+                             QuickRuns(tmp_path / "state" / "contexts"))
+        executor = RunExecutor(store, planner, pool, tmp_path / "state" / "logs",
+                               has_room=pool.has_room)
+        run = await store.runs.create(RunRequest("t", Trigger.MANUAL, RunType.QUICK_BUILD,
+                                                 "linux/amd64", "manual"))
+        assert await executor.execute(run.id) == ENGINE_RECHECK_SECONDS
+        assert (await store.runs.get(run.id)).status is RunStatus.QUEUED
+    finally:
+        await store.close()
+    amd.backend.release.set()
+    await held

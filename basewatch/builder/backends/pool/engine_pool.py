@@ -96,6 +96,18 @@ class EnginePool:
         """Each engine's state and load, for /healthz and /metrics."""
         return {m.name: m.state() for m in self.members}
 
+    def has_room(self, platforms: str) -> bool:
+        """Whether a run for `platforms` (a comma list, as a run keeps them) would get an
+        engine now. True too when no engine builds them (the run then fails at once, saying
+        so) and when every one that does is down (it then waits for one in `run`, its log
+        saying so, rather than asking again and again)."""
+        try:
+            wanted = {Platform.parse(p) for p in platforms.split(",") if p.strip()}
+        except ValueError:
+            return True  # the run's own planning says what is wrong
+        able = [m for m in self.members if m.builds(wanted)]
+        return not able or any(m.free for m in able) or not any(m.up for m in able)
+
     async def start(self) -> None:
         """Ping every engine once (so the first /healthz is right), then keep watching them."""
         await asyncio.gather(*(self._check(m) for m in self.members))
