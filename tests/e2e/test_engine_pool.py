@@ -77,7 +77,7 @@ def tcp_engines(tmp_path):
                          tls) for name in ("one", "two")]
     started = time.monotonic()
     try:
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # ~2 s each: side by side
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # side by side
             list(pool.map(TcpEngine.start, engines))
         print(f"two TLS engines started in {time.monotonic() - started:.1f}s")
         yield engines
