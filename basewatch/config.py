@@ -9,6 +9,7 @@ import typing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -400,6 +401,77 @@ class NotificationSettings(_Strict):
     token_env: str
 
 
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def checked_engine_host(value: str) -> str:
+    """An engine's address as DOCKER_HOST writes it: tcp://host:port, ssh://[user@]host[:port]
+    or unix:///path; raise ValueError with the form expected otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/") or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not unix:///absolute/path/to/docker.sock")
+        return value
+    if parts.scheme not in ("tcp", "ssh"):
+        raise ValueError(f"{value!r} is not tcp://host:port, ssh://user@host or "
+                         "unix:///path/to/docker.sock")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r}: the port is not a number from 1 to 65535") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} is not {parts.scheme}://"
+                         f"{'host:port' if parts.scheme == 'tcp' else 'user@host[:port]'}")
+    if parts.password is not None:
+        raise ValueError(f"{parts.scheme}:// engine address: no password in it; ssh uses "
+                         "its keys (~/.ssh, the agent)")
+    if parts.scheme == "tcp" and (port is None or parts.username is not None):
+        raise ValueError(f"{value!r} is not tcp://host:port (Docker's TLS port is 2376)")
+    return value.rstrip("/")
+
+
+class EngineTLSSettings(_Strict):
+    """A tcp:// engine's TLS: the CA its server certificate is checked against, and this
+    daemon's client certificate and key (dockerd --tlsverify checks them)."""
+
+    ca: Path  # relative to the config file's folder; the daemon checks they exist as it starts
+    cert: Path
+    key: Path
+
+    def resolved(self, base: Path) -> "EngineTLSSettings":
+        return EngineTLSSettings(ca=base / self.ca, cert=base / self.cert, key=base / self.key)
+
+
+class EngineSettings(_Strict):
+    """One Docker Engine of the build pool."""
+
+    name: str
+    host: Annotated[str, AfterValidator(checked_engine_host)]
+    tls: EngineTLSSettings | None = None
+    max_concurrent_runs: int = Field(2, ge=1, le=256)
+    # What it builds (its own platform, and those it emulates); None: whatever a run asks.
+    platforms: Annotated[list[str] | None, BeforeValidator(
+        lambda v: None if v is None else _platform_texts(v))] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _checked_name(value, "build engine")
+
+    @model_validator(mode="after")
+    def _tls_for_tcp(self) -> "EngineSettings":
+        scheme = urlsplit(self.host).scheme
+        if self.tls is not None and scheme != "tcp":
+            raise ValueError(f"tls: only a tcp:// engine takes it ({scheme}:// is secured "
+                             "by " + ("ssh" if scheme == "ssh" else "the socket's permissions")
+                             + ")")
+        if scheme == "tcp" and self.tls is None \
+                and urlsplit(self.host).hostname not in _LOOPBACK_HOSTS:
+            raise ValueError("tls: a tcp:// engine off this host needs tls: {ca, cert, key}; "
+                             "without them whoever reaches its port is root on its host")
+        return self
+
+
 class LogArchiveSettings(_Strict):
     """Where archived runs' logs are pushed, as OCI artifacts tagged with the run id."""
 
@@ -470,6 +542,8 @@ class Config(_Strict):
     # Where git servers and people reach this daemon (https://basewatch.example.com): the
     # webhooks it registers point there, and a commit status links to a run's log there.
     public_url: str | None = None
+    # The build engines (None: the local one, DOCKER_HOST, with max_concurrent_runs runs).
+    engines: list[EngineSettings] | None = Field(None, min_length=1)
     tasks: list[TaskSettings] = Field(default_factory=list)
 
     @field_validator("public_url")
@@ -536,11 +610,13 @@ class Config(_Strict):
                                   [r.host for r in self.registries]),
                                  ("git_credentials", "host",
                                   [c.host for c in self.git_credentials]),
-                                 ("git_hosts", "host", [h.host for h in self.git_hosts])):
+                                 ("git_hosts", "host", [h.host for h in self.git_hosts]),
+                                 ("engines", "engine name",
+                                  [e.name for e in self.engines or ()])):
             seen: set[str] = set()
             for index, name in enumerate(names):
                 if name in seen:
-                    field = "name" if key == "tasks" else "host"
+                    field = "name" if key in ("tasks", "engines") else "host"
                     raise ValueError(f"{key}[{index}].{field}: duplicate {what}: {name}")
                 seen.add(name)
         for index, task in enumerate(self.tasks):
@@ -596,6 +672,15 @@ def missing_environment(config: Config, environ: Mapping[str, str] = os.environ)
     and check-config reports the same lines."""
     return [f"{where}: the environment variable {variable} is not set"
             for where, variable in _named_variables(config) if not environ.get(variable)]
+
+
+def missing_files(config: Config) -> list[str]:
+    """One line per file the config names that is not there (an engine's TLS files): the
+    daemon refuses to start on any, and check-config reports the same lines."""
+    return [f"engines[{index}].tls.{key}: {path}: no such file"
+            for index, engine in enumerate(config.engines or ()) if engine.tls is not None
+            for key, path in (("ca", engine.tls.ca), ("cert", engine.tls.cert),
+                              ("key", engine.tls.key)) if not path.is_file()]
 
 
 def _key_path(location: tuple) -> str:
@@ -690,6 +775,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     tasks = [t.model_copy(update={"context": str((base / t.context).resolve())})
              if t.local_context else t for t in config.tasks]
     root = config.local_contexts_root
+    engines = config.engines and [
+        e.model_copy(update={"tls": e.tls.resolved(base)}) if e.tls is not None else e
+        for e in config.engines]
     return config.model_copy(update={"state_dir": (base / config.state_dir).resolve(),
                                      "local_contexts_root": root and (base / root).resolve(),
-                                     "tasks": tasks})
+                                     "tasks": tasks, "engines": engines})

@@ -1,8 +1,9 @@
 """`basewatch check-config`: every problem `serve` would meet in a config file, at once.
 
 The checks are the daemon's own: the config's validation (`load_config`), the environment
-variables it refuses to start without (`missing_environment`), and each task read and analysed
-as registration reads it (`analyse_task`), so the two cannot drift apart.
+variables and files it refuses to start without (`missing_environment`, `missing_files`), and
+each task read and analysed as registration reads it (`analyse_task`), so the two cannot drift
+apart.
 """
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from pathlib import Path
 from typing import Mapping
 
 from basewatch.builder.contexts.checkout import Checkouts, git_credentials
-from basewatch.config import Config, TaskSettings, load_config, missing_environment
+from basewatch.config import (
+    Config,
+    TaskSettings,
+    load_config,
+    missing_environment,
+    missing_files,
+)
 from basewatch.errors import BasewatchError
 from basewatch.netpolicy import HostPolicy
 from basewatch.watcher.registration import analyse_task
@@ -32,7 +39,8 @@ async def check_config(path: Path, fetch: bool = False,
     when it does not even validate. Remote contexts are fetched only when `fetch` is set."""
     config = load_config(path)
     report = ConfigReport(config, [f"{path}: {line}"
-                                   for line in missing_environment(config, environ)])
+                                   for line in missing_environment(config, environ)
+                                   + missing_files(config)])
     with tempfile.TemporaryDirectory(prefix="basewatch-check-") as scratch:
         checkouts = _checkouts(config, Path(scratch)) if fetch else None
         for index, settings in enumerate(config.tasks):

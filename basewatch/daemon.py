@@ -20,6 +20,12 @@ from aiohttp import web
 
 from basewatch.builder.backends.docker.backend import DockerBackend
 from basewatch.builder.backends.docker.docker_engine import DockerEngine
+from basewatch.builder.backends.docker.engine import EngineTLS
+from basewatch.builder.backends.pool.engine_pool import (
+    PING_TIMEOUT_SECONDS,
+    EnginePool,
+    PoolMember,
+)
 from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.executor import RunExecutor
 from basewatch.builder.log_archive import LogArchive
@@ -28,9 +34,15 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config, missing_environment, secret_values
+from basewatch.config import (
+    Config,
+    EngineSettings,
+    missing_environment,
+    missing_files,
+    secret_values,
+)
 from basewatch.config_sync import ConfigSync, context_in_config
-from basewatch.errors import BasewatchError, ConfigError
+from basewatch.errors import BasewatchError, ConfigError, EngineError
 from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.dashboard import add_dashboard
@@ -40,6 +52,7 @@ from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.netpolicy import HostPolicy
 from basewatch.oci.image_sources import ImageSources
+from basewatch.oci.platforms import Platform
 from basewatch.oci.registry import RegistryClient
 from basewatch.redaction import KNOWN
 from basewatch.retention import RetentionSchedule
@@ -91,7 +104,8 @@ class Daemon:
         self.scm_api: ScmApi | None = None
         self.commit_statuses: CommitStatuses | None = None
         self.webhooks: TaskWebhooks | None = None
-        self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
+        self.pool: EnginePool | None = None  # the build engines, when the config lists them
+        self.host = HostProbe(self._ping_engine, config.state_dir)
 
     async def start(self) -> None:
         try:
@@ -103,7 +117,7 @@ class Daemon:
     async def _start(self) -> None:
         config = self.config
         # Every variable missing at once, as check-config reports them, not one per try.
-        if missing := missing_environment(config):
+        if missing := missing_environment(config) + missing_files(config):
             raise ConfigError("\n".join(missing))
         KNOWN.add(*secret_values(config))  # masked in this daemon's log from here on
         notification_token = self._secret("notifications.token_env",
@@ -144,22 +158,25 @@ class Daemon:
                              on_revision=self.commit_statuses.on_revision,
                              image_aliases=config.aliases, secrets=run_secrets)
         cascades = Cascades(self.registrar, lambda: self.watcher)
-        backend = DockerBackend(
-            lambda: DockerEngine(self.docker_host, network=config.build_network),
-            ImageSources(config.registries), self.registry_client,
-            threads=config.max_concurrent_runs * 2,
-            allow_privileged=config.allow_privileged_steps,
-            allow_engine_access=config.allow_engine_access)
+        if config.engines is None:
+            backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
+        else:
+            self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
+                                             on_assigned=store.runs.record_engine)
+            self.metrics.watch_engines(self.pool.states)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(self.events.run_finished, run_secrets.forget,
                                         cascades.on_finished, self.commit_statuses.on_finished),
             upstream_of=cascades.upstream_of, metrics=self.metrics,
             max_log_bytes=config.max_log_bytes,
-            on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started))
+            on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started),
+            requeue=lambda run_id: self._submit(run_id),
+            has_room=self.pool.has_room if self.pool is not None else None)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
-        self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
+        self.queue = RunQueue(self.executor.execute, self.pool.slots if self.pool is not None
+                              else config.max_concurrent_runs)
         self.triggers = Triggers(store.runs, self._submit)
         # Where webhook receivers and the git poller hand the commits they see.
         self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
@@ -177,6 +194,8 @@ class Daemon:
         self.metrics.watch_reference_states(self.watcher.reference_states)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
+        if self.pool is not None:
+            await self.pool.start()
         await self._report_engine()
         await self.config_sync.sync(config.tasks)
         self.queue.start()
@@ -219,6 +238,35 @@ class Daemon:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+
+    def _docker_backend(self, docker_host: str, tls: EngineTLS | None,
+                        max_concurrent_runs: int) -> DockerBackend:
+        config = self.config
+        return DockerBackend(
+            lambda: DockerEngine(docker_host, network=config.build_network, tls=tls),
+            ImageSources(config.registries), self.registry_client,
+            threads=max_concurrent_runs * 2,
+            allow_privileged=config.allow_privileged_steps,
+            allow_engine_access=config.allow_engine_access)
+
+    def _pool_member(self, settings: EngineSettings) -> PoolMember:
+        tls = None if settings.tls is None else EngineTLS(settings.tls.ca, settings.tls.cert,
+                                                          settings.tls.key)
+        return PoolMember(
+            settings.name, self._docker_backend(settings.host, tls, settings.max_concurrent_runs),
+            DockerEngine(settings.host, timeout=PING_TIMEOUT_SECONDS, tls=tls).ping,
+            settings.max_concurrent_runs,
+            None if settings.platforms is None else tuple(map(Platform.parse, settings.platforms)))
+
+    def _ping_engine(self) -> None:
+        """/healthz's `engine`: the local engine answers; with a pool, one of its engines."""
+        if self.pool is None:
+            DockerEngine(self.docker_host).ping()
+            return
+        states = self.pool.states()
+        if not any(state["state"] == "up" for state in states.values()):
+            raise EngineError("no build engine answers: " + "; ".join(
+                f"{name}: {state.get('error')}" for name, state in states.items()))
 
     @staticmethod
     def _secret(key: str, variable: str | None) -> str | None:
@@ -287,7 +335,8 @@ class Daemon:
                              self.queue.depth, self.queue.running,
                              self.git_poller.problems() if self.git_poller else {},
                              self.webhooks.problems if self.webhooks else {},
-                             self.config_sync.problems() if self.config_sync else {})
+                             self.config_sync.problems() if self.config_sync else {},
+                             self.pool.states() if self.pool is not None else None)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -300,6 +349,8 @@ class Daemon:
         self._watch_task = self._git_poll_task = self._timers_task = None
         if self.config_sync is not None:
             await self.config_sync.close()
+        if self.pool is not None:
+            await self.pool.stop()
         if self.queue is not None:
             await self.queue.stop()
         if self.executor is not None:

@@ -76,6 +76,24 @@ class _ReferenceCollector(Collector):
         yield from (checked, interval, failing)
 
 
+class _EngineCollector(Collector):
+    """The build pool's engines, read at scrape time from the pool: up or down, runs on each."""
+
+    def __init__(self, states: Callable[[], dict[str, dict]]):
+        self._states = states
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        up = GaugeMetricFamily("basewatch_engine_up", "1 while the build engine answers, 0 "
+                               "while it is down", labels=["engine"])
+        runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build engine",
+                                 labels=["engine"])
+        for engine, state in sorted(self._states().items()):
+            up.add_metric([engine], 1 if state["state"] == "up" else 0)
+            runs.add_metric([engine], state["runs"])
+        yield up
+        yield runs
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -135,3 +153,7 @@ class Metrics:
 
     def watch_rate_limits(self, remaining: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_RateLimitCollector(remaining))
+
+    def watch_engines(self, states: Callable[[], dict[str, dict]]) -> None:
+        """The build pool's engines (`engines:`): name -> {"state": up|down, "runs": n}."""
+        self.registry.register(_EngineCollector(states))

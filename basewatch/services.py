@@ -98,7 +98,7 @@ def run_view(run: Run) -> dict:
         "duration_seconds": run.duration_seconds, "base_digests": run.base_digests,
         "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
         "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
-        "registry": run.registry,
+        "registry": run.registry, "engine": run.engine,
         "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,

@@ -22,7 +22,7 @@ from basewatch.builder.run_log import (
     RunLog,
     log_path,
 )
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, EngineLost
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
 from basewatch.run_plan import (
@@ -46,6 +46,11 @@ StartedHook = Callable[[Run], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
+# How often a run that no build engine has room for asks again (holding no worker meanwhile,
+# so a run another engine could take is not kept waiting behind it).
+ENGINE_RECHECK_SECONDS = 1.0
+# Whether the backend has room for a run of these platforms (a comma list) now.
+HasRoom = Callable[[str], bool]
 # A run's error is one line: an unexpected exception's message is cut to this.
 MAX_ERROR_CHARS = 500
 
@@ -135,8 +140,12 @@ class RunExecutor:
     def __init__(self, store: Store, planner: RunPlanner, backend: Backend, logs_dir: Path,
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
                  metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
-                 on_started: StartedHook | None = None):
+                 on_started: StartedHook | None = None,
+                 requeue: Callable[[str], None] | None = None,
+                 has_room: HasRoom | None = None):
         self.store = store
+        self.has_room = has_room
+        self.requeue = requeue  # hands a re-run the store queued to the run queue
         self.on_started = on_started
         self.planner = planner
         self.backend = backend
@@ -170,6 +179,8 @@ class RunExecutor:
         now = datetime.now(timezone.utc)
         if run.not_before is not None and run.not_before > now:
             return (run.not_before - now).total_seconds()  # still settling
+        if self.has_room is not None and not self.has_room(run.platform):
+            return ENGINE_RECHECK_SECONDS  # every engine that builds its platforms is busy
         if self.upstream_of is not None:
             # Built in topological order: not while a task it is built on is being rebuilt.
             upstream = await self.upstream_of(run.task)
@@ -196,6 +207,7 @@ class RunExecutor:
         await self._call(self.on_started, run, "what follows its start")
         run_log = None
         keep_upload = False
+        lost: EngineLost | None = None
         # From here on, every way out records a final state: nothing is left Running.
         try:
             run_log = RunLog(log_path(self.logs_dir, run.id),
@@ -203,6 +215,13 @@ class RunExecutor:
                              max_bytes=self.max_log_bytes)
             task = await self.planner.task_of(run)
             status, outputs, error = await self._plan_and_run(run, task, run_log)
+        except EngineLost as exc:
+            # No fault of the run's: queued again once, as a run the daemon's stop cut short.
+            lost, keep_upload = exc, run.retry_of is None
+            status, outputs, error = RunStatus.FAILED, [], str(exc)
+            _say(run_log, f"Run ID: {run.id} failed: {error}; "
+                 + ("it is queued again" if run.retry_of is None
+                    else "it was a re-run already, so it is not queued again"))
         except BasewatchError as exc:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
             _say(run_log, f"Run ID: {run.id} errored: {error}")
@@ -227,8 +246,21 @@ class RunExecutor:
                 self.quick_runs.clean_up(run)
         if run.id in self._canceled:
             self._canceled.discard(run.id)
-            status, error = RunStatus.CANCELED, "canceled by request"
-        await self.store.runs.finish(run.id, status, outputs, error)
+            if lost is not None and run.spec is not None:
+                self.quick_runs.clean_up(run)  # kept for a re-run that is not coming now
+            status, error, lost = RunStatus.CANCELED, "canceled by request", None
+        if lost is not None:
+            rerun = await self.store.runs.finish_and_requeue(
+                run, status, outputs, error, f"its build engine {lost.engine} going down")
+            if rerun is not None:
+                log.warning("run %s: its build engine %s went down; re-queued as %s", run.id,
+                            lost.engine, rerun)
+                if self.requeue is not None:
+                    self.requeue(rerun)
+            elif run.spec is not None:
+                self.quick_runs.clean_up(run)
+        else:
+            await self.store.runs.finish(run.id, status, outputs, error)
         self.log_updates.changed(run.id)
         finished = await self.store.runs.get(run.id)
         if self.metrics is not None:
@@ -283,6 +315,9 @@ class RunExecutor:
                     for line in summary([s for s in plan.steps if isinstance(s, TaskStep)],
                                         results.steps):
                         run_log.line(line)
+        except EngineLost:
+            await self._record_task_bases(plan, results)
+            raise
         except BasewatchError as exc:
             await self._record_task_bases(plan, results)
             if run.id in self._canceled:

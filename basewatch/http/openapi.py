@@ -215,6 +215,9 @@ def openapi_document() -> dict:
                     "registry": {"type": ["string", "null"],
                                  "description": "the run's own registry ({{.Run.Registry}}, "
                                                 "$Registry), when it was given one"},
+                    "engine": {"type": ["string", "null"],
+                               "description": "the build engine of the pool (engines:) it "
+                                              "went to; null: the local engine"},
                     "archived": {"type": "boolean"},
                     "steps": {
                         "description": "GET /api/runs/{run_id} only: a task file's steps, "

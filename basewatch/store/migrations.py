@@ -150,4 +150,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, step_id)
     )
     """,
+    # 11: the build engine a run went to (engines: a pool of them); NULL: the one local engine,
+    # or a run that never reached one.
+    """
+    ALTER TABLE runs ADD COLUMN engine TEXT
+    """,
 ]

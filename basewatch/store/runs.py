@@ -81,7 +81,7 @@ def _run(row) -> Run:
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
         base_change=base_change, source_commit=source_commit, secret_names=secret_names,
-        registry=row["registry"],
+        registry=row["registry"], engine=row["engine"],
     )
 
 
@@ -204,6 +204,10 @@ class SQLiteRunStore:
             await db.execute("UPDATE runs SET archived = ?, archive_ref = ? WHERE id = ?",
                              (int(archived), archive_ref, run_id))
 
+    async def record_engine(self, run_id: str, engine: str) -> None:
+        await self._write_retried(run_id, "its engine", "UPDATE runs SET engine = ? WHERE id = ?",
+                                  (engine, run_id))
+
     async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None:
         await self._write_retried(run_id, "the base digests",
                                   "UPDATE runs SET base_digests = ? WHERE id = ?",
@@ -275,6 +279,18 @@ class SQLiteRunStore:
                 "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                 (RunStatus.CANCELED.value, to_text(now()), reason, run.id))
             return await _requeue_once(db, run, "the daemon stopping")
+
+    async def finish_and_requeue(self, run: Run, status: RunStatus, outputs: list[PushedImage],
+                                 error: str, cause: str) -> str | None:
+        """Record a run's end that was no fault of its own (its build engine went down), and
+        queue it again once, in one transaction: the re-run's id, None for a re-run's end."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ? WHERE id = ?",
+                (status.value, to_text(now()),
+                 json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
+                 error, run.id))
+            return await _requeue_once(db, run, cause)
 
     async def record_change_and_queue(self, base: str, platform: str, digest: str,
                                       index_digest: str | None,
