@@ -163,7 +163,6 @@ class Daemon:
         else:
             self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
                                              on_assigned=store.runs.record_engine)
-            self.metrics.watch_engines(self.pool.states)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(self.events.run_finished, run_secrets.forget,
@@ -190,6 +189,8 @@ class Daemon:
                                         metrics=self.metrics)
         self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed, self.webhooks)
         self.metrics.watch_queue(lambda: self.queue.depth, lambda: len(self.queue.running))
+        self.metrics.watch_engines(self.pool.states if self.pool is not None
+                                   else self._local_engine_state)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
         self.metrics.watch_reference_states(self.watcher.reference_states)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
@@ -257,6 +258,16 @@ class Daemon:
             DockerEngine(settings.host, timeout=PING_TIMEOUT_SECONDS, tls=tls).ping,
             settings.max_concurrent_runs,
             None if settings.platforms is None else tuple(map(Platform.parse, settings.platforms)))
+
+    def _local_engine_state(self) -> dict[str, dict]:
+        """Without `engines:`, the one local engine as the pool's engines are shown, so
+        dashboards and alerts on basewatch_engine_* work either way: as last probed for
+        /healthz (nothing before the first probe), with every run in progress on it."""
+        state = self.host.last
+        if state is None:
+            return {}
+        return {"local": {"state": "up" if state.engine_error is None else "down",
+                          "runs": len(self.queue.running)}}
 
     def _ping_engine(self) -> None:
         """/healthz's `engine`: the local engine answers; with a pool, one of its engines."""

@@ -69,6 +69,11 @@ class HostProbe:
             return HostState(f"the Docker Engine did not answer a ping within "
                              f"{ENGINE_PING_TIMEOUT_SECONDS:.0f}s", disk_problem(self._state_dir))
 
+    @property
+    def last(self) -> HostState | None:
+        """The state as last checked, however old; None before the first check."""
+        return self._state
+
     def _check(self) -> HostState:
         try:
             self._ping()

@@ -84,7 +84,7 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily("basewatch_engine_up", "1 while the build engine answers, 0 "
-                               "while it is down", labels=["engine"])
+                               "while it is down (without engines: the local one, as \"local\")", labels=["engine"])
         runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build engine",
                                  labels=["engine"])
         for engine, state in sorted(self._states().items()):
