@@ -118,7 +118,9 @@ def test_compose_stack_rebuilds_on_a_notification_and_keeps_its_state(
         "DOCKER_GID": str(os.stat(socket).st_gid), "BASEWATCH_TOKEN": token,
         "BASEWATCH_NOTIFY_TOKEN": secrets.token_hex(16),
         "BASEWATCH_CONFIG": str(tmp_path / "config"), "REGISTRY_PORT": str(registry_port),
-        "BASEWATCH_PORT": str(basewatch_port)})
+        "BASEWATCH_PORT": str(basewatch_port),
+        # The engine has no default bridge (--bridge=none), which BuildKit (v2) would use.
+        "BASEWATCH_BUILD_NETWORK": "none"})
     daemon = Daemon(basewatch_port, token)
     try:
         compose.run("up", "-d", "--build")

