@@ -5,10 +5,10 @@
 
 builds (or reuses) on $DOCKER_HOST a Python base (a Debian root file system made by mmdebstrap
 for this host's Debian release, with python3, its venv module and git, then `docker import`ed)
-and a registry image (Debian's docker-registry binary and the two libraries it links, on a root
-of its own), fills DIR (default docker/wheels) with wheels of basewatch's dependencies for an
-offline `pip install`, and prints the lines compose reads from docker/.env:
-PYTHON_IMAGE=, REGISTRY_IMAGE= and BASEWATCH_PIP_OPTIONS=--no-index.
+and a registry image (Debian's docker-registry binary and the libraries it links, on a root of
+its own), fills DIR (default docker/wheels) with wheels of basewatch's dependencies for the
+base's Python (read from its dpkg status, whichever Python runs pip), and prints the lines
+compose reads from docker/.env: PYTHON_IMAGE=, REGISTRY_IMAGE=, BASEWATCH_PIP_OPTIONS=--no-index.
 
 Each piece is cached under $XDG_CACHE_HOME/basewatch (~/.cache/basewatch), keyed on what it is
 made from, so only the first run pays for mmdebstrap and pip. Standard library only: it runs
@@ -249,21 +249,64 @@ def requirements() -> list[str]:
     return [*project["project"]["dependencies"], *project["build-system"]["requires"], "wheel"]
 
 
-def fill_wheelhouse(destination: Path, python: str = sys.executable) -> Path:
-    """Wheels for `python` (the base's python3 version: this host's) of basewatch's
-    dependencies, copied into `destination` from a cache keyed on the requirements."""
-    version = subprocess.run([python, "-c", "import sys, platform; print(sys.version_info[:2],"
-                              " platform.machine())"], capture_output=True, text=True,
-                             check=True).stdout.strip()
+@dataclass(frozen=True)
+class Target:
+    """What pip must pick wheels for: the base's Python, C library and machine."""
+
+    python: str  # 3.11
+    glibc: tuple[int, int]  # (2, 36)
+    machine: str  # x86_64
+
+    def pip_options(self) -> list[str]:
+        # Every manylinux tag this glibc runs, newest first, and their legacy aliases.
+        tags = [f"manylinux_{self.glibc[0]}_{minor}_{self.machine}"
+                for minor in range(self.glibc[1], 4, -1)]
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        tags += [f"{name}_{self.machine}" for minor, name in legacy.items()
+                 if minor <= self.glibc[1]]
+        return ["--python-version", self.python, "--implementation", "cp",
+                *[option for tag in tags for option in ("--platform", tag)]]
+
+
+def base_target(rootfs: Path) -> Target:
+    """The Python and glibc versions of a root file system, from its dpkg status."""
+    with tarfile.open(rootfs) as archive:
+        for member in archive:
+            if member.name.lstrip("./") == "var/lib/dpkg/status":
+                status = archive.extractfile(member).read().decode()
+                break
+        else:
+            raise RuntimeError(f"{rootfs} has no var/lib/dpkg/status")
+    versions = {}
+    for paragraph in status.split("\n\n"):
+        package = re.search(r"^Package: (\S+)$", paragraph, re.M)
+        version = re.search(r"^Version: (?:\d+:)?(\d+)\.(\d+)", paragraph, re.M)
+        if package and version:
+            versions[package[1]] = (int(version[1]), int(version[2]))
+    if "python3" not in versions or "libc6" not in versions:
+        raise RuntimeError(f"{rootfs} has no python3 or no libc6 in its dpkg status")
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(_dpkg_architecture(status),
+                                                         os.uname().machine)
+    return Target("%d.%d" % versions["python3"], versions["libc6"], machine)
+
+
+def _dpkg_architecture(status: str) -> str:
+    match = re.search(r"^Package: libc6\n(?:.+\n)*?Architecture: (\S+)", status, re.M)
+    return match[1] if match else ""
+
+
+def fill_wheelhouse(destination: Path, target: Target, python: str = sys.executable) -> Path:
+    """Wheels of basewatch's dependencies for `target` (whatever Python runs pip), copied into
+    `destination` from a cache keyed on the requirements and the target."""
     wanted = requirements()
-    cached = cache_dir() / "wheels" / _key(wanted, version)
+    cached = cache_dir() / "wheels" / _key(wanted, target)
     if not cached.exists():
-        log(f"downloading wheels of {len(wanted)} requirements for {version}")
+        log(f"downloading wheels of {len(wanted)} requirements for Python {target.python}")
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix="partial-", dir=cached.parent))
         result = subprocess.run([python, "-m", "pip", "download", "--quiet", "--only-binary",
-                                 ":all:", "--dest", str(partial), *wanted],
-                                capture_output=True, text=True)
+                                 ":all:", *target.pip_options(), "--dest", str(partial),
+                                 *wanted], capture_output=True, text=True)
         if result.returncode:
             shutil.rmtree(partial, ignore_errors=True)
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
@@ -286,9 +329,10 @@ def fill_wheelhouse(destination: Path, python: str = sys.executable) -> Path:
 def build_env(docker_host: str, wheels: Path, python: str = sys.executable) -> dict[str, str]:
     """Both images on the engine and the wheelhouse filled: the variables compose reads."""
     engine = EngineSocket(docker_host)
-    fill_wheelhouse(wheels, python)
-    return {"PYTHON_IMAGE": python_image(engine), "REGISTRY_IMAGE": registry_image(engine),
-            "BASEWATCH_PIP_OPTIONS": "--no-index"}
+    release = debian_release()
+    fill_wheelhouse(wheels, base_target(python_rootfs(release)), python)
+    return {"PYTHON_IMAGE": python_image(engine, release),
+            "REGISTRY_IMAGE": registry_image(engine), "BASEWATCH_PIP_OPTIONS": "--no-index"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     env = sub.add_parser("env", help="build or reuse both images; print compose's variables")
     env.add_argument("--wheels", type=Path, default=REPO / "docker" / "wheels")
     env.add_argument("--python", default=sys.executable,
-                     help="the interpreter whose pip downloads the wheels (default: this one)")
+                     help="the interpreter whose pip downloads the wheels (default: this one); "
+                          "they are the base's Python's, whatever its version")
     args = parser.parse_args(argv)
     docker_host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
