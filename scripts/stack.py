@@ -34,11 +34,11 @@ APT_PACKAGES = {
     # command that proves it is there -> Debian package
     "dockerd": "docker.io",
     "docker-registry": "docker-registry",
-    "git": "git",
     # docker/compose.yml's test: Compose v1 as Debian packages it, and the root file system of
     # the local Python base its image is built on (scripts/local_images.py).
     "docker-compose": "docker-compose",
     "mmdebstrap": "mmdebstrap",
+    "git": "git",
     # Cross-platform `RUN` steps (linux/arm64, linux/arm/v7 images built here) run under qemu.
     "qemu-aarch64-static": "qemu-user-static",
     "update-binfmts": "binfmt-support",
