@@ -158,6 +158,9 @@ class RegistrySettings(_Strict):
 
     host: str
     endpoint: str | None = None
+    # False when the endpoint is a name only basewatch resolves (basewatch in a container,
+    # the engine on the host): the engine then pulls bases by the reference's own host.
+    engine_pulls_through_endpoint: bool = True
     poll_interval: Duration | None = None
     max_requests_per_second: float | None = Field(None, gt=0)
     username: str | None = None

@@ -41,6 +41,10 @@ APT_PACKAGES = {
     # command that proves it is there -> Debian package
     "dockerd": "docker.io",
     "docker-registry": "docker-registry",
+    # docker/compose.yml's test: Compose v1 as Debian packages it, and the root file system of
+    # the local Python base its image is built on (scripts/local_images.py).
+    "docker-compose": "docker-compose",
+    "mmdebstrap": "mmdebstrap",
     "git": "git",
     # The README's quickstart and the tutorials (docs/tutorials/) ask the daemon and the
     # registry with curl, and the tutorials make tokens with openssl.
