@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
-import shlex
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +18,7 @@ from local_images import build_env  # scripts/, put on sys.path by tests/conftes
 
 from tests.e2e.test_notifications import parse_metrics
 from tests.support.compose import ComposeProject, compose_v1, compose_v2, copy_project
+from tests.support.tutorials import TUTORIALS, Session, parse, perform
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -185,32 +184,7 @@ def test_compose_stack_rebuilds_on_a_notification_and_keeps_its_state(
 
 # ---------------------------------------------------------------- the tutorial, command by command
 
-TUTORIAL = Path(__file__).resolve().parents[2] / "docs" / "tutorials" / "sidecar-compose.md"
-_MARKER = re.compile(r"^<!--\s*test:\s*(?P<kind>\w+)\s*(?P<argument>.*?)\s*-->$")
-
-
-def tutorial_steps(text: str) -> list[tuple[str, str, str]]:
-    """(kind, argument, block) for each marked step, in order: `run` and `write PATH` take the
-    fenced block after them, `until COMMAND` and `expect REGEX` none, as docs/tutorials/README.md
-    describes the markers."""
-    steps, pending, lines = [], None, text.splitlines()
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if marker := _MARKER.match(line.strip()):
-            if marker["kind"] in ("run", "write", "skip"):
-                pending = (marker["kind"], marker["argument"])
-            else:
-                steps.append((marker["kind"], marker["argument"], ""))
-        elif line.startswith("```"):
-            end = lines.index("```", index + 1)
-            if pending and pending[0] != "skip":
-                steps.append((*pending, "\n".join(lines[index + 1:end]) + "\n"))
-            else:
-                assert pending, f"{TUTORIAL.name}:{index + 1}: a block with no test marker"
-            pending, index = None, end
-        index += 1
-    return steps
+TUTORIAL = TUTORIALS / "sidecar-compose.md"
 
 
 @pytest.mark.timeout(900)
@@ -221,13 +195,11 @@ def test_every_command_of_the_sidecar_tutorial_runs(docker_host, tmp_path):
     env = {**os.environ, "DOCKER_HOST": docker_host, "COMPOSE_PROJECT_NAME":
            f"bwtutorial{os.getpid()}", "REGISTRY_PORT": str(stack.free_port()),
            "BASEWATCH_PORT": str(stack.free_port())}
-    text = TUTORIAL.read_text()
     socket = docker_host.removeprefix("unix://")
     env["DOCKER_SOCKET"] = socket  # the test's engine; compose would mount the host's default
-    for fixed, free in (("127.0.0.1:5000", f"127.0.0.1:{env['REGISTRY_PORT']}"),
-                        ("127.0.0.1:8080", f"127.0.0.1:{env['BASEWATCH_PORT']}"),
-                        ("/var/run/docker.sock", socket)):
-        text = text.replace(fixed, free)
+    replacements = {"127.0.0.1:5000": f"127.0.0.1:{env['REGISTRY_PORT']}",
+                    "127.0.0.1:8080": f"127.0.0.1:{env['BASEWATCH_PORT']}",
+                    "/var/run/docker.sock": socket}
     if command is not None:  # `docker compose`: v2 as the docker CLI's plugin
         plugins = tmp_path / "docker-config" / "cli-plugins"
         plugins.mkdir(parents=True)
@@ -236,32 +208,16 @@ def test_every_command_of_the_sidecar_tutorial_runs(docker_host, tmp_path):
     else:
         if compose_v1() is None:
             pytest.skip("neither Compose v2 nor Debian's docker-compose can be had")
-        text = text.replace("docker compose", "docker-compose")
+        replacements["docker compose"] = "docker-compose"
     cwd = copy_project(tmp_path / "clone")
     config = cwd / "docker" / "config" / "basewatch.yml"  # as it comes, beside the tutorial's
     config.write_text(config.read_text().replace(
         "127.0.0.1:5000", f"127.0.0.1:{env['REGISTRY_PORT']}"))
-    shell = ["bash", "-c", 'set -euo pipefail; cd "$0"; eval "$1"; pwd > "$2"']
-    where = tmp_path / "cwd"
-    output = ""
+    session = Session(cwd, env, tmp_path / "session")
     try:
-        for kind, argument, block in tutorial_steps(text):
-            if kind == "write":
-                (cwd / argument).parent.mkdir(parents=True, exist_ok=True)
-                (cwd / argument).write_text(block)
-            elif kind == "run":
-                result = subprocess.run([*shell, str(cwd), block, str(where)], env=env,
-                                        capture_output=True, text=True, timeout=600)
-                output = result.stdout + result.stderr
-                assert result.returncode == 0, f"{block}\nfailed:\n{output[-3000:]}"
-                cwd = Path(where.read_text().strip())
-            elif kind == "expect":
-                assert re.search(argument, output), f"no {argument!r} in:\n{output[-3000:]}"
-            elif kind == "until":
-                wait_until(lambda: subprocess.run(
-                    ["bash", "-c", f"cd {shlex.quote(str(cwd))} && {argument}"], env=env,
-                    capture_output=True).returncode == 0, 180, argument, interval=1)
+        perform(parse(TUTORIAL), session, replacements, block_timeout=600, until_timeout=180)
     finally:
+        session.close()
         subprocess.run([*(command or ["docker-compose"]), "down", "--volumes",
                         "--remove-orphans"], cwd=tmp_path / "clone" / "docker", env=env,
                        capture_output=True)
