@@ -639,7 +639,12 @@ def format_validation_error(source: str, error: ValidationError,
     return "\n".join(lines)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: the pure-Python one takes seconds over a
+# config of thousands of tasks, and the daemon reads its config before it can answer /healthz.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SAFE_LOADER):
     """SafeLoader that refuses a key given twice, where PyYAML would keep the last silently."""
 
     def construct_mapping(self, node, deep=False):

@@ -82,6 +82,7 @@ class Daemon:
         self.timers: TimerScheduler | None = None
         self._timers_task: asyncio.Task | None = None
         self._git_poll_task: asyncio.Task | None = None
+        self._registration: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
         self.scm_api: ScmApi | None = None
         self.commit_statuses: CommitStatuses | None = None
@@ -89,6 +90,16 @@ class Daemon:
         self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
 
     async def start(self) -> None:
+        """Serve, and return once the config's tasks are registered."""
+        await self.start_serving()
+        try:
+            await self.registered()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start_serving(self) -> None:
+        """Serve at once; the config's tasks are registered in the background (`registered`)."""
         try:
             await self._start()
         except BaseException:
@@ -169,16 +180,6 @@ class Daemon:
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
         await self._report_engine()
-        await self.config_sync.sync(config.tasks)
-        self.queue.start()
-        for run in await store.runs.queued():
-            self.queue.submit(run.id)
-        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        # After the config's tasks are synced: a timer the file no longer has never fires.
-        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
-        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
-        if self.git_poller is not None:
-            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -189,7 +190,8 @@ class Daemon:
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs,
                                  webhooks=self.webhooks, secrets=run_secrets,
-                                 unregistered=self.config_sync.unregistered)
+                                 unregistered=self.config_sync.unregistered,
+                                 registration=self.config_sync.progress)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -207,8 +209,37 @@ class Daemon:
             await site.start()
         except OSError as exc:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+        log.info("listening on %s; registering %d config tasks", config.listen,
+                 len(config.tasks))
+        # Served first, registered after: /healthz answers at once (503, `starting`, with the
+        # progress) however many tasks the config has.
+        self._registration = asyncio.create_task(self._register_config(),
+                                                 name="config registration")
+
+    async def _register_config(self) -> None:
+        """The config's tasks registered, then what works on the whole graph started: the
+        run queue (a queued run is planned from its task as the config now has it), the
+        watcher (a partial graph would take a base change as seen by the tasks not yet
+        registered), the timers (one the file no longer has never fires) and the git poller."""
+        store = self.store
+        await self.config_sync.sync(self.config.tasks)
+        self.queue.start()
+        for run in await store.runs.queued():
+            self.queue.submit(run.id)
+        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
+        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
+        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
+        if self.git_poller is not None:
+            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
-                 len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+                 len(await store.graph.watched()), len(await store.tasks.names()),
+                 self.config.listen)
+
+    async def registered(self) -> None:
+        """Wait until the config's tasks are registered and the watch has started; raises
+        what stopped the registration, if anything did."""
+        if self._registration is not None:
+            await asyncio.shield(self._registration)
 
     @staticmethod
     def _secret(key: str, variable: str | None) -> str | None:
@@ -267,13 +298,20 @@ class Daemon:
             self.timers.refresh()
 
     async def health(self) -> dict:
+        progress = self.config_sync.progress
         return health_report(await self.host.state(), await self.store.graph.watched(),
                              self.queue.depth, self.queue.running,
                              self.git_poller.problems() if self.git_poller else {},
                              self.webhooks.problems if self.webhooks else {},
-                             self.config_sync.problems() if self.config_sync else {})
+                             self.config_sync.problems(),
+                             registration=progress.view(), starting=not progress.started)
 
     async def stop(self) -> None:
+        if self._registration is not None:
+            # A stop mid-registration: the batch being stored is one transaction, rolled back.
+            self._registration.cancel()
+            await asyncio.gather(self._registration, return_exceptions=True)
+            self._registration = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -326,14 +364,25 @@ class Daemon:
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
-        await self.start()
+        await self.start_serving()
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # A registration that fails unexpectedly stops the daemon, as a failed start did.
+            await asyncio.wait({stopping, self._registration},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if self._registration.done() and not self._registration.cancelled() \
+                    and self._registration.exception() is not None:
+                raise self._registration.exception()
+            await stopping
             log.info("shutting down")
         finally:
+            stopping.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             log.info("stopping: SIGUSR1 logs what each task is waiting on")
+            if self._registration is not None and not self._registration.done():
+                for task in reloads:  # waiting for the registration that stops now
+                    task.cancel()
             await asyncio.gather(*reloads, return_exceptions=True)
             await self.stop()
 

@@ -92,19 +92,22 @@ class HostProbe:
 def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
                   running: Iterable[str], failing_remotes: Mapping[str, str] | None = None,
                   failing_webhooks: Mapping[str, str] | None = None,
-                  unregistered_tasks: Mapping[str, str] | None = None) -> dict:
+                  unregistered_tasks: Mapping[str, str] | None = None,
+                  registration: Mapping[str, object] | None = None,
+                  starting: bool = False) -> dict:
     """The body of /healthz: degraded while the engine, the disk, a watched reference or a
     polled git remote (`failing_remotes`: why each fails) fails, while a config task's
     webhook could not be registered (`failing_webhooks`: task → why), or while a config
-    task itself could not be (`unregistered_tasks`: task → why)."""
+    task itself could not be (`unregistered_tasks`: task → why). `starting` while the
+    config's tasks are being registered as the daemon starts (`registration`: how far)."""
     failing = [w.base for w in watched if w.last_error]
     remotes = dict(failing_remotes or {})
     webhooks = dict(failing_webhooks or {})
     unregistered = dict(unregistered_tasks or {})
     healthy = (host.engine_error is None and host.disk_problem is None and not failing
                and not remotes and not webhooks and not unregistered)
-    return {
-        "status": "ok" if healthy else "degraded",
+    report = {
+        "status": "starting" if starting else "ok" if healthy else "degraded",
         "engine": host.engine_error or "ok",
         "disk": host.disk_problem or "ok",
         "watched": len(watched),
@@ -115,3 +118,6 @@ def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
         "queued": queued,
         "running": sorted(running),
     }
+    if registration is not None:
+        report["registration"] = dict(registration)
+    return report

@@ -22,8 +22,9 @@ from basewatch.builder.run_secrets import RunSecrets
 from basewatch.builder.executor import RunExecutor
 from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
                               TimerSettings, format_validation_error, task_fields, timer_fields)
-from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, TaskFileError,
-                              TooManyRunsError)
+from basewatch.config_sync import RegistrationProgress
+from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, StartingError,
+                              TaskFileError, TooManyRunsError)
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
@@ -183,8 +184,11 @@ class Services:
                  max_queued_runs: int | None = None,
                  webhooks: TaskWebhooks | None = None,
                  secrets: RunSecrets | None = None,
-                 unregistered: Mapping[str, tuple[Task, str]] | None = None):
+                 unregistered: Mapping[str, tuple[Task, str]] | None = None,
+                 registration: RegistrationProgress | None = None):
         self.max_queued_runs = max_queued_runs
+        # How far the config's tasks are registered as the daemon starts.
+        self.registration = registration
         # Config tasks that could not be registered (name -> task, why): listed with the error.
         self.unregistered = unregistered if unregistered is not None else {}
         self.webhooks = webhooks  # registers and removes the tasks' webhooks on their hosts
@@ -238,6 +242,7 @@ class Services:
 
     async def create_task(self, body: dict) -> dict:
         task = validated(TaskSettings, body, "task").to_task()
+        self._check_reached(task.name)
         if await self.store.tasks.get(task.name) is not None:
             raise ConflictError(f"task {task.name} exists already: update it, or delete it first")
         await self._register(task)
@@ -262,6 +267,7 @@ class Services:
         return await self.get_task(name)
 
     async def delete_task(self, name: str) -> None:
+        self._check_reached(name)
         found = await self.store.tasks.get_with_source(name)
         if found is not None and found[1] == "config":
             raise ConflictError(f"task {name} comes from the config file: remove it there and "
@@ -288,7 +294,18 @@ class Services:
         async with self.webhooks.kept_for(task, previous):
             await self.registrar.register(task, "api")
 
+    def _check_reached(self, name: str) -> None:
+        """A config task the start's registration has not reached yet is neither missing nor
+        free to take: asked again in a moment, it is there (503, Retry-After)."""
+        progress = self.registration
+        if progress is not None and not progress.started and name in progress.waiting:
+            raise StartingError(
+                f"task {name} is in the config and not registered yet: the daemon is starting "
+                f"({progress.registered + progress.failed} of {progress.total} config tasks "
+                "done); try again in a moment")
+
     async def _task(self, name: str) -> tuple[Task, str]:
+        self._check_reached(name)
         found = await self.store.tasks.get_with_source(name)
         if found is None:
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
@@ -310,6 +327,7 @@ class Services:
                                           "most a task takes: remove one first")
             return with_timer(task, timer)
 
+        self._check_reached(name)
         await self.registrar.change_triggers(name, add)
         return timer_view(timer)
 
@@ -324,6 +342,7 @@ class Services:
             return with_timer_changed(task, _timer(validated(TimerSettings,
                                                              {**current, **changes}, "timer")))
 
+        self._check_reached(name)
         task = await self.registrar.change_triggers(name, update)
         return timer_view(find_timer(task, timer_name))
 
@@ -332,6 +351,7 @@ class Services:
             _refuse_config_timers(task, source)
             return without_timer(task, timer_name)
 
+        self._check_reached(name)
         await self.registrar.change_triggers(name, remove)
 
     # ------------------------------------------------------------------ runs

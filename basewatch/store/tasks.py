@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 from basewatch.context_spec import (
@@ -136,18 +137,21 @@ class SQLiteTaskStore:
         self.database = database
 
     async def upsert(self, task: Task, source: str) -> None:
+        await self.upsert_many([(task, source)])
+
+    async def upsert_many(self, tasks: Sequence[tuple[Task, str]]) -> None:
         # Credentials never reach the database (they are refused at the edges; a task stored
         # by an older version loses them when it is written again).
-        task = replace(task, context=without_credentials(task.context))
         stamp = to_text(now())
+        rows = [(task.name, source,
+                 task_json(replace(task, context=without_credentials(task.context))),
+                 stamp, stamp) for task, source in tasks]
         async with self.database.transaction() as db:
-            await db.execute(
+            await db.executemany(
                 "INSERT INTO tasks (name, source, definition, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
                 " source = excluded.source, definition = excluded.definition,"
-                " updated_at = excluded.updated_at",
-                (task.name, source, task_json(task), stamp, stamp),
-            )
+                " updated_at = excluded.updated_at", rows)
 
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
@@ -171,6 +175,12 @@ class SQLiteTaskStore:
             sql, params = sql + " WHERE source = ?", (source,)
         rows = await self.database.fetchall(sql + " ORDER BY name", params)
         return [task for row in rows if (task := _task(row)) is not None]
+
+    async def names(self, source: str | None = None) -> set[str]:
+        sql, params = "SELECT name FROM tasks", ()
+        if source is not None:
+            sql, params = sql + " WHERE source = ?", (source,)
+        return {row["name"] for row in await self.database.fetchall(sql, params)}
 
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:
