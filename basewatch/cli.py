@@ -113,12 +113,13 @@ def configure_logging(level: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from basewatch.config import load_config
+    from basewatch.config import load_settings
     from basewatch.daemon import Daemon
 
-    config = load_config(args.config)
+    # The tasks are read once the daemon serves (a config of thousands takes seconds).
+    config = load_settings(args.config)
     configure_logging(args.log_level)
-    asyncio.run(Daemon(config, config_path=args.config).serve_forever())
+    asyncio.run(Daemon(config, config_path=args.config, tasks_from_file=True).serve_forever())
     return 0
 
 

@@ -28,7 +28,7 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config, missing_environment
+from basewatch.config import Config, load_config, missing_environment
 from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError, ConfigError
 from basewatch.health import HostProbe, health_report
@@ -64,9 +64,12 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 class Daemon:
     def __init__(self, config: Config, docker_host: str | None = None,
-                 config_path: Path | None = None):
+                 config_path: Path | None = None, tasks_from_file: bool = False):
         self.config = config
         self.config_path = config_path
+        # `config` is the file's settings only (load_settings): its tasks are read once the
+        # daemon serves, so a config of thousands answers /healthz at once all the same.
+        self.tasks_from_file = tasks_from_file
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
@@ -222,6 +225,8 @@ class Daemon:
         watcher (a partial graph would take a base change as seen by the tasks not yet
         registered), the timers (one the file no longer has never fires) and the git poller."""
         store = self.store
+        if self.tasks_from_file:
+            self.config = await asyncio.to_thread(self._with_file_tasks)
         await self.config_sync.sync(self.config.tasks)
         self.queue.start()
         for run in await store.runs.queued():
@@ -234,6 +239,18 @@ class Daemon:
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.names()),
                  self.config.listen)
+
+    def _with_file_tasks(self) -> Config:
+        """The running settings with the config file's tasks: the file read whole, as a
+        start before serving would have read it (a bad task, or an environment variable it
+        needs unset, stops the daemon)."""
+        config = load_config(self.config_path)
+        if missing := missing_environment(config):
+            raise ConfigError("\n".join(missing))
+        if config.model_copy(update={"tasks": []}) != self.config:
+            log.warning("the config file changed as the daemon started: its tasks are "
+                        "applied; other changed settings take effect after a restart")
+        return self.config.model_copy(update={"tasks": config.tasks})
 
     async def registered(self) -> None:
         """Wait until the config's tasks are registered and the watch has started; raises

@@ -146,7 +146,7 @@ def test_healthz_answers_at_once_while_thousands_of_config_tasks_register(
         assert status == 503 and headers["Retry-After"] == "1"
         assert report["status"] == "starting"
         assert report["registration"]["state"] == "in_progress"
-        assert report["registration"]["total"] == TASKS
+        assert report["registration"]["total"] in (0, TASKS)  # 0: the file still being read
         # A config task the registration has not reached: come back, not "no such task".
         status, headers, body = api(url, "/api/tasks/app-01999")
         assert status == 503 and headers["Retry-After"] == "1", body
