@@ -239,6 +239,7 @@ class Daemon:
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.names()),
                  self.config.listen)
+        self.config_sync.progress.ready()
 
     def _with_file_tasks(self) -> Config:
         """The running settings with the config file's tasks: the file read whole, as a

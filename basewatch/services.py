@@ -267,8 +267,8 @@ class Services:
         return await self.get_task(name)
 
     async def delete_task(self, name: str) -> None:
-        self._check_reached(name)
         found = await self.store.tasks.get_with_source(name)
+        self._check_reached(name, found is not None)
         if found is not None and found[1] == "config":
             raise ConflictError(f"task {name} comes from the config file: remove it there and "
                                 "send the daemon SIGHUP")
@@ -294,19 +294,21 @@ class Services:
         async with self.webhooks.kept_for(task, previous):
             await self.registrar.register(task, "api")
 
-    def _check_reached(self, name: str) -> None:
+    def _check_reached(self, name: str, found: bool = False) -> None:
         """A config task the start's registration has not reached yet is neither missing nor
-        free to take: asked again in a moment, it is there (503, Retry-After)."""
+        free to take: asked again in a moment, it is there (503, Retry-After). While the
+        config's tasks are still being read, only a task `found` stored is known not to be."""
         progress = self.registration
-        if progress is not None and not progress.started and name in progress.waiting:
+        if progress is not None and progress.not_reached(name) and \
+                (progress.listed or not found):
             raise StartingError(
                 f"task {name} is in the config and not registered yet: the daemon is starting "
                 f"({progress.registered + progress.failed} of {progress.total} config tasks "
                 "done); try again in a moment")
 
     async def _task(self, name: str) -> tuple[Task, str]:
-        self._check_reached(name)
         found = await self.store.tasks.get_with_source(name)
+        self._check_reached(name, found is not None)
         if found is None:
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
         return found

@@ -10,7 +10,7 @@ import pytest
 
 from basewatch.config import TaskSettings
 from basewatch.config_sync import ConfigSync, RegistrationProgress
-from basewatch.errors import StartingError
+from basewatch.errors import NotFoundError, StartingError
 from basewatch.health import HostState, health_report
 from basewatch.services import Services
 from basewatch.watcher import registration
@@ -118,7 +118,10 @@ async def test_progress_tells_what_is_waiting_and_the_report_says_starting(tmp_p
                            starting=True)
     assert report["status"] == "starting" and report["registration"]["total"] == 3
     progress.finish()
-    assert progress.started and progress.waiting == set()
+    assert progress.waiting == set() and not progress.not_reached("c")
+    assert not progress.started  # until the daemon has its watch on
+    progress.ready()
+    assert progress.started
     done = health_report(HostState(None, None), [], 0, (), registration=progress.view())
     assert done["status"] == "ok" and done["registration"]["state"] == "done"
 
@@ -136,4 +139,19 @@ async def test_the_api_asks_to_come_back_for_a_config_task_not_registered_yet(st
         await services.create_task({"name": "later", "context": "/srv/x",
                                     "image": ["reg.example:5000/x:1"]})
     progress.finish()
+    progress.ready()
     assert (await services.list_tasks()) == []
+    with pytest.raises(NotFoundError):
+        await services.get_task("later")
+
+
+async def test_while_the_config_is_read_an_unknown_task_may_be_one_of_its(store, tmp_path):
+    progress = RegistrationProgress()  # the file not read yet: no names known
+    registrar = TaskRegistrar(store, SeenDigests(), REGISTRY)
+    await registrar.register(settings(tmp_path, "api-task", f"FROM {REGISTRY}/b:1\n")
+                             .to_task(), "api")
+    services = Services(store, registrar, executor=type("Executor", (), {"log_updates": None})(),
+                        triggers=None, registration=progress)
+    assert (await services.get_task("api-task"))["name"] == "api-task"
+    with pytest.raises(StartingError):
+        await services.get_task("not-read-yet")
