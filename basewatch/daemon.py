@@ -182,7 +182,6 @@ class Daemon:
         self.metrics.watch_references(lambda: self.watcher.watched_count)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
-        await self._report_engine()
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -225,9 +224,9 @@ class Daemon:
         watcher (a partial graph would take a base change as seen by the tasks not yet
         registered), the timers (one the file no longer has never fires) and the git poller."""
         store = self.store
-        if self.tasks_from_file:
-            self.config = await asyncio.to_thread(self._with_file_tasks)
-        await self.config_sync.sync(self.config.tasks)
+        # The engine's state is logged beside the registration: a slow ping (an engine still
+        # starting) holds up neither it nor /healthz.
+        await asyncio.gather(self._report_engine(), self._sync_config())
         self.queue.start()
         for run in await store.runs.queued():
             self.queue.submit(run.id)
@@ -240,6 +239,11 @@ class Daemon:
                  len(await store.graph.watched()), len(await store.tasks.names()),
                  self.config.listen)
         self.config_sync.progress.ready()
+
+    async def _sync_config(self) -> None:
+        if self.tasks_from_file:
+            self.config = await asyncio.to_thread(self._with_file_tasks)
+        await self.config_sync.sync(self.config.tasks)
 
     def _with_file_tasks(self) -> Config:
         """The running settings with the config file's tasks: the file read whole, as a

@@ -189,3 +189,20 @@ def test_a_daemon_stopped_mid_registration_stops_at_once_and_registers_on_its_ne
         assert report["registration"]["registered"] == TASKS - 1
     finally:
         stop(process)
+
+
+def test_a_task_the_config_refuses_still_stops_serve_with_its_message(tmp_path):
+    """The tasks are read once the daemon serves: a bad one stops it all the same, with the
+    message and exit code a start before serving gave."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "basewatch.yml").write_text(
+        f"state_dir: state\nlisten: 127.0.0.1:{stack.free_port()}\ntasks:\n"
+        "  - {name: app, context: ./app, image: ['reg.example:5000/app:1'], platforms: x}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "basewatch", "serve", "--config", "basewatch.yml"],
+        cwd=tmp_path, env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "basewatch: error: basewatch.yml: tasks[0].platforms: unknown key; did you mean "
+        "`platform`?")
