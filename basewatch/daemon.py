@@ -199,7 +199,8 @@ class Daemon:
                                            timedelta(seconds=config.purge_interval))
         self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
-                         self.receive_context)
+                         self.receive_context,
+                         starting=lambda: not self.config_sync.progress.started)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
         add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers,

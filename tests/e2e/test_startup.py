@@ -151,6 +151,13 @@ def test_healthz_answers_at_once_while_thousands_of_config_tasks_register(
         status, headers, body = api(url, "/api/tasks/app-01999")
         assert status == 503 and headers["Retry-After"] == "1", body
         assert "not registered yet" in body["error"]
+        # A push heard now would reach only the tasks registered so far: refused, as a daemon
+        # not listening yet refused it; the registry sends it again.
+        push = urllib.request.Request(f"{url}/webhooks/registry", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(push, timeout=5)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+        refused.value.close()
         process.send_signal(signal.SIGHUP)  # waits for the registration, then syncs again
 
         def done():

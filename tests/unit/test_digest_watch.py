@@ -261,3 +261,20 @@ async def test_a_notified_digest_already_served_is_not_checked_again(store):
     watcher = make_watcher(store, registry, submitted)
     await watcher.check_references(lambda base: True, lambda base: "sha256:new")
     assert not watcher._checks and registry.calls == 1 and len(submitted) == 1
+
+
+async def test_a_push_heard_before_the_watch_runs_sees_bases_registered_since(store):
+    # While the daemon starts, the watcher is not running yet and registration refreshes it
+    # batch after batch: a notification must see the bases registered up to then.
+    registry, submitted = FakeRegistry("sha256:old"), []
+    watcher = make_watcher(store, registry, submitted)
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    assert await watcher.check_references(lambda base: True) == 1
+    later = "127.0.0.1:5000/later:1"
+    await store.tasks.upsert(Task(name="later", context="/nowhere", images=["reg/later"]),
+                             "config")
+    await store.graph.replace_dependencies("later", [(later, PLATFORM, DependencyKind.RUNTIME)],
+                                           {(later, PLATFORM): "sha256:before"})
+    watcher.refresh()
+    assert await watcher.check_references(lambda base: base == later) == 1
+    assert len(submitted) == 1  # later's base moved: sha256:before -> sha256:old
