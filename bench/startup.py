@@ -50,14 +50,22 @@ def healthz(url: str) -> dict | None:
         return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system, all its threads): what the start
+    cost, whatever else the shared machine was doing meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(tree: Path, config: Path, url: str, workdir: Path, timeout: float) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), DOCKER_HOST=f"unix://{workdir}/no-engine.sock")
     log_path = workdir / "daemon.log"
     with open(log_path, "w") as log_file:
         started = time.monotonic()
+        # cwd: `python -m` imports from the current folder before PYTHONPATH.
         daemon = subprocess.Popen([sys.executable, "-m", "basewatch", "serve", "--config",
                                    str(config)], env=env, stdout=log_file,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, cwd=workdir)
     try:
         answered = report = None
         deadline = started + timeout
@@ -74,6 +82,7 @@ def measure(tree: Path, config: Path, url: str, workdir: Path, timeout: float) -
         else:
             raise SystemExit(f"bench: not registered within {timeout:.0f} s")
         return {"healthz": answered, "registered": time.monotonic() - started,
+                "cpu": cpu_seconds(daemon.pid),
                 "progress": report.get("registration"), "watched": report["watched"],
                 "unregistered": len(report["unregistered_tasks"])}
     finally:
@@ -107,7 +116,7 @@ def main() -> int:
     # interpreter starting and importing the daemon, before it reads anything.
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", "import basewatch.daemon, basewatch.cli"],
-                   env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+                   env=dict(os.environ, PYTHONPATH=str(REPO)), check=True, cwd=REPO)
     print(f"python -c 'import basewatch.daemon': {time.monotonic() - started:.2f} s",
           flush=True)
     trees = [("this", REPO)] + [(str(tree), tree.resolve()) for tree in args.tree]
@@ -128,7 +137,8 @@ def main() -> int:
                         results.setdefault((name, size), result)
                         print(f"start-up ({name}, {start}): {size:>5} config tasks: /healthz "
                               f"answered {result['healthz']:.2f} s after the spawn, registered "
-                              f"{result['registered']:.2f} s; {result['watched']} watched "
+                              f"{result['registered']:.2f} s (daemon CPU {result['cpu']:.2f} s); "
+                              f"{result['watched']} watched "
                               f"references, {result['unregistered']} unregistered", flush=True)
         finally:
             registry.stop()
