@@ -156,7 +156,11 @@ class ConfigSync:
                  progress.total, seconds,
                  f"; {progress.failed} not registered (in /healthz)" if progress.failed else "")
         if self.webhooks is not None:
-            self._sync_webhooks([task for task in converted if task.name in stored], removed)
+            # A local context has no hook to register: only one kept from before (its context
+            # was a repository) is looked at, not thousands of local tasks one by one.
+            hooks = {hook.task for hook in await self.store.webhooks.all()}
+            self._sync_webhooks([task for task in converted if task.name in stored
+                                 and (not task.local_context or task.name in hooks)], removed)
 
     def _sync_webhooks(self, tasks: list, removed: list) -> None:
         """In the background: a git host's API (retried up to a minute) holds up neither the
