@@ -3,6 +3,7 @@ and one transaction a batch; a task that fails leaves the rest of its batch regi
 progress /healthz and the API read (a real store on disk; digests from a stand-in)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -155,3 +156,35 @@ async def test_while_the_config_is_read_an_unknown_task_may_be_one_of_its(store,
     assert (await services.get_task("api-task"))["name"] == "api-task"
     with pytest.raises(StartingError):
         await services.get_task("not-read-yet")
+
+
+async def test_a_reload_during_the_starts_sync_waits_for_it_then_applies_the_file(
+        tmp_path, store, monkeypatch):
+    monkeypatch.setattr(registration, "REGISTRATION_BATCH", 5)
+    sync = ConfigSync(store, TaskRegistrar(store, SeenDigests(), REGISTRY), lambda: None)
+    at_start = many(tmp_path, 30)
+    first = asyncio.create_task(sync.sync(at_start))
+    await asyncio.sleep(0)  # the start's sync holds the lock: the reload queues behind it
+    await sync.sync(at_start[:10])  # SIGHUP: a file with fewer tasks
+    await first
+    assert await store.tasks.names() == {t.name for t in at_start[:10]}
+    assert sync.progress.view() == {"state": "done", "registered": 10, "total": 10,
+                                    "failed": 0}
+
+
+async def test_a_sync_cancelled_mid_way_leaves_whole_batches_and_the_next_one_completes(
+        tmp_path, store, monkeypatch):
+    monkeypatch.setattr(registration, "REGISTRATION_BATCH", 5)
+    sync = ConfigSync(store, TaskRegistrar(store, SeenDigests(), REGISTRY), lambda: None)
+    tasks = many(tmp_path, 30)
+    batches = asyncio.Event()
+    sync.registrar.on_change = batches.set  # told after each batch stored
+    started = asyncio.create_task(sync.sync(tasks))
+    await batches.wait()
+    started.cancel()  # SIGTERM mid-registration
+    with pytest.raises(asyncio.CancelledError):
+        await started
+    assert len(await store.tasks.names()) % 5 == 0  # whole batches, nothing half-stored
+    await ConfigSync(store, TaskRegistrar(store, SeenDigests(), REGISTRY),
+                     lambda: None).sync(tasks)
+    assert len(await store.tasks.names()) == 30
