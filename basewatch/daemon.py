@@ -236,10 +236,12 @@ class Daemon:
         self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
         if self.git_poller is not None:
             self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
+        # Ready before the first await: the timers' and the poller's first reads of every task
+        # run from here on, and are no part of starting.
+        self.config_sync.progress.ready()
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.names()),
                  self.config.listen)
-        self.config_sync.progress.ready()
 
     async def _sync_config(self) -> None:
         if self.tasks_from_file:

@@ -57,14 +57,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(tree: Path, config: Path, url: str, workdir: Path, timeout: float) -> dict:
+def measure(tree: Path, config: Path, url: str, workdir: Path, timeout: float,
+            profile: Path | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), DOCKER_HOST=f"unix://{workdir}/no-engine.sock")
     log_path = workdir / "daemon.log"
     with open(log_path, "w") as log_file:
         started = time.monotonic()
         # cwd: `python -m` imports from the current folder before PYTHONPATH.
-        daemon = subprocess.Popen([sys.executable, "-m", "basewatch", "serve", "--config",
-                                   str(config)], env=env, stdout=log_file,
+        profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
+        daemon = subprocess.Popen([sys.executable, *profiler, "-m", "basewatch", "serve",
+                                   "--config", str(config)], env=env, stdout=log_file,
                                   stderr=subprocess.STDOUT, cwd=workdir)
     try:
         answered = report = None
@@ -110,6 +112,9 @@ def main() -> int:
     parser.add_argument("--tree", type=Path, action="append", default=[],
                         help="another checkout to measure on the same configs (repeatable)")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--profile", type=Path,
+                        help="run each daemon under cProfile, its stats written to "
+                             "PROFILE-SIZE-START.prof (read them with pstats)")
     args = parser.parse_args()
     results: dict[tuple[str, int], dict] = {}
     # The floor under "/healthz after the spawn" on this machine as loaded now: the
@@ -132,8 +137,10 @@ def main() -> int:
                     port = stack.free_port()
                     config = write_config(run_dir, registry.address, size, args.bases, port)
                     for start in ("first start", "restart"):  # the restart: state kept
+                        profile = args.profile and args.profile.with_name(
+                            f"{args.profile.name}-{size}-{start.replace(' ', '-')}.prof")
                         result = measure(tree, config, f"http://127.0.0.1:{port}", run_dir,
-                                         args.timeout)
+                                         args.timeout, profile)
                         results.setdefault((name, size), result)
                         print(f"start-up ({name}, {start}): {size:>5} config tasks: /healthz "
                               f"answered {result['healthz']:.2f} s after the spawn, registered "
