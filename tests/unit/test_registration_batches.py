@@ -11,7 +11,7 @@ import pytest
 
 from basewatch.config import TaskSettings
 from basewatch.config_sync import ConfigSync, RegistrationProgress
-from basewatch.errors import NotFoundError, StartingError
+from basewatch.errors import NotFoundError, RegistryAddressRefused, StartingError
 from basewatch.health import HostState, health_report
 from basewatch.services import Services
 from basewatch.watcher import registration
@@ -188,3 +188,18 @@ async def test_a_sync_cancelled_mid_way_leaves_whole_batches_and_the_next_one_co
     await ConfigSync(store, TaskRegistrar(store, SeenDigests(), REGISTRY),
                      lambda: None).sync(tasks)
     assert len(await store.tasks.names()) == 30
+
+
+async def test_a_base_the_daemon_may_not_contact_refuses_its_tasks_only(tmp_path, store):
+    class Guarded(SeenDigests):
+        async def platform_digest(self, ref, platform):
+            if ref.registry == "10.0.0.1":
+                raise RegistryAddressRefused("10.0.0.1 is a private address")
+            return await super().platform_digest(ref, platform)
+
+    registrar = TaskRegistrar(store, Guarded(), REGISTRY)
+    tasks = [settings(tmp_path, "fine", f"FROM {REGISTRY}/base:1\n").to_task(),
+             settings(tmp_path, "private", "FROM 10.0.0.1/base:1\n").to_task()]
+    failed = await registrar.register_many(tasks, "config")
+    assert failed == {"private": "10.0.0.1 is a private address"}
+    assert await store.tasks.names() == {"fine"}
