@@ -17,9 +17,6 @@ from basewatch.watcher.registration import TaskRegistrar
 
 log = logging.getLogger(__name__)
 
-# Config tasks whose git or tarball contexts are fetched at once while the daemon starts.
-CONFIG_FETCHES_AT_ONCE = 4
-
 
 def context_in_config(config: Config, context: str) -> bool:
     """A context the config file names: its author chose it, so it is fetched unchecked."""
@@ -122,25 +119,8 @@ class ConfigSync:
                 failed[name] = (by_name[name], error)
             progress.reached(registered, refused)
 
-        # Local contexts: read and stored a batch at a time, in the config's order.
-        await self.registrar.register_many([t for t in converted if t.local_context],
-                                           "config", reached)
-        fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
-
-        async def register(task: Task) -> None:
-            # Remote contexts are fetched side by side; the registrar still takes the tasks
-            # into the graph one at a time.
-            async with fetches:
-                try:
-                    bases = await self.registrar.register(task, "config")
-                except BasewatchError as exc:
-                    reached([], {task.name: str(exc)})
-                    return
-            reached([task.name], {})
-            log.info("task %s: runtime base %s", task.name,
-                     bases.runtime if bases.runtime else "scratch")
-
-        await asyncio.gather(*(register(t) for t in converted if not t.local_context))
+        # Read (remote contexts fetched side by side) and stored a batch at a time, in order.
+        await self.registrar.register_many(converted, "config", reached)
         self.unregistered.clear()
         self.unregistered.update(failed)
         stored = await self.store.tasks.names(source="config")

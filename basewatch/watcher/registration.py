@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 REGISTRATION_BATCH = 1000
 # Base digests asked of registries at once while a batch is registered.
 DIGESTS_AT_ONCE = 32
+# Git and tarball contexts fetched at once while a batch is registered.
+FETCHES_AT_ONCE = 4
 
 Analysed = tuple[list[tuple[str, DockerfileBases]], set[str]]
 
@@ -140,10 +142,10 @@ class TaskRegistrar:
     async def register_many(self, tasks: Sequence[Task], source: str,
                             on_batch: Callable[[list[str], dict[str, str]], None] | None = None
                             ) -> dict[str, str]:
-        """Register tasks with local contexts, in order, as `register` would one at a time (a
-        bad Dockerfile leaves that task's previous registration; a cycle is refused to the task
-        that closes it), but a batch at a time: one read, one graph check and one store
-        transaction each. Why each task that was not registered was not, by name;
+        """Register tasks, in order, as `register` would one at a time (a bad Dockerfile leaves
+        that task's previous registration; a cycle is refused to the task that closes it), but
+        a batch at a time: one read (remote contexts fetched side by side), one graph check
+        and one store transaction each. Why each task that was not registered was not, by name;
         `on_batch(registered, failed)` after each batch."""
         failed: dict[str, str] = {}
         batches = [list(tasks[start:start + REGISTRATION_BATCH])
@@ -162,8 +164,31 @@ class TaskRegistrar:
         return failed
 
     def _read(self, batch: list[Task]) -> asyncio.Future:
-        return asyncio.ensure_future(asyncio.to_thread(_read_batch, batch, self.run_registry,
-                                                       self.image_aliases))
+        return asyncio.ensure_future(self._read_tasks(batch))
+
+    async def _read_tasks(self, batch: list[Task]) -> list[Analysed | BasewatchError]:
+        """Each task's bases, or why they cannot be read, in order: local contexts in one
+        thread hop, git and tarball ones fetched FETCHES_AT_ONCE at a time."""
+        local = [task for task in batch if task.local_context]
+        read = dict(zip((task.name for task in local),
+                        await asyncio.to_thread(_read_batch, local, self.run_registry,
+                                                self.image_aliases)))
+        fetches = asyncio.Semaphore(FETCHES_AT_ONCE)
+
+        async def fetch_and_read(task: Task) -> None:
+            async with fetches:
+                try:
+                    if self.checkouts is None:
+                        raise BasewatchError(f"task {task.name}: remote contexts cannot be "
+                                             "fetched here")
+                    async with self.checkouts.for_registration(task.context) as checkout:
+                        read[task.name] = await self._analyse(task, checkout.folder)
+                except BasewatchError as exc:
+                    read[task.name] = exc
+
+        await asyncio.gather(*(fetch_and_read(task) for task in batch
+                               if not task.local_context))
+        return [read[task.name] for task in batch]
 
     async def _take_batch(self, batch: list[Task], read: list, source: str,
                           failed: dict[str, str],

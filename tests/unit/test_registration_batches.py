@@ -203,3 +203,23 @@ async def test_a_base_the_daemon_may_not_contact_refuses_its_tasks_only(tmp_path
     failed = await registrar.register_many(tasks, "config")
     assert failed == {"private": "10.0.0.1 is a private address"}
     assert await store.tasks.names() == {"fine"}
+
+
+async def test_git_contexts_are_fetched_and_stored_in_the_batch_beside_local_ones(
+        tmp_path, store):
+    from basewatch.builder.contexts.checkout import Checkouts
+    from tests.unit.test_checkout import git_repository
+
+    url = git_repository(tmp_path / "repo", {"Dockerfile": f"FROM {REGISTRY}/git-base:1\n"
+                                             .encode()})
+    registrar = TaskRegistrar(store, SeenDigests(), REGISTRY,
+                              Checkouts(tmp_path / "contexts", 1 << 20))
+    tasks = [settings(tmp_path, "local", f"FROM {REGISTRY}/base:1\n"),
+             TaskSettings(name="from-git", context=url, image=[f"{REGISTRY}/g:1"]),
+             TaskSettings(name="gone", context=f"file://{tmp_path}/missing",
+                          image=[f"{REGISTRY}/x:1"])]
+    failed = await registrar.register_many([t.to_task() for t in tasks], "config")
+    assert list(failed) == ["gone"]
+    assert {d.task: d.base for d in await store.graph.dependencies()} == {
+        "local": f"{REGISTRY}/base:1", "from-git": f"{REGISTRY}/git-base:1"}
+    assert not any((tmp_path / "contexts").iterdir()), "the fetched checkout was removed"
