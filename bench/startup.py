@@ -70,21 +70,24 @@ def measure(tree: Path, config: Path, url: str, workdir: Path, timeout: float,
                                   stderr=subprocess.STDOUT, cwd=workdir)
     try:
         answered = report = None
+        slowest = 0.0  # the slowest /healthz answer while registering
         deadline = started + timeout
         while time.monotonic() < deadline:
             if daemon.poll() is not None:
                 raise SystemExit(f"bench: the daemon exited; log: {log_path.read_text()[-2000:]}")
+            asked = time.monotonic()
             report = healthz(url)
             if report is not None:
                 answered = answered or time.monotonic() - started
                 progress = report.get("registration")
                 if progress is None or progress["state"] == "done":
                     break
+                slowest = max(slowest, time.monotonic() - asked)
             time.sleep(0.02)
         else:
             raise SystemExit(f"bench: not registered within {timeout:.0f} s")
         return {"healthz": answered, "registered": time.monotonic() - started,
-                "cpu": cpu_seconds(daemon.pid),
+                "cpu": cpu_seconds(daemon.pid), "slowest": slowest,
                 "progress": report.get("registration"), "watched": report["watched"],
                 "unregistered": len(report["unregistered_tasks"])}
     finally:
@@ -144,7 +147,8 @@ def main() -> int:
                         results.setdefault((name, size), result)
                         print(f"start-up ({name}, {start}): {size:>5} config tasks: /healthz "
                               f"answered {result['healthz']:.2f} s after the spawn, registered "
-                              f"{result['registered']:.2f} s (daemon CPU {result['cpu']:.2f} s); "
+                              f"{result['registered']:.2f} s (daemon CPU {result['cpu']:.2f} s, "
+                              f"slowest /healthz meanwhile {result['slowest'] * 1000:.0f} ms); "
                               f"{result['watched']} watched "
                               f"references, {result['unregistered']} unregistered", flush=True)
         finally:

@@ -6,6 +6,7 @@ registered.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -132,6 +133,17 @@ def _task(row) -> Task | None:
     return None
 
 
+# Above this many rows, definitions are read in a thread: 10,000 take half a second, which
+# the loop (and /healthz) should not wait through.
+ROWS_READ_ON_THE_LOOP = 200
+
+
+async def _read_rows(rows) -> list[Task | None]:
+    if len(rows) <= ROWS_READ_ON_THE_LOOP:
+        return [_task(row) for row in rows]
+    return await asyncio.to_thread(lambda: [_task(row) for row in rows])
+
+
 class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
@@ -167,14 +179,15 @@ class SQLiteTaskStore:
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
             "SELECT name, definition, source FROM tasks ORDER BY name")
-        return [(task, row["source"]) for row in rows if (task := _task(row)) is not None]
+        tasks = await _read_rows(rows)
+        return [(task, row["source"]) for row, task in zip(rows, tasks) if task is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
         sql, params = "SELECT name, definition FROM tasks", ()
         if source is not None:
             sql, params = sql + " WHERE source = ?", (source,)
         rows = await self.database.fetchall(sql + " ORDER BY name", params)
-        return [task for row in rows if (task := _task(row)) is not None]
+        return [task for task in await _read_rows(rows) if task is not None]
 
     async def names(self, source: str | None = None) -> set[str]:
         sql, params = "SELECT name FROM tasks", ()
