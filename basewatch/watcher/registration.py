@@ -236,8 +236,9 @@ class TaskRegistrar:
         changed = any(published[name] != self._published.get(name)
                       or _links(dependencies[name]) != _links(self._edges.get(name, ()))
                       for name in positions)
-        graph = _graph_of(published, dependencies) if changed else self._graph
-        while changed and (cycle := graph.find_cycle()) is not None:
+        graph = await asyncio.to_thread(_graph_of, published, dependencies) if changed \
+            else self._graph
+        while changed and (cycle := await asyncio.to_thread(graph.find_cycle)) is not None:
             # One at a time, the last of the cycle's tasks in order would have closed it.
             closer = max((name for name in cycle if name in positions), key=positions.get)
             refused[closer] = str(graph.cycle_error(cycle))
@@ -337,13 +338,19 @@ class TaskRegistrar:
         if self._graph is None:
             # A task file's pushes were read at its registration, from its context.
             pushes = await self.store.graph.published()
-            self._published = {t.name: published_images(t, self.run_registry)
-                               | pushes.get(t.name, set())
-                               for t in await self.store.tasks.all()}
-            self._edges = {}
-            for dependency in await self.store.graph.dependencies():
-                self._edges.setdefault(dependency.task, []).append(dependency)
-            self._graph = _graph_of(self._published, self._edges)
+            tasks = await self.store.tasks.all()
+            dependencies = await self.store.graph.dependencies()
+
+            def build() -> tuple[dict, dict, TaskGraph]:
+                published = {t.name: published_images(t, self.run_registry)
+                             | pushes.get(t.name, set()) for t in tasks}
+                edges: dict[str, list[Dependency]] = {}
+                for dependency in dependencies:
+                    edges.setdefault(dependency.task, []).append(dependency)
+                return published, edges, _graph_of(published, edges)
+
+            # A restart's 10,000 tasks take a fraction of a second: not on the loop.
+            self._published, self._edges, self._graph = await asyncio.to_thread(build)
         return self._graph
 
     async def _current_digest(self, base: str, platform: str
