@@ -99,13 +99,14 @@ LOG_LEVELS = ["debug:all", "debug", "info", "warning", "error"]
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from basewatch.config import load_config
+    from basewatch.config import load_settings
     from basewatch.daemon import Daemon
     from basewatch.logs import configure_logging
 
-    config = load_config(args.config)
+    # The tasks are read once the daemon serves (a config of thousands takes seconds).
+    config = load_settings(args.config)
     configure_logging(args.log_level, config.log_format)
-    asyncio.run(Daemon(config, config_path=args.config).serve_forever())
+    asyncio.run(Daemon(config, config_path=args.config, tasks_from_file=True).serve_forever())
     return 0
 
 

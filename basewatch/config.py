@@ -738,7 +738,12 @@ def format_validation_error(source: str, error: ValidationError,
     return "\n".join(lines)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: the pure-Python one takes seconds over a
+# config of thousands of tasks, and the daemon reads its config before it can answer /healthz.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SAFE_LOADER):
     """SafeLoader that refuses a key given twice, where PyYAML would keep the last silently."""
 
     def construct_mapping(self, node, deep=False):
@@ -752,10 +757,66 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _without_tasks(text: str) -> str | None:
+    """The YAML document with its top-level `tasks` cut out, read as events (libyaml's
+    parser: hundredths of a second over thousands of tasks, where building them takes
+    seconds); None when it cannot be cut out cleanly (not one mapping at the top, an alias
+    into the tasks...): the caller reads the whole file."""
+    events = yaml.events
+    kept: list = []
+    depth = 0  # collections open around the current event
+    at_key = False  # in the top-level mapping, the next node is a key
+    skipping = -1  # collections open inside the `tasks` value being cut; -1: not cutting
+    try:
+        for event in yaml.parse(text, Loader=_SAFE_LOADER):
+            opens = isinstance(event, (events.MappingStartEvent, events.SequenceStartEvent))
+            closes = isinstance(event, (events.MappingEndEvent, events.SequenceEndEvent))
+            if skipping >= 0:
+                skipping += opens - closes
+                if skipping == 0:  # the value ended (or was one scalar)
+                    skipping, at_key = -1, True
+                continue
+            if depth == 0 and opens and not isinstance(event, events.MappingStartEvent):
+                return None
+            if depth == 1 and at_key and isinstance(event, events.ScalarEvent) \
+                    and event.value == "tasks":
+                skipping = 0
+                continue
+            if depth == 1 and not closes:
+                at_key = not at_key  # a node at the top level: a key, then its value
+            depth += opens - closes
+            if opens and depth == 1:
+                at_key = True
+            kept.append(event)
+        return yaml.emit(kept)
+    except yaml.YAMLError:
+        return None
+
+
+def load_settings(path: Path | str) -> Config:
+    """The config file's settings, its tasks left out and not even read: what the daemon
+    needs to serve at once however many tasks the file has. `load_config` reads them after
+    (the daemon, in the background); where they cannot be left out, the whole file is read
+    here and its tasks dropped."""
+    path = Path(path)
+    text = read_text_file(path, "config file", ConfigError)
+    settings = _without_tasks(text)
+    try:
+        config = _parse_config(path, settings if settings is not None else text)
+    except ConfigError:
+        if settings is None:
+            raise
+        config = _parse_config(path, text)  # its own words, and its own line numbers
+    return config.model_copy(update={"tasks": []})
+
+
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file; relative paths in it are relative to the file."""
     path = Path(path)
-    text = read_text_file(path, "config file", ConfigError)
+    return _parse_config(path, read_text_file(path, "config file", ConfigError))
+
+
+def _parse_config(path: Path, text: str) -> Config:
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:

@@ -37,6 +37,7 @@ from basewatch.commit_status import CommitStatuses
 from basewatch.config import (
     Config,
     EngineSettings,
+    load_config,
     missing_environment,
     missing_files,
     secret_values,
@@ -80,9 +81,12 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 class Daemon:
     def __init__(self, config: Config, docker_host: str | None = None,
-                 config_path: Path | None = None):
+                 config_path: Path | None = None, tasks_from_file: bool = False):
         self.config = config
         self.config_path = config_path
+        # `config` is the file's settings only (load_settings): its tasks are read once the
+        # daemon serves, so a config of thousands answers /healthz at once all the same.
+        self.tasks_from_file = tasks_from_file
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
@@ -100,6 +104,7 @@ class Daemon:
         self.timers: TimerScheduler | None = None
         self._timers_task: asyncio.Task | None = None
         self._git_poll_task: asyncio.Task | None = None
+        self._registration: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
         self.scm_api: ScmApi | None = None
         self.commit_statuses: CommitStatuses | None = None
@@ -108,6 +113,16 @@ class Daemon:
         self.host = HostProbe(self._ping_engine, config.state_dir)
 
     async def start(self) -> None:
+        """Serve, and return once the config's tasks are registered."""
+        await self.start_serving()
+        try:
+            await self.registered()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start_serving(self) -> None:
+        """Serve at once; the config's tasks are registered in the background (`registered`)."""
         try:
             await self._start()
         except BaseException:
@@ -197,17 +212,6 @@ class Daemon:
 
         if self.pool is not None:
             await self.pool.start()
-        await self._report_engine()
-        await self.config_sync.sync(config.tasks)
-        self.queue.start()
-        for run in await store.runs.queued():
-            self.queue.submit(run.id)
-        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        # After the config's tasks are synced: a timer the file no longer has never fires.
-        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
-        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
-        if self.git_poller is not None:
-            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -218,13 +222,15 @@ class Daemon:
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs,
                                  webhooks=self.webhooks, secrets=run_secrets,
-                                 unregistered=self.config_sync.unregistered)
+                                 unregistered=self.config_sync.unregistered,
+                                 registration=self.config_sync.progress)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
         self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
-                         self.receive_context)
+                         self.receive_context,
+                         starting=lambda: not self.config_sync.progress.started)
         add_dashboard(app, self.services, api_token, self.events)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
@@ -237,8 +243,60 @@ class Daemon:
             await site.start()
         except OSError as exc:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+        log.info("listening on %s; registering %d config tasks", config.listen,
+                 len(config.tasks))
+        # Served first, registered after: /healthz answers at once (503, `starting`, with the
+        # progress) however many tasks the config has.
+        self._registration = asyncio.create_task(self._register_config(),
+                                                 name="config registration")
+
+    async def _register_config(self) -> None:
+        """The config's tasks registered, then what works on the whole graph started: the
+        run queue (a queued run is planned from its task as the config now has it), the
+        watcher (a partial graph would take a base change as seen by the tasks not yet
+        registered), the timers (one the file no longer has never fires) and the git poller."""
+        store = self.store
+        # The engine's state is logged beside the registration: a slow ping (an engine still
+        # starting) holds up neither it nor /healthz.
+        await asyncio.gather(self._report_engine(), self._sync_config())
+        self.queue.start()
+        for run in await store.runs.queued():
+            self.queue.submit(run.id)
+        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
+        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
+        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
+        if self.git_poller is not None:
+            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
+        # Ready before the first await: the timers' and the poller's first reads of every task
+        # run from here on, and are no part of starting.
+        self.config_sync.progress.ready()
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
-                 len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+                 len(await store.graph.watched()), len(await store.tasks.names()),
+                 self.config.listen)
+
+    async def _sync_config(self) -> None:
+        if self.tasks_from_file:
+            self.config = await asyncio.to_thread(self._with_file_tasks)
+        await self.config_sync.sync(self.config.tasks)
+
+    def _with_file_tasks(self) -> Config:
+        """The running settings with the config file's tasks: the file read whole, as a
+        start before serving would have read it (a bad task, or an environment variable it
+        needs unset, stops the daemon)."""
+        config = load_config(self.config_path)
+        if missing := missing_environment(config):
+            raise ConfigError("\n".join(missing))
+        KNOWN.add(*secret_values(config))  # the tasks' secrets too, masked from here on
+        if config.model_copy(update={"tasks": []}) != self.config:
+            log.warning("the config file changed as the daemon started: its tasks are "
+                        "applied; other changed settings take effect after a restart")
+        return self.config.model_copy(update={"tasks": config.tasks})
+
+    async def registered(self) -> None:
+        """Wait until the config's tasks are registered and the watch has started; raises
+        what stopped the registration, if anything did."""
+        if self._registration is not None:
+            await asyncio.shield(self._registration)
 
     def _docker_backend(self, docker_host: str, tls: EngineTLS | None,
                         max_concurrent_runs: int) -> DockerBackend:
@@ -342,14 +400,21 @@ class Daemon:
         self.events.tasks_changed()
 
     async def health(self) -> dict:
+        progress = self.config_sync.progress
         return health_report(await self.host.state(), await self.store.graph.watched(),
                              self.queue.depth, self.queue.running,
                              self.git_poller.problems() if self.git_poller else {},
                              self.webhooks.problems if self.webhooks else {},
-                             self.config_sync.problems() if self.config_sync else {},
-                             self.pool.states() if self.pool is not None else None)
+                             self.config_sync.problems(),
+                             self.pool.states() if self.pool is not None else None,
+                             registration=progress.view(), starting=not progress.started)
 
     async def stop(self) -> None:
+        if self._registration is not None:
+            # A stop mid-registration: the batch being stored is one transaction, rolled back.
+            self._registration.cancel()
+            await asyncio.gather(self._registration, return_exceptions=True)
+            self._registration = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -404,14 +469,25 @@ class Daemon:
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
-        await self.start()
+        await self.start_serving()
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # A registration that fails unexpectedly stops the daemon, as a failed start did.
+            await asyncio.wait({stopping, self._registration},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if self._registration.done() and not self._registration.cancelled() \
+                    and self._registration.exception() is not None:
+                raise self._registration.exception()
+            await stopping
             log.info("shutting down")
         finally:
+            stopping.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             log.info("stopping: SIGUSR1 logs what each task is waiting on")
+            if self._registration is not None and not self._registration.done():
+                for task in reloads:  # waiting for the registration that stops now
+                    task.cancel()
             await asyncio.gather(*reloads, return_exceptions=True)
             await self.stop()
 

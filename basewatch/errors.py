@@ -56,6 +56,14 @@ class StoreBusyError(BasewatchError):
     http_status = 503
 
 
+class StartingError(BasewatchError):
+    """The daemon is still registering its config's tasks, this one among them: asked again
+    in a moment, the same request will do."""
+
+    http_status = 503
+    retry_after = 1  # seconds
+
+
 class GraphError(BasewatchError):
     """The dependency graph would become invalid (a cycle, an unknown task)."""
 

@@ -4,6 +4,7 @@ container, and restarting it would not mend either."""
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 
 URL = os.environ.get("BASEWATCH_HEALTHZ", "http://127.0.0.1:8080/healthz")
@@ -12,6 +13,17 @@ opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 try:
     with opener.open(URL, timeout=4) as response:
         report = json.load(response)
+except urllib.error.HTTPError as exc:
+    # 503 while the config's tasks are being registered: not healthy yet (the start period
+    # covers it), and said so rather than as a failure.
+    try:
+        progress = json.load(exc).get("registration", {})
+    except ValueError:
+        progress = {}
+    if exc.code == 503 and progress:
+        sys.exit(f"starting: {progress.get('registered')} of {progress.get('total')} config "
+                 "tasks registered")
+    sys.exit(f"no answer from {URL}: {exc}")
 except (OSError, ValueError) as exc:
     sys.exit(f"no answer from {URL}: {exc}")
 problems = [f"{part}: {report.get(part)}" for part in ("engine", "disk") if report.get(part) != "ok"]

@@ -66,7 +66,11 @@ def openapi_document() -> dict:
         "/healthz": {"get": _op("daemon, engine, state disk and registry health",
                                 {"200": {"description": "health report; degraded names what fails "
                                                 "(unregistered_tasks: config tasks the daemon "
-                                                "could not register, with why)"}},
+                                                "could not register, with why)"},
+                                 "503": {"description": "the same report, status starting: the "
+                                                "config's tasks are being registered "
+                                                "(registration: state, registered, total, "
+                                                "failed); Retry-After"}},
                                 public=True)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}},
                                 public=True)},

@@ -1,10 +1,11 @@
 """The dependency graph's edges and what the watcher last saw of each base."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from basewatch.models import Dependency, DependencyKind, WatchedDigest
 from basewatch.store.database import Database, from_text, now, to_text
+from basewatch.store.protocols import TaskEdges
 
 
 def _watched(row) -> WatchedDigest:
@@ -31,21 +32,32 @@ class SQLiteGraphStore:
         """Set a task's (base, platform, kind) edges, on every platform it is built for; a
         base seen for the first time starts from `digests[(base, platform)]`; and the images
         it publishes that its definition does not name (a task file's pushes)."""
+        await self.replace_many([(task, list(edges), published)], digests)
+
+    async def replace_many(self, tasks: Sequence[TaskEdges],
+                           digests: dict[tuple[str, str], str | None]) -> None:
+        """Each statement once for the whole batch (executemany), the prune once: one
+        transaction for thousands of tasks as the daemon starts, not one each."""
         stamp = to_text(now())
+        names = [(task,) for task, _, _ in tasks]
+        publishes = [(task, image) for task, _, published in tasks
+                     for image in sorted(set(published))]
+        rows = [(task, base, platform, kind.value, digests.get((base, platform)))
+                for task, edges, _ in tasks for base, platform, kind in edges]
+        bases = {(base, platform): digest for _, base, platform, _, digest in rows}
         async with self.database.transaction() as db:
-            await db.execute("DELETE FROM task_publishes WHERE task = ?", (task,))
+            await db.executemany("DELETE FROM task_publishes WHERE task = ?", names)
             await db.executemany("INSERT INTO task_publishes (task, image) VALUES (?, ?)",
-                                 [(task, image) for image in sorted(set(published))])
-            await db.execute("DELETE FROM dependencies WHERE task = ?", (task,))
-            for base, platform, kind in edges:
-                digest = digests.get((base, platform))
-                await db.execute(
-                    "INSERT INTO dependencies (task, base, platform, kind, digest_at_build)"
-                    " VALUES (?, ?, ?, ?, ?)", (task, base, platform, kind.value, digest))
-                await db.execute(
-                    "INSERT INTO watched_digests (base, platform, digest, checked_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (base, platform, digest, stamp if digest else None))
+                                 publishes)
+            await db.executemany("DELETE FROM dependencies WHERE task = ?", names)
+            await db.executemany(
+                "INSERT INTO dependencies (task, base, platform, kind, digest_at_build)"
+                " VALUES (?, ?, ?, ?, ?)", rows)
+            await db.executemany(
+                "INSERT INTO watched_digests (base, platform, digest, checked_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(base, platform, digest, stamp if digest else None)
+                 for (base, platform), digest in bases.items()])
             await self._prune(db)
 
     async def published(self) -> dict[str, set[str]]:

@@ -8,7 +8,7 @@ store retries what a run records as it goes while it does.
 """
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -27,10 +27,18 @@ from basewatch.models import (
 from basewatch.tasks import Task
 
 
+# A task's edges (base, platform, kind) and the images it publishes that its definition does
+# not name, as registration stores them.
+TaskEdges = tuple[str, Sequence[tuple[str, str, DependencyKind]], Iterable[str]]
+
+
 class TaskStore(Protocol):
     """Task definitions and where each came from (`config` or `api`)."""
 
     async def upsert(self, task: Task, source: str) -> None: ...
+
+    async def upsert_many(self, tasks: Sequence[tuple[Task, str]]) -> None:
+        """Store several (task, source) in one transaction: all of them, or none."""
 
     async def get(self, name: str) -> Task | None: ...
 
@@ -39,6 +47,9 @@ class TaskStore(Protocol):
     async def with_sources(self) -> list[tuple[Task, str]]: ...
 
     async def all(self, source: str | None = None) -> list[Task]: ...
+
+    async def names(self, source: str | None = None) -> set[str]:
+        """The stored tasks' names, none of them read: cheap over thousands of tasks."""
 
     async def delete(self, name: str) -> bool:
         """Delete a task and its edges; False when there was none."""
@@ -53,6 +64,10 @@ class GraphStore(Protocol):
                                    published: Iterable[str] = ()) -> None:
         """Set a task's edges and, in the same transaction, the images it publishes that
         its definition does not name (a task file's pushes)."""
+
+    async def replace_many(self, tasks: Sequence[TaskEdges],
+                           digests: dict[tuple[str, str], str | None]) -> None:
+        """`replace_dependencies` for several tasks in one transaction: all, or none."""
 
     async def published(self) -> dict[str, set[str]]:
         """By task, the images `replace_dependencies` was given (tasks with none left out)."""

@@ -6,8 +6,10 @@ registered.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 from basewatch.context_spec import (
@@ -131,23 +133,37 @@ def _task(row) -> Task | None:
     return None
 
 
+# Above this many rows, definitions are read in a thread: 10,000 take half a second, which
+# the loop (and /healthz) should not wait through.
+ROWS_READ_ON_THE_LOOP = 200
+
+
+async def _read_rows(rows) -> list[Task | None]:
+    if len(rows) <= ROWS_READ_ON_THE_LOOP:
+        return [_task(row) for row in rows]
+    return await asyncio.to_thread(lambda: [_task(row) for row in rows])
+
+
 class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
 
     async def upsert(self, task: Task, source: str) -> None:
+        await self.upsert_many([(task, source)])
+
+    async def upsert_many(self, tasks: Sequence[tuple[Task, str]]) -> None:
         # Credentials never reach the database (they are refused at the edges; a task stored
         # by an older version loses them when it is written again).
-        task = replace(task, context=without_credentials(task.context))
         stamp = to_text(now())
+        rows = [(task.name, source,
+                 task_json(replace(task, context=without_credentials(task.context))),
+                 stamp, stamp) for task, source in tasks]
         async with self.database.transaction() as db:
-            await db.execute(
+            await db.executemany(
                 "INSERT INTO tasks (name, source, definition, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
                 " source = excluded.source, definition = excluded.definition,"
-                " updated_at = excluded.updated_at",
-                (task.name, source, task_json(task), stamp, stamp),
-            )
+                " updated_at = excluded.updated_at", rows)
 
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
@@ -163,14 +179,21 @@ class SQLiteTaskStore:
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
             "SELECT name, definition, source FROM tasks ORDER BY name")
-        return [(task, row["source"]) for row in rows if (task := _task(row)) is not None]
+        tasks = await _read_rows(rows)
+        return [(task, row["source"]) for row, task in zip(rows, tasks) if task is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
         sql, params = "SELECT name, definition FROM tasks", ()
         if source is not None:
             sql, params = sql + " WHERE source = ?", (source,)
         rows = await self.database.fetchall(sql + " ORDER BY name", params)
-        return [task for row in rows if (task := _task(row)) is not None]
+        return [task for task in await _read_rows(rows) if task is not None]
+
+    async def names(self, source: str | None = None) -> set[str]:
+        sql, params = "SELECT name FROM tasks", ()
+        if source is not None:
+            sql, params = sql + " WHERE source = ?", (source,)
+        return {row["name"] for row in await self.database.fetchall(sql, params)}
 
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:

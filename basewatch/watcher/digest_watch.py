@@ -149,7 +149,8 @@ class DigestWatcher:
         return how many were checked. For pushes we hear of: cascades and notifications.
         `notified(base)` is the digest a notification says was pushed there, if it names one:
         until the tag serves it, the reference is checked again a few times."""
-        if not self._watched:
+        if not self._watched or self._reload.is_set():
+            # Not read yet, or changed since (the running schedule re-reads it too).
             await self._load()
         keys = [key for key in self._watched if wanted(key[0])]
         await asyncio.gather(*(self.check(*key) for key in keys))

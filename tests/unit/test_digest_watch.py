@@ -319,3 +319,20 @@ async def test_a_change_and_its_fan_out_log_the_base_and_digest(store, caplog):
     assert by_message[f"base {BASE} ({PLATFORM})"] == expected
     assert by_message[f"base {BASE}"] == expected  # FanOut's "changed: queued ca1"
     assert structlog.contextvars.get_contextvars() == {}  # unbound afterwards
+
+
+async def test_a_push_heard_before_the_watch_runs_sees_bases_registered_since(store):
+    # While the daemon starts, the watcher is not running yet and registration refreshes it
+    # batch after batch: a notification must see the bases registered up to then.
+    registry, submitted = FakeRegistry("sha256:old"), []
+    watcher = make_watcher(store, registry, submitted)
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    assert await watcher.check_references(lambda base: True) == 1
+    later = "127.0.0.1:5000/later:1"
+    await store.tasks.upsert(Task(name="later", context="/nowhere", images=["reg/later"]),
+                             "config")
+    await store.graph.replace_dependencies("later", [(later, PLATFORM, DependencyKind.RUNTIME)],
+                                           {(later, PLATFORM): "sha256:before"})
+    watcher.refresh()
+    assert await watcher.check_references(lambda base: base == later) == 1
+    assert len(submitted) == 1  # later's base moved: sha256:before -> sha256:old
