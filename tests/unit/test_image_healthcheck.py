@@ -22,7 +22,7 @@ def healthz():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps(server.report).encode()
-            self.send_response(200)
+            self.send_response(503 if server.report.get("status") == "starting" else 200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -65,3 +65,12 @@ def test_unhealthy_when_nothing_answers():
         port = closed.server_port
     result = check(f"http://127.0.0.1:{port}/healthz")
     assert result.returncode == 1 and result.stderr.startswith("no answer from")
+
+
+def test_not_healthy_yet_while_the_config_is_being_registered(healthz):
+    healthz.report = {**OK, "status": "starting",
+                      "registration": {"state": "in_progress", "registered": 1000,
+                                       "total": 10000, "failed": 0}}
+    result = check(f"http://127.0.0.1:{healthz.server_port}/healthz")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "starting: 1000 of 10000 config tasks registered"
