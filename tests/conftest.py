@@ -39,3 +39,17 @@ def start_registry(tmp_path: Path):
 def registry(start_registry) -> stack.Registry:
     """One plain registry on a free loopback port."""
     return start_registry()
+
+
+# With pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), a file's tests stay on one worker
+# (their module fixtures start engines and daemons once), and the tests that need the demo's
+# fixed ports (5000, 8080) share one worker, so they never run at the same time.
+FIXED_PORTS = {"test_demo.py", "test_quickstart.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist") or config.getoption("dist", "no") == "no":
+        return
+    for item in items:
+        group = "fixed-ports" if item.path.name in FIXED_PORTS else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))

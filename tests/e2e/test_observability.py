@@ -173,7 +173,8 @@ def test_on_a_terminal_the_log_is_the_text_line(tmp_path):
             nonlocal seen
             if select.select([leader], [], [], 0.2)[0]:
                 seen += os.read(leader, 65536)
-            return b"listening on" in seen
+            return b"basewatch is watching" in seen
+        # The last line of a start: the config's tasks are registered after "listening on".
         wait_until(listening, 30, "the daemon's start line on its terminal")
     finally:
         process.send_signal(signal.SIGTERM)
