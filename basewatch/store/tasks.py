@@ -10,6 +10,8 @@ import json
 import logging
 from dataclasses import replace
 
+from sqlalchemy import delete, select
+
 from basewatch.context_spec import (
     checked_branch,
     checked_dockerfile_name,
@@ -20,6 +22,7 @@ from basewatch.cron import CronSchedule
 from basewatch.errors import BasewatchError
 from basewatch.oci.platforms import Platform
 from basewatch.store.database import Database, now, to_text
+from basewatch.store.schema import tasks
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task, Timer
 
 log = logging.getLogger(__name__)
@@ -140,39 +143,39 @@ class SQLiteTaskStore:
         # by an older version loses them when it is written again).
         task = replace(task, context=without_credentials(task.context))
         stamp = to_text(now())
+        insert = self.database.insert(tasks)
         async with self.database.transaction() as db:
             await db.execute(
-                "INSERT INTO tasks (name, source, definition, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                " source = excluded.source, definition = excluded.definition,"
-                " updated_at = excluded.updated_at",
-                (task.name, source, task_json(task), stamp, stamp),
-            )
+                insert.values(name=task.name, source=source, definition=task_json(task),
+                              created_at=stamp, updated_at=stamp)
+                .on_conflict_do_update(index_elements=[tasks.c.name], set_={
+                    "source": insert.excluded.source, "definition": insert.excluded.definition,
+                    "updated_at": insert.excluded.updated_at}))
 
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
-            "SELECT name, definition FROM tasks WHERE name = ?", (name,))
+            select(tasks.c.name, tasks.c.definition).where(tasks.c.name == name))
         return _task(row) if row else None
 
     async def get_with_source(self, name: str) -> tuple[Task, str] | None:
         row = await self.database.fetchone(
-            "SELECT name, definition, source FROM tasks WHERE name = ?", (name,))
+            select(tasks.c.name, tasks.c.definition, tasks.c.source).where(tasks.c.name == name))
         task = _task(row) if row else None
         return (task, row["source"]) if task is not None else None
 
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
-            "SELECT name, definition, source FROM tasks ORDER BY name")
+            select(tasks.c.name, tasks.c.definition, tasks.c.source).order_by(tasks.c.name))
         return [(task, row["source"]) for row in rows if (task := _task(row)) is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
-        sql, params = "SELECT name, definition FROM tasks", ()
+        query = select(tasks.c.name, tasks.c.definition).order_by(tasks.c.name)
         if source is not None:
-            sql, params = sql + " WHERE source = ?", (source,)
-        rows = await self.database.fetchall(sql + " ORDER BY name", params)
+            query = query.where(tasks.c.source == source)
+        rows = await self.database.fetchall(query)
         return [task for row in rows if (task := _task(row)) is not None]
 
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:
-            cursor = await db.execute("DELETE FROM tasks WHERE name = ?", (name,))
-            return cursor.rowcount > 0
+            result = await db.execute(delete(tasks).where(tasks.c.name == name))
+            return result.rowcount > 0

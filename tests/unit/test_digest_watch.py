@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from basewatch.errors import RegistryError
 from basewatch.models import DependencyKind, RunRequest, RunStatus, RunType, Trigger
@@ -165,7 +166,7 @@ async def test_run_ids_are_never_reused(store):
     second = await store.runs.create(request)
     assert (first.id, second.id) == ("ca1", "ca2")
     async with store.database.transaction() as db:
-        await db.execute("DELETE FROM runs WHERE id = 'ca2'")
+        await db.execute(text("DELETE FROM runs WHERE id = 'ca2'"))
     assert (await store.runs.create(request)).id == "ca3"
     assert (await store.runs.get("ca1")).status is RunStatus.QUEUED
 

@@ -8,7 +8,7 @@ import pytest
 
 from basewatch.models import DependencyKind
 from basewatch.store import SQLiteStore
-from basewatch.store.migrations import MIGRATIONS
+from basewatch.store.legacy_migrations import MIGRATIONS
 from basewatch.tasks import Task
 
 BASE = "reg:5000/base:1"

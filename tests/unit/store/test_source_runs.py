@@ -9,7 +9,7 @@ import sqlite3
 from basewatch.models import RunRequest, RunStatus, RunType, SourceCommit, Trigger
 from basewatch.services import run_view
 from basewatch.store import SQLiteStore
-from basewatch.store.migrations import MIGRATIONS
+from basewatch.store.legacy_migrations import MIGRATIONS
 
 PLATFORM = "linux/amd64"
 A, B = "a" * 40, "b" * 40

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from basewatch.oci.platforms import Platform
 from basewatch.store import SQLiteStore, Store
@@ -30,8 +31,9 @@ async def store(tmp_path: Path):
 
 async def insert_row(store: Store, name: str, definition: str) -> None:
     async with store.database.transaction() as db:
-        await db.execute("INSERT INTO tasks (name, source, definition, created_at, updated_at)"
-                         " VALUES (?, 'api', ?, '', '')", (name, definition))
+        await db.execute(text("INSERT INTO tasks (name, source, definition, created_at,"
+                              " updated_at) VALUES (:name, 'api', :definition, '', '')"),
+                         {"name": name, "definition": definition})
 
 
 def test_a_task_round_trips_with_every_field():
@@ -54,7 +56,8 @@ async def test_a_row_an_older_version_wrote_reads_as_a_task(store):
 async def test_an_older_row_is_written_back_in_todays_form(store):
     await insert_row(store, "app", json.dumps(OLDER_ROW))
     await store.tasks.upsert(await store.tasks.get("app"), "api")
-    row = await store.database.fetchone("SELECT definition FROM tasks WHERE name = 'app'")
+    row = await store.database.fetchone(
+        text("SELECT definition FROM tasks WHERE name = 'app'"))
     stored = json.loads(row["definition"])
     assert (stored["images"], stored["platforms"]) == (OLDER_ROW["image"], ["linux/arm64"])
     assert "image" not in stored and "platform" not in stored
@@ -100,7 +103,7 @@ async def test_a_row_missing_a_required_key_is_ignored(store, caplog):
 async def test_credentials_in_a_context_url_are_not_stored(store):
     await store.tasks.upsert(Task(name="app", context="https://u:p@git.example/app.git",
                                   images=["r:5000/a:1"]), "api")
-    row = await store.database.fetchone("SELECT definition FROM tasks")
+    row = await store.database.fetchone(text("SELECT definition FROM tasks"))
     assert "u:p" not in row["definition"]
 
 

@@ -6,13 +6,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 
 from basewatch.config import TaskSettings
 from basewatch.models import (BaseChange, DigestChange, DependencyKind, RunRequest, RunStatus, RunType,
                               Trigger)
 from basewatch.services import Services
 from basewatch.store import SQLiteStore, Store
-from basewatch.store.migrations import MIGRATIONS
+from basewatch.store.legacy_migrations import MIGRATIONS
 from basewatch.triggers import NewDigest, Triggers
 from basewatch.triggers.base_image import FanOut, base_image_run
 from basewatch.triggers.manual import quick_build, task_run
@@ -50,7 +51,7 @@ async def test_enqueue_writes_every_run_then_submits_each(store, triggers, submi
 
 async def test_enqueue_writes_all_or_nothing(store, triggers, submitted):
     broken = RunRequest("b", Trigger.MANUAL, RunType.AUTO_BUILD, None)  # platform is NOT NULL
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
         await triggers.enqueue([task_run("a", PLATFORM, {}), broken])
     assert await store.runs.queued() == [] and submitted == []
 
