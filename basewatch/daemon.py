@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import signal
+import urllib.parse
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config, missing_environment
+from basewatch.config import Config, database_url, missing_environment
 from basewatch.config_sync import ConfigSync, context_in_config
 from basewatch.errors import BasewatchError, ConfigError
 from basewatch.health import HostProbe, health_report
@@ -107,7 +108,7 @@ class Daemon:
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
-        self.store = store = await SQLiteStore.open(config.state_dir / "basewatch.db")
+        self.store = store = await self._open_store()
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
         for failed, rerun in interrupted:
@@ -216,6 +217,15 @@ class Daemon:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
                  len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+
+    async def _open_store(self) -> Store:
+        """PostgreSQL when `database.url_env` names it, else SQLite in state_dir."""
+        url = database_url(self.config)
+        if url is None:
+            return await SQLiteStore.open(self.config.state_dir / "basewatch.db")
+        parts = urllib.parse.urlsplit(url)
+        log.info("store: PostgreSQL at %s:%s%s", parts.hostname, parts.port or 5432, parts.path)
+        return await SQLiteStore.open_url(url)
 
     @staticmethod
     def _secret(key: str, variable: str | None) -> str | None:
