@@ -13,9 +13,10 @@ from basewatch import retention
 from basewatch.builder.run_log import log_path
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.retention import PurgeResult, RetentionSchedule, purge
-from basewatch.store import SQLiteStore, Store
+from basewatch.store import Store
 from basewatch.store.database import to_text
 from tests.support.waiting import wait_for
+from tests.support.stores import open_store
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 RETENTION = timedelta(days=30)
@@ -27,7 +28,7 @@ SET_FINISHED_AT = text("UPDATE runs SET finished_at = :moment WHERE id = :id")
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "db")
+    store = await open_store(tmp_path / "db")
     yield store
     await store.close()
 

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import text
 
 from basewatch.oci.platforms import Platform
-from basewatch.store import SQLiteStore, Store
+from basewatch.store import Store
 from basewatch.store.tasks import task_from_json, task_json
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task
+from tests.support.stores import open_store
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 # What versions before the domain Task stored: config.TaskSettings' JSON.
@@ -24,7 +25,7 @@ OLDER_ROW = {"name": "app", "context": "/srv/app", "file": "docker/Dockerfile",
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
