@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Mapping
 
 from basewatch.builder.contexts.checkout import Checkouts, git_credentials
-from basewatch.config import Config, TaskSettings, load_config, missing_environment
-from basewatch.errors import BasewatchError
+from basewatch.config import (
+    Config,
+    TaskSettings,
+    database_url,
+    load_config,
+    missing_environment,
+)
+from basewatch.errors import BasewatchError, ConfigError
 from basewatch.netpolicy import HostPolicy
 from basewatch.watcher.registration import analyse_task
 
@@ -33,6 +39,11 @@ async def check_config(path: Path, fetch: bool = False,
     config = load_config(path)
     report = ConfigReport(config, [f"{path}: {line}"
                                    for line in missing_environment(config, environ)])
+    if config.database is not None and environ.get(config.database.url_env):
+        try:
+            database_url(config, environ)  # its form only: nothing is connected to
+        except ConfigError as exc:
+            report.problems.append(f"{path}: {exc}")
     with tempfile.TemporaryDirectory(prefix="basewatch-check-") as scratch:
         checkouts = _checkouts(config, Path(scratch)) if fetch else None
         for index, settings in enumerate(config.tasks):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from basewatch.config import Config, database_url, missing_environment
+from basewatch.config_check import check_config
 from basewatch.errors import ConfigError
 
 SECRET = "s3cr3t-pass"
@@ -48,3 +49,16 @@ def test_an_unset_variable_is_named_with_the_others():
 def test_the_key_takes_only_a_variable_name(database):
     with pytest.raises(ValueError):
         Config.model_validate({"database": database})
+
+
+async def test_check_config_says_what_serve_would_of_the_database_url(tmp_path):
+    path = tmp_path / "basewatch.yml"
+    path.write_text("database: {url_env: DB_URL}\n")
+    unset = await check_config(path, environ={})
+    assert unset.problems == [f"{path}: database.url_env: the environment variable DB_URL is "
+                              "not set"]
+    wrong = await check_config(path, environ={"DB_URL": f"mysql://u:{SECRET}@h/db"})
+    assert wrong.problems == [f"{path}: database.url_env: DB_URL is not a PostgreSQL URL "
+                              "(postgresql://USER:PASSWORD@HOST:5432/DATABASE)"]
+    good = await check_config(path, environ={"DB_URL": f"postgresql://u:{SECRET}@h/db"})
+    assert good.problems == []
