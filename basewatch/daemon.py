@@ -108,6 +108,8 @@ class Daemon:
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
+        # Logs, contexts and uploads live in state_dir whichever database holds the state.
+        config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store = await self._open_store()
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
