@@ -42,6 +42,7 @@ bench: setup
 	$(VENV)/bin/python bench/build_overhead.py
 	$(VENV)/bin/python bench/source_latency.py
 	$(VENV)/bin/python bench/steps.py
+	$(VENV)/bin/python bench/startup.py
 
 clean:
 	$(PYTHON) scripts/stack.py down

@@ -96,29 +96,17 @@ def _commands(parser: argparse.ArgumentParser):
 LOG_LEVELS = ["debug:all", "debug", "info", "warning", "error"]
 
 
-def configure_logging(level: str) -> None:
-    """basewatch's own loggers at `level`; libraries' (apscheduler's "Job executed
-    successfully", the database driver, urllib3...) at WARNING, unless `debug:all` asks for
-    theirs too."""
-    import logging
-
-    own, _, scope = level.partition(":")
-    logging.basicConfig(level=logging.DEBUG if scope == "all" else
-                        max(logging.WARNING, logging.getLevelName(own.upper())),
-                        stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    logging.getLogger("basewatch").setLevel(own.upper())
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from basewatch.config import load_config
+    from basewatch.config import load_settings
     from basewatch.daemon import Daemon
+    from basewatch.logs import configure_logging
 
-    config = load_config(args.config)
-    configure_logging(args.log_level)
-    asyncio.run(Daemon(config, config_path=args.config).serve_forever())
+    # The tasks are read once the daemon serves (a config of thousands takes seconds).
+    config = load_settings(args.config)
+    configure_logging(args.log_level, config.log_format)
+    asyncio.run(Daemon(config, config_path=args.config, tasks_from_file=True).serve_forever())
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Awaitable, Protocol
 from basewatch.context_spec import parse_context
 from basewatch.errors import BasewatchError
 from basewatch.models import Run, RunStatus
+from basewatch.redaction import KNOWN
 from basewatch.scm.api import ScmApi
 from basewatch.scm.hosts import GitHostSettings, ScmError, locate
 from basewatch.scm.provider import CommitStatus, StatusState, post_status_quietly
@@ -96,6 +97,7 @@ class CommitStatuses:
             log.warning("run %s: no commit status: %s is not set in the daemon's environment",
                         run.id, task.git_access_token_env)
             return
+        KNOWN.add(token)
         try:
             provider = provider_for(locate(task.context, self.git_hosts), self.api, token,
                                     task.git_access_token_env)

@@ -10,6 +10,7 @@ import urllib.parse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -158,6 +159,9 @@ class RegistrySettings(_Strict):
 
     host: str
     endpoint: str | None = None
+    # False when the endpoint is a name only basewatch resolves (basewatch in a container,
+    # the engine on the host): the engine then pulls bases by the reference's own host.
+    engine_pulls_through_endpoint: bool = True
     poll_interval: Duration | None = None
     max_requests_per_second: float | None = Field(None, gt=0)
     username: str | None = None
@@ -401,6 +405,77 @@ class NotificationSettings(_Strict):
     token_env: str
 
 
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def checked_engine_host(value: str) -> str:
+    """An engine's address as DOCKER_HOST writes it: tcp://host:port, ssh://[user@]host[:port]
+    or unix:///path; raise ValueError with the form expected otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        if parts.netloc or not parts.path.startswith("/") or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not unix:///absolute/path/to/docker.sock")
+        return value
+    if parts.scheme not in ("tcp", "ssh"):
+        raise ValueError(f"{value!r} is not tcp://host:port, ssh://user@host or "
+                         "unix:///path/to/docker.sock")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{value!r}: the port is not a number from 1 to 65535") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} is not {parts.scheme}://"
+                         f"{'host:port' if parts.scheme == 'tcp' else 'user@host[:port]'}")
+    if parts.password is not None:
+        raise ValueError(f"{parts.scheme}:// engine address: no password in it; ssh uses "
+                         "its keys (~/.ssh, the agent)")
+    if parts.scheme == "tcp" and (port is None or parts.username is not None):
+        raise ValueError(f"{value!r} is not tcp://host:port (Docker's TLS port is 2376)")
+    return value.rstrip("/")
+
+
+class EngineTLSSettings(_Strict):
+    """A tcp:// engine's TLS: the CA its server certificate is checked against, and this
+    daemon's client certificate and key (dockerd --tlsverify checks them)."""
+
+    ca: Path  # relative to the config file's folder; the daemon checks they exist as it starts
+    cert: Path
+    key: Path
+
+    def resolved(self, base: Path) -> "EngineTLSSettings":
+        return EngineTLSSettings(ca=base / self.ca, cert=base / self.cert, key=base / self.key)
+
+
+class EngineSettings(_Strict):
+    """One Docker Engine of the build pool."""
+
+    name: str
+    host: Annotated[str, AfterValidator(checked_engine_host)]
+    tls: EngineTLSSettings | None = None
+    max_concurrent_runs: int = Field(2, ge=1, le=256)
+    # What it builds (its own platform, and those it emulates); None: whatever a run asks.
+    platforms: Annotated[list[str] | None, BeforeValidator(
+        lambda v: None if v is None else _platform_texts(v))] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _checked_name(value, "build engine")
+
+    @model_validator(mode="after")
+    def _tls_for_tcp(self) -> "EngineSettings":
+        scheme = urlsplit(self.host).scheme
+        if self.tls is not None and scheme != "tcp":
+            raise ValueError(f"tls: only a tcp:// engine takes it ({scheme}:// is secured "
+                             "by " + ("ssh" if scheme == "ssh" else "the socket's permissions")
+                             + ")")
+        if scheme == "tcp" and self.tls is None \
+                and urlsplit(self.host).hostname not in _LOOPBACK_HOSTS:
+            raise ValueError("tls: a tcp:// engine off this host needs tls: {ca, cert, key}; "
+                             "without them whoever reaches its port is root on its host")
+        return self
+
+
 class LogArchiveSettings(_Strict):
     """Where archived runs' logs are pushed, as OCI artifacts tagged with the run id."""
 
@@ -469,6 +544,9 @@ class Config(_Strict):
     api_token_env: str | None = None  # the variable holding the API's bearer token
     max_context_bytes: int = Field(512 * 1024 * 1024, gt=0)  # an upload or tarball, unpacked
     max_log_bytes: int = Field(16 * 1024 * 1024, ge=4096)  # each run's log, then cut
+    # The daemon's own log: JSON lines (json), the text line (text), or auto: text on a
+    # terminal, JSON lines otherwise (a container, systemd, a pipe).
+    log_format: Literal["auto", "json", "text"] = "auto"
     allow_file_contexts: bool = False  # file:// git contexts read the daemon's own disk
     # The one folder under which tasks created through the API may name a local context
     # (None: none may); the config file's own tasks may name any folder.
@@ -501,6 +579,8 @@ class Config(_Strict):
     # Where git servers and people reach this daemon (https://basewatch.example.com): the
     # webhooks it registers point there, and a commit status links to a run's log there.
     public_url: str | None = None
+    # The build engines (None: the local one, DOCKER_HOST, with max_concurrent_runs runs).
+    engines: list[EngineSettings] | None = Field(None, min_length=1)
     tasks: list[TaskSettings] = Field(default_factory=list)
 
     @field_validator("public_url")
@@ -567,11 +647,13 @@ class Config(_Strict):
                                   [r.host for r in self.registries]),
                                  ("git_credentials", "host",
                                   [c.host for c in self.git_credentials]),
-                                 ("git_hosts", "host", [h.host for h in self.git_hosts])):
+                                 ("git_hosts", "host", [h.host for h in self.git_hosts]),
+                                 ("engines", "engine name",
+                                  [e.name for e in self.engines or ()])):
             seen: set[str] = set()
             for index, name in enumerate(names):
                 if name in seen:
-                    field = "name" if key == "tasks" else "host"
+                    field = "name" if key in ("tasks", "engines") else "host"
                     raise ValueError(f"{key}[{index}].{field}: duplicate {what}: {name}")
                 seen.add(name)
         for index, task in enumerate(self.tasks):
@@ -615,12 +697,29 @@ def _named_variables(config: Config) -> list[tuple[str, str]]:
     return [(where, variable) for where, variable in named if variable is not None]
 
 
+def secret_values(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Every secret the config gives or names by variable (tokens, passwords, webhook
+    secrets): what the daemon's log masks wherever it appears."""
+    inline = [r.password for r in config.registries] + [c.password for c in config.git_credentials]
+    named = [environ.get(variable) for _, variable in _named_variables(config)]
+    return [value for value in inline + named if value]
+
+
 def missing_environment(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:
     """One line per environment variable the config names that is not set (or empty):
     `key.path: the environment variable X is not set`. The daemon refuses to start on any,
     and check-config reports the same lines."""
     return [f"{where}: the environment variable {variable} is not set"
             for where, variable in _named_variables(config) if not environ.get(variable)]
+
+
+def missing_files(config: Config) -> list[str]:
+    """One line per file the config names that is not there (an engine's TLS files): the
+    daemon refuses to start on any, and check-config reports the same lines."""
+    return [f"engines[{index}].tls.{key}: {path}: no such file"
+            for index, engine in enumerate(config.engines or ()) if engine.tls is not None
+            for key, path in (("ca", engine.tls.ca), ("cert", engine.tls.cert),
+                              ("key", engine.tls.key)) if not path.is_file()]
 
 
 def _key_path(location: tuple) -> str:
@@ -675,7 +774,12 @@ def format_validation_error(source: str, error: ValidationError,
     return "\n".join(lines)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: the pure-Python one takes seconds over a
+# config of thousands of tasks, and the daemon reads its config before it can answer /healthz.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SAFE_LOADER):
     """SafeLoader that refuses a key given twice, where PyYAML would keep the last silently."""
 
     def construct_mapping(self, node, deep=False):
@@ -689,10 +793,66 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _without_tasks(text: str) -> str | None:
+    """The YAML document with its top-level `tasks` cut out, read as events (libyaml's
+    parser: hundredths of a second over thousands of tasks, where building them takes
+    seconds); None when it cannot be cut out cleanly (not one mapping at the top, an alias
+    into the tasks...): the caller reads the whole file."""
+    events = yaml.events
+    kept: list = []
+    depth = 0  # collections open around the current event
+    at_key = False  # in the top-level mapping, the next node is a key
+    skipping = -1  # collections open inside the `tasks` value being cut; -1: not cutting
+    try:
+        for event in yaml.parse(text, Loader=_SAFE_LOADER):
+            opens = isinstance(event, (events.MappingStartEvent, events.SequenceStartEvent))
+            closes = isinstance(event, (events.MappingEndEvent, events.SequenceEndEvent))
+            if skipping >= 0:
+                skipping += opens - closes
+                if skipping == 0:  # the value ended (or was one scalar)
+                    skipping, at_key = -1, True
+                continue
+            if depth == 0 and opens and not isinstance(event, events.MappingStartEvent):
+                return None
+            if depth == 1 and at_key and isinstance(event, events.ScalarEvent) \
+                    and event.value == "tasks":
+                skipping = 0
+                continue
+            if depth == 1 and not closes:
+                at_key = not at_key  # a node at the top level: a key, then its value
+            depth += opens - closes
+            if opens and depth == 1:
+                at_key = True
+            kept.append(event)
+        return yaml.emit(kept)
+    except yaml.YAMLError:
+        return None
+
+
+def load_settings(path: Path | str) -> Config:
+    """The config file's settings, its tasks left out and not even read: what the daemon
+    needs to serve at once however many tasks the file has. `load_config` reads them after
+    (the daemon, in the background); where they cannot be left out, the whole file is read
+    here and its tasks dropped."""
+    path = Path(path)
+    text = read_text_file(path, "config file", ConfigError)
+    settings = _without_tasks(text)
+    try:
+        config = _parse_config(path, settings if settings is not None else text)
+    except ConfigError:
+        if settings is None:
+            raise
+        config = _parse_config(path, text)  # its own words, and its own line numbers
+    return config.model_copy(update={"tasks": []})
+
+
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file; relative paths in it are relative to the file."""
     path = Path(path)
-    text = read_text_file(path, "config file", ConfigError)
+    return _parse_config(path, read_text_file(path, "config file", ConfigError))
+
+
+def _parse_config(path: Path, text: str) -> Config:
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
@@ -715,6 +875,9 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     tasks = [t.model_copy(update={"context": str((base / t.context).resolve())})
              if t.local_context else t for t in config.tasks]
     root = config.local_contexts_root
+    engines = config.engines and [
+        e.model_copy(update={"tls": e.tls.resolved(base)}) if e.tls is not None else e
+        for e in config.engines]
     return config.model_copy(update={"state_dir": (base / config.state_dir).resolve(),
                                      "local_contexts_root": root and (base / root).resolve(),
-                                     "tasks": tasks})
+                                     "tasks": tasks, "engines": engines})

@@ -1,8 +1,9 @@
 """`basewatch check-config`: every problem `serve` would meet in a config file, at once.
 
 The checks are the daemon's own: the config's validation (`load_config`), the environment
-variables it refuses to start without (`missing_environment`), and each task read and analysed
-as registration reads it (`analyse_task`), so the two cannot drift apart.
+variables and files it refuses to start without (`missing_environment`, `missing_files`), and
+each task read and analysed as registration reads it (`analyse_task`), so the two cannot drift
+apart.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from basewatch.config import (
     database_url,
     load_config,
     missing_environment,
+    missing_files,
 )
 from basewatch.errors import BasewatchError, ConfigError
 from basewatch.netpolicy import HostPolicy
@@ -38,7 +40,8 @@ async def check_config(path: Path, fetch: bool = False,
     when it does not even validate. Remote contexts are fetched only when `fetch` is set."""
     config = load_config(path)
     report = ConfigReport(config, [f"{path}: {line}"
-                                   for line in missing_environment(config, environ)])
+                                   for line in missing_environment(config, environ)
+                                   + missing_files(config)])
     if config.database is not None and environ.get(config.database.url_env):
         try:
             database_url(config, environ)  # its form only: nothing is connected to

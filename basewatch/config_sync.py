@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from basewatch.config import Config, TaskSettings, load_config
 from basewatch.errors import BasewatchError
@@ -15,9 +16,6 @@ from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
 
 log = logging.getLogger(__name__)
-
-# Config tasks whose git or tarball contexts are fetched at once while the daemon starts.
-CONFIG_FETCHES_AT_ONCE = 4
 
 
 def context_in_config(config: Config, context: str) -> bool:
@@ -39,6 +37,50 @@ def reread(current: Config, path: Path) -> Config | None:
     return current.model_copy(update={"tasks": config.tasks})
 
 
+class RegistrationProgress:
+    """How far the config's tasks are registered: read live by /healthz, and by the API,
+    which answers 503 for a config task that the start's registration has not reached yet."""
+
+    def __init__(self) -> None:
+        self.state = "in_progress"  # until the start's sync is done; again while one runs
+        self.started = False  # the start's sync is done and the watch started: ready
+        self.listed = False  # the config's tasks are known (the file read)
+        self.total = self.registered = self.failed = 0
+        self.waiting: set[str] = set()  # config tasks this sync has not reached yet
+        self._began = time.monotonic()
+
+    def begin(self, names: Iterable[str]) -> None:
+        self.listed = True
+        self.waiting = set(names)
+        self.state, self.total, self.registered, self.failed = \
+            "in_progress", len(self.waiting), 0, 0
+        self._began = time.monotonic()
+
+    def reached(self, registered: Iterable[str], failed: Iterable[str]) -> None:
+        for count, names in (("registered", registered), ("failed", failed)):
+            names = list(names)
+            self.waiting.difference_update(names)
+            setattr(self, count, getattr(self, count) + len(names))
+
+    def finish(self) -> float:
+        """Seconds the sync took."""
+        self.state, self.waiting = "done", set()
+        return time.monotonic() - self._began
+
+    def ready(self) -> None:
+        """The daemon has started: its config's tasks registered and the watch on."""
+        self.started = True
+
+    def not_reached(self, name: str) -> bool:
+        """The start's registration has not reached a task of this name yet (while the
+        file is still being read, any name might be one of its tasks)."""
+        return not self.started and (not self.listed or name in self.waiting)
+
+    def view(self) -> dict:
+        return {"state": self.state, "registered": self.registered, "total": self.total,
+                "failed": self.failed}
+
+
 class ConfigSync:
     def __init__(self, store: Store, registrar: TaskRegistrar, refresh: Callable[[], None],
                  webhooks: TaskWebhooks | None = None):
@@ -50,6 +92,9 @@ class ConfigSync:
         # Config tasks the last sync could not register: name -> (the task, why). Read live
         # by /healthz (degraded, naming them) and the task list (shown with the error).
         self.unregistered: dict[str, tuple[Task, str]] = {}
+        self.progress = RegistrationProgress()
+        # One sync at a time: a SIGHUP while the start's registration runs waits for it.
+        self._syncing = asyncio.Lock()
 
     def problems(self) -> dict[str, str]:
         """Why each config task the last sync could not register was not, by name."""
@@ -57,38 +102,46 @@ class ConfigSync:
 
     async def sync(self, tasks: list[TaskSettings]) -> None:
         """Register the config's tasks and forget config tasks that were removed from it."""
+        async with self._syncing:
+            await self._sync(tasks)
+
+    async def _sync(self, tasks: list[TaskSettings]) -> None:
+        progress = self.progress
+        progress.begin(task.name for task in tasks)
         names = {task.name for task in tasks}
         failed: dict[str, tuple[Task, str]] = {}
-        fetches = asyncio.Semaphore(CONFIG_FETCHES_AT_ONCE)
+        # Half a second over 10,000 tasks: in a thread, so /healthz answers meanwhile.
+        converted = await asyncio.to_thread(lambda: [settings.to_task() for settings in tasks])
+        by_name = {task.name: task for task in converted}
 
-        async def register(settings: TaskSettings) -> None:
-            # Remote contexts are fetched side by side; the registrar still takes the tasks
-            # into the graph one at a time (local ones in the config's order).
-            task = settings.to_task()
-            async with fetches:
-                try:
-                    bases = await self.registrar.register(task, "config")
-                except BasewatchError as exc:
-                    log.error("task %s not registered: %s", task.name, exc)
-                    failed[task.name] = (task, str(exc))
-                    return
-            log.info("task %s: runtime base %s", task.name,
-                     bases.runtime if bases.runtime else "scratch")
+        def reached(registered: list[str], refused: dict[str, str]) -> None:
+            for name, error in refused.items():
+                log.error("task %s not registered: %s", name, error)
+                failed[name] = (by_name[name], error)
+            progress.reached(registered, refused)
 
-        await asyncio.gather(*(register(task) for task in tasks))
+        # Read (remote contexts fetched side by side) and stored a batch at a time, in order.
+        await self.registrar.register_many(converted, "config", reached)
         self.unregistered.clear()
         self.unregistered.update(failed)
-        removed = []
-        for task in await self.store.tasks.all(source="config"):
-            if task.name not in names:
-                await self.registrar.unregister(task.name)
-                removed.append(task)
-                log.info("task %s removed: no longer in the config", task.name)
+        stored = await self.store.tasks.names(source="config")
+        removed = [task for name in sorted(stored - names)
+                   if (task := await self.store.tasks.get(name)) is not None]
+        await self.registrar.unregister_many(sorted(stored - names))
+        for task in removed:
+            log.info("task %s removed: no longer in the config", task.name)
         await self.store.graph.prune()
         self.refresh()
+        seconds = progress.finish()
+        log.info("config tasks registered: %d of %d in %.1f s%s", progress.registered,
+                 progress.total, seconds,
+                 f"; {progress.failed} not registered (in /healthz)" if progress.failed else "")
         if self.webhooks is not None:
-            stored = {task.name for task in await self.store.tasks.all(source="config")}
-            self._sync_webhooks([t.to_task() for t in tasks if t.name in stored], removed)
+            # A local context has no hook to register: only one kept from before (its context
+            # was a repository) is looked at, not thousands of local tasks one by one.
+            hooks = {hook.task for hook in await self.store.webhooks.all()}
+            self._sync_webhooks([task for task in converted if task.name in stored
+                                 and (not task.local_context or task.name in hooks)], removed)
 
     def _sync_webhooks(self, tasks: list, removed: list) -> None:
         """In the background: a git host's API (retried up to a minute) holds up neither the

@@ -21,6 +21,12 @@ from aiohttp import web
 
 from basewatch.builder.backends.docker.backend import DockerBackend
 from basewatch.builder.backends.docker.docker_engine import DockerEngine
+from basewatch.builder.backends.docker.engine import EngineTLS
+from basewatch.builder.backends.pool.engine_pool import (
+    PING_TIMEOUT_SECONDS,
+    EnginePool,
+    PoolMember,
+)
 from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.builder.executor import RunExecutor
 from basewatch.builder.log_archive import LogArchive
@@ -29,9 +35,17 @@ from basewatch.builder.quick_runs import QuickRuns
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
-from basewatch.config import Config, database_url, missing_environment
+from basewatch.config import (
+    Config,
+    EngineSettings,
+    database_url,
+    load_config,
+    missing_environment,
+    missing_files,
+    secret_values,
+)
 from basewatch.config_sync import ConfigSync, context_in_config
-from basewatch.errors import BasewatchError, ConfigError
+from basewatch.errors import BasewatchError, ConfigError, EngineError
 from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.dashboard import add_dashboard
@@ -41,7 +55,9 @@ from basewatch.http.webhooks import add_registry_webhook
 from basewatch.metrics import Metrics
 from basewatch.netpolicy import HostPolicy
 from basewatch.oci.image_sources import ImageSources
+from basewatch.oci.platforms import Platform
 from basewatch.oci.registry import RegistryClient
+from basewatch.redaction import KNOWN
 from basewatch.retention import RetentionSchedule
 from basewatch.run_events import RunEvents
 from basewatch.runqueue import RunQueue
@@ -67,9 +83,12 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 class Daemon:
     def __init__(self, config: Config, docker_host: str | None = None,
-                 config_path: Path | None = None):
+                 config_path: Path | None = None, tasks_from_file: bool = False):
         self.config = config
         self.config_path = config_path
+        # `config` is the file's settings only (load_settings): its tasks are read once the
+        # daemon serves, so a config of thousands answers /healthz at once all the same.
+        self.tasks_from_file = tasks_from_file
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.store: Store | None = None
         self.registry_client: RegistryClient | None = None
@@ -87,13 +106,25 @@ class Daemon:
         self.timers: TimerScheduler | None = None
         self._timers_task: asyncio.Task | None = None
         self._git_poll_task: asyncio.Task | None = None
+        self._registration: asyncio.Task | None = None
         self.config_sync: ConfigSync | None = None
         self.scm_api: ScmApi | None = None
         self.commit_statuses: CommitStatuses | None = None
         self.webhooks: TaskWebhooks | None = None
-        self.host = HostProbe(lambda: DockerEngine(self.docker_host).ping(), config.state_dir)
+        self.pool: EnginePool | None = None  # the build engines, when the config lists them
+        self.host = HostProbe(self._ping_engine, config.state_dir)
 
     async def start(self) -> None:
+        """Serve, and return once the config's tasks are registered."""
+        await self.start_serving()
+        try:
+            await self.registered()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def start_serving(self) -> None:
+        """Serve at once; the config's tasks are registered in the background (`registered`)."""
         try:
             await self._start()
         except BaseException:
@@ -103,8 +134,9 @@ class Daemon:
     async def _start(self) -> None:
         config = self.config
         # Every variable missing at once, as check-config reports them, not one per try.
-        if missing := missing_environment(config):
+        if missing := missing_environment(config) + missing_files(config):
             raise ConfigError("\n".join(missing))
+        KNOWN.add(*secret_values(config))  # masked in this daemon's log from here on
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
@@ -145,22 +177,24 @@ class Daemon:
                              on_revision=self.commit_statuses.on_revision,
                              image_aliases=config.aliases, secrets=run_secrets)
         cascades = Cascades(self.registrar, lambda: self.watcher)
-        backend = DockerBackend(
-            lambda: DockerEngine(self.docker_host, network=config.build_network),
-            ImageSources(config.registries), self.registry_client,
-            threads=config.max_concurrent_runs * 2,
-            allow_privileged=config.allow_privileged_steps,
-            allow_engine_access=config.allow_engine_access)
+        if config.engines is None:
+            backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
+        else:
+            self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
+                                             on_assigned=store.runs.record_engine)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(self.events.run_finished, run_secrets.forget,
                                         cascades.on_finished, self.commit_statuses.on_finished),
             upstream_of=cascades.upstream_of, metrics=self.metrics,
             max_log_bytes=config.max_log_bytes,
-            on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started))
+            on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started),
+            requeue=lambda run_id: self._submit(run_id),
+            has_room=self.pool.has_room if self.pool is not None else None)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
-        self.queue = RunQueue(self.executor.execute, config.max_concurrent_runs)
+        self.queue = RunQueue(self.executor.execute, self.pool.slots if self.pool is not None
+                              else config.max_concurrent_runs)
         self.triggers = Triggers(store.runs, self._submit)
         # Where webhook receivers and the git poller hand the commits they see.
         self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
@@ -173,21 +207,15 @@ class Daemon:
                                         self.commit_triggers, config.git_poll_interval,
                                         metrics=self.metrics)
         self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed, self.webhooks)
-        self.metrics.watch_queue(lambda: self.queue.depth)
+        self.metrics.watch_queue(lambda: self.queue.depth, lambda: len(self.queue.running))
+        self.metrics.watch_engines(self.pool.states if self.pool is not None
+                                   else self._local_engine_state)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
+        self.metrics.watch_reference_states(self.watcher.reference_states)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
-        await self._report_engine()
-        await self.config_sync.sync(config.tasks)
-        self.queue.start()
-        for run in await store.runs.queued():
-            self.queue.submit(run.id)
-        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        # After the config's tasks are synced: a timer the file no longer has never fires.
-        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
-        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
-        if self.git_poller is not None:
-            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
+        if self.pool is not None:
+            await self.pool.start()
         archive = None
         if config.log_archive:
             # Its own client, without the address guard: the operator named this registry.
@@ -198,13 +226,15 @@ class Daemon:
                                  config.allowed_context_hosts, config.local_contexts_root,
                                  max_queued_runs=config.max_queued_runs,
                                  webhooks=self.webhooks, secrets=run_secrets,
-                                 unregistered=self.config_sync.unregistered)
+                                 unregistered=self.config_sync.unregistered,
+                                 registration=self.config_sync.progress)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
         self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
-                         self.receive_context)
+                         self.receive_context,
+                         starting=lambda: not self.config_sync.progress.started)
         add_dashboard(app, self.services, api_token, self.events)
         add_registry_webhook(app, notification_token,
                              PushMatcher(self.watcher).on_push_notifications, self.metrics)
@@ -217,8 +247,99 @@ class Daemon:
             await site.start()
         except OSError as exc:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+        log.info("listening on %s; registering %d config tasks", config.listen,
+                 len(config.tasks))
+        # Served first, registered after: /healthz answers at once (503, `starting`, with the
+        # progress) however many tasks the config has.
+        self._registration = asyncio.create_task(self._register_config(),
+                                                 name="config registration")
+
+    async def _register_config(self) -> None:
+        """The config's tasks registered, then what works on the whole graph started: the
+        run queue (a queued run is planned from its task as the config now has it), the
+        watcher (a partial graph would take a base change as seen by the tasks not yet
+        registered), the timers (one the file no longer has never fires) and the git poller."""
+        store = self.store
+        # The engine's state is logged beside the registration: a slow ping (an engine still
+        # starting) holds up neither it nor /healthz.
+        await asyncio.gather(self._report_engine(), self._sync_config())
+        self.queue.start()
+        for run in await store.runs.queued():
+            self.queue.submit(run.id)
+        self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
+        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
+        self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
+        if self.git_poller is not None:
+            self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
+        # Ready before the first await: the timers' and the poller's first reads of every task
+        # run from here on, and are no part of starting.
+        self.config_sync.progress.ready()
         log.info("basewatch is watching %d base references for %d tasks; listening on %s",
-                 len(await store.graph.watched()), len(await store.tasks.all()), config.listen)
+                 len(await store.graph.watched()), len(await store.tasks.names()),
+                 self.config.listen)
+
+    async def _sync_config(self) -> None:
+        if self.tasks_from_file:
+            self.config = await asyncio.to_thread(self._with_file_tasks)
+        await self.config_sync.sync(self.config.tasks)
+
+    def _with_file_tasks(self) -> Config:
+        """The running settings with the config file's tasks: the file read whole, as a
+        start before serving would have read it (a bad task, or an environment variable it
+        needs unset, stops the daemon)."""
+        config = load_config(self.config_path)
+        if missing := missing_environment(config):
+            raise ConfigError("\n".join(missing))
+        KNOWN.add(*secret_values(config))  # the tasks' secrets too, masked from here on
+        if config.model_copy(update={"tasks": []}) != self.config:
+            log.warning("the config file changed as the daemon started: its tasks are "
+                        "applied; other changed settings take effect after a restart")
+        return self.config.model_copy(update={"tasks": config.tasks})
+
+    async def registered(self) -> None:
+        """Wait until the config's tasks are registered and the watch has started; raises
+        what stopped the registration, if anything did."""
+        if self._registration is not None:
+            await asyncio.shield(self._registration)
+
+    def _docker_backend(self, docker_host: str, tls: EngineTLS | None,
+                        max_concurrent_runs: int) -> DockerBackend:
+        config = self.config
+        return DockerBackend(
+            lambda: DockerEngine(docker_host, network=config.build_network, tls=tls),
+            ImageSources(config.registries), self.registry_client,
+            threads=max_concurrent_runs * 2,
+            allow_privileged=config.allow_privileged_steps,
+            allow_engine_access=config.allow_engine_access)
+
+    def _pool_member(self, settings: EngineSettings) -> PoolMember:
+        tls = None if settings.tls is None else EngineTLS(settings.tls.ca, settings.tls.cert,
+                                                          settings.tls.key)
+        return PoolMember(
+            settings.name, self._docker_backend(settings.host, tls, settings.max_concurrent_runs),
+            DockerEngine(settings.host, timeout=PING_TIMEOUT_SECONDS, tls=tls).ping,
+            settings.max_concurrent_runs,
+            None if settings.platforms is None else tuple(map(Platform.parse, settings.platforms)))
+
+    def _local_engine_state(self) -> dict[str, dict]:
+        """Without `engines:`, the one local engine as the pool's engines are shown, so
+        dashboards and alerts on basewatch_engine_* work either way: as last probed for
+        /healthz (nothing before the first probe), with every run in progress on it."""
+        state = self.host.last
+        if state is None:
+            return {}
+        return {"local": {"state": "up" if state.engine_error is None else "down",
+                          "runs": len(self.queue.running)}}
+
+    def _ping_engine(self) -> None:
+        """/healthz's `engine`: the local engine answers; with a pool, one of its engines."""
+        if self.pool is None:
+            DockerEngine(self.docker_host).ping()
+            return
+        states = self.pool.states()
+        if not any(state["state"] == "up" for state in states.values()):
+            raise EngineError("no build engine answers: " + "; ".join(
+                f"{name}: {state.get('error')}" for name, state in states.items()))
 
     async def _open_store(self) -> Store:
         """PostgreSQL when `database.url_env` names it, else SQLite in state_dir."""
@@ -292,13 +413,21 @@ class Daemon:
         self.events.tasks_changed()
 
     async def health(self) -> dict:
+        progress = self.config_sync.progress
         return health_report(await self.host.state(), await self.store.graph.watched(),
                              self.queue.depth, self.queue.running,
                              self.git_poller.problems() if self.git_poller else {},
                              self.webhooks.problems if self.webhooks else {},
-                             self.config_sync.problems() if self.config_sync else {})
+                             self.config_sync.problems(),
+                             self.pool.states() if self.pool is not None else None,
+                             registration=progress.view(), starting=not progress.started)
 
     async def stop(self) -> None:
+        if self._registration is not None:
+            # A stop mid-registration: the batch being stored is one transaction, rolled back.
+            self._registration.cancel()
+            await asyncio.gather(self._registration, return_exceptions=True)
+            self._registration = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -309,6 +438,8 @@ class Daemon:
         self._watch_task = self._git_poll_task = self._timers_task = None
         if self.config_sync is not None:
             await self.config_sync.close()
+        if self.pool is not None:
+            await self.pool.stop()
         if self.queue is not None:
             await self.queue.stop()
         if self.executor is not None:
@@ -351,14 +482,25 @@ class Daemon:
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
-        await self.start()
+        await self.start_serving()
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # A registration that fails unexpectedly stops the daemon, as a failed start did.
+            await asyncio.wait({stopping, self._registration},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if self._registration.done() and not self._registration.cancelled() \
+                    and self._registration.exception() is not None:
+                raise self._registration.exception()
+            await stopping
             log.info("shutting down")
         finally:
+            stopping.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             log.info("stopping: SIGUSR1 logs what each task is waiting on")
+            if self._registration is not None and not self._registration.done():
+                for task in reloads:  # waiting for the registration that stops now
+                    task.cancel()
             await asyncio.gather(*reloads, return_exceptions=True)
             await self.stop()
 

@@ -40,11 +40,28 @@ class EngineError(BasewatchError):
     """The container engine could not be reached or a build or push failed."""
 
 
+class EngineLost(EngineError):
+    """The run's build engine stopped answering mid-run: no fault of the run's, which is queued
+    again once (on another engine, while that one is down)."""
+
+    def __init__(self, engine: str, message: str):
+        super().__init__(message)
+        self.engine = engine
+
+
 class StoreBusyError(BasewatchError):
     """The store refused a read or write for now (another process holding its lock past the
     busy timeout, a full disk): nothing was changed, and the same request will do later."""
 
     http_status = 503
+
+
+class StartingError(BasewatchError):
+    """The daemon is still registering its config's tasks, this one among them: asked again
+    in a moment, the same request will do."""
+
+    http_status = 503
+    retry_after = 1  # seconds
 
 
 class GraphError(BasewatchError):

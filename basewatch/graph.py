@@ -92,6 +92,10 @@ class TaskGraph:
     def check_acyclic(self) -> None:
         cycle = self.find_cycle()
         if cycle is not None:
-            links = ", ".join(f"{a}'s image {self.via[(a, b)]} is {b}'s base"
-                              for a, b in zip(cycle, cycle[1:]))
-            raise GraphError(f"tasks would form a cycle: {' -> '.join(cycle)} ({links})")
+            raise self.cycle_error(cycle)
+
+    def cycle_error(self, cycle: list[str]) -> GraphError:
+        """What is wrong with `cycle` (as find_cycle gives it), for the person who closed it."""
+        links = ", ".join(f"{a}'s image {self.via[(a, b)]} is {b}'s base"
+                          for a, b in zip(cycle, cycle[1:]))
+        return GraphError(f"tasks would form a cycle: {' -> '.join(cycle)} ({links})")

@@ -69,6 +69,11 @@ class HostProbe:
             return HostState(f"the Docker Engine did not answer a ping within "
                              f"{ENGINE_PING_TIMEOUT_SECONDS:.0f}s", disk_problem(self._state_dir))
 
+    @property
+    def last(self) -> HostState | None:
+        """The state as last checked, however old; None before the first check."""
+        return self._state
+
     def _check(self) -> HostState:
         try:
             self._ping()
@@ -92,19 +97,26 @@ class HostProbe:
 def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
                   running: Iterable[str], failing_remotes: Mapping[str, str] | None = None,
                   failing_webhooks: Mapping[str, str] | None = None,
-                  unregistered_tasks: Mapping[str, str] | None = None) -> dict:
+                  unregistered_tasks: Mapping[str, str] | None = None,
+                  engines: Mapping[str, dict] | None = None,
+                  registration: Mapping[str, object] | None = None,
+                  starting: bool = False) -> dict:
     """The body of /healthz: degraded while the engine, the disk, a watched reference or a
     polled git remote (`failing_remotes`: why each fails) fails, while a config task's
     webhook could not be registered (`failing_webhooks`: task → why), or while a config
-    task itself could not be (`unregistered_tasks`: task → why)."""
+    task itself could not be (`unregistered_tasks`: task → why), or while an engine of the
+    build pool is down (`engines`: name → its state and load, shown as they are).
+    `starting` while the config's tasks are being registered as the daemon starts
+    (`registration`: how far)."""
     failing = [w.base for w in watched if w.last_error]
     remotes = dict(failing_remotes or {})
     webhooks = dict(failing_webhooks or {})
     unregistered = dict(unregistered_tasks or {})
+    engines_down = [name for name, state in (engines or {}).items() if state["state"] != "up"]
     healthy = (host.engine_error is None and host.disk_problem is None and not failing
-               and not remotes and not webhooks and not unregistered)
-    return {
-        "status": "ok" if healthy else "degraded",
+               and not remotes and not webhooks and not unregistered and not engines_down)
+    report = {
+        "status": "starting" if starting else "ok" if healthy else "degraded",
         "engine": host.engine_error or "ok",
         "disk": host.disk_problem or "ok",
         "watched": len(watched),
@@ -114,4 +126,8 @@ def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
         "unregistered_tasks": unregistered,
         "queued": queued,
         "running": sorted(running),
+        **({} if engines is None else {"engines": dict(engines)}),
     }
+    if registration is not None:
+        report["registration"] = dict(registration)
+    return report

@@ -4,10 +4,19 @@ prometheus_client."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from basewatch.models import RunStatus, Trigger
+
+# How a run can end: each (trigger, status) is exported from the start, at 0, so the first
+# failure is an increase that rate() and increase() see, not a series appearing at 1.
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.ERROR,
+                  RunStatus.TIMEOUT)
+GIT_POLL_RESULTS = ("ok", "changed", "error")
 
 
 class _RateLimitCollector(Collector):
@@ -24,6 +33,65 @@ class _RateLimitCollector(Collector):
         for registry, remaining in sorted(self._remaining().items()):
             family.add_metric([registry], remaining)
         yield family
+
+
+@dataclass(frozen=True)
+class ReferenceState:
+    """One watched (reference, platform), as the watcher sees it now."""
+
+    reference: str
+    platform: str
+    last_check: float  # Unix time of the last check, whatever its result (or of watching's start)
+    poll_interval: float  # seconds between checks while it answers
+    failing: bool  # its last check failed
+
+
+class _ReferenceCollector(Collector):
+    """Per watched reference, read at scrape time from the watcher: when it was last checked,
+    how often it should be, whether it is failing. A reference not checked for several
+    intervals means a stuck watcher; the alert rules in docs/observability/ say so."""
+
+    def __init__(self, states: Callable[[], Iterable[ReferenceState]]):
+        self._states = states
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        labels = ["reference", "platform"]
+        checked = GaugeMetricFamily(
+            "basewatch_reference_last_check_timestamp_seconds",
+            "When each watched reference was last checked (Unix time), whatever the result; "
+            "until its first check, when it began to be watched", labels=labels)
+        interval = GaugeMetricFamily(
+            "basewatch_reference_poll_interval_seconds",
+            "How often each watched reference is checked while its registry answers",
+            labels=labels)
+        failing = GaugeMetricFamily(
+            "basewatch_reference_failing",
+            "1 when the reference's last check failed (it then backs off), else 0",
+            labels=labels)
+        for state in sorted(self._states(), key=lambda s: (s.reference, s.platform)):
+            key = [state.reference, state.platform]
+            checked.add_metric(key, state.last_check)
+            interval.add_metric(key, state.poll_interval)
+            failing.add_metric(key, 1.0 if state.failing else 0.0)
+        yield from (checked, interval, failing)
+
+
+class _EngineCollector(Collector):
+    """The build pool's engines, read at scrape time from the pool: up or down, runs on each."""
+
+    def __init__(self, states: Callable[[], dict[str, dict]]):
+        self._states = states
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        up = GaugeMetricFamily("basewatch_engine_up", "1 while the build engine answers, 0 "
+                               "while it is down (without engines: the local one, as \"local\")", labels=["engine"])
+        runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build engine",
+                                 labels=["engine"])
+        for engine, state in sorted(self._states().items()):
+            up.add_metric([engine], 1 if state["state"] == "up" else 0)
+            runs.add_metric([engine], state["runs"])
+        yield up
+        yield runs
 
 
 class Metrics:
@@ -62,12 +130,30 @@ class Metrics:
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600, float("inf")), registry=r)
         self.queue_depth = Gauge(
             "basewatch_queue_depth", "Runs queued and not yet started", registry=r)
+        self.runs_in_progress = Gauge(
+            "basewatch_runs_in_progress", "Runs being carried out now", registry=r)
+        for trigger in Trigger:
+            self.run_duration.labels(trigger.value)
+            for status in FINAL_STATUSES:
+                self.runs.labels(trigger.value, status.value)
+        for result in GIT_POLL_RESULTS:
+            self.git_polls.labels(result)
 
-    def watch_queue(self, depth: Callable[[], int]) -> None:
+    def watch_queue(self, depth: Callable[[], int],
+                    running: Callable[[], int] | None = None) -> None:
         self.queue_depth.set_function(depth)
+        if running is not None:
+            self.runs_in_progress.set_function(running)
+
+    def watch_reference_states(self, states: Callable[[], Iterable[ReferenceState]]) -> None:
+        self.registry.register(_ReferenceCollector(states))
 
     def watch_references(self, count: Callable[[], int]) -> None:
         self.watched_references.set_function(count)
 
     def watch_rate_limits(self, remaining: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_RateLimitCollector(remaining))
+
+    def watch_engines(self, states: Callable[[], dict[str, dict]]) -> None:
+        """The build pool's engines (`engines:`): name -> {"state": up|down, "runs": n}."""
+        self.registry.register(_EngineCollector(states))

@@ -201,6 +201,7 @@ class Run:
     source_commit: SourceCommit | None = None  # for a commit or pull-request run: its commit
     secret_names: tuple[str, ...] = ()  # its `--set-secret`s, by name: never their values
     registry: str | None = None  # its own registry (`--registry`); None: the config's
+    engine: str | None = None  # the pool's build engine it went to; None: the local engine
 
     @property
     def duration_seconds(self) -> float | None:

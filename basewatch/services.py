@@ -22,8 +22,9 @@ from basewatch.builder.run_secrets import RunSecrets
 from basewatch.builder.executor import RunExecutor
 from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
                               TimerSettings, format_validation_error, task_fields, timer_fields)
-from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, TaskFileError,
-                              TooManyRunsError)
+from basewatch.config_sync import RegistrationProgress
+from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, StartingError,
+                              TaskFileError, TooManyRunsError)
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
@@ -98,7 +99,7 @@ def run_view(run: Run) -> dict:
         "duration_seconds": run.duration_seconds, "base_digests": run.base_digests,
         "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
         "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
-        "registry": run.registry,
+        "registry": run.registry, "engine": run.engine,
         "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,
@@ -183,8 +184,11 @@ class Services:
                  max_queued_runs: int | None = None,
                  webhooks: TaskWebhooks | None = None,
                  secrets: RunSecrets | None = None,
-                 unregistered: Mapping[str, tuple[Task, str]] | None = None):
+                 unregistered: Mapping[str, tuple[Task, str]] | None = None,
+                 registration: RegistrationProgress | None = None):
         self.max_queued_runs = max_queued_runs
+        # How far the config's tasks are registered as the daemon starts.
+        self.registration = registration
         # Config tasks that could not be registered (name -> task, why): listed with the error.
         self.unregistered = unregistered if unregistered is not None else {}
         self.webhooks = webhooks  # registers and removes the tasks' webhooks on their hosts
@@ -257,6 +261,7 @@ class Services:
 
     async def create_task(self, body: dict) -> dict:
         task = validated(TaskSettings, body, "task").to_task()
+        self._check_reached(task.name)
         if await self.store.tasks.get(task.name) is not None:
             raise ConflictError(f"task {task.name} exists already: update it, or delete it first")
         await self._register(task)
@@ -282,6 +287,7 @@ class Services:
 
     async def delete_task(self, name: str) -> None:
         found = await self.store.tasks.get_with_source(name)
+        self._check_reached(name, found is not None)
         if found is not None and found[1] == "config":
             raise ConflictError(f"task {name} comes from the config file: remove it there and "
                                 "send the daemon SIGHUP")
@@ -307,8 +313,21 @@ class Services:
         async with self.webhooks.kept_for(task, previous):
             await self.registrar.register(task, "api")
 
+    def _check_reached(self, name: str, found: bool = False) -> None:
+        """A config task the start's registration has not reached yet is neither missing nor
+        free to take: asked again in a moment, it is there (503, Retry-After). While the
+        config's tasks are still being read, only a task `found` stored is known not to be."""
+        progress = self.registration
+        if progress is not None and progress.not_reached(name) and \
+                (progress.listed or not found):
+            raise StartingError(
+                f"task {name} is in the config and not registered yet: the daemon is starting "
+                f"({progress.registered + progress.failed} of {progress.total} config tasks "
+                "done); try again in a moment")
+
     async def _task(self, name: str) -> tuple[Task, str]:
         found = await self.store.tasks.get_with_source(name)
+        self._check_reached(name, found is not None)
         if found is None:
             raise NotFoundError(f"no task named {name}: `basewatch task list` shows them")
         return found
@@ -329,6 +348,7 @@ class Services:
                                           "most a task takes: remove one first")
             return with_timer(task, timer)
 
+        self._check_reached(name)
         await self.registrar.change_triggers(name, add)
         return timer_view(timer)
 
@@ -343,6 +363,7 @@ class Services:
             return with_timer_changed(task, _timer(validated(TimerSettings,
                                                              {**current, **changes}, "timer")))
 
+        self._check_reached(name)
         task = await self.registrar.change_triggers(name, update)
         return timer_view(find_timer(task, timer_name))
 
@@ -351,6 +372,7 @@ class Services:
             _refuse_config_timers(task, source)
             return without_timer(task, timer_name)
 
+        self._check_reached(name)
         await self.registrar.change_triggers(name, remove)
 
     # ------------------------------------------------------------------ runs

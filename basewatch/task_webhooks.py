@@ -17,6 +17,7 @@ from typing import AsyncIterator
 from basewatch.context_spec import parse_context
 from basewatch.errors import BasewatchError, InvalidRequestError
 from basewatch.models import TaskWebhook
+from basewatch.redaction import KNOWN
 from basewatch.scm import webhooks as scm_webhooks
 from basewatch.scm.api import ScmApi
 from basewatch.scm.github import EVENTS as GITHUB_EVENTS
@@ -80,6 +81,7 @@ class TaskWebhooks:
             raise InvalidRequestError(f"task {task.name}: git_access_token_env names "
                                       f"{task.git_access_token_env}, which is not set in the "
                                       "daemon's environment")
+        KNOWN.add(value)
         return value
 
     # ------------------------------------------------------------------ register, remove
@@ -208,6 +210,7 @@ class TaskWebhooks:
         kept = await self.store.webhooks.get(task.name)
         if task.webhook_secret_env:
             secret = self.environ.get(task.webhook_secret_env)
+            KNOWN.add(secret)
             if not secret:
                 raise InvalidRequestError(
                     f"task {task.name}: webhook_secret_env names {task.webhook_secret_env}, "

@@ -49,7 +49,8 @@ def write_config(workdir: Path, registry: str, tasks: int, port: int,
     context = workdir / "app"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {registry}/base:1\n")
-    lines = [f"state_dir: {workdir / 'state'}", f"listen: 127.0.0.1:{port}",
+    # log_format text: wait_for_fanout reads the text lines' timestamps from the log file.
+    lines = [f"state_dir: {workdir / 'state'}", f"listen: 127.0.0.1:{port}", "log_format: text",
              "poll_interval: 1s", "settle_window: 10m", "registries:",
              f"  - host: {registry}", "tasks:"]
     if database:

@@ -45,6 +45,10 @@ APT_PACKAGES = {
     # command that proves it is there -> Debian package
     "dockerd": "docker.io",
     "docker-registry": "docker-registry",
+    # docker/compose.yml's test: Compose v1 as Debian packages it, and the root file system of
+    # the local Python base its image is built on (scripts/local_images.py).
+    "docker-compose": "docker-compose",
+    "mmdebstrap": "mmdebstrap",
     "git": "git",
     # The README's quickstart and the tutorials (docs/tutorials/) ask the daemon and the
     # registry with curl, and the tutorials make tokens with openssl.
@@ -56,6 +60,10 @@ APT_PACKAGES = {
     # The dashboard's browser test (tests/e2e/test_dashboard.py) and scripts/screenshot.py.
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    # The observability kit's tests: promtool checks the alert rules and a live /metrics.
+    "promtool": "prometheus",
+    # An ssh:// build engine (engines[].host) is tested through an sshd on loopback.
+    "sshd": "openssh-server",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
 # PostgreSQL for the store's tests on it and the benches (`stack.py postgres`): Debian keeps its
@@ -464,7 +472,11 @@ class Engine:
         return None
 
     @classmethod
-    def start(cls, root: Path) -> "Engine":
+    def start(cls, root: Path, tcp: str | None = None,
+              tls: tuple[Path, Path, Path] | None = None) -> "Engine":
+        """dockerd on a socket in `root`; also on `tcp` (host:port) when given, with `tls`
+        (its CA, server certificate and key) checking clients' certificates (--tlsverify).
+        The unix socket stays: this script's own requests go through it."""
         # containerd's sockets live under the exec root; past this length it cannot bind them,
         # and dockerd only says, after a timeout, that containerd did not start.
         longest = root / "exec" / "containerd" / "containerd-debug.sock"
@@ -475,11 +487,16 @@ class Engine:
         root.mkdir(parents=True, exist_ok=True)
         sock = root / "docker.sock"
         host = f"unix://{sock}"
+        remote = [f"--host=tcp://{tcp}"] if tcp else []
+        if tls is not None:
+            ca, cert, key = tls
+            remote += ["--tlsverify", f"--tlscacert={ca}", f"--tlscert={cert}",
+                       f"--tlskey={key}"]
         with open(root / "dockerd.log", "ab") as logfile:
             process = subprocess.Popen(
                 [
                     "dockerd", "--iptables=false", "--bridge=none", "--storage-driver=vfs",
-                    f"--host={host}", f"--data-root={root / 'data'}",
+                    f"--host={host}", *remote, f"--data-root={root / 'data'}",
                     f"--exec-root={root / 'exec'}", f"--pidfile={root / 'pid'}",
                 ],
                 stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from structlog.contextvars import bound_contextvars
+
 from basewatch.builder.backend import Backend
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QUICK_TASK_NAME
@@ -20,7 +22,7 @@ from basewatch.builder.run_log import (
     RunLog,
     log_path,
 )
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, EngineLost
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
 from basewatch.run_plan import (
@@ -44,6 +46,11 @@ StartedHook = Callable[[Run], Awaitable[None]]
 UpstreamOf = Callable[[str], Awaitable[set[str]]]
 # How often a run waiting on an upstream build asks again.
 UPSTREAM_RECHECK_SECONDS = 0.5
+# How often a run that no build engine has room for asks again (holding no worker meanwhile,
+# so a run another engine could take is not kept waiting behind it).
+ENGINE_RECHECK_SECONDS = 1.0
+# Whether the backend has room for a run of these platforms (a comma list) now.
+HasRoom = Callable[[str], bool]
 # A run's error is one line: an unexpected exception's message is cut to this.
 MAX_ERROR_CHARS = 500
 
@@ -54,6 +61,15 @@ def unexpected_error(exc: BaseException) -> str:
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     text = " ".join(f"unexpected error: {type(exc).__name__}: {detail}".split())
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 1] + "…"
+
+
+def _log_context(run: Run) -> dict[str, str]:
+    """The task a run builds and, for a base-image run, the base change that fired it."""
+    context = {"task": run.task or QUICK_TASK_NAME}
+    if run.base_change is not None:
+        context.update(base=run.base_change.reference, platform=run.base_change.platform,
+                       digest=run.base_change.digest)
+    return context
 
 
 def _say(run_log: RunLog | None, text: str) -> None:
@@ -124,8 +140,12 @@ class RunExecutor:
     def __init__(self, store: Store, planner: RunPlanner, backend: Backend, logs_dir: Path,
                  on_finished: FinishedHook | None = None, upstream_of: UpstreamOf | None = None,
                  metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
-                 on_started: StartedHook | None = None):
+                 on_started: StartedHook | None = None,
+                 requeue: Callable[[str], None] | None = None,
+                 has_room: HasRoom | None = None):
         self.store = store
+        self.has_room = has_room
+        self.requeue = requeue  # hands a re-run the store queued to the run queue
         self.on_started = on_started
         self.planner = planner
         self.backend = backend
@@ -143,18 +163,24 @@ class RunExecutor:
 
     async def execute(self, run_id: str) -> float | None:
         """Run it; or, when it must wait, how many seconds until it should be asked again."""
-        run = await self.store.runs.get(run_id)
-        if run is None or run.status is not RunStatus.QUEUED:
-            return None  # canceled or already handled while it waited
-        if wait := await self._must_wait(run):
-            return wait
-        await self._execute(run)
+        # Every line logged for this run, by basewatch or a library, in this task or the
+        # tasks and threads it starts, carries which run it is about.
+        with bound_contextvars(run_id=run_id):
+            run = await self.store.runs.get(run_id)
+            if run is None or run.status is not RunStatus.QUEUED:
+                return None  # canceled or already handled while it waited
+            with bound_contextvars(**_log_context(run)):
+                if wait := await self._must_wait(run):
+                    return wait
+                await self._execute(run)
         return None
 
     async def _must_wait(self, run: Run) -> float | None:
         now = datetime.now(timezone.utc)
         if run.not_before is not None and run.not_before > now:
             return (run.not_before - now).total_seconds()  # still settling
+        if self.has_room is not None and not self.has_room(run.platform):
+            return ENGINE_RECHECK_SECONDS  # every engine that builds its platforms is busy
         if self.upstream_of is not None:
             # Built in topological order: not while a task it is built on is being rebuilt.
             upstream = await self.upstream_of(run.task)
@@ -181,6 +207,7 @@ class RunExecutor:
         await self._call(self.on_started, run, "what follows its start")
         run_log = None
         keep_upload = False
+        lost: EngineLost | None = None
         # From here on, every way out records a final state: nothing is left Running.
         try:
             run_log = RunLog(log_path(self.logs_dir, run.id),
@@ -188,6 +215,13 @@ class RunExecutor:
                              max_bytes=self.max_log_bytes)
             task = await self.planner.task_of(run)
             status, outputs, error = await self._plan_and_run(run, task, run_log)
+        except EngineLost as exc:
+            # No fault of the run's: queued again once, as a run the daemon's stop cut short.
+            lost, keep_upload = exc, run.retry_of is None
+            status, outputs, error = RunStatus.FAILED, [], str(exc)
+            _say(run_log, f"Run ID: {run.id} failed: {error}; "
+                 + ("it is queued again" if run.retry_of is None
+                    else "it was a re-run already, so it is not queued again"))
         except BasewatchError as exc:
             status, outputs, error = RunStatus.ERROR, [], str(exc)
             _say(run_log, f"Run ID: {run.id} errored: {error}")
@@ -212,8 +246,21 @@ class RunExecutor:
                 self.quick_runs.clean_up(run)
         if run.id in self._canceled:
             self._canceled.discard(run.id)
-            status, error = RunStatus.CANCELED, "canceled by request"
-        await self.store.runs.finish(run.id, status, outputs, error)
+            if lost is not None and run.spec is not None:
+                self.quick_runs.clean_up(run)  # kept for a re-run that is not coming now
+            status, error, lost = RunStatus.CANCELED, "canceled by request", None
+        if lost is not None:
+            rerun = await self.store.runs.finish_and_requeue(
+                run, status, outputs, error, f"its build engine {lost.engine} going down")
+            if rerun is not None:
+                log.warning("run %s: its build engine %s went down; re-queued as %s", run.id,
+                            lost.engine, rerun)
+                if self.requeue is not None:
+                    self.requeue(rerun)
+            elif run.spec is not None:
+                self.quick_runs.clean_up(run)
+        else:
+            await self.store.runs.finish(run.id, status, outputs, error)
         self.log_updates.changed(run.id)
         finished = await self.store.runs.get(run.id)
         if self.metrics is not None:
@@ -268,6 +315,9 @@ class RunExecutor:
                     for line in summary([s for s in plan.steps if isinstance(s, TaskStep)],
                                         results.steps):
                         run_log.line(line)
+        except EngineLost:
+            await self._record_task_bases(plan, results)
+            raise
         except BasewatchError as exc:
             await self._record_task_bases(plan, results)
             if run.id in self._canceled:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from basewatch.errors import BasewatchError
 from basewatch.models import Run
+from basewatch.redaction import KNOWN
 
 
 class SecretsLost(BasewatchError):
@@ -20,6 +21,7 @@ class RunSecrets:
     def hold(self, run_id: str, secrets: Mapping[str, str]) -> None:
         if secrets:
             self._held[run_id] = dict(secrets)
+            KNOWN.hold(*secrets.values())  # nor in the daemon's own log
 
     def of(self, run: Run) -> dict[str, str]:
         """The run's secrets; SecretsLost when it was queued with some that are gone."""
@@ -32,7 +34,7 @@ class RunSecrets:
         return dict(held)
 
     def release(self, run_id: str) -> None:
-        self._held.pop(run_id, None)
+        KNOWN.release(*self._held.pop(run_id, {}).values())
 
     async def forget(self, run: Run) -> None:
         """The executor's end hook: the run is over, its secrets go."""

@@ -62,7 +62,9 @@ def api_auth(token: str | None) -> Callable:
             return json_error(503, f"the daemon's database is busy ({exc}): try again shortly",
                               {hdrs.RETRY_AFTER: str(DATABASE_BUSY_RETRY_AFTER_SECONDS)})
         except BasewatchError as exc:
-            return json_error(exc.http_status, str(exc))
+            retry_after = getattr(exc, "retry_after", None)
+            return json_error(exc.http_status, str(exc), None if retry_after is None
+                              else {hdrs.RETRY_AFTER: str(retry_after)})
 
     return middleware
 

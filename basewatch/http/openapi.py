@@ -9,6 +9,7 @@ from basewatch.config import TaskSettings, TimerSettings
 _ERROR = {"description": "a message a person can act on",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _RUN = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}}
+_THE_RUN = {"description": "the run", **_RUN}  # OpenAPI requires every response's description
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _TIMER_NAME = {"name": "timer", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -42,6 +43,18 @@ def _json(ref: str) -> dict:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+def _model_schemas(**models) -> dict:
+    """The pydantic models' schemas, with the models they nest (pydantic's `$defs`) hoisted
+    beside them: a `$ref` in an OpenAPI document resolves from the document's root."""
+    schemas: dict = {}
+    for name, model in models.items():
+        schema = model.model_json_schema(mode="validation",
+                                         ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    return schemas
+
+
 def openapi_document() -> dict:
     runs_query = [{"name": name, "in": "query", "required": False, "schema": schema}
                   for name, schema in (("task", {"type": "string"}),
@@ -53,7 +66,11 @@ def openapi_document() -> dict:
         "/healthz": {"get": _op("daemon, engine, state disk and registry health",
                                 {"200": {"description": "health report; degraded names what fails "
                                                 "(unregistered_tasks: config tasks the daemon "
-                                                "could not register, with why)"}},
+                                                "could not register, with why)"},
+                                 "503": {"description": "the same report, status starting: the "
+                                                "config's tasks are being registered "
+                                                "(registration: state, registered, total, "
+                                                "failed); Retry-After"}},
                                 public=True)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}},
                                 public=True)},
@@ -137,15 +154,15 @@ def openapi_document() -> dict:
         "/api/runs": {"get": _op("list runs, newest first", {"200": {"description": "runs"}},
                                  400, parameters=runs_query)},
         "/api/runs/{run_id}": {
-            "get": _op("show a run", {"200": _RUN}, 404, parameters=[_RUN_ID]),
-            "patch": _op("archive a run, or not", {"200": _RUN}, 400, 404, 409,
+            "get": _op("show a run", {"200": _THE_RUN}, 404, parameters=[_RUN_ID]),
+            "patch": _op("archive a run, or not", {"200": _THE_RUN}, 400, 404, 409,
                          body={"application/json": {"schema": {
                              "type": "object", "required": ["archived"],
                              "properties": {"archived": {"type": "boolean"}}}}},
                          parameters=[_RUN_ID]),
         },
         "/api/runs/{run_id}/cancel": {"post": _op("cancel a queued or running run",
-                                                  {"200": _RUN}, 404, 409,
+                                                  {"200": _THE_RUN}, 404, 409,
                                                   parameters=[_RUN_ID])},
         "/api/runs/{run_id}/log": {"get": _op(
             "a run's log; follow=1 streams it until the run ends",
@@ -163,9 +180,8 @@ def openapi_document() -> dict:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "the token from api_token_env"}},
             "schemas": {
-                "Task": TaskSettings.model_json_schema(mode="validation"),
-                "QuickBuild": QuickBuildSpec.model_json_schema(mode="validation"),
-                "TimerSettings": TimerSettings.model_json_schema(mode="validation"),
+                **_model_schemas(Task=TaskSettings, QuickBuild=QuickBuildSpec,
+                                 TimerSettings=TimerSettings),
                 "Timer": {"type": "object", "properties": {
                     "name": {"type": "string"}, "schedule": {"type": "string"},
                     "enabled": {"type": "boolean"},
@@ -203,6 +219,9 @@ def openapi_document() -> dict:
                     "registry": {"type": ["string", "null"],
                                  "description": "the run's own registry ({{.Run.Registry}}, "
                                                 "$Registry), when it was given one"},
+                    "engine": {"type": ["string", "null"],
+                               "description": "the build engine of the pool (engines:) it "
+                                              "went to; null: the local engine"},
                     "archived": {"type": "boolean"},
                     "steps": {
                         "description": "GET /api/runs/{run_id} only: a task file's steps, "

@@ -31,6 +31,7 @@ from aiohttp import hdrs, web
 from basewatch.errors import BasewatchError
 from basewatch.http.common import json_error, read_bounded
 from basewatch.metrics import Metrics
+from basewatch.redaction import KNOWN
 from basewatch.tasks import Task
 from basewatch.triggers.source_events import SourceEvent, SourceEventSink, SourceOutcome
 from basewatch.triggers.webhooks import PROVIDERS
@@ -187,6 +188,7 @@ class _Receiver:
             named = self.environ.get(task.webhook_secret_env) \
                 if task.webhook_secret_env else None
             for secret in {named, kept.get(task.name)} - {None, ""}:
+                KNOWN.add(secret)
                 by_secret.setdefault(secret, []).append(task.name)
         return by_secret
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from basewatch.errors import RegistryError
 from basewatch.oci.settings import RegistrySettings
+from basewatch.redaction import KNOWN
 
 # `docker login` stores Docker Hub credentials under https://index.docker.io/v1/.
 _DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
@@ -31,6 +32,9 @@ DEFAULT_TOKEN_LIFETIME = 60.0
 class Credentials:
     username: str
     password: str
+
+    def __post_init__(self) -> None:
+        KNOWN.add(self.password)  # and out of the daemon's log, whatever prints it
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         return f"Credentials(username={self.username!r}, password=***)"

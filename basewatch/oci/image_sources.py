@@ -22,10 +22,13 @@ class ImageSources:
         self._credentials = credentials or CredentialStore(registries)
 
     def pull_source(self, reference: str) -> str:
-        """The reference to pull: the same image, named through the registry's endpoint."""
+        """The reference to pull: the same image, named through the registry's endpoint unless
+        the engine cannot reach that name."""
         ref = ImageReference.parse(reference)
-        endpoint = endpoint_for(ref.registry, self._settings.get(ref.registry))
-        if endpoint == default_endpoint(ref.registry):
+        settings = self._settings.get(ref.registry)
+        endpoint = endpoint_for(ref.registry, settings)
+        if endpoint == default_endpoint(ref.registry) or (
+                settings is not None and not settings.engine_pulls_through_endpoint):
             return reference
         return str(ImageReference(urlsplit(endpoint).netloc, ref.repository, ref.tag,
                                   ref.digest))

@@ -5,6 +5,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from basewatch.redaction import KNOWN
 from basewatch.scm.api import ApiResponse
 from basewatch.scm.hosts import Repository, ScmError
 
@@ -16,7 +17,9 @@ MAX_DESCRIPTION = 140
 
 def new_webhook_secret() -> str:
     """A secret for a webhook basewatch registers: 256 bits, URL-safe."""
-    return secrets.token_urlsafe(32)
+    secret = secrets.token_urlsafe(32)
+    KNOWN.add(secret)  # never in the daemon's log
+    return secret
 
 
 @dataclass(frozen=True)

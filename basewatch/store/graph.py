@@ -1,12 +1,13 @@
 """The dependency graph's edges and what the watcher last saw of each base."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from sqlalchemy import bindparam, delete, exists, insert, select, update
 
 from basewatch.models import Dependency, DependencyKind, WatchedDigest
 from basewatch.store.database import Database, from_text, now, to_text
+from basewatch.store.protocols import TaskEdges
 from basewatch.store.schema import dependencies, task_publishes, watched_digests
 
 
@@ -34,26 +35,37 @@ class SQLiteGraphStore:
         """Set a task's (base, platform, kind) edges, on every platform it is built for; a
         base seen for the first time starts from `digests[(base, platform)]`; and the images
         it publishes that its definition does not name (a task file's pushes)."""
+        await self.replace_many([(task, list(edges), published)], digests)
+
+    async def replace_many(self, tasks: Sequence[TaskEdges],
+                           digests: dict[tuple[str, str], str | None]) -> None:
+        """Each statement once for the whole batch (executemany), the prune once: one
+        transaction for thousands of tasks as the daemon starts, not one each."""
         stamp = to_text(now())
-        edges = list(edges)
-        images = [{"task": task, "image": image} for image in sorted(set(published))]
+        names = [{"b_task": task} for task, _, _ in tasks]
+        publishes = [{"task": task, "image": image} for task, _, published in tasks
+                     for image in sorted(set(published))]
+        rows = [{"task": task, "base": base, "platform": platform, "kind": kind.value,
+                 "digest_at_build": digests.get((base, platform))}
+                for task, edges, _ in tasks for base, platform, kind in edges]
+        bases = {(row["base"], row["platform"]): row["digest_at_build"] for row in rows}
         async with self.database.transaction() as db:
-            await db.execute(delete(task_publishes).where(task_publishes.c.task == task))
-            if images:
-                await db.execute(insert(task_publishes), images)
-            await db.execute(delete(dependencies).where(dependencies.c.task == task))
-            if edges:
-                await db.execute(insert(dependencies), [
-                    {"task": task, "base": base, "platform": platform, "kind": kind.value,
-                     "digest_at_build": digests.get((base, platform))}
-                    for base, platform, kind in edges])
-                first = {(base, platform): digests.get((base, platform))
-                         for base, platform, _ in edges}
+            # Each statement executed for the whole batch at once (executemany); an empty
+            # list would run a statement once with no values at all, so those are skipped.
+            if names:
+                await db.execute(delete(task_publishes).where(
+                    task_publishes.c.task == bindparam("b_task")), names)
+                await db.execute(delete(dependencies).where(
+                    dependencies.c.task == bindparam("b_task")), names)
+            if publishes:
+                await db.execute(insert(task_publishes), publishes)
+            if rows:
+                await db.execute(insert(dependencies), rows)
                 await db.execute(
                     self.database.insert(watched_digests).on_conflict_do_nothing(),
                     [{"base": base, "platform": platform, "digest": digest,
                       "checked_at": stamp if digest else None}
-                     for (base, platform), digest in first.items()])
+                     for (base, platform), digest in bases.items()])
             await self._prune(db)
 
     async def published(self) -> dict[str, set[str]]:

@@ -8,7 +8,7 @@ store retries what a run records as it goes while it does.
 """
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -27,10 +27,18 @@ from basewatch.models import (
 from basewatch.tasks import Task
 
 
+# A task's edges (base, platform, kind) and the images it publishes that its definition does
+# not name, as registration stores them.
+TaskEdges = tuple[str, Sequence[tuple[str, str, DependencyKind]], Iterable[str]]
+
+
 class TaskStore(Protocol):
     """Task definitions and where each came from (`config` or `api`)."""
 
     async def upsert(self, task: Task, source: str) -> None: ...
+
+    async def upsert_many(self, tasks: Sequence[tuple[Task, str]]) -> None:
+        """Store several (task, source) in one transaction: all of them, or none."""
 
     async def get(self, name: str) -> Task | None: ...
 
@@ -39,6 +47,9 @@ class TaskStore(Protocol):
     async def with_sources(self) -> list[tuple[Task, str]]: ...
 
     async def all(self, source: str | None = None) -> list[Task]: ...
+
+    async def names(self, source: str | None = None) -> set[str]:
+        """The stored tasks' names, none of them read: cheap over thousands of tasks."""
 
     async def delete(self, name: str) -> bool:
         """Delete a task and its edges; False when there was none."""
@@ -53,6 +64,10 @@ class GraphStore(Protocol):
                                    published: Iterable[str] = ()) -> None:
         """Set a task's edges and, in the same transaction, the images it publishes that
         its definition does not name (a task file's pushes)."""
+
+    async def replace_many(self, tasks: Sequence[TaskEdges],
+                           digests: dict[tuple[str, str], str | None]) -> None:
+        """`replace_dependencies` for several tasks in one transaction: all, or none."""
 
     async def published(self) -> dict[str, set[str]]:
         """By task, the images `replace_dependencies` was given (tasks with none left out)."""
@@ -102,6 +117,8 @@ class RunStore(Protocol):
 
     async def record_git_revision(self, run_id: str, revision: str) -> None: ...
 
+    async def record_engine(self, run_id: str, engine: str) -> None: ...
+
     async def cancel_queued(self, run_id: str, reason: str) -> bool: ...
 
     async def set_archived(self, run_id: str, archived: bool, archive_ref: str | None
@@ -122,6 +139,9 @@ class RunStore(Protocol):
     async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]: ...
 
     async def cancel_and_requeue(self, run: Run, reason: str) -> str | None: ...
+
+    async def finish_and_requeue(self, run: Run, status: RunStatus, outputs: list[PushedImage],
+                                 error: str, cause: str) -> str | None: ...
 
     async def record_change_and_queue(self, base: str, platform: str, digest: str,
                                       index_digest: str | None,

@@ -101,7 +101,7 @@ def _run(row) -> Run:
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
         base_change=base_change, source_commit=source_commit, secret_names=secret_names,
-        registry=row["registry"],
+        registry=row["registry"], engine=row["engine"],
     )
 
 
@@ -237,6 +237,10 @@ class SQLiteRunStore:
             await db.execute(update(runs).where(runs.c.id == run_id).values(
                 archived=int(archived), archive_ref=archive_ref))
 
+    async def record_engine(self, run_id: str, engine: str) -> None:
+        await self._write_retried(run_id, "its engine",
+                                  update(runs).where(runs.c.id == run_id).values(engine=engine))
+
     async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None:
         await self._write_retried(run_id, "the base digests",
                                   update(runs).where(runs.c.id == run_id)
@@ -313,6 +317,17 @@ class SQLiteRunStore:
             await db.execute(update(runs).where(runs.c.id == run.id).values(
                 status=RunStatus.CANCELED.value, finished_at=to_text(now()), error=reason))
             return await _requeue_once(db, run, "the daemon stopping")
+
+    async def finish_and_requeue(self, run: Run, status: RunStatus, outputs: list[PushedImage],
+                                 error: str, cause: str) -> str | None:
+        """Record a run's end that was no fault of its own (its build engine went down), and
+        queue it again once, in one transaction: the re-run's id, None for a re-run's end."""
+        async with self.database.transaction() as db:
+            await db.execute(update(runs).where(runs.c.id == run.id).values(
+                status=status.value, finished_at=to_text(now()),
+                outputs=json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
+                error=error))
+            return await _requeue_once(db, run, cause)
 
     async def record_change_and_queue(self, base: str, platform: str, digest: str,
                                       index_digest: str | None,

@@ -93,6 +93,9 @@ runs = Table(
     # A commit or pull-request run's key: one run per (task, commit), re-runs let through.
     Column("source_key", Text),
     Column("registry", Text),
+    # The build engine a run went to (engines: a pool of them); NULL: the one local engine,
+    # or a run that never reached one.
+    Column("engine", Text),
     Index("runs_by_task", "task", "seq"),
     Index("runs_by_status", "status"),
     Index("runs_by_queued_at", "queued_at"),

@@ -6,8 +6,10 @@ registered.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 from sqlalchemy import delete, select
@@ -21,6 +23,7 @@ from basewatch.context_spec import (
 from basewatch.cron import CronSchedule
 from basewatch.errors import BasewatchError
 from basewatch.oci.platforms import Platform
+from basewatch.store import schema
 from basewatch.store.database import Database, now, to_text
 from basewatch.store.schema import tasks
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task, Timer
@@ -134,23 +137,41 @@ def _task(row) -> Task | None:
     return None
 
 
+# Above this many rows, definitions are read in a thread: 10,000 take half a second, which
+# the loop (and /healthz) should not wait through.
+ROWS_READ_ON_THE_LOOP = 200
+
+
+async def _read_rows(rows) -> list[Task | None]:
+    if len(rows) <= ROWS_READ_ON_THE_LOOP:
+        return [_task(row) for row in rows]
+    return await asyncio.to_thread(lambda: [_task(row) for row in rows])
+
+
 class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
 
     async def upsert(self, task: Task, source: str) -> None:
+        await self.upsert_many([(task, source)])
+
+    async def upsert_many(self, tasks: Sequence[tuple[Task, str]]) -> None:
         # Credentials never reach the database (they are refused at the edges; a task stored
         # by an older version loses them when it is written again).
-        task = replace(task, context=without_credentials(task.context))
         stamp = to_text(now())
-        insert = self.database.insert(tasks)
+        rows = [{"name": task.name, "source": source,
+                 "definition": task_json(replace(task, context=without_credentials(task.context))),
+                 "created_at": stamp, "updated_at": stamp} for task, source in tasks]
+        if not rows:
+            return
+        insert = self.database.insert(schema.tasks)
         async with self.database.transaction() as db:
+            # One statement, executed for every row (executemany): one transaction however
+            # many tasks the batch holds.
             await db.execute(
-                insert.values(name=task.name, source=source, definition=task_json(task),
-                              created_at=stamp, updated_at=stamp)
-                .on_conflict_do_update(index_elements=[tasks.c.name], set_={
+                insert.on_conflict_do_update(index_elements=[schema.tasks.c.name], set_={
                     "source": insert.excluded.source, "definition": insert.excluded.definition,
-                    "updated_at": insert.excluded.updated_at}))
+                    "updated_at": insert.excluded.updated_at}), rows)
 
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
@@ -166,14 +187,21 @@ class SQLiteTaskStore:
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
             select(tasks.c.name, tasks.c.definition, tasks.c.source).order_by(tasks.c.name))
-        return [(task, row["source"]) for row in rows if (task := _task(row)) is not None]
+        read = await _read_rows(rows)
+        return [(task, row["source"]) for row, task in zip(rows, read) if task is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
         query = select(tasks.c.name, tasks.c.definition).order_by(tasks.c.name)
         if source is not None:
             query = query.where(tasks.c.source == source)
         rows = await self.database.fetchall(query)
-        return [task for row in rows if (task := _task(row)) is not None]
+        return [task for task in await _read_rows(rows) if task is not None]
+
+    async def names(self, source: str | None = None) -> set[str]:
+        query = select(tasks.c.name)
+        if source is not None:
+            query = query.where(tasks.c.source == source)
+        return {row["name"] for row in await self.database.fetchall(query)}
 
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:

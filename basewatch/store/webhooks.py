@@ -6,12 +6,14 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from basewatch.models import TaskWebhook
+from basewatch.redaction import KNOWN
 from basewatch.store.database import Database
 from basewatch.store.schema import task_webhooks
 
 
 
 def _webhook(row) -> TaskWebhook:
+    KNOWN.add(row["secret"])  # a secret read is a secret the daemon's log masks
     return TaskWebhook(row["task"], row["secret"], row["provider"], row["context"],
                        row["hook_id"])
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+from structlog.contextvars import bound_contextvars
+
 from basewatch.models import (BaseChange, Dependency, DependencyKind, DigestChange, RunRequest,
                               RunType, Trigger)
 from basewatch.store import Store
@@ -47,6 +49,10 @@ class FanOut:
         self.settle = settle
 
     async def on_change(self, change: DigestChange) -> list[str]:
+        with bound_contextvars(base=change.base, platform=change.platform, digest=change.new):
+            return await self._fan_out(change)
+
+    async def _fan_out(self, change: DigestChange) -> list[str]:
         dependents = await self.store.graph.dependents(change.base, change.platform)
         tasks = {task.name: task for task in await self.store.tasks.all()}
         not_before = (datetime.now(timezone.utc) + timedelta(seconds=self.settle)

@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Protocol
 
+from structlog.contextvars import bound_contextvars
+
 from basewatch.errors import BasewatchError
-from basewatch.metrics import Metrics
+from basewatch.metrics import Metrics, ReferenceState
 from basewatch.models import DigestChange, WatchedDigest
 from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
@@ -90,10 +92,20 @@ class DigestWatcher:
         self._reload = asyncio.Event()
         self._wake = asyncio.Event()
         self._checks: set[asyncio.Task] = set()
+        # Wall-clock times, for Prometheus: the last check of each reference (whatever its
+        # result), else when it began to be watched.
+        self._checked_at: dict[Key, float] = {}
 
     @property
     def watched_count(self) -> int:
         return len(self._watched)
+
+    def reference_states(self) -> list[ReferenceState]:
+        """Each watched reference's last check, interval and whether it is failing."""
+        return [ReferenceState(base, platform, self._checked_at.get((base, platform), 0.0),
+                               self.interval_for(ImageReference.parse(base).registry),
+                               (base, platform) in self._failures)
+                for base, platform in self._watched]
 
     def refresh(self) -> None:
         """The set of watched references changed: re-read it now."""
@@ -103,6 +115,8 @@ class DigestWatcher:
     async def _load(self) -> None:
         await self.flush()
         self._watched = {(w.base, w.platform): w for w in await self.graph.watched()}
+        now = time.time()
+        self._checked_at = {key: self._checked_at.get(key, now) for key in self._watched}
 
     async def flush(self) -> None:
         """Write the unchanged checks gathered since the last flush."""
@@ -135,7 +149,8 @@ class DigestWatcher:
         return how many were checked. For pushes we hear of: cascades and notifications.
         `notified(base)` is the digest a notification says was pushed there, if it names one:
         until the tag serves it, the reference is checked again a few times."""
-        if not self._watched:
+        if not self._watched or self._reload.is_set():
+            # Not read yet, or changed since (the running schedule re-reads it too).
             await self._load()
         keys = [key for key in self._watched if wanted(key[0])]
         await asyncio.gather(*(self.check(*key) for key in keys))
@@ -170,10 +185,17 @@ class DigestWatcher:
 
     async def _compare(self, key: Key) -> DigestChange | None:
         base, platform = key
+        # What is logged from here (the registry client's lines too) names the reference.
+        with bound_contextvars(base=base, platform=platform):
+            return await self._compare_bound(key)
+
+    async def _compare_bound(self, key: Key) -> DigestChange | None:
+        base, platform = key
         ref = ImageReference.parse(base)
         try:
             seen = await self.source.platform_digest(ref, Platform.parse(platform))
         except BasewatchError as exc:
+            self._checked_at[key] = time.time()
             self._failures[key] = self._failures.get(key, 0) + 1
             self._count(ref, "error")
             log.warning("cannot check %s (%s): %s", base, platform, exc)
@@ -182,6 +204,7 @@ class DigestWatcher:
                 self._shown_change()
             return None
         recovered = self._failures.pop(key, None) is not None
+        self._checked_at[key] = time.time()
         current = self._watched.get(key) or await self.graph.get_watched(base, platform)
         if current is None:
             return None  # no task depends on it any more
@@ -199,8 +222,9 @@ class DigestWatcher:
             return None
         self._count(ref, "changed")
         change = DigestChange(base, platform, current.digest, seen.digest, seen.index_digest)
-        log.info("base %s (%s) changed: %s -> %s", base, platform, change.old, change.new)
-        await self.on_change(change)
+        with bound_contextvars(digest=change.new):  # the fan-out's lines name it too
+            log.info("base %s (%s) changed: %s -> %s", base, platform, change.old, change.new)
+            await self.on_change(change)
         return change
 
     def _shown_change(self) -> None:

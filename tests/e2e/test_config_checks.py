@@ -18,6 +18,7 @@ from tests.e2e.test_cli_errors import REPO, basewatch, error_lines
 from tests.e2e.test_daemon import health, start_daemon, stop
 from tests.support.git_http import GitHttpServer
 from tests.support.git_remotes import GitRemote
+from tests.support.log_lines import json_lines
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -199,8 +200,8 @@ def test_an_unregistrable_config_task_is_named_by_healthz_and_task_list(tmp_path
     assert "task gone not registered: the context folder" in output
     assert "basewatch is watching" in output
     assert "apscheduler" not in output and "Adding job" not in output, output
-    assert all(" basewatch" in line for line in output.splitlines()
-               if line[:4].isdigit() and " INFO " in line), output
+    assert all(line["logger"].startswith("basewatch")
+               for line in json_lines(output) if line["level"] == "info"), output
 
 
 def cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -227,9 +228,13 @@ def test_debug_is_basewatch_own_unless_all_is_asked(tmp_path, level, libraries_s
         process.wait(timeout=30)
     output = (tmp_path / "daemon.log").read_text()
     assert process.returncode == 0 and "Traceback" not in output, output
-    assert " DEBUG   basewatch." in output or " INFO    basewatch." in output, output
-    assert ("apscheduler.scheduler: Adding job" in output) == libraries_shown, output
-    assert (" DEBUG   aiosqlite:" in output or " DEBUG   asyncio:" in output) == libraries_shown
+    lines = json_lines(output)  # a file, not a terminal: JSON lines
+    assert any(line["logger"].startswith("basewatch.") and line["level"] in ("debug", "info")
+               for line in lines), output
+    assert any(line["logger"] == "apscheduler.scheduler" and
+               line["event"].startswith("Adding job") for line in lines) == libraries_shown
+    assert any(line["logger"] in ("aiosqlite", "asyncio") and line["level"] == "debug"
+               for line in lines) == libraries_shown
 
 
 def test_serve_names_the_key_meant_when_it_refuses_a_config(tmp_path):

@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.test_daemon import health, start_daemon, stop
+from tests.support.log_lines import json_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,8 @@ def test_a_newline_in_a_repository_forges_no_line_of_the_daemon_log(tmp_path, do
                                        event("e3", f"base\r{FORGED}")]})
     finally:
         output = stop(process)
-    lines = output.splitlines()
+    # stderr is a pipe, so JSON lines: every line of the output is one the daemon wrote.
+    lines = [line["event"] for line in json_lines(output)]
     assert not any(line.startswith(FORGED) for line in lines), output
     assert (answer["accepted"], answer["rejected"]) == (1, 2)
     assert any("registry notification: registry.local:5000/base:1" in line for line in lines)

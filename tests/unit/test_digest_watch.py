@@ -284,3 +284,57 @@ async def test_what_the_graph_shows_is_announced_only_when_it_changes(store):
     registry.digest = "sha256:two"
     await watcher.check(BASE, PLATFORM)
     assert len(shown) == 4, "a new digest"
+
+
+async def test_reference_states_say_when_each_was_checked_and_whether_it_fails(store):
+    import time
+
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry = FakeRegistry("sha256:old")
+    watcher = make_watcher(store, registry, [])
+    before = time.time()
+    await watcher.poll_once()
+    [state] = watcher.reference_states()
+    assert (state.reference, state.platform, state.poll_interval) == (BASE, PLATFORM, 1.0)
+    assert before <= state.last_check <= time.time() and not state.failing
+    registry.failure = RegistryError("unreachable")
+    await watcher.check(BASE, PLATFORM)
+    [failing] = watcher.reference_states()
+    assert failing.failing and failing.last_check >= state.last_check
+
+
+async def test_a_change_and_its_fan_out_log_the_base_and_digest(store, caplog):
+    import structlog
+
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    contexts = []
+
+    def remember(record):
+        contexts.append((record.getMessage(), structlog.contextvars.get_contextvars()))
+        return True
+
+    caplog.set_level("INFO", logger="basewatch")
+    caplog.handler.addFilter(remember)
+    await make_watcher(store, FakeRegistry("sha256:new"), []).check(BASE, PLATFORM)
+    by_message = {message.split(" changed")[0]: context for message, context in contexts}
+    expected = {"base": BASE, "platform": PLATFORM, "digest": "sha256:new"}
+    assert by_message[f"base {BASE} ({PLATFORM})"] == expected
+    assert by_message[f"base {BASE}"] == expected  # FanOut's "changed: queued ca1"
+    assert structlog.contextvars.get_contextvars() == {}  # unbound afterwards
+
+
+async def test_a_push_heard_before_the_watch_runs_sees_bases_registered_since(store):
+    # While the daemon starts, the watcher is not running yet and registration refreshes it
+    # batch after batch: a notification must see the bases registered up to then.
+    registry, submitted = FakeRegistry("sha256:old"), []
+    watcher = make_watcher(store, registry, submitted)
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    assert await watcher.check_references(lambda base: True) == 1
+    later = "127.0.0.1:5000/later:1"
+    await store.tasks.upsert(Task(name="later", context="/nowhere", images=["reg/later"]),
+                             "config")
+    await store.graph.replace_dependencies("later", [(later, PLATFORM, DependencyKind.RUNTIME)],
+                                           {(later, PLATFORM): "sha256:before"})
+    watcher.refresh()
+    assert await watcher.check_references(lambda base: base == later) == 1
+    assert len(submitted) == 1  # later's base moved: sha256:before -> sha256:old

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "basewatch"
 # Bottom to top. Names are relative to basewatch ("basewatch" itself: the package, its version);
 # a module belongs to the layer naming its longest prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("floor", ("basewatch", "errors", "textfiles", "bounded")),
+    ("floor", ("basewatch", "errors", "textfiles", "bounded", "redaction")),
     ("netpolicy", ("netpolicy",)),
     ("oci", ("oci",)),
     ("scm", ("scm",)),
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("services", "retention", "cascades", "config_sync", "config_check", "health",
                   "task_webhooks", "commit_status")),
     ("http", ("http",)),
-    ("edges", ("cli", "cli_runs", "cli_output", "cli_progress", "client", "daemon",
+    ("edges", ("cli", "cli_runs", "cli_output", "cli_progress", "client", "daemon", "logs",
                "__main__")),
 ]
 

@@ -23,6 +23,7 @@ from basewatch.context_spec import (ContextError, ContextSpec, checked_dockerfil
 from basewatch.netpolicy import HostPolicy
 from basewatch.dockerfile.analysis import read_dockerfile_text
 from basewatch.models import SourceCommit
+from basewatch.redaction import KNOWN
 
 if TYPE_CHECKING:
     from basewatch.config import GitCredentialSettings
@@ -80,6 +81,7 @@ def git_credentials(settings: Sequence[GitCredentialSettings]) -> dict[str, GitC
             if "\n" in password:
                 raise ContextError(f"git_credentials {entry.host}: {entry.password_env} "
                                    "holds more than one line")
+        KNOWN.add(password)  # never in the daemon's log
         found[entry.host] = GitCredential(entry.username, password)
     return found
 

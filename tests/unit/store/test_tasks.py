@@ -139,3 +139,16 @@ async def test_malformed_source_trigger_settings_in_a_row_are_refused(store, cap
     with caplog.at_level(logging.WARNING, logger="basewatch.store.tasks"):
         assert await store.tasks.get("bad") is None
     assert reason in caplog.text
+
+
+async def test_thousands_of_tasks_are_stored_at_once_and_read_back_in_order(store):
+    # Above ROWS_READ_ON_THE_LOOP rows the definitions are read in a thread: same answer.
+    tasks = [Task(name=f"app-{n:04d}", context="/srv/app", images=[f"reg/app-{n}"])
+             for n in reversed(range(1200))]
+    await store.tasks.upsert_many([(task, "config" if n % 2 else "api")
+                                   for n, task in enumerate(tasks)])
+    assert [t.name for t in await store.tasks.all()] == sorted(t.name for t in tasks)
+    assert len(await store.tasks.all(source="config")) == 600
+    assert len(await store.tasks.names(source="api")) == 600
+    listed = await store.tasks.with_sources()
+    assert len(listed) == 1200 and listed[0][0].name == "app-0000"

@@ -107,3 +107,38 @@ async def test_a_database_from_before_alembic_reads_back_whole(tmp_path):
 
 async def test_a_new_database_has_the_schema_the_code_describes(store):
     assert await schema_differences(store) == []
+
+
+async def test_a_database_main_gave_its_numbered_migration_11_is_stamped_at_the_engine_column(
+        tmp_path):
+    """user_version 11 (runs.engine, main's last numbered migration before the move to
+    Alembic): the column is there already, so the file is stamped, not altered again."""
+    import sqlite3
+    path = tmp_path / "basewatch.db"
+    shutil.copy(FIXTURE, path)
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE runs ADD COLUMN engine TEXT")
+        db.execute("UPDATE runs SET engine = 'builder-1' WHERE id = 'ca1'")
+        db.execute("PRAGMA user_version=11")
+    store = await SQLiteStore.open(path)
+    try:
+        assert (await store.runs.get("ca1")).engine == "builder-1"
+        await store.runs.record_engine("ca2", "builder-2")
+        assert (await store.runs.get("ca2")).engine == "builder-2"
+        assert beyond_legacy_sqlite(await schema_differences(store)) == []
+        version = await store.database.fetchone(text("SELECT version_num FROM alembic_version"))
+        assert version["version_num"] == "0002" == head_revision()
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_before_alembic_gains_the_engine_column(tmp_path):
+    path = tmp_path / "basewatch.db"
+    shutil.copy(FIXTURE, path)
+    store = await SQLiteStore.open(path)
+    try:
+        assert (await store.runs.get("ca1")).engine is None
+        await store.runs.record_engine("ca1", "builder-1")
+        assert (await store.runs.get("ca1")).engine == "builder-1"
+    finally:
+        await store.close()

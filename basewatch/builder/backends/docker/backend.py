@@ -4,6 +4,7 @@ file's plan goes to task_run.py, which takes its builds and pushes through the s
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO, Callable
@@ -126,7 +127,10 @@ class _Session:
                              f"{type(step).__name__}")
 
     async def in_thread(self, function, *args):
-        future = asyncio.get_running_loop().run_in_executor(self.threads, function, *args)
+        # In the run's context, as asyncio.to_thread would: the engine's and the docker SDK's
+        # log lines carry the run's id.
+        future = asyncio.get_running_loop().run_in_executor(
+            self.threads, contextvars.copy_context().run, function, *args)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:

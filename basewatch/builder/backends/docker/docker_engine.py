@@ -8,11 +8,17 @@ from collections.abc import Iterable, Iterator
 
 import docker
 import docker.errors
+import docker.tls
 import requests.exceptions
 import urllib3.exceptions
 
 from basewatch.builder.backends.docker.docker_workloads import ContainerOperations
-from basewatch.builder.backends.docker.engine import BuildRequest, BuildResult, LogSink
+from basewatch.builder.backends.docker.engine import (
+    BuildRequest,
+    BuildResult,
+    EngineTLS,
+    LogSink,
+)
 from basewatch.builder.backends.docker.transfer_log import TransferLog
 from basewatch.errors import EngineError
 from basewatch.oci.platforms import Platform
@@ -37,6 +43,15 @@ class _CancellableAPIClient(docker.APIClient):
         super().__init__(*args, **kwargs)
         self._streams: list = []
         self._cut = False
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):
+            # The engine's own CA (tls.ca): requests would let REQUESTS_CA_BUNDLE or
+            # CURL_CA_BUNDLE from the environment replace it, and the engine's certificate
+            # would then fail to verify.
+            settings["verify"] = self.verify
+        return settings
 
     def _stream_helper(self, response, decode=False):
         self._streams.append(response)
@@ -70,6 +85,18 @@ class _CancellableAPIClient(docker.APIClient):
                     pass  # the stream ended on its own meanwhile
 
 
+def client_options(docker_host: str, tls: EngineTLS | None) -> dict:
+    """The docker SDK's options for reaching `docker_host`: for tcp://, TLS with the engine's
+    CA and our client certificate. An ssh:// engine needs none: the SDK reaches it through
+    paramiko (docker[ssh]), with ~/.ssh/config, the agent and keys, and the system's
+    known_hosts (an unknown host key is refused)."""
+    options: dict = {}
+    if tls is not None:
+        options["tls"] = docker.tls.TLSConfig(client_cert=(str(tls.cert), str(tls.key)),
+                                              ca_cert=str(tls.ca), verify=True)
+    return options
+
+
 def split_tag(image: str) -> tuple[str, str]:
     """`host:port/repo:tag` -> (`host:port/repo`, `tag`); no tag means `latest`."""
     repository, _, tag = image.rpartition(":")
@@ -86,8 +113,10 @@ def engine_name(reference: str) -> str:
 class DockerEngine(ContainerOperations):
     """One engine session per run, so cancel() can cut a build or push short."""
 
-    def __init__(self, docker_host: str, timeout: float = 600.0, network: str = "default"):
+    def __init__(self, docker_host: str, timeout: float = 600.0, network: str = "default",
+                 tls: EngineTLS | None = None):
         self.docker_host = docker_host
+        self.tls = tls  # a tcp:// engine's CA and client certificate
         self.timeout = timeout
         self.network = network  # build_network: default, none, host or a network's name
         self._clients: set[_CancellableAPIClient] = set()
@@ -113,8 +142,9 @@ class DockerEngine(ContainerOperations):
         version = None if negotiate else _NEGOTIATED.get(self.docker_host)
         try:
             client = _CancellableAPIClient(base_url=self.docker_host, version=version or "auto",
-                                           timeout=self.timeout)
-        except _UNREACHABLE as exc:
+                                           timeout=self.timeout, **client_options(
+                                               self.docker_host, self.tls))
+        except Exception as exc:  # also ssh's: a name that does not resolve, a refused key
             raise self._unreachable(_reason(exc)) from None
         _NEGOTIATED[self.docker_host] = client.api_version
         with self._lock:

@@ -9,6 +9,15 @@ LogSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class EngineTLS:
+    """A tcp:// engine's TLS files: the CA that signed its certificate, and ours."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class BuildRequest:
     context: Path
     dockerfile: str
