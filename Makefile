@@ -2,7 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: setup test unit e2e demo bench screenshot clean
+.PHONY: setup test unit e2e test-postgres demo bench screenshot clean
+
+# The store's own tests and those closest to it (the durable queue, the fan-out, timers, the
+# batched registration at start, the SIGKILL restart), again with the store on PostgreSQL:
+# about a minute and a half on 2 cores. The whole suite on PostgreSQL is `make test-postgres`
+# (README: --store=postgres).
+POSTGRES_TESTS := tests/unit/store tests/unit/triggers tests/unit/test_digest_watch.py \
+	tests/unit/test_retention.py tests/unit/test_run_steps_record.py tests/unit/test_tasks.py \
+	tests/unit/test_git_poll.py tests/unit/test_registration_batches.py \
+	tests/e2e/test_restart.py tests/e2e/test_postgres_store.py
 
 setup:
 	@command -v $(PYTHON) >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
@@ -13,6 +22,10 @@ setup:
 # engine; the slowest tests are listed at the end.
 test: setup
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --durations=15
+	$(VENV)/bin/pytest --store=postgres $(POSTGRES_TESTS)
+
+test-postgres: setup
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --store=postgres
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit

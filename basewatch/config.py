@@ -6,6 +6,7 @@ import math
 import os
 import re
 import typing
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
@@ -493,8 +494,41 @@ class LogArchiveSettings(_Strict):
         return value.strip()
 
 
+class DatabaseSettings(_Strict):
+    # The variable holding the URL (it carries the password), never the URL itself.
+    url_env: EnvName
+
+
+POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+
+
+def database_url(config: "Config", environ: Mapping[str, str] = os.environ) -> str | None:
+    """The store's database: a `postgresql+asyncpg://` URL from the variable `database.url_env`
+    names; None for SQLite in state_dir. ConfigError, naming the key and never the value (it
+    holds a password), for a variable unset or not a PostgreSQL URL."""
+    if config.database is None:
+        return None
+    variable = config.database.url_env
+    value = environ.get(variable, "").strip()
+    if not value:
+        raise ConfigError(f"database.url_env: the environment variable {variable} is not set")
+    parts = urllib.parse.urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in POSTGRES_SCHEMES or not parts.hostname
+            or not parts.path.strip("/")):
+        raise ConfigError(f"database.url_env: {variable} is not a PostgreSQL URL "
+                          "(postgresql://USER:PASSWORD@HOST:5432/DATABASE)")
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
 class Config(_Strict):
     state_dir: Path = Path(".basewatch")
+    # Where the store is: None, SQLite in state_dir; else PostgreSQL at the URL the named
+    # variable holds (several daemons can share it).
+    database: DatabaseSettings | None = None
     listen: str = "127.0.0.1:8080"
     max_concurrent_runs: int = Field(2, ge=1, le=256)
     # Manual runs and quick builds beyond this many queued runs are refused (429).
@@ -648,6 +682,8 @@ def _named_variables(config: Config) -> list[tuple[str, str]]:
     """(where, variable) for every environment variable the config names, where being its
     key path (with the task's name, for a task's)."""
     named = [("api_token_env", config.api_token_env)]
+    if config.database is not None:
+        named.append(("database.url_env", config.database.url_env))
     if config.notifications is not None:
         named.append(("notifications.token_env", config.notifications.token_env))
     named += [(f"registries[{i}].password_env ({r.host})", r.password_env)

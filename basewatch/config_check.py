@@ -17,11 +17,12 @@ from basewatch.builder.contexts.checkout import Checkouts, git_credentials
 from basewatch.config import (
     Config,
     TaskSettings,
+    database_url,
     load_config,
     missing_environment,
     missing_files,
 )
-from basewatch.errors import BasewatchError
+from basewatch.errors import BasewatchError, ConfigError
 from basewatch.netpolicy import HostPolicy
 from basewatch.watcher.registration import analyse_task
 
@@ -41,6 +42,11 @@ async def check_config(path: Path, fetch: bool = False,
     report = ConfigReport(config, [f"{path}: {line}"
                                    for line in missing_environment(config, environ)
                                    + missing_files(config)])
+    if config.database is not None and environ.get(config.database.url_env):
+        try:
+            database_url(config, environ)  # its form only: nothing is connected to
+        except ConfigError as exc:
+            report.problems.append(f"{path}: {exc}")
     with tempfile.TemporaryDirectory(prefix="basewatch-check-") as scratch:
         checkouts = _checkouts(config, Path(scratch)) if fetch else None
         for index, settings in enumerate(config.tasks):

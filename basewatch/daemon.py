@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import signal
+import urllib.parse
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from basewatch.commit_status import CommitStatuses
 from basewatch.config import (
     Config,
     EngineSettings,
+    database_url,
     load_config,
     missing_environment,
     missing_files,
@@ -138,7 +140,9 @@ class Daemon:
         notification_token = self._secret("notifications.token_env",
                                           config.notifications and config.notifications.token_env)
         api_token = self._secret("api_token_env", config.api_token_env)
-        self.store = store = await SQLiteStore.open(config.state_dir / "basewatch.db")
+        # Logs, contexts and uploads live in state_dir whichever database holds the state.
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store = await self._open_store()
         interrupted = await store.runs.fail_unfinished(
             "the daemon stopped while the run was in progress")
         for failed, rerun in interrupted:
@@ -336,6 +340,15 @@ class Daemon:
         if not any(state["state"] == "up" for state in states.values()):
             raise EngineError("no build engine answers: " + "; ".join(
                 f"{name}: {state.get('error')}" for name, state in states.items()))
+
+    async def _open_store(self) -> Store:
+        """PostgreSQL when `database.url_env` names it, else SQLite in state_dir."""
+        url = database_url(self.config)
+        if url is None:
+            return await SQLiteStore.open(self.config.state_dir / "basewatch.db")
+        parts = urllib.parse.urlsplit(url)
+        log.info("store: PostgreSQL at %s:%s%s", parts.hostname, parts.port or 5432, parts.path)
+        return await SQLiteStore.open_url(url)
 
     @staticmethod
     def _secret(key: str, variable: str | None) -> str | None:

@@ -1,12 +1,13 @@
 """One base with 1,000 dependent tasks: from the digest change to all 1,000 runs queued.
 
-    python3 bench/fanout.py [--tasks 1000]
+    python3 bench/fanout.py [--tasks 1000] [--store sqlite|postgres]
 
 A real `basewatch serve` process with N tasks in its config (all FROM the same base in a real
 local registry), polling every second. A new digest of the base is pushed; the figure is the
 time between the daemon's "changed" log line and its "queued" log line (one transaction queues
 them all), read from the daemon's own timestamps. A long settle window keeps the runs queued, so
-no build starts during the measurement. Peak memory is the daemon's VmHWM.
+no build starts during the measurement. Peak memory is the daemon's VmHWM. `--store postgres`
+keeps the daemon's state on a PostgreSQL server started for the run (scripts/stack.py).
 Goal: under 1 s, under 200 MiB.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +44,8 @@ async def push_base(address: str, content: str) -> None:
         await ImagePusher(session, address).push_image("base", "1", content=content)
 
 
-def write_config(workdir: Path, registry: str, tasks: int, port: int) -> Path:
+def write_config(workdir: Path, registry: str, tasks: int, port: int,
+                 database: bool = False) -> Path:
     context = workdir / "app"
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {registry}/base:1\n")
@@ -50,6 +53,8 @@ def write_config(workdir: Path, registry: str, tasks: int, port: int) -> Path:
     lines = [f"state_dir: {workdir / 'state'}", f"listen: 127.0.0.1:{port}", "log_format: text",
              "poll_interval: 1s", "settle_window: 10m", "registries:",
              f"  - host: {registry}", "tasks:"]
+    if database:
+        lines[:0] = ["database: {url_env: BASEWATCH_DATABASE_URL}"]
     for n in range(tasks):
         lines.append(f"  - {{name: app-{n:04d}, context: {context}, "
                      f"image: {registry}/app-{n:04d}:latest}}")
@@ -70,17 +75,27 @@ def peak_mib(pid: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
+    postgres = None
     with tempfile.TemporaryDirectory(prefix="basewatch-bench-") as tmp:
         workdir = Path(tmp)
         registry = stack.Registry(workdir / "registry", stack.free_port()).start()
         port = stack.free_port()
+        database_env = {}
         try:
+            if args.store == "postgres":
+                # A folder of its own: the server runs as the postgres user, who cannot enter
+                # this one (0700, root's).
+                postgres = stack.Postgres(Path(tempfile.mkdtemp(prefix="basewatch-bench-pg-")),
+                                          stack.free_port()).start()
+                database_env = {"BASEWATCH_DATABASE_URL": postgres.url()}
             asyncio.run(push_base(registry.address, "before"))
-            config = write_config(workdir, registry.address, args.tasks, port)
+            config = write_config(workdir, registry.address, args.tasks, port,
+                                  database=postgres is not None)
             # The engine is never used: the runs stay queued behind the settle window.
             env = dict(os.environ, PYTHONPATH=str(REPO),
-                       DOCKER_HOST=f"unix://{workdir}/no-engine.sock")
+                       DOCKER_HOST=f"unix://{workdir}/no-engine.sock", **database_env)
             log_path = workdir / "daemon.log"
             with open(log_path, "w") as log_file:
                 daemon = subprocess.Popen(
@@ -105,6 +120,10 @@ def main() -> int:
                 daemon.wait(timeout=60)
         finally:
             registry.stop()
+            if postgres is not None:
+                postgres.stop()
+                shutil.rmtree(postgres.root, ignore_errors=True)
+    print(f"store: {args.store}", flush=True)
     print(f"fan-out: {count} runs queued {seconds:.3f} s after the change was seen; "
           f"daemon peak memory {memory:.0f} MiB", flush=True)
     verdict = "PASS" if count == args.tasks and seconds < GOAL_SECONDS and memory < GOAL_MIB \

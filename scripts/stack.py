@@ -12,7 +12,11 @@ before the virtualenv exists.
         [--notify URL]          the registry started tells the basewatch daemon at URL of every
                                 push (POST URL/webhooks/registry, docs/notifications.md); also
                                 prints BASEWATCH_URL, BASEWATCH_TOKEN and BASEWATCH_NOTIFY_TOKEN
-    stack.py down [--dir D]     stop only what `up` started
+    stack.py postgres [--dir D] start a PostgreSQL server (Debian's `postgresql`) as the
+        [--port P]              `postgres` user on a free loopback port, data in D/postgres;
+                                print `export BASEWATCH_DATABASE_URL=...` for `database:
+                                {url_env: BASEWATCH_DATABASE_URL}` (docs/configuration.md)
+    stack.py down [--dir D]     stop only what `up` and `postgres` started
 """
 from __future__ import annotations
 
@@ -62,6 +66,10 @@ APT_PACKAGES = {
     "sshd": "openssh-server",
 }
 APT_FILES = {"/bin/busybox": "busybox-static"}
+# PostgreSQL for the store's tests on it and the benches (`stack.py postgres`): Debian keeps its
+# server's commands off PATH, under /usr/lib/postgresql/VERSION/bin.
+POSTGRES_PACKAGE = "postgresql"
+POSTGRES_BINARIES = Path("/usr/lib/postgresql")
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 # The static busybox of each foreign platform, downloaded from Debian into the repo's cache.
 ARCH_CACHE = REPO / ".stack" / "arch"
@@ -105,6 +113,8 @@ def _has_command(command: str) -> bool:
 def missing_apt_packages() -> list[str]:
     missing = [pkg for cmd, pkg in APT_PACKAGES.items() if not _has_command(cmd)]
     missing += [pkg for path, pkg in APT_FILES.items() if not _is_static_busybox(path)]
+    if postgres_bin() is None:
+        missing.append(POSTGRES_PACKAGE)
     return missing
 
 
@@ -596,9 +606,106 @@ class Registry:
             self.process = None
 
 
-def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL server's bin folder, or None."""
+    found = sorted(POSTGRES_BINARIES.glob("*/bin/initdb"),
+                   key=lambda path: int(path.parent.parent.name)
+                   if path.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server of its own, in `root`, on a loopback port: the store's database for
+    tests and benches. Run as the `postgres` user when this runs as root (the server refuses
+    root); password auth on TCP, the password only in the URL this hands out."""
+
+    root: Path
+    port: int
+    durable: bool = True  # False: no fsync, for tests (a crash loses the data anyway)
+    process: subprocess.Popen | None = None
+    password: str = field(default_factory=lambda: secrets.token_hex(16))
+    user: str = "basewatch"
+
+    def url(self, database: str = "basewatch") -> str:
+        return (f"postgresql+asyncpg://{self.user}:{self.password}@127.0.0.1:{self.port}"
+                f"/{database}")
+
+    def _as_owner(self) -> dict:
+        return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+    def _run(self, *command: str) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, **self._as_owner())
+        if result.returncode:
+            raise RuntimeError(f"{Path(command[0]).name} failed: "
+                               f"{_last_line(result.stderr or result.stdout)}")
+
+    def start(self) -> "Postgres":
+        bin_dir = postgres_bin()
+        if bin_dir is None:
+            raise RuntimeError(f"PostgreSQL is not installed: apt-get install {POSTGRES_PACKAGE}"
+                               f" (or {_INSTALL})")
+        data = self.root / "data"
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        # The folder the server's socket and password file live in is its owner's alone: the
+        # socket trusts whoever reaches it.
+        self.root.chmod(0o700)
+        password_file = self.root / "password"
+        if not data.exists():
+            _write_private(password_file, self.password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(password_file, "postgres", "postgres")
+            self._run(str(bin_dir / "initdb"), "-D", str(data), "-U", self.user,
+                      f"--pwfile={password_file}", "--auth-local=trust",
+                      "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
+        else:
+            self.password = password_file.read_text().strip()
+        settings = ["-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
+                    "-c", f"unix_socket_directories={self.root}", "-c", "max_connections=200"]
+        if not self.durable:
+            settings += ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                         "-c", "full_page_writes=off"]
+        with open(self.root / "postgres.log", "ab") as logfile:
+            if os.geteuid() == 0:
+                shutil.chown(self.root / "postgres.log", "postgres", "postgres")
+            self.process = subprocess.Popen(
+                [str(bin_dir / "postgres"), "-D", str(data), *settings],
+                stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+                **self._as_owner())
+        ready = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        try:
+            _wait(lambda: subprocess.run(ready).returncode == 0,
+                  f"postgres on 127.0.0.1:{self.port} (log: {self.root / 'postgres.log'})",
+                  self.process)
+            self.create_database("basewatch")
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def create_database(self, name: str) -> None:
+        """An empty database (nothing if it exists already)."""
+        bin_dir = postgres_bin()
+        result = subprocess.run(
+            [str(bin_dir / "psql"), "-h", str(self.root), "-p", str(self.port), "-U", self.user,
+             "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            capture_output=True, text=True, **self._as_owner())
+        if result.stdout.strip() != "1":
+            self._run(str(bin_dir / "createdb"), "-h", str(self.root), "-p", str(self.port),
+                      "-U", self.user, name)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _terminate(self.process.pid, self.process, first=signal.SIGINT)
+            self.process = None
+
+
+def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float = 20.0,
+               first: signal.Signals = signal.SIGTERM) -> None:
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, first)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
@@ -737,6 +844,27 @@ def cmd_up(state_dir: Path, registry_port: int, notify_url: str | None = None,
     return env
 
 
+def cmd_postgres(state_dir: Path, port: int | None = None) -> dict[str, str]:
+    """Reuse or start the PostgreSQL server of STATE_DIR/postgres; its URL, as
+    BASEWATCH_DATABASE_URL, added to STATE_DIR/env."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = _read_state(state_dir)
+    started: dict[str, int] = state.setdefault("started", {})
+    env: dict[str, str] = state.setdefault("env", {})
+    known = state.get("postgres")
+    if known and "postgres" in started and not _gone(started["postgres"]):
+        log(f"using PostgreSQL on 127.0.0.1:{known['port']}")
+    else:
+        server = Postgres(state_dir / "postgres", port or free_port()).start()
+        started["postgres"] = server.process.pid
+        state["postgres"] = {"port": server.port}
+        env["BASEWATCH_DATABASE_URL"] = server.url()
+        log(f"started PostgreSQL on 127.0.0.1:{server.port} (data in {server.root})")
+    _write_private(state_dir / "state.json", json.dumps(state, indent=2))
+    _write_private(state_dir / "env", exports(env))
+    return {"BASEWATCH_DATABASE_URL": env["BASEWATCH_DATABASE_URL"]}
+
+
 def cmd_down(state_dir: Path) -> None:
     state_file = state_dir / "state.json"
     if state_file.exists():
@@ -745,7 +873,8 @@ def cmd_down(state_dir: Path) -> None:
             if name == "dockerd" and engine_answers(state["docker_host"]):
                 remove_network(state["docker_host"])
             log(f"stopping {name} (pid {pid})")
-            _terminate(pid)
+            # PostgreSQL's fast shutdown is SIGINT; its SIGTERM waits for every client.
+            _terminate(pid, first=signal.SIGINT if name == "postgres" else signal.SIGTERM)
         state_file.unlink()
         (state_dir / "env").unlink(missing_ok=True)
     # A stopped dockerd leaves the host network's namespace mounted (exec/netns/default, once a
@@ -771,7 +900,12 @@ def main(argv: list[str] | None = None) -> int:
                          "http://127.0.0.1:8080 (POST URL/webhooks/registry with "
                          "$BASEWATCH_NOTIFY_TOKEN); also prints BASEWATCH_URL, BASEWATCH_TOKEN "
                          "and BASEWATCH_NOTIFY_TOKEN for the daemon and the CLI")
-    down = sub.add_parser("down", help="stop what `up` started")
+    postgres = sub.add_parser("postgres", help="reuse or start a PostgreSQL server on "
+                                               "loopback; print BASEWATCH_DATABASE_URL as an "
+                                               "`export` line")
+    postgres.add_argument("--dir", type=Path, default=REPO / ".stack")
+    postgres.add_argument("--port", type=int, help="default: a free one")
+    down = sub.add_parser("down", help="stop what `up` and `postgres` started")
     down.add_argument("--dir", type=Path, default=REPO / ".stack")
     args = parser.parse_args(argv)
     try:
@@ -793,6 +927,8 @@ def main(argv: list[str] | None = None) -> int:
             # Logs go to stderr: stdout is only the exports, for `eval "$(stack.py up)"`.
             print(exports(cmd_up(state_dir, args.registry_port, notify_url, notify_token,
                                  daemon_env)), end="", flush=True)
+        elif args.command == "postgres":
+            print(exports(cmd_postgres(args.dir.resolve(), args.port)), end="", flush=True)
         else:
             cmd_down(args.dir.resolve())
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:

@@ -1,6 +1,8 @@
-"""The SQLite store: one database file, WAL, foreign keys, numbered migrations, a view per
-concept. It satisfies the Protocols in store/protocols.py, which is what callers type against;
-SQLite itself (PRAGMA user_version, BEGIN IMMEDIATE, json_each, julianday) stays in here."""
+"""The store: SQLite (one file in state_dir, the default) or PostgreSQL, through one query
+layer (SQLAlchemy Core, store/schema.py) and one set of migrations (Alembic, store/alembic),
+with a view per concept. It satisfies the Protocols in store/protocols.py, which is what callers
+type against; what is particular to either database (PRAGMAs, BEGIN IMMEDIATE, json_each,
+julianday, advisory locks) stays in here."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +19,8 @@ from basewatch.store.webhooks import SQLiteWebhookStore
 
 
 class SQLiteStore:
-    """One database, with a view per concept."""
+    """One database, with a view per concept (named for the SQLite it began with; the same
+    views serve PostgreSQL)."""
 
     def __init__(self, database: Database):
         self.database = database
@@ -31,6 +34,11 @@ class SQLiteStore:
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
         return cls(await Database.open(path))
+
+    @classmethod
+    async def open_url(cls, url: str) -> "SQLiteStore":
+        """The store at a database URL: `postgresql+asyncpg://...` or `sqlite+aiosqlite:///...`."""
+        return cls(await Database.open_url(url))
 
     async def close(self) -> None:
         await self.database.close()

@@ -1,21 +1,32 @@
-"""The SQLite connection: WAL, foreign keys, migrations, and one transaction at a time.
+"""The connection to the store's database, SQLite or PostgreSQL, through SQLAlchemy Core.
 
-SQLite's own failures (the database locked past busy_timeout, a full disk) leave here as
-StoreBusyError, so nothing above the store knows it is SQLite.
+SQLite (the default, a file in state_dir) keeps what it always had: WAL, synchronous=NORMAL,
+foreign keys, a busy timeout, one connection, and writes in BEGIN IMMEDIATE transactions taken
+one at a time. PostgreSQL gets a pool; this process's writes still go one at a time, so both
+stores behave alike inside one daemon.
+
+A database that refuses for now (SQLite locked past its busy timeout, a full disk, PostgreSQL
+out of reach) raises StoreBusyError, so nothing above the store knows which one it is.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator
 
-import aiosqlite
+from sqlalchemy import Table, event, exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import ColumnElement, Executable, cast, func
+from sqlalchemy.types import TIMESTAMP
 
 from basewatch.errors import StoreBusyError
-from basewatch.store.migrations import MIGRATIONS
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_WRITE = "basewatch_write"  # the execution option that makes a connection's BEGIN IMMEDIATE
 
 
 def now() -> datetime:
@@ -34,62 +45,132 @@ def from_text(text: str | None) -> datetime | None:
 def _busy_as_domain_error():
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        raise StoreBusyError(str(exc)) from exc
+    except exc.OperationalError as error:
+        raise StoreBusyError(str(error.orig or error)) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:  # PostgreSQL went away mid-statement
+            raise StoreBusyError(str(error.orig or error)) from error
+        raise
+    except (OSError, exc.TimeoutError) as error:  # PostgreSQL not reachable, pool exhausted
+        raise StoreBusyError(str(error)) from error
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
+    # One connection, as before: SQLite takes one writer at a time anyway, and WAL readers
+    # see every commit of it.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        # The driver's own BEGIN (deferred, and emitted lazily) is off; _begin says when.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL: no corruption on a crash, and commits skip the fsync
+        # that would otherwise cap the watcher at a few hundred digest checks a second.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection) -> None:
+        # A write takes the write lock up front, so it waits (busy_timeout) at BEGIN rather
+        # than failing half-way; a read runs statement by statement, in autocommit.
+        if connection.get_execution_options().get(_WRITE):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(url: str) -> AsyncEngine:
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
 class Database:
-    def __init__(self, connection: aiosqlite.Connection):
-        self.connection = connection
-        # One shared connection: transactions must not interleave on it.
-        self._lock = asyncio.Lock()
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.dialect = engine.dialect.name  # "sqlite" or "postgresql"
+        self._writer = engine.execution_options(**{_WRITE: True})
+        # This process's writes go one at a time, on either database: what the store's
+        # read-then-write transactions were written for.
+        self._write_lock = asyncio.Lock()
+        # SQLite's one connection is shared: reads wait for it too.
+        self._read_lock = self._write_lock if self.dialect == "sqlite" else None
+        self._closed = False
 
     @classmethod
-    async def open(cls, path: Path) -> "Database":
+    async def open(cls, path: Path, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> "Database":
+        """The SQLite database at `path`, created and migrated as needed."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
-        connection.row_factory = aiosqlite.Row
-        await connection.execute("PRAGMA journal_mode=WAL")
-        # WAL with synchronous=NORMAL: no corruption on a crash, and commits skip the fsync
-        # that would otherwise cap the watcher at a few hundred digest checks a second.
-        await connection.execute("PRAGMA synchronous=NORMAL")
-        await connection.execute("PRAGMA foreign_keys=ON")
-        await connection.execute("PRAGMA busy_timeout=5000")
-        database = cls(connection)
-        await database.migrate()
+        return await cls._opened(_sqlite_engine(sqlite_url(path), busy_timeout_ms))
+
+    @classmethod
+    async def open_url(cls, url: str) -> "Database":
+        """The database at a SQLAlchemy URL (sqlite+aiosqlite or postgresql+asyncpg)."""
+        if make_url(url).get_backend_name() == "sqlite":
+            database = make_url(url).database
+            return await cls.open(Path(database))
+        return await cls._opened(_postgres_engine(url))
+
+    @classmethod
+    async def _opened(cls, engine: AsyncEngine) -> "Database":
+        from basewatch.store.migrate import migrate  # migrate imports this module
+
+        database = cls(engine)
+        try:
+            with _busy_as_domain_error():
+                await migrate(database)
+        except BaseException:
+            await engine.dispose()
+            raise
         return database
 
-    async def migrate(self) -> None:
-        (version,) = await (await self.connection.execute("PRAGMA user_version")).fetchone()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with self.transaction() as db:
-                for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version={number}")
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed when the block ends, rolled back on an error."""
+        async with self._write_lock:
+            self._check_open()
+            with _busy_as_domain_error():
+                async with self._writer.begin() as connection:
+                    yield connection
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        async with self._read_lock or contextlib.nullcontext():
+            self._check_open()
             with _busy_as_domain_error():
-                await self.connection.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.connection
-                    # A COMMIT refused (the database locked or full) must not leave the shared
-                    # connection inside a transaction that every later BEGIN would trip over.
-                    await self.connection.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.OperationalError):  # none to roll back
-                        await self.connection.execute("ROLLBACK")
-                    raise
+                async with self.engine.connect() as connection:
+                    yield connection
 
-    async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
-        async with self._lock:
-            with _busy_as_domain_error():
-                return list(await self.connection.execute_fetchall(sql, params))
+    async def fetchall(self, statement: Executable, params=None) -> list[RowMapping]:
+        async with self._reading() as connection:
+            return list((await connection.execute(statement, params)).mappings())
 
-    async def fetchone(self, sql: str, params: tuple = ()) -> aiosqlite.Row | None:
-        rows = await self.fetchall(sql, params)
+    async def fetchone(self, statement: Executable, params=None) -> RowMapping | None:
+        rows = await self.fetchall(statement, params)
         return rows[0] if rows else None
 
+    def insert(self, table: Table):
+        """An INSERT that knows ON CONFLICT, in this database's dialect."""
+        return (sqlite if self.dialect == "sqlite" else postgresql).insert(table)
+
+    def instant(self, column) -> ColumnElement:
+        """A moment stored as ISO text, as something that compares as an instant (whatever
+        offset or precision the text was written with)."""
+        if self.dialect == "sqlite":
+            return func.julianday(column)
+        return cast(column, TIMESTAMP(timezone=True))
+
+    def _check_open(self) -> None:
+        # A disposed engine would quietly connect again; a closed store stays closed.
+        if self._closed:
+            raise RuntimeError("the store is closed")
+
     async def close(self) -> None:
-        await self.connection.close()
+        self._closed = True
+        await self.engine.dispose()

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from sqlalchemy import delete, insert, select
+
 from basewatch.store.database import Database, now, to_text
+from basewatch.store.schema import git_heads
 
 
 class SQLiteGitHeadStore:
@@ -12,21 +15,25 @@ class SQLiteGitHeadStore:
 
     async def heads(self) -> dict[str, dict[str, str]]:
         found: dict[str, dict[str, str]] = {}
-        for row in await self.database.fetchall("SELECT remote, branch, commit_sha FROM git_heads"):
+        rows = await self.database.fetchall(
+            select(git_heads.c.remote, git_heads.c.branch, git_heads.c.commit_sha))
+        for row in rows:
             found.setdefault(row["remote"], {})[row["branch"]] = row["commit_sha"]
         return found
 
     async def set_heads(self, remote: str, heads: dict[str, str]) -> None:
         stamp = to_text(now())
         async with self.database.transaction() as db:
-            await db.execute("DELETE FROM git_heads WHERE remote = ?", (remote,))
-            await db.executemany(
-                "INSERT INTO git_heads (remote, branch, commit_sha, seen_at) VALUES (?, ?, ?, ?)",
-                [(remote, branch, sha, stamp) for branch, sha in heads.items()])
+            await db.execute(delete(git_heads).where(git_heads.c.remote == remote))
+            if heads:
+                await db.execute(insert(git_heads), [
+                    {"remote": remote, "branch": branch, "commit_sha": sha, "seen_at": stamp}
+                    for branch, sha in heads.items()])
 
     async def keep_remotes(self, remotes: Collection[str]) -> None:
         kept = set(remotes)
         async with self.database.transaction() as db:
-            rows = await db.execute_fetchall("SELECT DISTINCT remote FROM git_heads")
-            gone = [(row["remote"],) for row in rows if row["remote"] not in kept]
-            await db.executemany("DELETE FROM git_heads WHERE remote = ?", gone)
+            rows = (await db.execute(select(git_heads.c.remote).distinct())).scalars()
+            gone = [remote for remote in rows if remote not in kept]
+            if gone:
+                await db.execute(delete(git_heads).where(git_heads.c.remote.in_(gone)))

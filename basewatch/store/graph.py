@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from sqlalchemy import bindparam, delete, exists, insert, select, update
+
 from basewatch.models import Dependency, DependencyKind, WatchedDigest
 from basewatch.store.database import Database, from_text, now, to_text
 from basewatch.store.protocols import TaskEdges
+from basewatch.store.schema import dependencies, task_publishes, watched_digests
 
 
 def _watched(row) -> WatchedDigest:
@@ -39,92 +42,111 @@ class SQLiteGraphStore:
         """Each statement once for the whole batch (executemany), the prune once: one
         transaction for thousands of tasks as the daemon starts, not one each."""
         stamp = to_text(now())
-        names = [(task,) for task, _, _ in tasks]
-        publishes = [(task, image) for task, _, published in tasks
+        names = [{"b_task": task} for task, _, _ in tasks]
+        publishes = [{"task": task, "image": image} for task, _, published in tasks
                      for image in sorted(set(published))]
-        rows = [(task, base, platform, kind.value, digests.get((base, platform)))
+        rows = [{"task": task, "base": base, "platform": platform, "kind": kind.value,
+                 "digest_at_build": digests.get((base, platform))}
                 for task, edges, _ in tasks for base, platform, kind in edges]
-        bases = {(base, platform): digest for _, base, platform, _, digest in rows}
+        bases = {(row["base"], row["platform"]): row["digest_at_build"] for row in rows}
         async with self.database.transaction() as db:
-            await db.executemany("DELETE FROM task_publishes WHERE task = ?", names)
-            await db.executemany("INSERT INTO task_publishes (task, image) VALUES (?, ?)",
-                                 publishes)
-            await db.executemany("DELETE FROM dependencies WHERE task = ?", names)
-            await db.executemany(
-                "INSERT INTO dependencies (task, base, platform, kind, digest_at_build)"
-                " VALUES (?, ?, ?, ?, ?)", rows)
-            await db.executemany(
-                "INSERT INTO watched_digests (base, platform, digest, checked_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(base, platform, digest, stamp if digest else None)
-                 for (base, platform), digest in bases.items()])
+            # Each statement executed for the whole batch at once (executemany); an empty
+            # list would run a statement once with no values at all, so those are skipped.
+            if names:
+                await db.execute(delete(task_publishes).where(
+                    task_publishes.c.task == bindparam("b_task")), names)
+                await db.execute(delete(dependencies).where(
+                    dependencies.c.task == bindparam("b_task")), names)
+            if publishes:
+                await db.execute(insert(task_publishes), publishes)
+            if rows:
+                await db.execute(insert(dependencies), rows)
+                await db.execute(
+                    self.database.insert(watched_digests).on_conflict_do_nothing(),
+                    [{"base": base, "platform": platform, "digest": digest,
+                      "checked_at": stamp if digest else None}
+                     for (base, platform), digest in bases.items()])
             await self._prune(db)
 
     async def published(self) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
-        for row in await self.database.fetchall("SELECT task, image FROM task_publishes"):
+        for row in await self.database.fetchall(select(task_publishes)):
             found.setdefault(row["task"], set()).add(row["image"])
         return found
 
     async def _prune(self, db) -> None:
-        await db.execute(
-            "DELETE FROM watched_digests WHERE NOT EXISTS (SELECT 1 FROM dependencies d"
-            " WHERE d.base = watched_digests.base AND d.platform = watched_digests.platform)")
+        await db.execute(delete(watched_digests).where(~exists().where(
+            dependencies.c.base == watched_digests.c.base,
+            dependencies.c.platform == watched_digests.c.platform)))
 
     async def prune(self) -> None:
         async with self.database.transaction() as db:
             await self._prune(db)
 
     async def watched(self) -> list[WatchedDigest]:
-        rows = await self.database.fetchall("SELECT * FROM watched_digests ORDER BY base, platform")
+        rows = await self.database.fetchall(
+            select(watched_digests).order_by(watched_digests.c.base, watched_digests.c.platform))
         return [_watched(row) for row in rows]
 
     async def get_watched(self, base: str, platform: str) -> WatchedDigest | None:
-        row = await self.database.fetchone(
-            "SELECT * FROM watched_digests WHERE base = ? AND platform = ?", (base, platform))
+        row = await self.database.fetchone(select(watched_digests).where(
+            watched_digests.c.base == base, watched_digests.c.platform == platform))
         return _watched(row) if row else None
 
     async def record_same(self, checks: Iterable[tuple[str, str, str | None]]) -> None:
         """Record unchanged (base, platform, index digest) checks, many in one transaction."""
         stamp = to_text(now())
+        checks = [{"b_base": base, "b_platform": platform, "index_digest": index_digest}
+                  for base, platform, index_digest in checks]
+        if not checks:
+            return
         async with self.database.transaction() as db:
-            await db.executemany(
-                "UPDATE watched_digests SET checked_at = ?, last_error = NULL, index_digest = ?"
-                " WHERE base = ? AND platform = ?",
-                [(stamp, index_digest, base, platform) for base, platform, index_digest in checks])
+            await db.execute(
+                update(watched_digests)
+                .where(watched_digests.c.base == bindparam("b_base"),
+                       watched_digests.c.platform == bindparam("b_platform"))
+                .values(checked_at=stamp, last_error=None,
+                        index_digest=bindparam("index_digest")), checks)
 
     async def record_first(self, base: str, platform: str, digest: str,
                            index_digest: str | None) -> None:
         async with self.database.transaction() as db:
             await db.execute(
-                "UPDATE watched_digests SET digest = ?, index_digest = ?, checked_at = ?,"
-                " last_error = NULL WHERE base = ? AND platform = ?",
-                (digest, index_digest, to_text(now()), base, platform))
+                update(watched_digests)
+                .where(watched_digests.c.base == base, watched_digests.c.platform == platform)
+                .values(digest=digest, index_digest=index_digest, checked_at=to_text(now()),
+                        last_error=None))
 
     async def record_error(self, base: str, platform: str, error: str) -> None:
         async with self.database.transaction() as db:
             await db.execute(
-                "UPDATE watched_digests SET checked_at = ?, last_error = ?"
-                " WHERE base = ? AND platform = ?", (to_text(now()), error, base, platform))
+                update(watched_digests)
+                .where(watched_digests.c.base == base, watched_digests.c.platform == platform)
+                .values(checked_at=to_text(now()), last_error=error))
 
     async def dependencies(self, task: str | None = None) -> list[Dependency]:
-        sql, params = "SELECT * FROM dependencies", ()
+        query = select(dependencies).order_by(dependencies.c.task, dependencies.c.base,
+                                              dependencies.c.platform)
         if task is not None:
-            sql, params = sql + " WHERE task = ?", (task,)
-        rows = await self.database.fetchall(sql + " ORDER BY task, base, platform", params)
-        return [_dependency(row) for row in rows]
+            query = query.where(dependencies.c.task == task)
+        return [_dependency(row) for row in await self.database.fetchall(query)]
 
     async def dependents(self, base: str, platform: str) -> list[Dependency]:
         rows = await self.database.fetchall(
-            "SELECT * FROM dependencies WHERE base = ? AND platform = ? ORDER BY task",
-            (base, platform))
+            select(dependencies)
+            .where(dependencies.c.base == base, dependencies.c.platform == platform)
+            .order_by(dependencies.c.task))
         return [_dependency(row) for row in rows]
 
     async def record_build(self, task: str, platform: str, base_digests: dict[str, str]
                            ) -> None:
         """The digests of its bases that a task was just built on, for one platform."""
+        if not base_digests:
+            return
         async with self.database.transaction() as db:
-            for base, digest in base_digests.items():
-                await db.execute(
-                    "UPDATE dependencies SET digest_at_build = ? WHERE task = ? AND base = ?"
-                    " AND platform = ?", (digest, task, base, platform))
+            await db.execute(
+                update(dependencies)
+                .where(dependencies.c.task == task, dependencies.c.platform == platform,
+                       dependencies.c.base == bindparam("b_base"))
+                .values(digest_at_build=bindparam("digest")),
+                [{"b_base": base, "digest": digest} for base, digest in base_digests.items()])

@@ -6,6 +6,19 @@ import logging
 import uuid
 from datetime import datetime
 
+from sqlalchemy import (
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -27,6 +40,13 @@ from basewatch.models import (
     Trigger,
 )
 from basewatch.store.database import Database, from_text, now, to_text
+from basewatch.store.schema import (
+    SOURCE_KEY_WHERE,
+    run_steps,
+    runs,
+    timer_marks,
+    watched_digests,
+)
 from basewatch.store.timers import mark_text
 
 log = logging.getLogger(__name__)
@@ -93,21 +113,23 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
         return []
     batch = uuid.uuid4().hex  # a placeholder id per row until the sequence numbers exist
     stamp = to_text(now())
-    await db.executemany(
-        "INSERT INTO runs (id, task, run_type, trigger, status, platform, reason, queued_at,"
-        " not_before, retry_of, spec, run_values, trigger_data, source_key, registry)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (task, source_key) WHERE source_key IS NOT NULL AND retry_of IS NULL"
-        " DO NOTHING",
-        [(f"{batch}-{n}", r.task, r.run_type.value, r.trigger.value, RunStatus.QUEUED.value,
-          r.platform, r.reason, stamp, to_text(r.not_before), r.retry_of, r.spec,
-          json.dumps(r.values or {}), _trigger_data(r),
-          r.source_commit.key if r.source_commit is not None else None, r.registry)
+    dialect = sqlite if db.dialect.name == "sqlite" else postgresql
+    await db.execute(
+        dialect.insert(runs).on_conflict_do_nothing(
+            index_elements=[runs.c.task, runs.c.source_key], index_where=SOURCE_KEY_WHERE),
+        [{"id": f"{batch}-{n}", "task": r.task, "run_type": r.run_type.value,
+          "trigger": r.trigger.value, "status": RunStatus.QUEUED.value,
+          "platform": r.platform, "reason": r.reason, "queued_at": stamp,
+          "not_before": to_text(r.not_before), "retry_of": r.retry_of, "spec": r.spec,
+          "run_values": json.dumps(r.values or {}), "trigger_data": _trigger_data(r),
+          "source_key": r.source_commit.key if r.source_commit is not None else None,
+          "registry": r.registry}
          for n, r in enumerate(requests)])
-    rows = await db.execute_fetchall(
-        "UPDATE runs SET id = ? || seq WHERE id LIKE ? RETURNING id, seq",
-        (RUN_ID_PREFIX, f"{batch}-%"))
-    return [row["id"] for row in sorted(rows, key=lambda row: row["seq"])]
+    numbered = await db.execute(
+        update(runs).where(runs.c.id.like(f"{batch}-%"))
+        .values(id=literal(RUN_ID_PREFIX).concat(cast(runs.c.seq, Text)))
+        .returning(runs.c.id, runs.c.seq))
+    return [row.id for row in sorted(numbered, key=lambda row: row.seq)]
 
 
 async def insert_run(db, request: RunRequest) -> str:
@@ -132,6 +154,11 @@ async def _requeue_once(db, run: Run, cause: str) -> str | None:
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
 
 
+def _set_by_id(**values):
+    """An UPDATE of one run, its id bound as `b_id`: for executing with many rows."""
+    return update(runs).where(runs.c.id == bindparam("b_id")).values(**values)
+
+
 class SQLiteRunStore:
     def __init__(self, database: Database):
         self.database = database
@@ -147,99 +174,109 @@ class SQLiteRunStore:
             return await insert_runs(db, requests)
 
     async def get(self, run_id: str) -> Run | None:
-        row = await self.database.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
+        row = await self.database.fetchone(select(runs).where(runs.c.id == run_id))
         return _run(row) if row else None
 
     async def list(self, task: str | None = None, status: RunStatus | None = None,
                    top: int = 15, image: str | None = None) -> list[Run]:
         """Newest first; `image` matches a pushed image's name, with or without its tag."""
-        clauses, params = [], []
+        query = select(runs).order_by(runs.c.seq.desc()).limit(top)
         if image is not None:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(runs.outputs) o WHERE"
-                           " json_extract(o.value, '$.image') = ? OR"
-                           " json_extract(o.value, '$.image') LIKE ? ESCAPE '\\')")
-            escaped = image.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params += [image, f"{escaped}:%"]
+            query = query.where(self._pushed(image))
         if task is not None:
-            clauses.append("task = ?")
-            params.append(task)
+            query = query.where(runs.c.task == task)
         if status is not None:
-            clauses.append("status = ?")
-            params.append(status.value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self.database.fetchall(
-            f"SELECT * FROM runs{where} ORDER BY seq DESC LIMIT ?", (*params, top))
-        return [_run(row) for row in rows]
+            query = query.where(runs.c.status == status.value)
+        return [_run(row) for row in await self.database.fetchall(query)]
+
+    def _pushed(self, image: str):
+        """Whether a run's outputs (a JSON list of {image, digest}) hold `image`, tagged or not."""
+        escaped = image.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params = {"image": image, "tagged": f"{escaped}:%"}
+        if self.database.dialect == "sqlite":
+            return text("EXISTS (SELECT 1 FROM json_each(runs.outputs) o WHERE"
+                        " json_extract(o.value, '$.image') = :image OR"
+                        " json_extract(o.value, '$.image') LIKE :tagged ESCAPE '\\')"
+                        ).bindparams(**params)
+        return text("EXISTS (SELECT 1 FROM jsonb_array_elements(CAST(runs.outputs AS jsonb)) o"
+                    " WHERE o->>'image' = :image OR o->>'image' LIKE :tagged ESCAPE '\\')"
+                    ).bindparams(**params)
 
     async def count_queued(self) -> int:
-        row = await self.database.fetchone("SELECT COUNT(*) AS n FROM runs WHERE status = ?",
-                                           (RunStatus.QUEUED.value,))
+        row = await self.database.fetchone(
+            select(func.count().label("n")).select_from(runs)
+            .where(runs.c.status == RunStatus.QUEUED.value))
         return row["n"]
 
     async def queued(self) -> list[Run]:
         rows = await self.database.fetchall(
-            "SELECT * FROM runs WHERE status = ? ORDER BY seq", (RunStatus.QUEUED.value,))
+            select(runs).where(runs.c.status == RunStatus.QUEUED.value).order_by(runs.c.seq))
         return [_run(row) for row in rows]
 
     async def mark_started(self, run_id: str) -> None:
         async with self.database.transaction() as db:
-            await db.execute("UPDATE runs SET status = ?, started_at = ? WHERE id = ?",
-                             (RunStatus.RUNNING.value, to_text(now()), run_id))
+            await db.execute(update(runs).where(runs.c.id == run_id).values(
+                status=RunStatus.RUNNING.value, started_at=to_text(now())))
 
     async def record_git_revision(self, run_id: str, revision: str) -> None:
         await self._write_retried(run_id, "the git revision",
-                                  "UPDATE runs SET git_revision = ? WHERE id = ?",
-                                  (revision, run_id))
+                                  update(runs).where(runs.c.id == run_id)
+                                  .values(git_revision=revision))
 
     async def cancel_queued(self, run_id: str, reason: str) -> bool:
         """Mark a run that has not started Canceled; False when it is not queued (any more)."""
         async with self.database.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ? AND status = ?",
-                (RunStatus.CANCELED.value, to_text(now()), reason, run_id, RunStatus.QUEUED.value))
-            return cursor.rowcount > 0
+            result = await db.execute(
+                update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
+                .values(status=RunStatus.CANCELED.value, finished_at=to_text(now()),
+                        error=reason))
+            return result.rowcount > 0
 
     async def set_archived(self, run_id: str, archived: bool, archive_ref: str | None) -> None:
         async with self.database.transaction() as db:
-            await db.execute("UPDATE runs SET archived = ?, archive_ref = ? WHERE id = ?",
-                             (int(archived), archive_ref, run_id))
+            await db.execute(update(runs).where(runs.c.id == run_id).values(
+                archived=int(archived), archive_ref=archive_ref))
 
     async def record_engine(self, run_id: str, engine: str) -> None:
-        await self._write_retried(run_id, "its engine", "UPDATE runs SET engine = ? WHERE id = ?",
-                                  (engine, run_id))
+        await self._write_retried(run_id, "its engine",
+                                  update(runs).where(runs.c.id == run_id).values(engine=engine))
 
     async def record_base_digests(self, run_id: str, base_digests: dict[str, str]) -> None:
         await self._write_retried(run_id, "the base digests",
-                                  "UPDATE runs SET base_digests = ? WHERE id = ?",
-                                  (json.dumps(base_digests), run_id))
+                                  update(runs).where(runs.c.id == run_id)
+                                  .values(base_digests=json.dumps(base_digests)))
 
     async def finish(self, run_id: str, status: RunStatus, outputs: list[PushedImage] = (),
                      error: str | None = None) -> None:
         await self._write_retried(
             run_id, "the end",
-            "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ? WHERE id = ?",
-            (status.value, to_text(now()),
-             json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
-             error, run_id))
+            update(runs).where(runs.c.id == run_id).values(
+                status=status.value, finished_at=to_text(now()),
+                outputs=json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
+                error=error))
 
     async def record_step(self, run_id: str, position: int, step: StepRecord) -> None:
+        values = {"run_id": run_id, "position": position, "step_id": step.id,
+                  "kind": step.kind, "action": step.action, "status": step.status,
+                  "started_after": step.started_after, "seconds": step.seconds,
+                  "attempts": step.attempts, "exit_code": step.exit_code, "error": step.error}
+        insert = self.database.insert(run_steps).values(values)
         await self._write_retried(
             run_id, f"step {step.id}",
-            "INSERT OR REPLACE INTO run_steps (run_id, position, step_id, kind, action, status,"
-            " started_after, seconds, attempts, exit_code, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, position, step.id, step.kind, step.action, step.status,
-             step.started_after, step.seconds, step.attempts, step.exit_code, step.error))
+            insert.on_conflict_do_update(
+                index_elements=[run_steps.c.run_id, run_steps.c.step_id],
+                set_={name: insert.excluded[name] for name in values
+                      if name not in ("run_id", "step_id")}))
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         rows = await self.database.fetchall(
-            "SELECT * FROM run_steps WHERE run_id = ? ORDER BY position", (run_id,))
+            select(run_steps).where(run_steps.c.run_id == run_id).order_by(run_steps.c.position))
         return [StepRecord(id=row["step_id"], kind=row["kind"], action=row["action"],
                            status=row["status"], started_after=row["started_after"],
                            seconds=row["seconds"], attempts=row["attempts"],
                            exit_code=row["exit_code"], error=row["error"]) for row in rows]
 
-    async def _write_retried(self, run_id: str, what: str, sql: str, params: tuple) -> None:
+    async def _write_retried(self, run_id: str, what: str, statement) -> None:
         """A write to a run in progress, retried while the database is locked or full."""
 
         def retrying(state) -> None:
@@ -254,30 +291,31 @@ class SQLiteRunStore:
                 before_sleep=retrying, reraise=True):
             with attempt:
                 async with self.database.transaction() as db:
-                    await db.execute(sql, params)
+                    await db.execute(statement)
 
     async def fail_unfinished(self, reason: str) -> list[tuple[str, str | None]]:
         """Mark runs that were in progress when the daemon stopped Failed, and queue each again
         once (a re-run that is itself interrupted is not re-run). Returns (failed, re-run) ids.
         """
         async with self.database.transaction() as db:
-            rows = await db.execute_fetchall(
-                "SELECT * FROM runs WHERE status IN (?, ?) ORDER BY seq",
-                (RunStatus.STARTED.value, RunStatus.RUNNING.value))
+            rows = (await db.execute(
+                select(runs).where(runs.c.status.in_(
+                    [RunStatus.STARTED.value, RunStatus.RUNNING.value])).order_by(runs.c.seq)
+            )).mappings()
             interrupted = [_run(row) for row in rows]
-            await db.executemany(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                [(RunStatus.FAILED.value, to_text(now()), reason, run.id)
-                 for run in interrupted])
+            if interrupted:
+                await db.execute(
+                    _set_by_id(status=RunStatus.FAILED.value, finished_at=to_text(now()),
+                               error=reason),
+                    [{"b_id": run.id} for run in interrupted])
             return [(run.id, await _requeue_once(db, run, "a daemon restart"))
                     for run in interrupted]
 
     async def cancel_and_requeue(self, run: Run, reason: str) -> str | None:
         """Mark a run Canceled because the daemon is stopping, and queue it again once."""
         async with self.database.transaction() as db:
-            await db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                (RunStatus.CANCELED.value, to_text(now()), reason, run.id))
+            await db.execute(update(runs).where(runs.c.id == run.id).values(
+                status=RunStatus.CANCELED.value, finished_at=to_text(now()), error=reason))
             return await _requeue_once(db, run, "the daemon stopping")
 
     async def finish_and_requeue(self, run: Run, status: RunStatus, outputs: list[PushedImage],
@@ -285,11 +323,10 @@ class SQLiteRunStore:
         """Record a run's end that was no fault of its own (its build engine went down), and
         queue it again once, in one transaction: the re-run's id, None for a re-run's end."""
         async with self.database.transaction() as db:
-            await db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, outputs = ?, error = ? WHERE id = ?",
-                (status.value, to_text(now()),
-                 json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
-                 error, run.id))
+            await db.execute(update(runs).where(runs.c.id == run.id).values(
+                status=status.value, finished_at=to_text(now()),
+                outputs=json.dumps([{"image": o.image, "digest": o.digest} for o in outputs]),
+                error=error))
             return await _requeue_once(db, run, cause)
 
     async def record_change_and_queue(self, base: str, platform: str, digest: str,
@@ -303,23 +340,29 @@ class SQLiteRunStore:
         stamp = to_text(now())
         async with self.database.transaction() as db:
             await db.execute(
-                "UPDATE watched_digests SET digest = ?, index_digest = ?, checked_at = ?,"
-                " changed_at = ?, last_error = NULL WHERE base = ? AND platform = ?",
-                (digest, index_digest, stamp, stamp, base, platform))
-            pending = {(row["task"], row["trigger"]): row["id"] for row in await db.execute_fetchall(
-                "SELECT task, trigger, id FROM runs WHERE status = ?", (RunStatus.QUEUED.value,))}
+                update(watched_digests)
+                .where(watched_digests.c.base == base, watched_digests.c.platform == platform)
+                .values(digest=digest, index_digest=index_digest, checked_at=stamp,
+                        changed_at=stamp, last_error=None))
+            pending = {(row.task, row.trigger): row.id for row in await db.execute(
+                select(runs.c.task, runs.c.trigger, runs.c.id)
+                .where(runs.c.status == RunStatus.QUEUED.value))}
             new = [r for r in requests if (r.task, r.trigger.value) not in pending]
             queued = await insert_runs(db, new)
             # Still settling: a further push extends the window instead of adding a run.
-            await db.executemany(
-                "UPDATE runs SET not_before = MAX(COALESCE(not_before, ''), ?) WHERE id = ?",
-                [(to_text(r.not_before), pending[(r.task, r.trigger.value)]) for r in requests
-                 if r.not_before is not None and (r.task, r.trigger.value) in pending])
-            await db.executemany(
-                "UPDATE runs SET trigger_data = ? WHERE id = ?",
-                [(_trigger_data(r), pending[(r.task, r.trigger.value)])
-                 for r in requests
-                 if r.base_change is not None and (r.task, r.trigger.value) in pending])
+            extended = [{"b_id": pending[(r.task, r.trigger.value)],
+                         "b_not_before": to_text(r.not_before)} for r in requests
+                        if r.not_before is not None and (r.task, r.trigger.value) in pending]
+            if extended:
+                later = bindparam("b_not_before", type_=Text)
+                await db.execute(_set_by_id(not_before=case(
+                    (func.coalesce(runs.c.not_before, "") < later, later),
+                    else_=runs.c.not_before)), extended)
+            fired = [{"b_id": pending[(r.task, r.trigger.value)], "trigger_data": _trigger_data(r)}
+                     for r in requests
+                     if r.base_change is not None and (r.task, r.trigger.value) in pending]
+            if fired:
+                await db.execute(_set_by_id(trigger_data=bindparam("trigger_data")), fired)
         return queued
 
     async def record_fire_and_queue(self, task: str, timer: str, scheduled: datetime,
@@ -331,24 +374,28 @@ class SQLiteRunStore:
         while the task has a run queued that builds what a timer run would: its context as it
         stands, with no values of its own (not a pull request's head); that run serves the fire.
         """
+        instant = self.database.instant
+        mark = mark_text(scheduled)
         async with self.database.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE timer_marks SET last_scheduled = ? WHERE task = ? AND timer = ?"
-                " AND julianday(last_scheduled) < julianday(?)",
-                (mark_text(scheduled), task, timer, mark_text(scheduled)))
-            if cursor.rowcount == 0:
+            result = await db.execute(
+                update(timer_marks)
+                .where(timer_marks.c.task == task, timer_marks.c.timer == timer,
+                       instant(timer_marks.c.last_scheduled) < instant(literal(mark, Text)))
+                .values(last_scheduled=mark))
+            if result.rowcount == 0:
                 return []
-            serving = {row["task"] for row in await db.execute_fetchall(
-                "SELECT DISTINCT task FROM runs WHERE status = ? AND trigger != ?"
-                " AND run_values = '{}' AND spec IS NULL",
-                (RunStatus.QUEUED.value, Trigger.PULL_REQUEST.value))}
+            serving = set((await db.execute(
+                select(runs.c.task).distinct()
+                .where(runs.c.status == RunStatus.QUEUED.value,
+                       runs.c.trigger != Trigger.PULL_REQUEST.value,
+                       runs.c.run_values == "{}", runs.c.spec.is_(None)))).scalars())
             return await insert_runs(db, [r for r in requests if r.task not in serving])
 
     async def pending_tasks(self) -> set[str]:
         """Tasks with a run queued or in progress."""
         rows = await self.database.fetchall(
-            "SELECT DISTINCT task FROM runs WHERE status IN (?, ?, ?)",
-            (RunStatus.QUEUED.value, RunStatus.STARTED.value, RunStatus.RUNNING.value))
+            select(runs.c.task).distinct().where(runs.c.status.in_(
+                [RunStatus.QUEUED.value, RunStatus.STARTED.value, RunStatus.RUNNING.value])))
         return {row["task"] for row in rows}
 
     async def purge_finished(self, before: datetime, log_candidates: list[str]
@@ -356,19 +403,19 @@ class SQLiteRunStore:
         """Delete finished, unarchived runs that finished (or, without a finish time, were
         queued) before `before`, in one transaction; (the ids deleted, those of
         `log_candidates` that are still runs)."""
-        unfinished = tuple(status.value for status in RunStatus if not status.finished)
-        marks = ", ".join("?" * len(unfinished))
+        unfinished = [status.value for status in RunStatus if not status.finished]
+        instant = self.database.instant
         async with self.database.transaction() as db:
-            # julianday() compares instants, whatever offset or precision the text was
-            # written with.
-            deleted = await db.execute_fetchall(
-                f"DELETE FROM runs WHERE archived = 0 AND status NOT IN ({marks})"
-                " AND julianday(COALESCE(finished_at, queued_at)) < julianday(?) RETURNING id",
-                (*unfinished, to_text(before)))
+            # Compared as instants, whatever offset or precision the text was written with.
+            deleted = (await db.execute(
+                delete(runs)
+                .where(runs.c.archived == 0, runs.c.status.not_in(unfinished),
+                       instant(func.coalesce(runs.c.finished_at, runs.c.queued_at))
+                       < instant(literal(to_text(before), Text)))
+                .returning(runs.c.id))).scalars().all()
             known: set[str] = set()
             for start in range(0, len(log_candidates), _ID_BATCH):
                 batch = log_candidates[start:start + _ID_BATCH]
-                rows = await db.execute_fetchall(
-                    f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(batch))})", batch)
-                known.update(row["id"] for row in rows)
-        return {row["id"] for row in deleted}, known
+                known.update((await db.execute(
+                    select(runs.c.id).where(runs.c.id.in_(batch)))).scalars())
+        return set(deleted), known

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
+from sqlalchemy import delete, select
+
 from basewatch.context_spec import (
     checked_branch,
     checked_dockerfile_name,
@@ -21,7 +23,9 @@ from basewatch.context_spec import (
 from basewatch.cron import CronSchedule
 from basewatch.errors import BasewatchError
 from basewatch.oci.platforms import Platform
+from basewatch.store import schema
 from basewatch.store.database import Database, now, to_text
+from basewatch.store.schema import tasks
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task, Timer
 
 log = logging.getLogger(__name__)
@@ -155,47 +159,51 @@ class SQLiteTaskStore:
         # Credentials never reach the database (they are refused at the edges; a task stored
         # by an older version loses them when it is written again).
         stamp = to_text(now())
-        rows = [(task.name, source,
-                 task_json(replace(task, context=without_credentials(task.context))),
-                 stamp, stamp) for task, source in tasks]
+        rows = [{"name": task.name, "source": source,
+                 "definition": task_json(replace(task, context=without_credentials(task.context))),
+                 "created_at": stamp, "updated_at": stamp} for task, source in tasks]
+        if not rows:
+            return
+        insert = self.database.insert(schema.tasks)
         async with self.database.transaction() as db:
-            await db.executemany(
-                "INSERT INTO tasks (name, source, definition, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                " source = excluded.source, definition = excluded.definition,"
-                " updated_at = excluded.updated_at", rows)
+            # One statement, executed for every row (executemany): one transaction however
+            # many tasks the batch holds.
+            await db.execute(
+                insert.on_conflict_do_update(index_elements=[schema.tasks.c.name], set_={
+                    "source": insert.excluded.source, "definition": insert.excluded.definition,
+                    "updated_at": insert.excluded.updated_at}), rows)
 
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
-            "SELECT name, definition FROM tasks WHERE name = ?", (name,))
+            select(tasks.c.name, tasks.c.definition).where(tasks.c.name == name))
         return _task(row) if row else None
 
     async def get_with_source(self, name: str) -> tuple[Task, str] | None:
         row = await self.database.fetchone(
-            "SELECT name, definition, source FROM tasks WHERE name = ?", (name,))
+            select(tasks.c.name, tasks.c.definition, tasks.c.source).where(tasks.c.name == name))
         task = _task(row) if row else None
         return (task, row["source"]) if task is not None else None
 
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
-            "SELECT name, definition, source FROM tasks ORDER BY name")
-        tasks = await _read_rows(rows)
-        return [(task, row["source"]) for row, task in zip(rows, tasks) if task is not None]
+            select(tasks.c.name, tasks.c.definition, tasks.c.source).order_by(tasks.c.name))
+        read = await _read_rows(rows)
+        return [(task, row["source"]) for row, task in zip(rows, read) if task is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
-        sql, params = "SELECT name, definition FROM tasks", ()
+        query = select(tasks.c.name, tasks.c.definition).order_by(tasks.c.name)
         if source is not None:
-            sql, params = sql + " WHERE source = ?", (source,)
-        rows = await self.database.fetchall(sql + " ORDER BY name", params)
+            query = query.where(tasks.c.source == source)
+        rows = await self.database.fetchall(query)
         return [task for task in await _read_rows(rows) if task is not None]
 
     async def names(self, source: str | None = None) -> set[str]:
-        sql, params = "SELECT name FROM tasks", ()
+        query = select(tasks.c.name)
         if source is not None:
-            sql, params = sql + " WHERE source = ?", (source,)
-        return {row["name"] for row in await self.database.fetchall(sql, params)}
+            query = query.where(tasks.c.source == source)
+        return {row["name"] for row in await self.database.fetchall(query)}
 
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:
-            cursor = await db.execute("DELETE FROM tasks WHERE name = ?", (name,))
-            return cursor.rowcount > 0
+            result = await db.execute(delete(tasks).where(tasks.c.name == name))
+            return result.rowcount > 0

@@ -3,11 +3,13 @@ the task's repository or for one a person added by hand. The state dir is the da
 nothing here reaches a log."""
 from __future__ import annotations
 
+from sqlalchemy import delete, select
+
 from basewatch.models import TaskWebhook
 from basewatch.redaction import KNOWN
 from basewatch.store.database import Database
+from basewatch.store.schema import task_webhooks
 
-_COLUMNS = "task, secret, provider, context, hook_id"
 
 
 def _webhook(row) -> TaskWebhook:
@@ -16,8 +18,9 @@ def _webhook(row) -> TaskWebhook:
                        row["hook_id"])
 
 
-def _values(webhook: TaskWebhook) -> tuple:
-    return (webhook.task, webhook.secret, webhook.provider, webhook.context, webhook.hook_id)
+def _values(webhook: TaskWebhook) -> dict:
+    return {"task": webhook.task, "secret": webhook.secret, "provider": webhook.provider,
+            "context": webhook.context, "hook_id": webhook.hook_id}
 
 
 class SQLiteWebhookStore:
@@ -26,24 +29,26 @@ class SQLiteWebhookStore:
 
     async def get(self, task: str) -> TaskWebhook | None:
         row = await self.database.fetchone(
-            f"SELECT {_COLUMNS} FROM task_webhooks WHERE task = ?", (task,))
+            select(task_webhooks).where(task_webhooks.c.task == task))
         return None if row is None else _webhook(row)
 
     async def all(self) -> list[TaskWebhook]:
-        rows = await self.database.fetchall(f"SELECT {_COLUMNS} FROM task_webhooks ORDER BY task")
+        rows = await self.database.fetchall(select(task_webhooks).order_by(task_webhooks.c.task))
         return [_webhook(row) for row in rows]
 
     async def put(self, webhook: TaskWebhook) -> None:
+        insert = self.database.insert(task_webhooks).values(_values(webhook))
         async with self.database.transaction() as db:
-            await db.execute(f"INSERT OR REPLACE INTO task_webhooks ({_COLUMNS}) "
-                             "VALUES (?, ?, ?, ?, ?)", _values(webhook))
+            await db.execute(insert.on_conflict_do_update(
+                index_elements=[task_webhooks.c.task],
+                set_={name: insert.excluded[name] for name in _values(webhook) if name != "task"}))
 
     async def put_if_absent(self, webhook: TaskWebhook) -> TaskWebhook:
         async with self.database.transaction() as db:
-            await db.execute(f"INSERT OR IGNORE INTO task_webhooks ({_COLUMNS}) "
-                             "VALUES (?, ?, ?, ?, ?)", _values(webhook))
+            await db.execute(self.database.insert(task_webhooks).values(_values(webhook))
+                             .on_conflict_do_nothing())
         return await self.get(webhook.task) or webhook
 
     async def delete(self, task: str) -> None:
         async with self.database.transaction() as db:
-            await db.execute("DELETE FROM task_webhooks WHERE task = ?", (task,))
+            await db.execute(delete(task_webhooks).where(task_webhooks.c.task == task))

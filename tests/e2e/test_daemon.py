@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import pytest
 import stack
 import yaml
 
+from tests.support import stores
+
 pytestmark = pytest.mark.e2e
 
 
@@ -20,11 +21,17 @@ def start_daemon(config: dict, tmp_path: Path, docker_host: str,
                  env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = stack.free_port()
     config = {"state_dir": "state", "listen": f"127.0.0.1:{port}", **config}
+    # With --store=postgres, the daemon's state goes to a database of its own on the session's
+    # server (tests/support/stores.py), unless the test names a database itself.
+    database, database_env = ({}, {}) if "database" in config else stores.daemon_database(
+        tmp_path / config["state_dir"])
+    config = {**config, **database}
     path = tmp_path / "basewatch.yml"
     path.write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
         [sys.executable, "-m", "basewatch", "serve", "--config", str(path)],
-        env={**os.environ, "DOCKER_HOST": docker_host, **(env or {})}, stdout=subprocess.PIPE,
+        env={**os.environ, "DOCKER_HOST": docker_host, **database_env, **(env or {})},
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     return process, f"http://127.0.0.1:{port}"
 
@@ -108,8 +115,7 @@ def test_sigterm_cancels_the_run_in_progress(tmp_path, registry, base_images, do
         time.sleep(0.3)
     output = stop(process)
     assert "shutting down" in output
-    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        rows = db.execute("SELECT id, status, error, retry_of FROM runs").fetchall()
+    rows = stores.query(tmp_path / "state", "SELECT id, status, error, retry_of FROM runs")
     # Canceled, and queued again once: the next start builds it.
     assert rows == [("ca1", "Canceled", "the daemon shut down during the run", None),
                     ("ca2", "Queued", None, "ca1")]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support import stores
 from tests.e2e.test_daemon import health, start_daemon, stop, write_app
 from tests.support.waiting import wait_until
 
@@ -15,8 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 def runs(tmp_path: Path) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        return db.execute("SELECT id, status, retry_of, error FROM runs ORDER BY seq").fetchall()
+    return stores.query(tmp_path / "state",
+                        "SELECT id, status, retry_of, error FROM runs ORDER BY seq")
 
 
 def kill(process) -> None:

@@ -33,8 +33,8 @@ from basewatch.run_plan import (
     VolumeMount,
     Workspace,
 )
-from basewatch.store import SQLiteStore
 from basewatch.tasks import Task
+from tests.support.stores import open_store
 from stack import native_platform
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,7 @@ class Runs:
         self.planner = StubPlanner(folder)
 
     async def __aenter__(self):
-        self.store = await SQLiteStore.open(self.folder / "state" / "basewatch.db")
+        self.store = await open_store(self.folder / "state" / "basewatch.db")
         self.registry = RegistryClient([RegistrySettings(host=self.reg)])
         self.backend = DockerBackend(lambda: DockerEngine(self.docker_host),
                                      ImageSources([RegistrySettings(host=self.reg)]),

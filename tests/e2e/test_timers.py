@@ -4,7 +4,6 @@ exactly one run when it starts again."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 from basewatch.config import load_config
 from basewatch.daemon import Daemon
 from basewatch.models import RunStatus, Trigger
+from tests.support import stores
 from tests.e2e.test_daemon import health, start_daemon, stop, write_app
 from tests.support.waiting import wait_for, wait_until
 
@@ -65,15 +65,13 @@ async def test_an_every_minute_timer_builds_and_pushes_within_75_seconds(
 
 
 def timer_marks(tmp_path: Path) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        return db.execute("SELECT task, timer, schedule, last_scheduled FROM timer_marks"
-                          ).fetchall()
+    return stores.query(tmp_path / "state",
+                        "SELECT task, timer, schedule, last_scheduled FROM timer_marks")
 
 
 def runs(tmp_path: Path) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        return db.execute("SELECT id, task, trigger, status, reason, outputs FROM runs"
-                          " ORDER BY seq").fetchall()
+    return stores.query(tmp_path / "state", "SELECT id, task, trigger, status, reason, outputs"
+                                            " FROM runs ORDER BY seq")
 
 
 def test_a_daemon_stopped_across_many_fires_catches_up_with_one_run(
@@ -97,8 +95,8 @@ def test_a_daemon_stopped_across_many_fires_catches_up_with_one_run(
 
     # As if the daemon had been down since before 1 January 2020: the fires of 2021 to this
     # year were all missed while it was stopped.
-    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        db.execute("UPDATE timer_marks SET last_scheduled = '2020-01-01T00:00:00+00:00'")
+    stores.execute(tmp_path / "state",
+                   "UPDATE timer_marks SET last_scheduled = '2020-01-01T00:00:00+00:00'")
     process, url = start_daemon(config, tmp_path, docker_host)
     health(url, process)
     wait_until(lambda: runs(tmp_path) and runs(tmp_path)[-1][3] == "Succeeded", 90,

@@ -183,6 +183,7 @@ async def test_manual_runs_beyond_max_queued_runs_get_429(tmp_path, monkeypatch)
         assert not list((tmp_path / "state" / "contexts").glob("upload-*"))
 
 
+@pytest.mark.sqlite_only
 async def test_a_request_while_the_database_is_locked_gets_503(tmp_path, monkeypatch):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")

@@ -216,6 +216,7 @@ async def test_a_fetched_dockerfile_that_links_out_of_its_repository_is_refused(
     assert "leads outside the build context" in finished["error"], finished
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_config_tasks_name_their_dockerfile_inside_the_context(tmp_path, registry,
                                                                      docker_host, loot):
     reg = registry.address
@@ -286,6 +287,7 @@ async def test_a_git_context_is_built_without_its_dot_git(tmp_path, registry, ba
         assert (content is not None) == (path == "/src/hello.txt"), path
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_credentials_in_a_context_url_are_refused_through_the_api(
         tmp_path, registry, base_images, docker_host, private, git_argv):
     reg = registry.address
@@ -319,6 +321,7 @@ async def test_credentials_in_a_context_url_are_refused_through_the_api(
     assert server.authorized == 0
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_a_private_repository_builds_with_git_credentials_kept_out_of_everything(
         tmp_path, registry, base_images, docker_host, private, git_argv):
     """git_credentials (the config's, by host) reach git through its environment only: not
@@ -406,6 +409,7 @@ async def test_low_findings_on_what_a_task_may_name(tmp_path, daemon, private):
     assert (await api.call("GET", "/api/tasks"))[1] == []
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_tasks_an_older_version_stored_are_held_to_the_same_rules(
         tmp_path, registry, base_images, docker_host, loot):
     """An upgrade does not keep the /etc attack alive: a stored API task outside

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.support import stores
 from tests.e2e.test_daemon import health, start_daemon
 from tests.support.inprocess_daemon import running_daemon
 from tests.support.loopback import LoopbackServer
@@ -59,8 +60,8 @@ def upload(url: str, files: dict[str, str], spec: dict) -> tuple[int, dict]:
 
 
 def runs(tmp_path: Path) -> list[tuple]:
-    with sqlite3.connect(tmp_path / "state" / "basewatch.db") as db:
-        return db.execute("SELECT id, status, error, retry_of FROM runs ORDER BY seq").fetchall()
+    return stores.query(tmp_path / "state",
+                        "SELECT id, status, error, retry_of FROM runs ORDER BY seq")
 
 
 def uploads(tmp_path: Path) -> list[str]:
@@ -126,6 +127,7 @@ def test_a_full_disk_under_the_run_log_ends_the_run(tmp_path, live):
     wait_until(lambda: runs(tmp_path)[1][1] == "Succeeded", 60, "the next run to succeed")
 
 
+@pytest.mark.sqlite_only
 def test_a_database_locked_past_its_busy_timeout_loses_no_run(tmp_path, live):
     url = live(max_concurrent_runs=1)
     slow = {"Dockerfile": f"FROM {live.registry}/base:1\nRUN sleep 3\n"}

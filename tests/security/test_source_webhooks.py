@@ -18,7 +18,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from basewatch.http.source_webhooks import add_source_webhooks
 from basewatch.models import RunStatus
-from basewatch.store import SQLiteStore
 from basewatch.tasks import Task
 from basewatch.triggers import Triggers
 from basewatch.triggers.manual import task_run
@@ -26,6 +25,7 @@ from basewatch.triggers.source_events import SourceEvent, SourceOutcome
 from basewatch.triggers.webhooks import signatures
 from tests.security.test_api import raw_request
 from tests.support.inprocess_daemon import running_daemon
+from tests.support.stores import open_store
 from tests.unit.triggers.webhooks.fixtures import body
 
 SECRET = "x-repository-secret"
@@ -58,7 +58,7 @@ class QueueingSink:
 
 @pytest.fixture
 async def served(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     app = web.Application()
     add_source_webhooks(app, StaticTasks(), sink=QueueingSink(Triggers(store.runs,
                                                                        lambda *_: None)),
@@ -166,6 +166,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from basewatch.http.source_webhooks import add_source_webhooks
 
 from basewatch.tasks import Task
+from tests.support.stores import open_store
 
 class Tasks:
     async def all(self):

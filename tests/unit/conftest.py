@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from basewatch.store import SQLiteStore
+from tests.support.stores import open_store
 
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()

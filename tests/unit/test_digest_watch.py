@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from basewatch.errors import RegistryError
 from basewatch.models import DependencyKind, RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
-from basewatch.store import SQLiteStore, Store
+from basewatch.store import Store
 from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.triggers import Triggers
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.triggers.base_image import FanOut
+from tests.support.stores import open_store
 
 BASE = "127.0.0.1:5000/base:1"
 PLATFORM = "linux/amd64"
@@ -43,7 +45,7 @@ class FakeRegistry:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
@@ -165,7 +167,7 @@ async def test_run_ids_are_never_reused(store):
     second = await store.runs.create(request)
     assert (first.id, second.id) == ("ca1", "ca2")
     async with store.database.transaction() as db:
-        await db.execute("DELETE FROM runs WHERE id = 'ca2'")
+        await db.execute(text("DELETE FROM runs WHERE id = 'ca2'"))
     assert (await store.runs.create(request)).id == "ca3"
     assert (await store.runs.get("ca1")).status is RunStatus.QUEUED
 
@@ -187,9 +189,9 @@ async def test_interrupted_runs_are_marked_failed(store):
 
 
 async def test_migrations_run_once(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "db.sqlite")
+    store = await open_store(tmp_path / "db.sqlite")
     await store.close()
-    store = await SQLiteStore.open(tmp_path / "db.sqlite")  # second open: nothing to migrate
+    store = await open_store(tmp_path / "db.sqlite")  # second open: nothing to migrate
     assert await store.tasks.all() == []
     await store.close()
 

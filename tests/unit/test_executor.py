@@ -25,18 +25,18 @@ from basewatch.models import RunStatus, RunType, Trigger, RunRequest
 from basewatch.oci.image_sources import ImageSources
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
 from basewatch.runqueue import RunQueue
-from basewatch.store import SQLiteStore
 from basewatch.store import runs as runs_module
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_backend import FakeBackend, digest_of
 from tests.support.fake_engine import DIGEST, FakeDigests, FakeEngine
 from tests.support.fake_registry import SeenDigests
 from tests.support.waiting import wait_for
+from tests.support.stores import open_store
 
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 
@@ -135,6 +135,7 @@ class DatabaseLock:
         self.connection.close()
 
 
+@pytest.mark.sqlite_only
 async def test_finishing_is_retried_while_the_database_is_locked(store, tmp_path, caplog,
                                                                  monkeypatch):
     monkeypatch.setattr(runs_module, "FINISH_RETRY_WAIT_SECONDS", 0.1, raising=False)
@@ -162,6 +163,7 @@ async def test_finishing_is_retried_while_the_database_is_locked(store, tmp_path
     assert (await store.runs.get(run_id)).status is RunStatus.SUCCEEDED
 
 
+@pytest.mark.sqlite_only
 async def test_a_run_that_could_not_start_is_queued_again(store, tmp_path, caplog, monkeypatch):
     import basewatch.runqueue as runqueue_module
     monkeypatch.setattr(runqueue_module, "RETRY_AFTER_ERROR_SECONDS", 0.1, raising=False)

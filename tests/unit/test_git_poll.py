@@ -11,13 +11,13 @@ import pytest
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.metrics import Metrics
 from basewatch.netpolicy import HostPolicy
-from basewatch.store import SQLiteStore
 from basewatch.tasks import CommitTrigger, Task
 from basewatch.triggers.source_events import SourceEvent, SourceOutcome
 from basewatch.watcher.git_poll import GitPoller, remote_plans
 from tests.support.git_http import GitHttpServer
 from tests.support.git_remotes import GitRemote
 from tests.support.waiting import wait_for
+from tests.support.stores import open_store
 
 INTERVAL = 60.0
 
@@ -62,7 +62,7 @@ def task(name: str, context: str, *branches: str, enabled: bool = True) -> Task:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
@@ -181,13 +181,13 @@ async def test_a_failing_remote_backs_off_is_reported_and_recovers(tmp_path, sto
 async def test_a_head_that_moved_while_the_daemon_was_down_is_one_event(tmp_path, remote):
     path = tmp_path / "basewatch.db"
     tasks = [task("app", remote.url)]
-    store = await SQLiteStore.open(path)
+    store = await open_store(path)
     try:
         await Harness(tmp_path, store, tasks).poller.poll_once()
     finally:
         await store.close()
     sha = remote.commit("main")  # the daemon is down
-    store = await SQLiteStore.open(path)
+    store = await open_store(path)
     try:
         restarted = Harness(tmp_path, store, tasks)
         await restarted.poller.poll_once()

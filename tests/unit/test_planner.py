@@ -15,10 +15,10 @@ from basewatch.tasks import Task
 from basewatch.errors import BasewatchError
 from basewatch.models import BaseChange, RunRequest, RunType, SourceCommit, Trigger
 from basewatch.run_plan import BuildStep, IndexStep, PushStep
-from basewatch.store import SQLiteStore
 from basewatch.templating import render
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_registry import SeenDigests
+from tests.support.stores import open_store
 
 MOMENT = datetime(2026, 5, 3, 4, 33, 42, tzinfo=timezone.utc)
 
@@ -36,7 +36,7 @@ class Log:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from basewatch.errors import GraphError
-from basewatch.store import SQLiteStore
 from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
+from tests.support.stores import open_store
 
 
 class SlowDigests:
@@ -20,7 +20,7 @@ class SlowDigests:
 
 @pytest.fixture
 async def registrar(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield TaskRegistrar(store, SlowDigests(), "reg.example:5000")
     await store.close()
 

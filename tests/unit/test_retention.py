@@ -7,22 +7,28 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from basewatch import retention
 from basewatch.builder.run_log import log_path
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.retention import PurgeResult, RetentionSchedule, purge
-from basewatch.store import SQLiteStore, Store
+from basewatch.store import Store
 from basewatch.store.database import to_text
 from tests.support.waiting import wait_for
+from tests.support.stores import open_store
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 RETENTION = timedelta(days=30)
 
 
+SET_QUEUED_AT = text("UPDATE runs SET queued_at = :moment WHERE id = :id")
+SET_FINISHED_AT = text("UPDATE runs SET finished_at = :moment WHERE id = :id")
+
+
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "db")
+    store = await open_store(tmp_path / "db")
     yield store
     await store.close()
 
@@ -49,11 +55,10 @@ async def make_run(store: Store, logs_dir: Path, *, status: RunStatus | None = R
     if age is not None:
         moment = to_text(NOW - age)
         async with store.database.transaction() as db:
-            await db.execute("UPDATE runs SET queued_at = ? WHERE id = ?", (moment, run.id))
+            await db.execute(SET_QUEUED_AT, {"moment": moment, "id": run.id})
             if status is not None and status.finished:
                 finished = None if never_finished_at else moment
-                await db.execute("UPDATE runs SET finished_at = ? WHERE id = ?",
-                                 (finished, run.id))
+                await db.execute(SET_FINISHED_AT, {"moment": finished, "id": run.id})
     log_path(logs_dir, run.id).write_text(f"log of {run.id}\n")
     return run.id
 
@@ -89,7 +94,8 @@ async def test_queued_and_running_runs_are_never_purged(store, logs_dir, status)
     run_id = await make_run(store, logs_dir, status=status, age=timedelta(days=90))
     if status is RunStatus.STARTED:  # no store method sets it: the engine adapter's state
         async with store.database.transaction() as db:
-            await db.execute("UPDATE runs SET status = ? WHERE id = ?", (status.value, run_id))
+            await db.execute(text("UPDATE runs SET status = :status WHERE id = :id"),
+                             {"status": status.value, "id": run_id})
     old_mtime = (NOW - timedelta(days=90)).timestamp()
     os.utime(log_path(logs_dir, run_id), (old_mtime, old_mtime))
 
@@ -111,8 +117,8 @@ async def test_age_compares_instants_whatever_the_offset_written(store, logs_dir
     # 31 days old, written with a +02:00 offset and no fraction, where the store writes UTC.
     written = (NOW - timedelta(days=31)).astimezone(timezone(timedelta(hours=2)))
     async with store.database.transaction() as db:
-        await db.execute("UPDATE runs SET finished_at = ? WHERE id = ?",
-                         (written.replace(microsecond=0).isoformat(), run_id))
+        await db.execute(SET_FINISHED_AT, {"moment": written.replace(microsecond=0).isoformat(),
+                                          "id": run_id})
     assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(1, 1)
 
 
@@ -145,8 +151,9 @@ async def test_missing_logs_dir_is_no_error(store, tmp_path):
 async def test_schedule_purges_shortly_after_start_and_then_each_interval(store, logs_dir):
     first = await make_run(store, logs_dir)
     async with store.database.transaction() as db:
-        await db.execute("UPDATE runs SET finished_at = ? WHERE id = ?",
-                         (to_text(datetime.now(timezone.utc) - timedelta(seconds=5)), first))
+        await db.execute(SET_FINISHED_AT, {"moment": to_text(datetime.now(timezone.utc)
+                                                             - timedelta(seconds=5)),
+                                          "id": first})
     schedule = RetentionSchedule(store.runs, logs_dir, timedelta(seconds=2),
                                  interval=timedelta(milliseconds=50))
     schedule.start()
@@ -159,8 +166,9 @@ async def test_schedule_purges_shortly_after_start_and_then_each_interval(store,
         # A later run ages past the retention while the daemon runs: a later purge takes it.
         second = await make_run(store, logs_dir)
         async with store.database.transaction() as db:
-            await db.execute("UPDATE runs SET finished_at = ? WHERE id = ?",
-                             (to_text(datetime.now(timezone.utc) - timedelta(seconds=5)), second))
+            await db.execute(SET_FINISHED_AT, {"moment": to_text(datetime.now(timezone.utc)
+                                                                 - timedelta(seconds=5)),
+                                              "id": second})
 
         async def second_gone():
             return await store.runs.get(second) is None

@@ -26,13 +26,13 @@ from basewatch.run_plan import (
     TaskStepOutcome,
 )
 from basewatch.services import Services
-from basewatch.store import SQLiteStore
 from basewatch.taskfile import load_task_file
 from basewatch.taskfile.loader import MAX_STEPS
 from basewatch.templating import RunVariables
 from tests.support.fake_engine import FakeContainers
 from tests.support.waiting import wait_for
 from tests.unit.backends.docker.test_task_steps import StubPlanner, backend_on, cmd
+from tests.support.stores import open_store
 
 REGISTRY = "reg.example:5000"
 VARIABLES = RunVariables("ca1", datetime(2026, 12, 1, tzinfo=timezone.utc), REGISTRY)
@@ -40,7 +40,7 @@ VARIABLES = RunVariables("ca1", datetime(2026, 12, 1, tzinfo=timezone.utc), REGI
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 

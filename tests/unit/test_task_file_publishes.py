@@ -12,10 +12,10 @@ from basewatch.builder.contexts.task_files import read_for_registration
 from basewatch.errors import GraphError
 from basewatch.graph_view import build_graph_view
 from basewatch.oci.platforms import Platform
-from basewatch.store import SQLiteStore
 from basewatch.tasks import Task
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_registry import SeenDigests
+from tests.support.stores import open_store
 
 REGISTRY = "reg.example:5000"
 PUSHES = """\
@@ -52,7 +52,7 @@ def dockerfile_app(tmp_path: Path, name: str, base: str) -> Task:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 

@@ -20,13 +20,13 @@ from basewatch.errors import InvalidRequestError
 from basewatch.models import BaseChange, DependencyKind, RunRequest, RunStatus, RunType, Trigger
 from basewatch.run_plan import BuildStep, CmdStep, TaskStep, Workspace
 from basewatch.services import Services, run_values
-from basewatch.store import SQLiteStore
 from basewatch.triggers import Triggers
 from basewatch.triggers.base_image import FanOut
 from basewatch.models import DigestChange
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_backend import FakeBackend
 from tests.support.fake_registry import SeenDigests
+from tests.support.stores import open_store
 
 MOMENT = datetime(2026, 5, 3, 4, 33, 42, tzinfo=timezone.utc)
 REGISTRY = "reg.example:5000"
@@ -67,7 +67,7 @@ class Log:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 

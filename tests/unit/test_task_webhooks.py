@@ -9,10 +9,10 @@ from basewatch.errors import InvalidRequestError
 from basewatch.netpolicy import HostPolicy
 from basewatch.scm.api import ScmApi
 from basewatch.scm.hosts import GitHostSettings, ScmError
-from basewatch.store import SQLiteStore
 from basewatch.task_webhooks import TaskWebhooks
 from basewatch.tasks import Task
 from tests.support.github_api import GitHubApi
+from tests.support.stores import open_store
 
 PUBLIC = "https://bw.example.com"
 ENVIRON = {"GIT_TOKEN": "good-token", "BAD_TOKEN": "wrong", "HOOK_SECRET": "from-env"}
@@ -33,7 +33,7 @@ async def github():
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 

@@ -14,10 +14,10 @@ from basewatch.config import TaskSettings, load_config, task_fields
 from basewatch.errors import InvalidRequestError
 from basewatch.oci.platforms import Platform
 from basewatch.services import Services, triggers_view
-from basewatch.store import SQLiteStore
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task, Timer
 from basewatch.triggers import Triggers
 from basewatch.watcher.registration import TaskRegistrar
+from tests.support.stores import open_store
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 REG = "reg.example:5000"
@@ -60,7 +60,7 @@ class Digests:
 
 @pytest.fixture
 async def services(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     registrar = TaskRegistrar(store, Digests(), REG)
     yield Services(store, registrar, SimpleNamespace(log_updates=None),
                    Triggers(store.runs, lambda run_id, delay: None), local_contexts_root=tmp_path)

@@ -1,14 +1,14 @@
 """The heads of polled remotes, kept across restarts."""
 from __future__ import annotations
 
-from basewatch.store import SQLiteStore
+from tests.support.stores import open_store
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 
 
 async def test_heads_are_set_per_remote_and_outlive_the_connection(tmp_path):
     path = tmp_path / "basewatch.db"
-    store = await SQLiteStore.open(path)
+    store = await open_store(path)
     try:
         assert await store.git_heads.heads() == {}
         await store.git_heads.set_heads("file:///r.git", {"main": A, "dev": B})
@@ -16,7 +16,7 @@ async def test_heads_are_set_per_remote_and_outlive_the_connection(tmp_path):
         await store.git_heads.set_heads("file:///r.git", {"main": C, "dev": B})
     finally:
         await store.close()
-    store = await SQLiteStore.open(path)
+    store = await open_store(path)
     try:
         assert await store.git_heads.heads() == {"file:///r.git": {"main": C, "dev": B},
                                                  "file:///s.git": {"main": A}}

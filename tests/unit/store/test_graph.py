@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from basewatch.models import DependencyKind
-from basewatch.store import SQLiteStore
-from basewatch.store.migrations import MIGRATIONS
+from basewatch.store.legacy_migrations import MIGRATIONS
 from basewatch.tasks import Task
+from basewatch.store import SQLiteStore
+from tests.support.stores import open_store
 
 BASE = "reg:5000/base:1"
 RUNTIME = DependencyKind.RUNTIME
@@ -17,7 +18,7 @@ RUNTIME = DependencyKind.RUNTIME
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
@@ -44,7 +45,7 @@ async def test_the_migration_keeps_the_edges_an_older_version_stored(tmp_path):
         db.execute("INSERT INTO tasks VALUES ('app', 'config', '{}', '', '')")
         db.execute("INSERT INTO dependencies VALUES ('app', ?, 'linux/amd64', 'runtime', 'sha256:a')",
                    (BASE,))
-    store = await SQLiteStore.open(path)
+    store = await SQLiteStore.open(path)  # a SQLite file an older version made
     try:
         [edge] = await store.graph.dependencies()
         assert (edge.task, edge.base, edge.platform, edge.digest_at_build) == (

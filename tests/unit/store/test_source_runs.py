@@ -8,8 +8,8 @@ import sqlite3
 
 from basewatch.models import RunRequest, RunStatus, RunType, SourceCommit, Trigger
 from basewatch.services import run_view
+from basewatch.store.legacy_migrations import MIGRATIONS
 from basewatch.store import SQLiteStore
-from basewatch.store.migrations import MIGRATIONS
 
 PLATFORM = "linux/amd64"
 A, B = "a" * 40, "b" * 40
@@ -105,7 +105,7 @@ async def test_a_database_from_before_the_source_key_takes_commit_runs(tmp_path)
         db.execute("INSERT INTO runs (id, task, run_type, trigger, status, platform, queued_at)"
                    " VALUES ('ca1', 'app', 'AutoBuild', 'Manual', 'Queued', ?, ?)",
                    (PLATFORM, "2026-01-01T00:00:00+00:00"))
-    store = await SQLiteStore.open(path)
+    store = await SQLiteStore.open(path)  # a SQLite file an older version made
     try:
         assert (await store.runs.get("ca1")).source_commit is None
         assert len(await store.runs.queue([commit_run("app")])) == 1

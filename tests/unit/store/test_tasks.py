@@ -6,11 +6,13 @@ import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from basewatch.oci.platforms import Platform
-from basewatch.store import SQLiteStore, Store
+from basewatch.store import Store
 from basewatch.store.tasks import task_from_json, task_json
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task
+from tests.support.stores import open_store
 
 AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
 # What versions before the domain Task stored: config.TaskSettings' JSON.
@@ -23,15 +25,16 @@ OLDER_ROW = {"name": "app", "context": "/srv/app", "file": "docker/Dockerfile",
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
 
 async def insert_row(store: Store, name: str, definition: str) -> None:
     async with store.database.transaction() as db:
-        await db.execute("INSERT INTO tasks (name, source, definition, created_at, updated_at)"
-                         " VALUES (?, 'api', ?, '', '')", (name, definition))
+        await db.execute(text("INSERT INTO tasks (name, source, definition, created_at,"
+                              " updated_at) VALUES (:name, 'api', :definition, '', '')"),
+                         {"name": name, "definition": definition})
 
 
 def test_a_task_round_trips_with_every_field():
@@ -54,7 +57,8 @@ async def test_a_row_an_older_version_wrote_reads_as_a_task(store):
 async def test_an_older_row_is_written_back_in_todays_form(store):
     await insert_row(store, "app", json.dumps(OLDER_ROW))
     await store.tasks.upsert(await store.tasks.get("app"), "api")
-    row = await store.database.fetchone("SELECT definition FROM tasks WHERE name = 'app'")
+    row = await store.database.fetchone(
+        text("SELECT definition FROM tasks WHERE name = 'app'"))
     stored = json.loads(row["definition"])
     assert (stored["images"], stored["platforms"]) == (OLDER_ROW["image"], ["linux/arm64"])
     assert "image" not in stored and "platform" not in stored
@@ -100,7 +104,7 @@ async def test_a_row_missing_a_required_key_is_ignored(store, caplog):
 async def test_credentials_in_a_context_url_are_not_stored(store):
     await store.tasks.upsert(Task(name="app", context="https://u:p@git.example/app.git",
                                   images=["r:5000/a:1"]), "api")
-    row = await store.database.fetchone("SELECT definition FROM tasks")
+    row = await store.database.fetchone(text("SELECT definition FROM tasks"))
     assert "u:p" not in row["definition"]
 
 

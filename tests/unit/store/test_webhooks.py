@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from basewatch.models import TaskWebhook
-from basewatch.store import SQLiteStore
+from tests.support.stores import open_store
 
 
 async def test_a_task_keeps_one_webhook_and_it_outlives_the_connection(tmp_path):
     path = tmp_path / "basewatch.db"
-    store = await SQLiteStore.open(path)
+    store = await open_store(path)
     try:
         assert await store.webhooks.get("app") is None
         manual = await store.webhooks.put_if_absent(TaskWebhook("app", "s1"))
@@ -19,7 +19,7 @@ async def test_a_task_keeps_one_webhook_and_it_outlives_the_connection(tmp_path)
         await store.webhooks.put(TaskWebhook("other", "s4"))
     finally:
         await store.close()
-    store = await SQLiteStore.open(path)
+    store = await open_store(path)
     try:
         assert await store.webhooks.get("app") == registered
         assert [w.task for w in await store.webhooks.all()] == ["app", "other"]

@@ -13,13 +13,13 @@ import pytest
 from basewatch.errors import StoreBusyError
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
-from basewatch.store import SQLiteStore
 from basewatch.tasks import Task, Timer
 from basewatch.triggers import TimerFire, Triggers
 from basewatch.triggers.timers import (MAX_SLEEP_SECONDS, RETRY_SECONDS, TimerScheduler,
                                        next_fire, timer_run)
 from basewatch.triggers.manual import task_run
 from tests.support.waiting import wait_for
+from tests.support.stores import open_store
 
 
 def at(text: str) -> datetime:
@@ -45,7 +45,7 @@ def task(name: str = "app", *timers: Timer) -> Task:
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 

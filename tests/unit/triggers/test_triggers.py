@@ -6,18 +6,21 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 
 from basewatch.config import TaskSettings
 from basewatch.models import (BaseChange, DigestChange, DependencyKind, RunRequest, RunStatus, RunType,
                               Trigger)
 from basewatch.services import Services
-from basewatch.store import SQLiteStore, Store
-from basewatch.store.migrations import MIGRATIONS
+from basewatch.store import Store
+from basewatch.store.legacy_migrations import MIGRATIONS
 from basewatch.triggers import NewDigest, Triggers
 from basewatch.triggers.base_image import FanOut, base_image_run
 from basewatch.triggers.manual import quick_build, task_run
 from basewatch.watcher.registration import TaskRegistrar
 from tests.support.fake_registry import SeenDigests
+from basewatch.store import SQLiteStore
+from tests.support.stores import open_store
 
 BASE = "reg.example:5000/base:1"
 PLATFORM = "linux/amd64"
@@ -26,7 +29,7 @@ OLD, NEW, NEWER = ("sha256:" + c * 64 for c in "abc")
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    store = await SQLiteStore.open(tmp_path / "basewatch.db")
+    store = await open_store(tmp_path / "basewatch.db")
     yield store
     await store.close()
 
@@ -50,7 +53,7 @@ async def test_enqueue_writes_every_run_then_submits_each(store, triggers, submi
 
 async def test_enqueue_writes_all_or_nothing(store, triggers, submitted):
     broken = RunRequest("b", Trigger.MANUAL, RunType.AUTO_BUILD, None)  # platform is NOT NULL
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
         await triggers.enqueue([task_run("a", PLATFORM, {}), broken])
     assert await store.runs.queued() == [] and submitted == []
 
@@ -122,7 +125,7 @@ async def test_runs_from_before_the_trigger_data_column_read_back(tmp_path):
         db.execute("INSERT INTO runs (id, task, run_type, trigger, status, platform, queued_at)"
                    " VALUES ('ca1', 'app', 'AutoBuild', 'Image Update', 'Queued', ?, ?)",
                    (PLATFORM, "2026-01-01T00:00:00+00:00"))
-    store = await SQLiteStore.open(path)
+    store = await SQLiteStore.open(path)  # a SQLite file an older version made
     try:
         run = await store.runs.get("ca1")
         assert run.status is RunStatus.QUEUED and run.base_change is None

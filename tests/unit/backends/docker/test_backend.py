@@ -21,14 +21,14 @@ from basewatch.run_plan import (
     PushStep,
     RunPlan,
 )
-from basewatch.store import SQLiteStore
 from tests.support.fake_engine import DIGEST, FakeEngine
 from tests.unit.test_executor import context, make_executor
+from tests.support.stores import open_store
 
 
 @pytest.fixture
 async def store(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     yield store
     await store.close()
 

@@ -30,10 +30,10 @@ from basewatch.run_plan import (
     VolumeMount,
     Workspace,
 )
-from basewatch.store import SQLiteStore
 from basewatch.tasks import Task
 from tests.support.fake_engine import DIGEST, FakeContainers
 from tests.unit.backends.docker.test_backend import RecordingLog, Registry
+from tests.support.stores import open_store
 
 
 def cmd(step_id: str, *args: str, when=None, container: dict | None = None,
@@ -354,7 +354,7 @@ class StubPlanner:
 
 
 async def test_the_executor_records_pushes_bases_and_the_failed_step(tmp_path):
-    store = await SQLiteStore.open(tmp_path / "state" / "basewatch.db")
+    store = await open_store(tmp_path / "state" / "basewatch.db")
     try:
         steps = [
             TaskStep(StepControl("build"), BuildStep("linux/amd64", ["reg.example:5000/app:1"],

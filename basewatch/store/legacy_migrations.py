@@ -1,4 +1,7 @@
-"""Schema migrations, applied in order; PRAGMA user_version records how many have run."""
+"""The numbered SQLite migrations from before Alembic; PRAGMA user_version records how many a
+database has run. Frozen: store/migrate.py finishes them for a database an older version made,
+then hands it to Alembic at the baseline revision (store/alembic/versions/0001_baseline.py).
+A new change to the schema is an Alembic revision, never a number here."""
 
 MIGRATIONS: list[str] = [
     # 1: tasks, the dependency graph, watched digests and runs.
@@ -149,10 +152,5 @@ MIGRATIONS: list[str] = [
         error          TEXT,
         PRIMARY KEY (run_id, step_id)
     )
-    """,
-    # 11: the build engine a run went to (engines: a pool of them); NULL: the one local engine,
-    # or a run that never reached one.
-    """
-    ALTER TABLE runs ADD COLUMN engine TEXT
     """,
 ]
