@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ class Case:
     seconds: float
     per_engine: Counter
     digest: str  # the patched base's, which the next case starts from
+    build_seconds: float  # the runs' median duration: the sleep plus what each build costs
 
     @property
     def per_minute(self) -> float:
@@ -94,7 +96,7 @@ class Case:
         spread = ", ".join(f"{name}: {count}" for name, count in sorted(self.per_engine.items()))
         return (f"{self.label}: {sum(self.per_engine.values())} runs Succeeded in "
                 f"{self.seconds:.1f} s after the push = {self.per_minute:.1f} runs/min "
-                f"(runs per engine: {spread})")
+                f"(runs per engine: {spread}; median run {self.build_seconds:.2f} s)")
 
 
 def api(url: str, path: str):
@@ -185,7 +187,8 @@ def run_case(label: str, workdir: Path, registry: str, pool: list[PoolEngine],
         print(f"{label}: first build started to last finished {span:.1f} s", flush=True)
         assert sorted(r["task"] for r in runs) == sorted(t["name"] for t in tasks), \
             "each task rebuilt exactly once"
-        return Case(label, len(pool), seconds, Counter(r["engine"] for r in runs), patched)
+        return Case(label, len(pool), seconds, Counter(r["engine"] for r in runs), patched,
+                    statistics.median(r["duration_seconds"] for r in runs))
     finally:
         daemon.terminate()
         try:
