@@ -102,8 +102,11 @@ class Case:
 def api(url: str, path: str):
     request = urllib.request.Request(f"{url}{path}",
                                      headers={"Authorization": f"Bearer {TOKEN}"})
-    with _OPENER.open(request, timeout=10) as response:
-        return json.load(response)
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return json.load(response)
+    except OSError as exc:
+        raise SystemExit(f"bench: {url}{path}: {exc}") from None
 
 
 def wait(predicate, what: str, daemon: subprocess.Popen, timeout: float):
@@ -149,8 +152,10 @@ def run_case(label: str, workdir: Path, registry: str, pool: list[PoolEngine],
     env = dict(os.environ, PYTHONPATH=str(REPO), BENCH_TOKEN=TOKEN)
     base = f"{registry}/base:1"
     with open(folder / "daemon.log", "w") as log_file:
+        # A session of its own: a Ctrl-C reaches only the bench, which then stops the daemon.
         daemon = subprocess.Popen([*BASEWATCH, "serve", "--config", str(config)], env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT)
+                                  stdout=log_file, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         try:
             stack.daemon_health(url, daemon)
