@@ -48,6 +48,7 @@ bench: setup
 	$(VENV)/bin/python bench/source_latency.py
 	$(VENV)/bin/python bench/steps.py
 	$(VENV)/bin/python bench/startup.py
+	$(VENV)/bin/python bench/scale.py
 
 clean:
 	$(PYTHON) scripts/stack.py down
