@@ -139,9 +139,15 @@ async def test_a_task_with_a_token_registers_its_hook_builds_on_its_delivery_and
             assert run.status is RunStatus.SUCCEEDED, run.error
             assert run.git_revision == commit
 
-            # Its state on the commit: running (GitHub: pending), then success.
-            await daemon.commit_statuses.settled()
+            # Its state on the commit: running (GitHub: pending), then success. The run is
+            # stored as finished before its end hooks post the last state: wait for it.
             posted = api.repositories["org/app"].statuses
+
+            async def both_posted() -> bool:
+                await daemon.commit_statuses.settled()
+                return len(posted) >= 2
+
+            await wait_for(both_posted, 30, "the run's last commit status")
             states = [s["state"] if provider == "github" else s["status"] for s in posted]
             assert states == (["pending", "success"] if provider == "github"
                               else ["running", "success"])
@@ -193,7 +199,12 @@ async def test_a_bad_token_stores_nothing_a_failing_status_fails_no_run_and_by_h
             (run_id,) = await daemon.triggers.enqueue([task_run("app", "linux/amd64", {})])
             run = await finished(daemon, run_id)
             assert run.status is RunStatus.SUCCEEDED, run.error
-            await daemon.commit_statuses.settled()
+
+            async def all_tried() -> bool:
+                await daemon.commit_statuses.settled()
+                return api.failures_left == 0
+
+            await wait_for(all_tried, 60, "both statuses tried 4 times each")
             assert api.repositories["org/app"].statuses == []
             assert api.requests("POST"), "the status was tried"
 

@@ -53,6 +53,11 @@ class ScmStandIn(LoopbackServer):
         """Answer the next `times` requests with `status` instead of serving them."""
         self._failures += [(status, dict(headers or {}), body)] * times
 
+    @property
+    def failures_left(self) -> int:
+        """Canned failures not yet served."""
+        return len(self._failures)
+
     def hang_next(self, times: int = 1) -> None:
         """Answer nothing to the next `times` requests until `released` is set."""
         self._hang += times
