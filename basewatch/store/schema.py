@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    LargeBinary,
     CheckConstraint,
     Column,
     Float,
@@ -96,6 +97,8 @@ runs = Table(
     # The build engine a run went to (engines: a pool of them); NULL: the one local engine,
     # or a run that never reached one.
     Column("engine", Text),
+    # The daemon that claimed it (daemons.id); NULL while queued, and for older runs.
+    Column("daemon", Text),
     Index("runs_by_task", "task", "seq"),
     Index("runs_by_status", "status"),
     Index("runs_by_queued_at", "queued_at"),
@@ -154,4 +157,42 @@ run_steps = Table(
     Column("exit_code", Integer),
     Column("error", Text),
     PrimaryKeyConstraint("run_id", "step_id"),
+)
+
+# Several daemons on one database (PostgreSQL): each one's row, its heartbeat renewing the lease
+# on the runs and engine slots it holds.
+daemons = Table(
+    "daemons", metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("heartbeat_at", Text, nullable=False),
+    Column("listen", Text),
+)
+
+# A pool engine's slot held by a run, whichever daemon runs it: an engine's load is its rows.
+engine_slots = Table(
+    "engine_slots", metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("engine", Text, nullable=False),
+    Column("daemon", Text, nullable=False),
+    Column("claimed_at", Text, nullable=False),
+    Index("engine_slots_by_engine", "engine"),
+)
+
+# Registry notifications received, by event id: one sent to two daemons triggers once.
+notification_events = Table(
+    "notification_events", metadata,
+    Column("id", Text, primary_key=True),
+    Column("received_at", Text, nullable=False),
+    Index("notification_events_by_received_at", "received_at"),
+)
+
+# A run's log in order, where every daemon can read it.
+run_log_chunks = Table(
+    "run_log_chunks", metadata,
+    Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("run_id", "position"),
 )

@@ -127,7 +127,7 @@ async def test_a_database_main_gave_its_numbered_migration_11_is_stamped_at_the_
         assert (await store.runs.get("ca2")).engine == "builder-2"
         assert beyond_legacy_sqlite(await schema_differences(store)) == []
         version = await store.database.fetchone(text("SELECT version_num FROM alembic_version"))
-        assert version["version_num"] == "0002" == head_revision()
+        assert version["version_num"] == head_revision()
     finally:
         await store.close()
 
