@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from basewatch.store.cluster import ClusterStore, DaemonRow, DaemonSession
 from basewatch.store.database import Database
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
@@ -30,6 +31,7 @@ class SQLiteStore:
         self.timers = SQLiteTimerStore(database)
         self.git_heads = SQLiteGitHeadStore(database)
         self.webhooks = SQLiteWebhookStore(database)
+        self.cluster = ClusterStore(database)  # several daemons on one PostgreSQL
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -44,5 +46,5 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GitHeadStore", "GraphStore", "RunStore", "SQLiteStore", "Store",
+__all__ = ["ClusterStore", "DaemonRow", "DaemonSession", "Database", "GitHeadStore", "GraphStore", "RunStore", "SQLiteStore", "Store",
            "TaskStore", "TimerStore", "WebhookStore"]
