@@ -151,7 +151,8 @@ class Daemon:
         self.store = store = await self._open_store()
         self.membership = Membership(
             store, config.cluster, config.listen, on_rerun=lambda run_id: self._submit(run_id),
-            on_runs_queued=lambda: self.feed.wake() if self.feed is not None else None)
+            on_runs_queued=lambda: self.feed.wake() if self.feed is not None else None,
+            on_reaped=self.metrics.dead_daemon_runs.inc)
         if not self.membership.shared:
             # The one daemon on this database: whatever was in progress was its own.
             interrupted = await store.runs.fail_unfinished(
@@ -228,6 +229,7 @@ class Daemon:
         self.metrics.watch_engines(self.pool.states if self.pool is not None
                                    else self._local_engine_state)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
+        self.metrics.watch_leadership(self.membership.is_leader)
         self.metrics.watch_reference_states(self.watcher.reference_states)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 

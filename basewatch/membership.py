@@ -37,7 +37,8 @@ class Membership:
     def __init__(self, store: Store, settings: ClusterSettings, listen: str | None = None,
                  on_leading: Callable[[bool], None] | None = None,
                  on_rerun: Callable[[str], None] | None = None,
-                 on_runs_queued: Callable[[], None] | None = None):
+                 on_runs_queued: Callable[[], None] | None = None,
+                 on_reaped: Callable[[], None] | None = None):
         self.store = store
         self.cluster = store.cluster
         self.settings = settings
@@ -50,6 +51,7 @@ class Membership:
         self.on_leading = on_leading
         self.on_rerun = on_rerun
         self.on_runs_queued = on_runs_queued
+        self.on_reaped = on_reaped  # counted: basewatch_dead_daemon_runs_total
         self._leading = not self.shared
         self._session: DaemonSession | None = None
         self._loop: asyncio.Task | None = None
@@ -123,6 +125,8 @@ class Membership:
                         else "its connection to the database closed")
         for failed, rerun in await self.cluster.reap(dead):
             self.reaped += 1
+            if self.on_reaped is not None:
+                self.on_reaped()
             log.warning("run %s was interrupted when its daemon stopped: marked Failed%s",
                         failed, f", re-queued as {rerun}" if rerun else " (not run again)")
             if rerun is not None and self.on_rerun is not None:
