@@ -147,3 +147,42 @@ async def test_runs_another_daemon_queued_reach_this_ones_queue_as_they_commit(t
     finally:
         feeding.cancel()
         await member.stop()
+
+
+async def test_a_run_held_for_a_daemon_is_claimed_by_it_alone_and_fails_when_it_is_gone(
+        two_stores):
+    store = two_stores[0]
+    holder = Membership(store, FAST.model_copy(update={"name": "holder"}))
+    await holder.start()
+    try:
+        (held,) = await store.runs.queue([RunRequest(
+            "", Trigger.MANUAL, RunType.QUICK_BUILD, "linux/amd64",
+            spec='{"context_path": "/state/contexts/upload-1"}', daemon=holder.daemon_id)])
+        assert not await store.runs.mark_started(held, "other/1")
+        assert (await store.runs.get(held)).status is RunStatus.QUEUED
+    finally:
+        await holder.stop()
+    alive = Membership(two_stores[1], FAST)
+    await alive.start()  # its first beat finds the run's daemon gone
+    try:
+        failed = await store.runs.get(held)
+        assert failed.status is RunStatus.FAILED
+        assert failed.error == ("the daemon holder that held its uploaded context or secrets "
+                                "stopped before it ran")
+    finally:
+        await alive.stop()
+
+
+async def test_a_held_run_interrupted_on_its_daemon_goes_back_to_it_and_not_elsewhere(
+        two_stores):
+    store = two_stores[0]
+    (run_id,) = await store.runs.queue([RunRequest(
+        "app", Trigger.MANUAL, RunType.AUTO_BUILD, "linux/amd64", secret_names=("TOKEN",),
+        daemon="d1/abc")])
+    assert await store.runs.mark_started(run_id, "d1/abc")
+    run = await store.runs.get(run_id)
+    rerun = await store.runs.finish_and_requeue(run, RunStatus.FAILED, [], "engine lost",
+                                                "its build engine one going down")
+    assert (await store.runs.get(rerun)).daemon == "d1/abc"
+    assert not await store.runs.mark_started(rerun, "d2/def")
+    assert await store.runs.mark_started(rerun, "d1/abc")
