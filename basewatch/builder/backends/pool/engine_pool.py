@@ -106,6 +106,7 @@ class EnginePool:
         self._others: dict[str, int] = {}  # engine -> slots other daemons hold, as last read
         self._others_read_at = -math.inf  # time.monotonic() of that read
         self._reading: asyncio.Task | None = None
+        self._stopped = False  # no more reads of the loads: the store may be closing
         self._releases: set[asyncio.Task] = set()
         self._where: dict[str, PoolMember] = {}  # run id -> its engine, while it runs
         self._pings = ThreadPoolExecutor(max_workers=max(1, len(members)),
@@ -152,14 +153,15 @@ class EnginePool:
             watch.cancel()
         await asyncio.gather(*self._watches, return_exceptions=True)
         self._watches = []
-        if self._reading is not None:
-            self._reading.cancel()
-        # Slots still being released get a moment; what is left, the store frees with this
-        # daemon's lease.
-        if self._releases:
-            await asyncio.wait(self._releases, timeout=RELEASE_WAIT_SECONDS)
-            for release in list(self._releases):
-                release.cancel()
+        self._stopped = True
+        # A read of the loads and slots still being released get a moment (a run may be
+        # waiting on the read); what is left of the slots, the store frees with this daemon's
+        # lease.
+        pending = self._releases | ({self._reading} if self._reading is not None else set())
+        if pending:
+            await asyncio.wait(pending, timeout=RELEASE_WAIT_SECONDS)
+            for task in pending:
+                task.cancel()
 
     def close(self) -> None:
         self._pings.shutdown(wait=False, cancel_futures=True)
@@ -285,12 +287,12 @@ class EnginePool:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        if time.monotonic() - self._others_read_at >= LOADS_SECONDS:
+        if not self._stopped and time.monotonic() - self._others_read_at >= LOADS_SECONDS:
             self._reading_task()
 
     async def _read_loads(self) -> None:
         """The other daemons' loads read again when they are old."""
-        if time.monotonic() - self._others_read_at >= LOADS_SECONDS:
+        if not self._stopped and time.monotonic() - self._others_read_at >= LOADS_SECONDS:
             await asyncio.shield(self._reading_task())
 
     def _reading_task(self) -> asyncio.Task:
