@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from basewatch.builder.backends.pool.engine_pool import (LOADS_SECONDS, EnginePool, PoolMember,
-                                                         plan_platforms)
+from basewatch.builder.backends.pool.engine_pool import EnginePool, PoolMember, plan_platforms
 from basewatch.builder.executor import ENGINE_RECHECK_SECONDS, RunExecutor
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.planner import RunPlanner
@@ -65,7 +64,22 @@ async def noop(outcome) -> None:
 
 
 @pytest.fixture
-async def pools():
+async def daemon_stores(tmp_path):
+    """open() gives a store on one database (each call another daemon's connection to it);
+    closed after the pools stop, so no read of theirs is cut by a closed store."""
+    opened = []
+
+    async def open_one():
+        opened.append(await open_store(tmp_path / "basewatch.db"))
+        return opened[-1]
+
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def pools(daemon_stores):
     made = []
 
     async def make(*members, **options) -> EnginePool:
@@ -272,100 +286,89 @@ class CountingBackend(FakeBackend):
 
 
 @pytest.mark.parametrize("shared_by", ["store", "memory"])
-async def test_two_daemons_on_one_store_never_exceed_an_engines_slots(tmp_path, pools,
+async def test_two_daemons_on_one_store_never_exceed_an_engines_slots(daemon_stores, pools,
                                                                       shared_by):
     """Two daemons' pools over the same two engines, 24 runs at once spread over both: each
     engine's max holds across them, and every slot is free again at the end."""
-    stores = [await open_store(tmp_path / "basewatch.db") for _ in range(2)]
-    try:
-        memory = LocalEngineSlots()
-        on: dict[str, int] = {}
-        most: dict[str, int] = {}
-        daemons = []
-        for index, store in enumerate(stores):
-            slots = SharedEngineSlots(store.database) if shared_by == "store" else memory
-            daemons.append(await pools(
-                *(PoolMember(name, CountingBackend(name, on, most, 0.02), Ping(), slots_)
-                  for name, slots_ in (("a", 1), ("b", 2))),
-                slots=slots, daemon_id=f"daemon-{index}"))
-        runs = [daemons[n % 2].run(plan(f"r{n}"), Log(), noop) for n in range(24)]
-        await asyncio.wait_for(asyncio.gather(*runs), 60)
-        assert most == {"a": 1, "b": 2}, "each engine full at times, never past its max"
-        assert on == {"a": 0, "b": 0}
-        assert await daemons[0].engine_slots.loads() == {}
-        await asyncio.sleep(0.6)  # past LOADS_SECONDS: the other daemon's loads read again
-        for pool in daemons:
-            pool.states()
-        await asyncio.sleep(0.1)
-        assert [{n: s["runs"] for n, s in pool.states().items()} for pool in daemons] == [
-            {"a": 0, "b": 0}] * 2
-    finally:
-        for store in stores:
-            await store.close()
+    stores = [await daemon_stores() for _ in range(2)]
+    memory = LocalEngineSlots()
+    on: dict[str, int] = {}
+    most: dict[str, int] = {}
+    daemons = []
+    for index, store in enumerate(stores):
+        slots = SharedEngineSlots(store.database) if shared_by == "store" else memory
+        daemons.append(await pools(
+            *(PoolMember(name, CountingBackend(name, on, most, 0.02), Ping(), slots_)
+              for name, slots_ in (("a", 1), ("b", 2))),
+            slots=slots, daemon_id=f"daemon-{index}"))
+    runs = [daemons[n % 2].run(plan(f"r{n}"), Log(), noop) for n in range(24)]
+    await asyncio.wait_for(asyncio.gather(*runs), 60)
+    assert most == {"a": 1, "b": 2}, "each engine full at times, never past its max"
+    assert on == {"a": 0, "b": 0}
+    assert await daemons[0].engine_slots.loads() == {}
+
+    async def all_free() -> bool:  # each asking reads the other daemon's loads when old
+        return all(state["runs"] == 0 for pool in daemons
+                   for state in pool.states().values())
+
+    await wait_for(all_free, 5, "both daemons seeing every slot free")
 
 
-async def test_another_daemons_runs_count_in_has_room_and_states(tmp_path, pools):
-    store = await open_store(tmp_path / "basewatch.db")
-    try:
-        slots = SharedEngineSlots(store.database)
-        here = await pools(member("a", 2), slots=slots, daemon_id="here")
-        assert await slots.claim("elsewhere-1", [("a", 2)], "there") == "a"
-        assert await slots.claim("elsewhere-2", [("a", 2)], "there") == "a"
-        await asyncio.sleep(LOADS_SECONDS)
-        here.has_room("linux/amd64")  # reads the loads again, in the background
-        await wait_for(lambda: _true(not here.has_room("linux/amd64")), 5, "a seen full")
-        assert here.states()["a"]["runs"] == 2
+async def test_another_daemons_runs_count_in_has_room_and_states(daemon_stores, pools):
+    store = await daemon_stores()
+    slots = SharedEngineSlots(store.database)
+    here = await pools(member("a", 2), slots=slots, daemon_id="here")
+    assert await slots.claim("elsewhere-1", [("a", 2)], "there") == "a"
+    assert await slots.claim("elsewhere-2", [("a", 2)], "there") == "a"
+    # Asked, it reads the loads again in the background once LOADS_SECONDS have passed.
+    await wait_for(lambda: _true(not here.has_room("linux/amd64")), 5, "a seen full")
+    assert here.states()["a"]["runs"] == 2
 
-        # A run here waits for the other daemon's slot, and gets it once freed there.
-        log = Log()
-        waiting = asyncio.create_task(here.run(plan("r1"), log, noop))
-        await wait_for(lambda: _true(log.lines), 5, "the wait")
-        assert log.lines == ["Waiting for a build engine (a) with a free slot"]
-        await slots.release("elsewhere-1")
-        await wait_for(lambda: _true("Engine: a" in log.lines), 5, "the slot freed there")
-        assert await slots.loads() == {"a": 2}
-        assert await slots.loads(other_than="here") == {"a": 1}
-        here.members[0].backend.release.set()
+    # A run here waits for the other daemon's slot, and gets it once freed there.
+    log = Log()
+    waiting = asyncio.create_task(here.run(plan("r1"), log, noop))
+    await wait_for(lambda: _true(log.lines), 5, "the wait")
+    assert log.lines == ["Waiting for a build engine (a) with a free slot"]
+    await slots.release("elsewhere-1")
+    await wait_for(lambda: _true("Engine: a" in log.lines), 5, "the slot freed there")
+    assert await slots.loads() == {"a": 2}
+    assert await slots.loads(other_than="here") == {"a": 1}
+    here.members[0].backend.release.set()
+    await waiting
+    assert await slots.loads() == {"a": 1}
+
+
+async def test_a_slot_is_freed_whatever_ends_the_run(daemon_stores, pools):
+    store = await daemon_stores()
+    slots = SharedEngineSlots(store.database)
+    ping = Ping()
+    lost = member("a", 1, backend=FakeBackend(fail_on=BuildStep,
+                                              failure=EngineError("EOF")), ping=ping)
+    pool = await pools(lost, slots=slots, check_seconds=3600, down_recheck_seconds=3600)
+    ping.down = "connection refused"
+    with pytest.raises(EngineLost):
+        await pool.run(plan("r1"), Log(), noop)
+    assert await slots.loads() == {}
+
+    held = member("b", 1)
+    pool = await pools(held, slots=slots)
+    run = asyncio.create_task(pool.run(plan("r2"), Log(), noop))
+    await held.backend.holding.wait()
+    assert await slots.loads() == {"b": 1}
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert await slots.loads() == {} and not held.runs
+
+    # Canceled while it waits for a slot: it held none, and holds none.
+    blocker = asyncio.create_task(pool.run(plan("r3"), Log(), noop))
+    await wait_for(lambda: _true(held.runs), 5, "r3 on b")
+    log = Log()
+    waiting = asyncio.create_task(pool.run(plan("r4"), log, noop))
+    await wait_for(lambda: _true(log.lines), 5, "r4's wait")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
         await waiting
-        assert await slots.loads() == {"a": 1}
-    finally:
-        await store.close()
-
-
-async def test_a_slot_is_freed_whatever_ends_the_run(tmp_path, pools):
-    store = await open_store(tmp_path / "basewatch.db")
-    try:
-        slots = SharedEngineSlots(store.database)
-        ping = Ping()
-        lost = member("a", 1, backend=FakeBackend(fail_on=BuildStep,
-                                                  failure=EngineError("EOF")), ping=ping)
-        pool = await pools(lost, slots=slots, check_seconds=3600, down_recheck_seconds=3600)
-        ping.down = "connection refused"
-        with pytest.raises(EngineLost):
-            await pool.run(plan("r1"), Log(), noop)
-        assert await slots.loads() == {}
-
-        held = member("b", 1)
-        pool = await pools(held, slots=slots)
-        run = asyncio.create_task(pool.run(plan("r2"), Log(), noop))
-        await held.backend.holding.wait()
-        assert await slots.loads() == {"b": 1}
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
-        assert await slots.loads() == {} and not held.runs
-
-        # Canceled while it waits for a slot: it held none, and holds none.
-        blocker = asyncio.create_task(pool.run(plan("r3"), Log(), noop))
-        await wait_for(lambda: _true(held.runs), 5, "r3 on b")
-        log = Log()
-        waiting = asyncio.create_task(pool.run(plan("r4"), log, noop))
-        await wait_for(lambda: _true(log.lines), 5, "r4's wait")
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        held.backend.release.set()
-        await blocker
-        assert await slots.loads() == {}
-    finally:
-        await store.close()
+    held.backend.release.set()
+    await blocker
+    assert await slots.loads() == {}
