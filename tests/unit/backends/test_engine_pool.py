@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from basewatch.builder.backends.pool import engine_pool
 from basewatch.builder.backends.pool.engine_pool import EnginePool, PoolMember, plan_platforms
 from basewatch.builder.executor import ENGINE_RECHECK_SECONDS, RunExecutor
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
-from basewatch.errors import BasewatchError, EngineError, EngineLost
+from basewatch.errors import BasewatchError, EngineError, EngineLost, StoreBusyError
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
 from basewatch.run_plan import BuildStep, RunPlan
@@ -372,3 +373,43 @@ async def test_a_slot_is_freed_whatever_ends_the_run(daemon_stores, pools):
     held.backend.release.set()
     await blocker
     assert await slots.loads() == {}
+
+
+class RefusingSlots(LocalEngineSlots):
+    """Slots whose store refuses the first `claims` claims and `releases` releases."""
+
+    def __init__(self, claims: int = 0, releases: int = 0):
+        super().__init__()
+        self.refuse = {"claim": claims, "release": releases}
+
+    def _refused(self, what: str) -> None:
+        if self.refuse[what]:
+            self.refuse[what] -= 1
+            raise StoreBusyError("database is locked")
+
+    async def claim(self, run_id, candidates, daemon):
+        self._refused("claim")
+        return await super().claim(run_id, candidates, daemon)
+
+    async def release(self, run_id):
+        self._refused("release")
+        await super().release(run_id)
+
+
+async def test_a_store_that_refuses_for_now_delays_a_claim_or_a_release(pools, monkeypatch,
+                                                                         caplog):
+    monkeypatch.setattr(engine_pool, "RELEASE_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(engine_pool, "RELEASE_RETRY_SECONDS", 0.05)
+    slots = RefusingSlots(claims=1, releases=2)
+    engine = member("a", 1)
+    engine.backend.release.set()
+    pool = await pools(engine, slots=slots)
+    log = Log()
+    await asyncio.wait_for(pool.run(plan("r1"), log, noop), 5)
+    assert log.lines[:2] == [
+        "The store refuses the claim of a build engine's slot for now (database is locked); "
+        "trying again", "Engine: a"]
+    # The run has ended; its slot is freed once the store takes the release.
+    assert "cannot free run r1's build engine slot yet (database is locked)" in caplog.text
+    await wait_for(lambda: _true(not slots._held), 5, "the slot freed")
+    assert slots.refuse == {"claim": 0, "release": 0}

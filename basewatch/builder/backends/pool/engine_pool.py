@@ -203,17 +203,18 @@ class EnginePool:
         while True:
             change = self._change  # a release or an engine coming up from here on sets it
             up = [m for m in able if m.up]
+            busy = False
             try:
                 member = await self._claim(plan.run_id, up)
             except StoreBusyError as exc:
-                member = None
+                member, busy = None, True
                 if not refused:
                     run_log.line(f"The store refuses the claim of a build engine's slot for "
                                  f"now ({exc}); trying again")
                     refused = True
             if member is not None:
                 return member
-            if not said:
+            if not said and not busy:
                 down = [m.name for m in able if not m.up]
                 run_log.line(f"Waiting for a build engine ({', '.join(m.name for m in able)})"
                              " with a free slot" + (f"; down: {', '.join(down)}" if down
@@ -272,8 +273,8 @@ class EnginePool:
                 if attempt == 0:
                     log.warning("cannot free run %s's build engine slot yet (%s); trying again",
                                 run_id, exc)
-                attempt += 1
                 await asyncio.sleep(backed_off(RELEASE_RETRY_SECONDS, attempt))
+                attempt += 1
         self._changed()
 
     def _changed(self) -> None:
