@@ -193,8 +193,12 @@ class Daemon:
         if config.engines is None:
             backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
         else:
+            # Slots claimed in the store: an engine's max_concurrent_runs holds across every
+            # daemon on one PostgreSQL (in memory on SQLite).
             self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
-                                             on_assigned=store.runs.record_engine)
+                                             on_assigned=store.runs.record_engine,
+                                             slots=store.engine_slots,
+                                             daemon_id=self.membership.daemon_id)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(self.events.run_finished, run_secrets.forget,

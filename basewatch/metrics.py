@@ -85,8 +85,9 @@ class _EngineCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily("basewatch_engine_up", "1 while the build engine answers, 0 "
                                "while it is down (without engines: the local one, as \"local\")", labels=["engine"])
-        runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build engine",
-                                 labels=["engine"])
+        runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build "
+                                 "engine, from every daemon sharing the database (the other "
+                                 "daemons' as last read)", labels=["engine"])
         for engine, state in sorted(self._states().items()):
             up.add_metric([engine], 1 if state["state"] == "up" else 0)
             runs.add_metric([engine], state["runs"])
