@@ -27,7 +27,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 import stack  # scripts/, put on sys.path by tests/conftest.py
-from tests.e2e.test_engine_pool import TcpEngine, tcp_engines  # noqa: F401 (a fixture)
+from tests.e2e.test_engine_pool import tcp_engines  # noqa: F401 (the fixture, used by name)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -137,14 +137,14 @@ def check_each_task_built_once(rows: list[dict], tasks: list[str]) -> None:
 
 
 async def test_three_daemons_on_one_postgres_and_two_engines(tmp_path, start_registry,
-                                                             base_images, tcp_engines):
+                                                             base_images, request):
+    engines = request.getfixturevalue("tcp_engines")
     # Outside tmp_path, which only root may enter: the server runs as `postgres`.
     root = Path(tempfile.mkdtemp(prefix="bw-pg-"))
     postgres = stack.Postgres(root, stack.free_port(), durable=False).start()
     daemons: list[DaemonProcess] = []
     try:
-        await three_daemons(tmp_path, postgres, start_registry, base_images, tcp_engines,
-                            daemons)
+        await three_daemons(tmp_path, postgres, start_registry, base_images, engines, daemons)
     finally:
         for daemon in daemons:
             daemon.stop()
@@ -152,9 +152,9 @@ async def test_three_daemons_on_one_postgres_and_two_engines(tmp_path, start_reg
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def three_daemons(tmp_path, postgres, start_registry, base_images, tcp_engines,
+async def three_daemons(tmp_path, postgres, start_registry, base_images, engines,
                         daemons: list[DaemonProcess]) -> None:
-    one, two = tcp_engines
+    one, two = engines
     database_url = postgres.url()
     runs = Runs(database_url)
     ports = [stack.free_port() for _ in range(3)]
