@@ -68,10 +68,13 @@ class DaemonSession:
     async def open(cls, database: Database, daemon_id: str,
                    on_runs_queued: Callable[[], None]) -> "DaemonSession":
         url = database.engine.url
+        # As the pool's connections are made: TLS when the URL asks for it (?ssl=require).
+        ssl = url.query.get("ssl") or url.query.get("sslmode")
         with _unreachable_as_busy():
             connection = await asyncpg.connect(
                 host=url.host, port=url.port, user=url.username, password=url.password,
-                database=url.database, timeout=CONNECT_TIMEOUT_SECONDS)
+                database=url.database, timeout=CONNECT_TIMEOUT_SECONDS,
+                **({"ssl": ssl} if ssl else {}))
         try:
             with _unreachable_as_busy():
                 await connection.execute("SELECT pg_advisory_lock($1, $2)", LIVENESS_CLASS,
