@@ -102,7 +102,7 @@ class RunLogCopies:
         self._hurry.set()
         try:
             async with asyncio.timeout(self.final_flush_seconds):
-                await asyncio.shield(copy.ended.wait())
+                await copy.ended.wait()
         except TimeoutError:
             with self._lock:
                 self._copies.pop(run_id, None)
@@ -146,8 +146,9 @@ class RunLogCopies:
                     for copy, _ in taken:
                         copy.lost, copy.pending, copy.pending_bytes = True, [], 0
             else:
-                for copy, data in taken:
-                    copy.position += len(data)
+                with self._lock:
+                    for copy, data in taken:
+                        copy.position += len(data)
                 if self._failures:
                     log.info("runs' logs are copied to the database again")
                 self._failures = 0
