@@ -132,6 +132,12 @@ class Metrics:
             "basewatch_queue_depth", "Runs queued and not yet started", registry=r)
         self.runs_in_progress = Gauge(
             "basewatch_runs_in_progress", "Runs being carried out now", registry=r)
+        self.leader = Gauge(
+            "basewatch_leader", "1 while this daemon leads the watch (registry polls, timers, "
+            "git polls), else 0; always 1 for a daemon alone on its database", registry=r)
+        self.dead_daemon_runs = Counter(
+            "basewatch_dead_daemon_runs_total", "Runs in progress on a daemon that died, failed "
+            "(and queued again once) by this daemon", registry=r)
         for trigger in Trigger:
             self.run_duration.labels(trigger.value)
             for status in FINAL_STATUSES:
@@ -153,6 +159,9 @@ class Metrics:
 
     def watch_rate_limits(self, remaining: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_RateLimitCollector(remaining))
+
+    def watch_leadership(self, leading: Callable[[], bool]) -> None:
+        self.leader.set_function(lambda: 1.0 if leading() else 0.0)
 
     def watch_engines(self, states: Callable[[], dict[str, dict]]) -> None:
         """The build pool's engines (`engines:`): name -> {"state": up|down, "runs": n}."""

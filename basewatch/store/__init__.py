@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from basewatch.store.cluster import ClusterStore, DaemonRow, DaemonSession
 from basewatch.store.database import Database
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
@@ -32,6 +33,7 @@ class SQLiteStore:
         self.git_heads = SQLiteGitHeadStore(database)
         self.webhooks = SQLiteWebhookStore(database)
         self.run_logs = SQLiteRunLogStore(database)
+        self.cluster = ClusterStore(database)  # several daemons on one PostgreSQL
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -46,5 +48,6 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GitHeadStore", "GraphStore", "RunLogStore", "RunStore", "SQLiteStore",
-           "Store", "TaskStore", "TimerStore", "WebhookStore"]
+__all__ = ["ClusterStore", "DaemonRow", "DaemonSession", "Database", "GitHeadStore", "GraphStore",
+           "RunLogStore", "RunStore", "SQLiteStore", "Store", "TaskStore", "TimerStore",
+           "WebhookStore"]

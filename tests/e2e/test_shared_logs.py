@@ -1,6 +1,6 @@
-"""Two daemons on one PostgreSQL: a run that daemon A builds on the real engine has its log
-shown through daemon B as well, while it runs (`task logs` follows it) and after (the API, the
-dashboard, the archive), though B never had the file. Only with `--store=postgres`."""
+"""Two daemons on one PostgreSQL: a run that one of them builds on the real engine has its log
+shown through the other as well, while it runs (`task logs` follows it) and after (the API, the
+dashboard, the archive), though that one never had the file. Only with `--store=postgres`."""
 from __future__ import annotations
 
 import asyncio
@@ -58,7 +58,7 @@ def follow_with_cli(url: str, run_id: str) -> tuple[int, bytes, list[tuple[float
     return process.returncode, errors, lines
 
 
-async def test_a_run_on_one_daemon_is_followed_and_archived_through_another(
+async def test_a_run_on_one_daemon_is_followed_and_archived_through_the_other(
         tmp_path, registry, base_images, docker_host):
     reg = registry.address
     await asyncio.to_thread(base_images.build, f"{reg}/base:1")
@@ -84,30 +84,40 @@ async def test_a_run_on_one_daemon_is_followed_and_archived_through_another(
         wait_until(lambda: health(b_url, b)["status"] != "starting", 60, "B started")
 
         run_id = json.loads(api(a_url, "/api/tasks/app/runs", "POST", {}))["id"]
-        # Followed through B from the start, while A builds it.
-        code, errors, lines = await asyncio.to_thread(follow_with_cli, b_url, run_id)
-        assert code == 0, errors.decode()
+        # Followed through both daemons from the start, while one of them builds it.
+        followed = await asyncio.gather(*(asyncio.to_thread(follow_with_cli, url, run_id)
+                                          for url in (a_url, b_url)))
+        for code, errors, _ in followed:
+            assert code == 0, errors.decode()
 
-        a_file = tmp_path / "a" / "state" / "logs" / f"{run_id}.log"
-        original = a_file.read_bytes()
+        # Which daemon ran it (the run records it); the other never had the file.
+        ran_on = json.loads(api(a_url, f"/api/runs/{run_id}"))["daemon"]
+        ids = {health(url, process)["cluster"]["daemon"]: name
+               for name, url, process in (("a", a_url, a), ("b", b_url, b))}
+        runner = ids[ran_on]
+        other, other_url, other_lines = ("b", b_url, followed[1][2]) if runner == "a" \
+            else ("a", a_url, followed[0][2])
+        original = (tmp_path / runner / "state" / "logs" / f"{run_id}.log").read_bytes()
         assert f"Run ID: {run_id} was successful".encode() in original
-        assert not (tmp_path / "b" / "state" / "logs" / f"{run_id}.log").exists()
-        assert b"".join(line for _, line in lines) == original, "followed to its very end"
-        # Live: each step's line came about when the build printed it (a second apart),
-        # not all at once when the run ended.
-        came = {n: next(t for t, line in lines if f"step {n} of the build".encode() in line)
+        assert not (tmp_path / other / "state" / "logs" / f"{run_id}.log").exists()
+        for _, _, lines in followed:
+            assert b"".join(line for _, line in lines) == original, "followed to its very end"
+        # Live through the other daemon: each step's line came about when the build printed it
+        # (a second apart), not all at once when the run ended.
+        came = {n: next(t for t, line in other_lines if f"step {n} of the build".encode() in line)
                 for n in (1, STEPS)}
         assert came[STEPS] - came[1] > (STEPS - 1) * 0.6, came
 
-        assert api(b_url, f"/api/runs/{run_id}/log") == original
+        assert api(other_url, f"/api/runs/{run_id}/log") == original
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-            signed_in = await session.post(f"{b_url}/ui/sign-in", data={"token": TOKEN},
-                                           allow_redirects=False, headers={"Origin": b_url})
+            signed_in = await session.post(f"{other_url}/ui/sign-in", data={"token": TOKEN},
+                                           allow_redirects=False, headers={"Origin": other_url})
             assert signed_in.status in (302, 303), await signed_in.text()
-            async with session.get(f"{b_url}/ui/runs/{run_id}/log") as dashboard:
+            async with session.get(f"{other_url}/ui/runs/{run_id}/log") as dashboard:
                 assert dashboard.status == 200 and await dashboard.read() == original
 
-        archived = json.loads(api(b_url, f"/api/runs/{run_id}", "PATCH", {"archived": True}))
+        archived = json.loads(api(other_url, f"/api/runs/{run_id}", "PATCH",
+                                  {"archived": True}))
         assert archived["archived"] is True
         [pulled] = await oras_pull(archived["archive_ref"], tmp_path / "pulled")
         assert pulled.read_bytes() == original
