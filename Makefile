@@ -11,7 +11,8 @@ VENV := .venv
 POSTGRES_TESTS := tests/unit/store tests/unit/triggers tests/unit/test_digest_watch.py \
 	tests/unit/test_retention.py tests/unit/test_run_steps_record.py tests/unit/test_tasks.py \
 	tests/unit/test_git_poll.py tests/unit/test_registration_batches.py \
-	tests/e2e/test_restart.py tests/e2e/test_postgres_store.py
+	tests/e2e/test_restart.py tests/e2e/test_postgres_store.py tests/e2e/test_shared_logs.py \
+	tests/unit/test_run_log_copy.py
 
 setup:
 	@command -v $(PYTHON) >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)

@@ -32,6 +32,8 @@ from basewatch.builder.executor import RunExecutor
 from basewatch.builder.log_archive import LogArchive
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickRuns
+from basewatch.builder.run_log_copy import RunLogCopies
+from basewatch.builder.run_log_reader import RunLogReader
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.cascades import Cascades
 from basewatch.commit_status import CommitStatuses
@@ -101,6 +103,7 @@ class Daemon:
         self.retention: RetentionSchedule | None = None
         self.queue: RunQueue | None = None
         self.executor: RunExecutor | None = None
+        self.log_copies: RunLogCopies | None = None  # runs' logs into a shared database
         self.watcher: DigestWatcher | None = None
         self.git_poller: GitPoller | None = None
         self._runner: web.AppRunner | None = None
@@ -199,6 +202,13 @@ class Daemon:
                                              on_assigned=store.runs.record_engine,
                                              slots=store.engine_slots,
                                              daemon_id=self.membership.daemon_id)
+        # On PostgreSQL, several daemons may share the store: each run's log is copied into it
+        # as it is written, and a log this daemon has no file of (another daemon's run) is
+        # read from there. On SQLite (one daemon) the files are all there is, as always.
+        shared_logs = self.membership.shared
+        self.log_copies = RunLogCopies(store.run_logs) if shared_logs else None
+        log_reader = RunLogReader(config.state_dir / "logs",
+                                  store.run_logs if shared_logs else None)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(self.events.run_finished, run_secrets.forget,
@@ -208,7 +218,8 @@ class Daemon:
             on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started),
             requeue=lambda run_id: self._submit(run_id),
             has_room=self.pool.has_room if self.pool is not None else None,
-            daemon_id=self.membership.daemon_id)
+            daemon_id=self.membership.daemon_id,
+            log_copies=self.log_copies)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, self.pool.slots if self.pool is not None
@@ -252,7 +263,8 @@ class Daemon:
                                  unregistered=self.config_sync.unregistered,
                                  registration=self.config_sync.progress,
                                  daemon_id=self.membership.daemon_id
-                                 if self.membership.shared else None)
+                                 if self.membership.shared else None,
+                                 log_reader=log_reader)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -482,6 +494,8 @@ class Daemon:
             await self.membership.stop()
         if self.executor is not None:
             self.executor.close()
+        if self.log_copies is not None:
+            await self.log_copies.stop()
         if self.commit_statuses is not None:
             await self.commit_statuses.close()
         if self.scm_api is not None:

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import re
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 from pydantic import ValidationError
 
@@ -19,6 +19,7 @@ from basewatch.context_spec import (ContextError, context_host, display_url,
                                     without_credentials)
 from basewatch.builder.quick_runs import QUICK_TASK_NAME, QuickBuildSpec
 from basewatch.builder.run_log import log_path
+from basewatch.builder.run_log_reader import LogSource, RunLogReader
 from basewatch.builder.run_secrets import RunSecrets
 from basewatch.builder.executor import RunExecutor
 from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
@@ -187,7 +188,10 @@ class Services:
                  secrets: RunSecrets | None = None,
                  unregistered: Mapping[str, tuple[Task, str]] | None = None,
                  registration: RegistrationProgress | None = None,
-                 daemon_id: str | None = None):
+                 daemon_id: str | None = None,
+                 log_reader: RunLogReader | None = None):
+        # Runs' logs: this daemon's files, and with a shared database the copies there.
+        self.logs = log_reader if log_reader is not None else RunLogReader(executor.logs_dir)
         self.max_queued_runs = max_queued_runs
         # With several daemons on one database: this one, which a run whose upload or
         # secrets it holds must run on (None: one daemon, any run goes anywhere).
@@ -542,18 +546,22 @@ class Services:
                                 "has finished")
         reference = None
         if archived and self.archive is not None:
-            reference = await self.archive.push(run_id, log_path(self.executor.logs_dir, run_id))
+            # Another daemon's run: its log as the database has it.
+            copied = await self.logs.copy_from_database(run_id)
+            reference = await (
+                self.archive.push(run_id, log_path(self.executor.logs_dir, run_id))
+                if copied is None else self.archive.push_log(run_id, copied))
         await self.store.runs.set_archived(run_id, archived, reference if archived else None)
         return run_view(await self._run(run_id))
 
-    async def run_log(self, run_id: str) -> tuple[Path, Callable]:
-        """The run's log file, and a check of whether the run is still going (for following)."""
+    async def run_log(self, run_id: str) -> LogSource:
+        """The run's log, and a check of whether the run is still going (for following)."""
         await self._run(run_id)
 
         async def running() -> bool:
             return not (await self._run(run_id)).status.finished
 
-        return log_path(self.executor.logs_dir, run_id), running
+        return self.logs.source(run_id, running)
 
     async def _run(self, run_id: str) -> Run:
         run = await self.store.runs.get(run_id)

@@ -30,6 +30,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("sqlite_only"):
                 item.add_marker(skip)
+    else:
+        skip = pytest.mark.skip(reason="several daemons share a PostgreSQL store only "
+                                       "(--store=postgres)")
+        for item in items:
+            if item.get_closest_marker("postgres_only"):
+                item.add_marker(skip)
     group_for_workers(config, items)
 
 

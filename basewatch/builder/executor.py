@@ -22,6 +22,7 @@ from basewatch.builder.run_log import (
     RunLog,
     log_path,
 )
+from basewatch.builder.run_log_copy import RunLogCopies
 from basewatch.errors import BasewatchError, EngineLost
 from basewatch.metrics import Metrics
 from basewatch.models import PushedImage, Run, RunStatus
@@ -142,9 +143,12 @@ class RunExecutor:
                  metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
                  on_started: StartedHook | None = None,
                  requeue: Callable[[str], None] | None = None,
-                 has_room: HasRoom | None = None, daemon_id: str | None = None):
+                 has_room: HasRoom | None = None, daemon_id: str | None = None,
+                 log_copies: RunLogCopies | None = None):
         self.store = store
         self.daemon_id = daemon_id  # recorded as the run's claimant
+        # With a database several daemons share: each run's log copied there as it goes.
+        self.log_copies = log_copies
         self.has_room = has_room
         self.requeue = requeue  # hands a re-run the store queued to the run queue
         self.on_started = on_started
@@ -214,7 +218,8 @@ class RunExecutor:
         try:
             run_log = RunLog(log_path(self.logs_dir, run.id),
                              on_write=functools.partial(self.log_updates.changed, run.id),
-                             max_bytes=self.max_log_bytes)
+                             max_bytes=self.max_log_bytes,
+                             copy=self.log_copies.open(run.id) if self.log_copies else None)
             task = await self.planner.task_of(run)
             status, outputs, error = await self._plan_and_run(run, task, run_log)
         except EngineLost as exc:
@@ -244,6 +249,11 @@ class RunExecutor:
             if run_log is not None:
                 with contextlib.suppress(Exception):
                     run_log.close()
+            if self.log_copies is not None:
+                # Before the run is recorded as finished: a daemon following its log from the
+                # database reads to the end once it sees it finished. Shielded: a shutdown
+                # cancels the run, not the sending of its last lines.
+                await asyncio.shield(self.log_copies.close(run.id))
             if run.spec is not None and not keep_upload:
                 self.quick_runs.clean_up(run)
         if run.id in self._canceled:

@@ -45,18 +45,28 @@ class LogArchive:
 
     async def push(self, run_id: str, log_file: Path) -> str:
         """Push the log; returns `<repository>:<run id>@sha256:...`, the manifest's digest."""
-        try:
-            target = self._ref.with_tag(run_id)
-        except ImageReferenceError:
-            raise RegistryError(f"run id {run_id!r} cannot be a tag in {self.repository}") \
-                from None
-        doing = f"archiving the log of run {run_id}"
+        target = self._target(run_id)
         try:
             # Read once: the digest and the upload must be of the same bytes.
             log = await asyncio.to_thread(Path(log_file).read_bytes)
         except OSError as exc:
-            raise RegistryError(f"{doing}: cannot read {log_file}: "
+            raise RegistryError(f"archiving the log of run {run_id}: cannot read {log_file}: "
                                 f"{exc.strerror or exc}") from None
+        return await self._push(run_id, target, log)
+
+    async def push_log(self, run_id: str, log: bytes) -> str:
+        """Push a log read already (from the database: a run another daemon ran)."""
+        return await self._push(run_id, self._target(run_id), log)
+
+    def _target(self, run_id: str) -> ImageReference:
+        try:
+            return self._ref.with_tag(run_id)
+        except ImageReferenceError:
+            raise RegistryError(f"run id {run_id!r} cannot be a tag in {self.repository}") \
+                from None
+
+    async def _push(self, run_id: str, target: ImageReference, log: bytes) -> str:
+        doing = f"archiving the log of run {run_id}"
         manifest = _manifest(run_id, log)
         try:
             await self._client.push_blob(target, log)

@@ -22,11 +22,14 @@ def log_path(logs_dir: Path, run_id: str) -> Path:
 class RunLog:
     """At most `max_bytes` of a run's output; past that, output is counted, not kept, and the
     log ends with one line saying how much was cut. A write the disk refuses raises
-    RunLogError once; the log takes nothing more after it."""
+    RunLogError once; the log takes nothing more after it. `copy`, when given, gets every
+    piece the file got, in order (run_log_copy.py: the database's copy)."""
 
     def __init__(self, path: Path, on_write: Callable[[], None] | None = None,
-                 max_bytes: int = DEFAULT_MAX_LOG_BYTES):
+                 max_bytes: int = DEFAULT_MAX_LOG_BYTES,
+                 copy: Callable[[bytes], None] | None = None):
         self.path = path
+        self._copy = copy
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "ab")
@@ -68,6 +71,8 @@ class RunLog:
             raise RunLogError(f"could not write the run's log: {error.strerror or error}") \
                 from None
         self._at_line_start = data.endswith(b"\n")
+        if self._copy is not None:
+            self._copy(data)
 
     def line(self, text: str) -> None:
         """A line of basewatch's own, stamped so it stands out from the engine's output."""

@@ -21,9 +21,6 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 # What a 503 for a busy database tells the client to wait before trying again.
 DATABASE_BUSY_RETRY_AFTER_SECONDS = 5
-# A followed log wakes on every write; this only bounds the wait for a change nothing signals
-# (a queued run canceled, the daemon shutting down).
-LOG_RECHECK_SECONDS = 1.0
 # A quick run's spec part: a task file and a values file (1 MiB each at most) and secrets.
 MAX_SPEC_BYTES = 4 * 1024 * 1024
 # The most runs one GET /api/runs lists.
@@ -257,12 +254,12 @@ def add_api(app: web.Application, services, upload) -> None:
 
     @routes.get("/api/runs/{run_id}/log")
     async def run_log(request: web.Request) -> web.StreamResponse:
-        path, running = await services.run_log(request.match_info["run_id"])
+        source = await services.run_log(request.match_info["run_id"])
         follow = request.query.get("follow", "").lower() in ("1", "true", "yes")
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
         await response.prepare(request)
         try:
-            await stream_log(response, path, running, follow,
+            await stream_log(response, source, follow,
                               services.log_updates.follow(request.match_info["run_id"]))
             await response.write_eof()
         except ConnectionResetError:
@@ -273,29 +270,24 @@ def add_api(app: web.Application, services, upload) -> None:
     app.add_routes(routes)
 
 
-async def stream_log(response: web.StreamResponse, path, running, follow: bool,
-                      updates) -> None:
+async def stream_log(response: web.StreamResponse, source, follow: bool, updates) -> None:
+    """Send a run's log (a run_log_reader.LogSource) from its start; with `follow`, go on
+    while the run does, woken by this daemon's writes (`updates`) or looking again every
+    `source.recheck_seconds` (another daemon's run)."""
     offset = 0
     with updates as changed:
         while True:
             changed.clear()  # before the read: a write after it wakes the wait below
-            chunk = await asyncio.to_thread(_read_from, path, offset)
+            chunk = await source.read(offset)
             if chunk:
                 offset += len(chunk)
                 await response.write(chunk)
-            elif follow and await running():
+            elif follow and await source.running():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), LOG_RECHECK_SECONDS)
+                    await asyncio.wait_for(changed.wait(), source.recheck_seconds)
             else:
-                # One last read: the run may have written its last lines as it ended.
-                await response.write(await asyncio.to_thread(_read_from, path, offset))
+                # The rest: the run may have written its last lines as it ended.
+                while chunk := await source.read(offset):
+                    offset += len(chunk)
+                    await response.write(chunk)
                 return
-
-
-def _read_from(path, offset: int) -> bytes:
-    try:
-        with open(path, "rb") as log:
-            log.seek(offset)
-            return log.read()
-    except FileNotFoundError:
-        return b""  # a queued run has no log yet

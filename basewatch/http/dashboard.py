@@ -140,13 +140,13 @@ class Dashboard:
 
     async def run_log(self, request: web.Request) -> web.StreamResponse:
         run_id = request.match_info["run_id"]
-        path, running = await self.services.run_log(run_id)
+        source = await self.services.run_log(run_id)
         response = web.StreamResponse(headers={
             **SECURITY_HEADERS, hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"})
         await response.prepare(request)
         try:
             if await self._while_wanted(request, stream_log(
-                    response, path, running, True, self.services.log_updates.follow(run_id))):
+                    response, source, True, self.services.log_updates.follow(run_id))):
                 await response.write_eof()
         except ConnectionResetError:
             pass  # the tab went away: a normal end

@@ -12,8 +12,9 @@ from basewatch.store.database import Database
 from basewatch.store.engine_slots import LocalEngineSlots, SharedEngineSlots
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
-from basewatch.store.protocols import (EngineSlots, GitHeadStore, GraphStore, RunStore, Store,
-                                       TaskStore, TimerStore, WebhookStore)
+from basewatch.store.protocols import (EngineSlots, GitHeadStore, GraphStore, RunLogStore,
+                                       RunStore, Store, TaskStore, TimerStore, WebhookStore)
+from basewatch.store.run_logs import SQLiteRunLogStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
 from basewatch.store.timers import SQLiteTimerStore
@@ -32,6 +33,7 @@ class SQLiteStore:
         self.timers = SQLiteTimerStore(database)
         self.git_heads = SQLiteGitHeadStore(database)
         self.webhooks = SQLiteWebhookStore(database)
+        self.run_logs = SQLiteRunLogStore(database)
         self.cluster = ClusterStore(database)  # several daemons on one PostgreSQL
         # Shared where several daemons can share the database; one daemon keeps its own.
         self.engine_slots: EngineSlots = (SharedEngineSlots(database)
@@ -52,5 +54,6 @@ class SQLiteStore:
 
 
 __all__ = ["ClusterStore", "DaemonRow", "DaemonSession", "Database", "EngineSlots",
-           "GitHeadStore", "GraphStore", "LocalEngineSlots", "RunStore", "SQLiteStore",
-           "SharedEngineSlots", "Store", "TaskStore", "TimerStore", "WebhookStore"]
+           "GitHeadStore", "GraphStore", "LocalEngineSlots", "RunLogStore", "RunStore",
+           "SQLiteStore", "SharedEngineSlots", "Store", "TaskStore", "TimerStore",
+           "WebhookStore"]

@@ -221,6 +221,21 @@ class EngineSlots(Protocol):
         daemon `other_than`."""
 
 
+class RunLogStore(Protocol):
+    """Runs' logs as the database holds them (with PostgreSQL, where every daemon reads them),
+    by byte position; a run's log goes with the run."""
+
+    async def append(self, pieces: Sequence[tuple[str, int, bytes]]) -> None:
+        """Write (run id, position, bytes) pieces in one transaction; again at the same
+        position, the longer bytes replace the shorter."""
+
+    async def read(self, run_id: str, offset: int, limit: int = ...) -> bytes:
+        """The log's bytes from `offset` on, about `limit` at most; b"" past its end."""
+
+    async def size(self, run_id: str) -> int:
+        """How many bytes of the run's log the database holds."""
+
+
 class Store(Protocol):
     """One store, with a view per concept."""
 
@@ -231,5 +246,6 @@ class Store(Protocol):
     git_heads: GitHeadStore
     webhooks: WebhookStore
     engine_slots: EngineSlots
+    run_logs: RunLogStore
 
     async def close(self) -> None: ...

@@ -143,6 +143,28 @@ async def test_stray_logs_go_once_they_are_old(store, logs_dir):
         [f"{kept}.log", new_stray.name, not_a_run_log.name])
 
 
+async def test_with_daemons_sharing_the_store_each_ones_files_and_the_shared_copy_go(
+        store, logs_dir, tmp_path):
+    # Daemon A ran the run (its file, and the log's copy in the database); daemon B kept a
+    # file of an older run of its own. A's purge takes the rows and their log copy; B's next
+    # purge finds its file's run gone and removes it as a stray.
+    ran_on_a = await make_run(store, logs_dir, age=timedelta(days=31))
+    ran_on_b = await make_run(store, logs_dir, age=timedelta(days=31))
+    b_logs = tmp_path / "b-logs"
+    b_logs.mkdir()
+    log_path(logs_dir, ran_on_b).rename(log_path(b_logs, ran_on_b))
+    old_mtime = (NOW - timedelta(days=31)).timestamp()
+    os.utime(log_path(b_logs, ran_on_b), (old_mtime, old_mtime))
+    await store.run_logs.append([(ran_on_a, 0, b"log of A's run\n"),
+                                 (ran_on_b, 0, b"log of B's run\n")])
+
+    assert await purge(store.runs, logs_dir, RETENTION, now=NOW) == PurgeResult(2, 1)
+    assert [await store.run_logs.size(run) for run in (ran_on_a, ran_on_b)] == [0, 0]
+    assert log_path(b_logs, ran_on_b).exists()
+    assert await purge(store.runs, b_logs, RETENTION, now=NOW) == PurgeResult(0, 1)
+    assert list(b_logs.iterdir()) == []
+
+
 async def test_missing_logs_dir_is_no_error(store, tmp_path):
     await make_run(store, tmp_path, age=timedelta(days=31))
     assert await purge(store.runs, tmp_path / "absent", RETENTION, now=NOW) == PurgeResult(1, 0)
