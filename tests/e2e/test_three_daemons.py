@@ -85,11 +85,12 @@ class DaemonProcess:
             assert "Traceback" not in self.log, self.log[-6000:]
 
 
-async def get(url: str):
+async def get(url: str, text: bool = False):
     async with aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {API_TOKEN}"}) as session:
         async with session.get(url) as response:
-            return response.status, await response.json(content_type=None)
+            return response.status, await (response.text() if text
+                                           else response.json(content_type=None))
 
 
 async def healthy(daemon: DaemonProcess) -> dict | None:
@@ -116,6 +117,17 @@ class Runs:
             return [dict(row) for row in await connection.fetch(
                 "SELECT seq, id, task, status, error, retry_of, engine, daemon FROM runs"
                 " WHERE seq > $1 ORDER BY seq", since)]
+        finally:
+            await connection.close()
+
+    async def slots(self) -> dict[str, int]:
+        """Each engine's slots held now, whichever daemon holds them."""
+        connection = await asyncpg.connect(host=self.url.host, port=self.url.port,
+                                           user=self.url.username, password=self.url.password,
+                                           database=self.url.database)
+        try:
+            return {row["engine"]: row["n"] for row in await connection.fetch(
+                "SELECT engine, count(*) AS n FROM engine_slots GROUP BY engine")}
         finally:
             await connection.close()
 
@@ -206,6 +218,17 @@ async def three_daemons(tmp_path, postgres, start_registry, base_images, engines
         assert health["cluster"]["leader"] is False
     assert sorted(health["cluster"]["daemons"]) == names
 
+    # Every engine's load, sampled all along: its slots hold across the three daemons.
+    most_held: Counter = Counter()
+
+    async def sample_slots() -> None:
+        while True:
+            for engine, held in (await runs.slots()).items():
+                most_held[engine] = max(most_held[engine], held)
+            await asyncio.sleep(0.2)
+
+    sampling = asyncio.create_task(sample_slots())
+
     # --- a patch, the leader killed mid-cascade ---------------------------------------------
     before = await runs.last_seq()
     await asyncio.to_thread(base_images.build, f"{reg}/base:1", {"/etc/release": "2\n"})
@@ -256,6 +279,14 @@ async def three_daemons(tmp_path, postgres, start_registry, base_images, engines
     _, runs_via_d3 = await get(f"{d3.url}/api/runs?top=200")
     assert runs_via_d2 == runs_via_d3 and len(runs_via_d2) == len(rows)
     assert (await get(f"{d2.url}/api/graph"))[1] == (await get(f"{d3.url}/api/graph"))[1]
+    # A run's log, through the daemon that built it and through another: the same bytes.
+    built = next(row for row in rows if row["status"] == "Succeeded"
+                 and row["daemon"].startswith(("d2/", "d3/")))
+    builder, other = (d2, d3) if built["daemon"].startswith("d2/") else (d3, d2)
+    _, log_there = await get(f"{builder.url}/api/runs/{built['id']}/log", text=True)
+    _, log_here = await get(f"{other.url}/api/runs/{built['id']}/log", text=True)
+    assert f"Run ID: {built['id']} was successful" in log_there
+    assert log_here == log_there
 
     # --- a second patch, engine one stopped mid-build ----------------------------------------
     before = await runs.last_seq()
@@ -276,6 +307,10 @@ async def three_daemons(tmp_path, postgres, start_registry, base_images, engines
         (rerun,) = [r for r in rows if r["retry_of"] == row["id"]]
         assert rerun["engine"] == "two", rerun
     print(f"second patch: {len(lost)} runs lost with engine one, each rebuilt on two")
+    sampling.cancel()
+    print(f"most slots held at once: {dict(most_held)}")
+    assert set(most_held) == {"one", "two"}
+    assert max(most_held.values()) <= SLOTS, most_held
     status, health = await get(f"{d2.url}/healthz")
     assert health["engines"]["one"]["state"] == "down"
     assert json.dumps(health["cluster"]["daemons"]) == json.dumps(["d2", "d3"])
