@@ -79,10 +79,13 @@ class GraphStore(Protocol):
 
     async def get_watched(self, base: str, platform: str) -> WatchedDigest | None: ...
 
-    async def record_same(self, checks: Iterable[tuple[str, str, str | None]]) -> None: ...
+    async def record_same(self, checks: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """Unchanged (base, platform, digest, index digest) checks; a row holding another
+        digest by now is left alone."""
 
     async def record_first(self, base: str, platform: str, digest: str,
-                           index_digest: str | None) -> None: ...
+                           index_digest: str | None) -> bool:
+        """The first digest of a reference; False (nothing written) when it has one already."""
 
     async def record_error(self, base: str, platform: str, error: str) -> None: ...
 
@@ -158,6 +161,9 @@ class RunStore(Protocol):
     async def purge_finished(self, before: datetime, log_candidates: list[str]
                              ) -> tuple[set[str], set[str]]:
         """Delete old finished, unarchived runs; (ids deleted, `log_candidates` still runs)."""
+
+    async def existing(self, run_ids: list[str]) -> set[str]:
+        """Those of `run_ids` that are runs (any state)."""
 
 
 class TimerStore(Protocol):
