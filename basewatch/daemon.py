@@ -237,7 +237,8 @@ class Daemon:
                          starting=lambda: not self.config_sync.progress.started)
         add_dashboard(app, self.services, api_token, self.events)
         add_registry_webhook(app, notification_token,
-                             PushMatcher(self.watcher).on_push_notifications, self.metrics)
+                             PushMatcher(self.watcher).on_push_notifications, self.metrics,
+                             seen=store.notifications)
         add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers,
                             kept_secrets=self.webhooks.secrets)
         self._runner = web.AppRunner(app, access_log=None)

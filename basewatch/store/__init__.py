@@ -10,8 +10,9 @@ from pathlib import Path
 from basewatch.store.database import Database
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
-from basewatch.store.protocols import (GitHeadStore, GraphStore, RunStore, Store, TaskStore,
-                                       TimerStore, WebhookStore)
+from basewatch.store.notifications import SQLiteNotificationStore
+from basewatch.store.protocols import (GitHeadStore, GraphStore, NotificationStore, RunStore,
+                                       Store, TaskStore, TimerStore, WebhookStore)
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
 from basewatch.store.timers import SQLiteTimerStore
@@ -30,6 +31,7 @@ class SQLiteStore:
         self.timers = SQLiteTimerStore(database)
         self.git_heads = SQLiteGitHeadStore(database)
         self.webhooks = SQLiteWebhookStore(database)
+        self.notifications = SQLiteNotificationStore(database)
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -44,5 +46,5 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GitHeadStore", "GraphStore", "RunStore", "SQLiteStore", "Store",
-           "TaskStore", "TimerStore", "WebhookStore"]
+__all__ = ["Database", "GitHeadStore", "GraphStore", "NotificationStore", "RunStore",
+           "SQLiteStore", "Store", "TaskStore", "TimerStore", "WebhookStore"]

@@ -207,6 +207,16 @@ class WebhookStore(Protocol):
     async def delete(self, task: str) -> None: ...
 
 
+class NotificationStore(Protocol):
+    """Registry notifications received, by event id, across every daemon on the database."""
+
+    async def first_time(self, event_ids: Collection[str]) -> set[str]:
+        """Record the ids; those not recorded before (by any daemon, within a day)."""
+
+    async def forget(self, event_ids: Collection[str]) -> None:
+        """Let these events through again (handling them failed)."""
+
+
 class Store(Protocol):
     """One store, with a view per concept."""
 
@@ -216,5 +226,6 @@ class Store(Protocol):
     timers: TimerStore
     git_heads: GitHeadStore
     webhooks: WebhookStore
+    notifications: NotificationStore
 
     async def close(self) -> None: ...
