@@ -113,11 +113,16 @@ class DigestWatcher:
         return len(self._watched)
 
     def reference_states(self) -> list[ReferenceState]:
-        """Each watched reference's last check, interval and whether it is failing."""
-        return [ReferenceState(base, platform, self._checked_at.get((base, platform), 0.0),
-                               self.interval_for(ImageReference.parse(base).registry),
-                               (base, platform) in self._failures)
-                for base, platform in self._watched]
+        """Each watched reference's last check, interval and whether it is failing: by this
+        daemon, or as the store said at the last read (the leader's checks, on a follower)."""
+        states = []
+        for key, watched in self._watched.items():
+            stored = watched.checked_at.timestamp() if watched.checked_at else 0.0
+            states.append(ReferenceState(
+                key[0], key[1], max(self._checked_at.get(key, 0.0), stored),
+                self.interval_for(ImageReference.parse(key[0]).registry),
+                key in self._failures or watched.last_error is not None))
+        return states
 
     def refresh(self) -> None:
         """The set of watched references changed: re-read it now."""

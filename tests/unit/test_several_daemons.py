@@ -140,6 +140,15 @@ async def test_only_the_leader_polls_and_a_new_leader_takes_over_within_an_inter
                        "the leader's polls", interval=0.02)
         assert clients[1].calls == 0, "a follower does not poll"
         assert watchers[1].watched_count == 1, "a follower still knows what is watched"
+        # Its metrics show the leader's checks (the store's), not its own lack of them.
+        polled_since = time.time()
+
+        async def follower_shows_the_leaders_check():
+            watchers[1].refresh()  # as the periodic re-read does
+            [state] = watchers[1].reference_states()
+            return state.last_check >= polled_since and not state.failing
+        await wait_for(follower_shows_the_leaders_check, 10, "the leader's check, on the follower",
+                       interval=0.05)
 
         leadership.leader = 1
         handed_over = time.monotonic()
