@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 from basewatch.cron import CronSchedule
@@ -107,9 +107,14 @@ class TimerScheduler:
     def __init__(self, tasks: TaskStore, marks: TimerStore, triggers: Triggers, *,
                  clock: Callable[[], datetime] = utc_now,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 is_leader: Callable[[], bool] = lambda: True):
+                 is_leader: Callable[[], bool] = lambda: True,
+                 reread_tasks: timedelta | None = None):
         self.tasks = tasks
         self.is_leader = is_leader
+        # With several daemons, a task changed through another daemon's API is never refresh()ed
+        # here: read the tasks again at least this often (checked at each tick, so within a
+        # minute more at most). None: on refresh() only, as one daemon needs.
+        self.reread_tasks = reread_tasks
         self.marks = marks
         self.triggers = triggers
         self.clock = clock
@@ -121,6 +126,7 @@ class TimerScheduler:
         self._tasks: list[Task] = []
         self._changes = 1  # refresh() counts up; the tasks were read at _read_at
         self._read_at = 0
+        self._read_when: datetime | None = None  # by the clock
         self._refused: set[tuple[str, str, str]] = set()  # said once, not every minute
 
     def refresh(self) -> None:
@@ -174,8 +180,12 @@ class TimerScheduler:
         missed), count new timers from now, forget timers removed or disabled. When the next
         timer falls due; None when no timer is enabled."""
         now = self.clock()
+        if (self.reread_tasks is not None and self._read_when is not None
+                and now - self._read_when >= self.reread_tasks):
+            self._changes += 1
         if self._read_at != self._changes:
             changes = self._changes  # a change during the read is read at the next tick
+            self._read_when = now
             self._tasks = await self.tasks.all()
             self._read_at = changes
         timers = {(task.name, timer.name): (task, timer) for task in self._tasks

@@ -462,3 +462,25 @@ async def test_a_follower_removes_only_its_stray_logs_and_purges_no_run(two, tmp
     finally:
         await leader.stop()
     assert await first.runs.get(run.id) is None and not kept.exists()
+
+
+async def test_a_leader_reads_again_the_tasks_another_daemon_changed(two):
+    first, second = two
+    clock = Clock(datetime(2026, 11, 27, 0, 0, 30, tzinfo=timezone.utc))
+    submitted: list[str] = []
+    scheduler = TimerScheduler(second.tasks, second.timers,
+                               Triggers(second.runs, lambda run_id, delay: submitted.append(run_id)),
+                               clock=clock, reread_tasks=timedelta(minutes=1))
+    await scheduler.tick()
+    # Added through the other daemon's API: this one's registrar never says so.
+    await first.tasks.upsert(Task(name="app", context="/srv/app", images=["reg/app"],
+                                  timers=(Timer("minutely", "* * * * *"),)), "api")
+    clock.now += timedelta(seconds=30)
+    await scheduler.tick()
+    assert await second.timers.marks() == []
+    clock.now += timedelta(seconds=31)  # a minute since the last read
+    await scheduler.tick()
+    assert [mark.timer for mark in await second.timers.marks()] == ["minutely"]
+    clock.now += timedelta(minutes=1)
+    await scheduler.tick()
+    assert len(submitted) == 1
