@@ -15,7 +15,10 @@ REDRAWS_PER_SECOND = 10
 
 
 class ContextProgress:
-    """Two phases of one context, packing then uploading, each a bar (tqdm) while it lasts."""
+    """Two phases of one context, packing then uploading, each a bar (tqdm) while it lasts.
+
+    As a context manager, around the packing and the upload: `finish` when the block ends,
+    `abandon` when it raises (Ctrl-C included), so no bar is left half drawn over the error."""
 
     def __init__(self, shown: bool, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic):
@@ -70,6 +73,15 @@ class ContextProgress:
     def abandon(self) -> None:
         """Packing or the upload failed: the bar goes, the error says the rest."""
         self._close_bar()
+
+    def __enter__(self) -> "ContextProgress":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abandon()
 
     def _close_bar(self) -> None:
         if self._bar is not None:

@@ -122,8 +122,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         spec["registry"] = args.registry
     source = parse_context(args.context)
     if source.kind == "local":
-        progress = ContextProgress.for_terminal(_machine_output(args))
-        try:
+        with ContextProgress.for_terminal(_machine_output(args)) as progress:
             # The daemon enforces its own limit (max_context_bytes); this one only stops a
             # runaway.
             archive = pack_local_context(Path(source.location), args.file,
@@ -137,10 +136,6 @@ def cmd_build(args: argparse.Namespace) -> int:
                             "X-Basewatch-Build": json.dumps(spec)})
             finally:
                 archive.unlink(missing_ok=True)
-        except BaseException:
-            progress.abandon()
-            raise
-        progress.finish()
     else:
         run = client.request("POST", "/api/builds", body={**spec, "context_url": args.context})
     return _follow(client, run, args)
@@ -258,7 +253,7 @@ def _upload(client: DaemonClient, folder: Path, spec: dict,
     from basewatch.builder.contexts.archive import pack_local_context
     from basewatch.client import json_and_file
 
-    try:
+    with progress:
         archive = pack_local_context(folder, None, limit=CLI_CONTEXT_LIMIT,
                                      progress=progress.packed)
         try:
@@ -269,10 +264,6 @@ def _upload(client: DaemonClient, folder: Path, spec: dict,
                 run = client.request("POST", "/api/builds", data=body, headers=headers)
         finally:
             archive.unlink(missing_ok=True)
-    except BaseException:
-        progress.abandon()
-        raise
-    progress.finish()
     return run
 
 

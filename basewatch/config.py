@@ -499,6 +499,31 @@ class DatabaseSettings(_Strict):
     url_env: EnvName
 
 
+class ClusterSettings(_Strict):
+    """This daemon among several on one PostgreSQL database (docs/scale-out.md)."""
+
+    # How the daemon is shown (runs' `daemon`, /healthz); unique per daemon when set.
+    # None: the host's name and the process id.
+    name: str | None = None
+    # How often it renews its lease, tries for the lead and looks for dead daemons.
+    heartbeat_seconds: float = Field(2.0, gt=0, le=60)
+    # A daemon silent this long is dead to the others (one whose process is gone is seen at
+    # once: its connection's lock is released): its runs fail and are queued again once.
+    lease_seconds: float = Field(15.0, gt=0, le=600)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_name(value, "daemon")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> "ClusterSettings":
+        if self.lease_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be at least three heartbeat_seconds, so a "
+                             "late heartbeat or two does not make a live daemon dead")
+        return self
+
+
 POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 
 
@@ -529,6 +554,8 @@ class Config(_Strict):
     # Where the store is: None, SQLite in state_dir; else PostgreSQL at the URL the named
     # variable holds (several daemons can share it).
     database: DatabaseSettings | None = None
+    # With a PostgreSQL database: this daemon among the others sharing it.
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     listen: str = "127.0.0.1:8080"
     max_concurrent_runs: int = Field(2, ge=1, le=256)
     # Manual runs and quick builds beyond this many queued runs are refused (429).

@@ -52,11 +52,13 @@ from basewatch.http.dashboard import add_dashboard
 from basewatch.http.uploads import receive_upload
 from basewatch.http.source_webhooks import add_source_webhooks
 from basewatch.http.webhooks import add_registry_webhook
+from basewatch.membership import Membership
 from basewatch.metrics import Metrics
 from basewatch.netpolicy import HostPolicy
 from basewatch.oci.image_sources import ImageSources
 from basewatch.oci.platforms import Platform
 from basewatch.oci.registry import RegistryClient
+from basewatch.queue_feed import QueueFeed
 from basewatch.redaction import KNOWN
 from basewatch.retention import RetentionSchedule
 from basewatch.run_events import RunEvents
@@ -112,6 +114,10 @@ class Daemon:
         self.commit_statuses: CommitStatuses | None = None
         self.webhooks: TaskWebhooks | None = None
         self.pool: EnginePool | None = None  # the build engines, when the config lists them
+        # This daemon among others on one PostgreSQL (always the leader on SQLite).
+        self.membership: Membership | None = None
+        self.feed: QueueFeed | None = None  # runs other daemons queued (PostgreSQL)
+        self._feed_task: asyncio.Task | None = None
         self.host = HostProbe(self._ping_engine, config.state_dir)
 
     async def start(self) -> None:
@@ -143,11 +149,18 @@ class Daemon:
         # Logs, contexts and uploads live in state_dir whichever database holds the state.
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store = await self._open_store()
-        interrupted = await store.runs.fail_unfinished(
-            "the daemon stopped while the run was in progress")
-        for failed, rerun in interrupted:
-            log.warning("run %s was interrupted when the daemon stopped: marked Failed%s",
-                        failed, f", re-queued as {rerun}" if rerun else " (already a re-run)")
+        self.membership = Membership(
+            store, config.cluster, config.listen, on_rerun=lambda run_id: self._submit(run_id),
+            on_runs_queued=lambda: self.feed.wake() if self.feed is not None else None,
+            on_reaped=self.metrics.dead_daemon_runs.inc)
+        if not self.membership.shared:
+            # The one daemon on this database: whatever was in progress was its own.
+            interrupted = await store.runs.fail_unfinished(
+                "the daemon stopped while the run was in progress")
+            for failed, rerun in interrupted:
+                log.warning("run %s was interrupted when the daemon stopped: marked Failed%s",
+                            failed, f", re-queued as {rerun}" if rerun
+                            else " (already a re-run)")
         if config.build_network == "host":
             log.warning("build_network is host: every Dockerfile's RUN steps can reach this "
                         "host's loopback services, this daemon and its registry included")
@@ -180,8 +193,12 @@ class Daemon:
         if config.engines is None:
             backend = self._docker_backend(self.docker_host, None, config.max_concurrent_runs)
         else:
+            # Slots claimed in the store: an engine's max_concurrent_runs holds across every
+            # daemon on one PostgreSQL (in memory on SQLite).
             self.pool = backend = EnginePool([self._pool_member(e) for e in config.engines],
-                                             on_assigned=store.runs.record_engine)
+                                             on_assigned=store.runs.record_engine,
+                                             slots=store.engine_slots,
+                                             daemon_id=self.membership.daemon_id)
         self.executor = RunExecutor(
             store, planner, backend, config.state_dir / "logs",
             on_finished=self._after_run(self.events.run_finished, run_secrets.forget,
@@ -190,12 +207,17 @@ class Daemon:
             max_log_bytes=config.max_log_bytes,
             on_started=self._after_run(self.events.run_started, self.commit_statuses.on_started),
             requeue=lambda run_id: self._submit(run_id),
-            has_room=self.pool.has_room if self.pool is not None else None)
+            has_room=self.pool.has_room if self.pool is not None else None,
+            daemon_id=self.membership.daemon_id)
         if orphans := self.executor.quick_runs.discard_orphans(await store.runs.queued()):
             log.info("removed %d upload(s) no queued run needs", orphans)
         self.queue = RunQueue(self.executor.execute, self.pool.slots if self.pool is not None
                               else config.max_concurrent_runs)
         self.triggers = Triggers(store.runs, self._submit)
+        if self.membership.shared:
+            self.feed = QueueFeed(store.runs, self._submit_queued)
+        # Joined once the queue is there: the first beat re-queues what dead daemons held.
+        await self.membership.start()
         # Where webhook receivers and the git poller hand the commits they see.
         self.commit_triggers = CommitTriggers(store.tasks, self.triggers)
         self.fanout = FanOut(store, self.triggers, config.settle_window)
@@ -211,6 +233,7 @@ class Daemon:
         self.metrics.watch_engines(self.pool.states if self.pool is not None
                                    else self._local_engine_state)
         self.metrics.watch_references(lambda: self.watcher.watched_count)
+        self.metrics.watch_leadership(self.membership.is_leader)
         self.metrics.watch_reference_states(self.watcher.reference_states)
         self.metrics.watch_rate_limits(lambda: dict(self.registry_client.rate_limit_remaining))
 
@@ -227,7 +250,9 @@ class Daemon:
                                  max_queued_runs=config.max_queued_runs,
                                  webhooks=self.webhooks, secrets=run_secrets,
                                  unregistered=self.config_sync.unregistered,
-                                 registration=self.config_sync.progress)
+                                 registration=self.config_sync.progress,
+                                 daemon_id=self.membership.daemon_id
+                                 if self.membership.shared else None)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
                                            timedelta(seconds=config.purge_interval))
@@ -267,6 +292,8 @@ class Daemon:
         self.queue.start()
         for run in await store.runs.queued():
             self.queue.submit(run.id)
+        if self.feed is not None:
+            self._feed_task = asyncio.create_task(self.feed.run(), name="queue feed")
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
         self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
         self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
@@ -384,6 +411,11 @@ class Daemon:
             raise
         return destination
 
+    def _submit_queued(self, run_id: str) -> None:
+        """A queued run another daemon may have written: offered to this daemon's queue."""
+        if not self.queue.holds(run_id):
+            self._submit(run_id)
+
     def _submit(self, run_id: str, delay: float = 0.0) -> None:
         """A run written to the store goes to the queue, and its pages hear of it."""
         self.queue.submit(run_id, delay)
@@ -421,7 +453,9 @@ class Daemon:
                              self.webhooks.problems if self.webhooks else {},
                              self.config_sync.problems(),
                              self.pool.states() if self.pool is not None else None,
-                             registration=progress.view(), starting=not progress.started)
+                             registration=progress.view(), starting=not progress.started,
+                             cluster=await self.membership.view()
+                             if self.membership.shared else None)
 
     async def stop(self) -> None:
         if self._registration is not None:
@@ -432,17 +466,21 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        for watch in (self._watch_task, self._git_poll_task, self._timers_task):
+        for watch in (self._watch_task, self._git_poll_task, self._timers_task,
+                      self._feed_task):
             if watch is not None:
                 watch.cancel()
                 await asyncio.gather(watch, return_exceptions=True)
-        self._watch_task = self._git_poll_task = self._timers_task = None
+        self._watch_task = self._git_poll_task = self._timers_task = self._feed_task = None
         if self.config_sync is not None:
             await self.config_sync.close()
         if self.pool is not None:
             await self.pool.stop()
         if self.queue is not None:
             await self.queue.stop()
+        if self.membership is not None:
+            # After the queue: its runs were queued again as they were cut short.
+            await self.membership.stop()
         if self.executor is not None:
             self.executor.close()
         if self.commit_statuses is not None:

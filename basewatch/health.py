@@ -100,14 +100,16 @@ def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
                   unregistered_tasks: Mapping[str, str] | None = None,
                   engines: Mapping[str, dict] | None = None,
                   registration: Mapping[str, object] | None = None,
-                  starting: bool = False) -> dict:
+                  starting: bool = False, cluster: Mapping[str, object] | None = None
+                  ) -> dict:
     """The body of /healthz: degraded while the engine, the disk, a watched reference or a
     polled git remote (`failing_remotes`: why each fails) fails, while a config task's
     webhook could not be registered (`failing_webhooks`: task → why), or while a config
     task itself could not be (`unregistered_tasks`: task → why), or while an engine of the
     build pool is down (`engines`: name → its state and load, shown as they are).
     `starting` while the config's tasks are being registered as the daemon starts
-    (`registration`: how far)."""
+    (`registration`: how far). `cluster`, with several daemons on one database: this one,
+    whether it leads the watch, and the daemons it knows of."""
     failing = [w.base for w in watched if w.last_error]
     remotes = dict(failing_remotes or {})
     webhooks = dict(failing_webhooks or {})
@@ -130,4 +132,6 @@ def health_report(host: HostState, watched: list[WatchedDigest], queued: int,
     }
     if registration is not None:
         report["registration"] = dict(registration)
+    if cluster is not None:
+        report["cluster"] = dict(cluster)
     return report

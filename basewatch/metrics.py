@@ -85,8 +85,9 @@ class _EngineCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily("basewatch_engine_up", "1 while the build engine answers, 0 "
                                "while it is down (without engines: the local one, as \"local\")", labels=["engine"])
-        runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build engine",
-                                 labels=["engine"])
+        runs = GaugeMetricFamily("basewatch_engine_runs", "Runs in progress on the build "
+                                 "engine, from every daemon sharing the database (the other "
+                                 "daemons' as last read)", labels=["engine"])
         for engine, state in sorted(self._states().items()):
             up.add_metric([engine], 1 if state["state"] == "up" else 0)
             runs.add_metric([engine], state["runs"])
@@ -132,6 +133,12 @@ class Metrics:
             "basewatch_queue_depth", "Runs queued and not yet started", registry=r)
         self.runs_in_progress = Gauge(
             "basewatch_runs_in_progress", "Runs being carried out now", registry=r)
+        self.leader = Gauge(
+            "basewatch_leader", "1 while this daemon leads the watch (registry polls, timers, "
+            "git polls), else 0; always 1 for a daemon alone on its database", registry=r)
+        self.dead_daemon_runs = Counter(
+            "basewatch_dead_daemon_runs_total", "Runs in progress on a daemon that died, failed "
+            "(and queued again once) by this daemon", registry=r)
         for trigger in Trigger:
             self.run_duration.labels(trigger.value)
             for status in FINAL_STATUSES:
@@ -153,6 +160,9 @@ class Metrics:
 
     def watch_rate_limits(self, remaining: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_RateLimitCollector(remaining))
+
+    def watch_leadership(self, leading: Callable[[], bool]) -> None:
+        self.leader.set_function(lambda: 1.0 if leading() else 0.0)
 
     def watch_engines(self, states: Callable[[], dict[str, dict]]) -> None:
         """The build pool's engines (`engines:`): name -> {"state": up|down, "runs": n}."""

@@ -172,6 +172,9 @@ class RunRequest:
     # only, and a run that finds them gone (the daemon restarted) fails saying so.
     secret_names: tuple[str, ...] = ()
     registry: str | None = None  # the run's own registry ({{.Run.Registry}}); None: config's
+    # The daemon it must run on, of several on one database: the one holding its uploaded
+    # context or its secrets in memory. None: whichever claims it first.
+    daemon: str | None = None
 
 
 @dataclass
@@ -202,6 +205,7 @@ class Run:
     secret_names: tuple[str, ...] = ()  # its `--set-secret`s, by name: never their values
     registry: str | None = None  # its own registry (`--registry`); None: the config's
     engine: str | None = None  # the pool's build engine it went to; None: the local engine
+    daemon: str | None = None  # the daemon that claimed it (several on one database)
 
     @property
     def duration_seconds(self) -> float | None:

@@ -35,6 +35,9 @@ class RunQueue:
     def depth(self) -> int:
         return self._queue.qsize() + len(self._waiting)
 
+    def holds(self, run_id: str) -> bool:
+        return run_id in self._submitted
+
     def submit(self, run_id: str, delay: float = 0.0) -> None:
         if run_id in self._submitted:
             return

@@ -6,6 +6,7 @@ edge); failures are domain errors with a message a person can act on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from pathlib import Path
 from typing import Callable, Mapping
@@ -26,7 +27,7 @@ from basewatch.config_sync import RegistrationProgress
 from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, StartingError,
                               TaskFileError, TooManyRunsError)
 from basewatch.graph_view import build_graph_view
-from basewatch.models import Run, RunStatus, StepRecord
+from basewatch.models import Run, RunRequest, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.oci.reference import is_registry_host
 from basewatch.store import Store
@@ -99,7 +100,7 @@ def run_view(run: Run) -> dict:
         "duration_seconds": run.duration_seconds, "base_digests": run.base_digests,
         "outputs": [{"image": o.image, "digest": o.digest} for o in run.outputs],
         "git_revision": run.git_revision, "error": run.error, "retry_of": run.retry_of,
-        "registry": run.registry, "engine": run.engine,
+        "registry": run.registry, "engine": run.engine, "daemon": run.daemon,
         "archived": run.archived, "archive_ref": run.archive_ref, "values": run.values,
         "base_change": None if run.base_change is None else {
             "reference": run.base_change.reference, "platform": run.base_change.platform,
@@ -185,8 +186,12 @@ class Services:
                  webhooks: TaskWebhooks | None = None,
                  secrets: RunSecrets | None = None,
                  unregistered: Mapping[str, tuple[Task, str]] | None = None,
-                 registration: RegistrationProgress | None = None):
+                 registration: RegistrationProgress | None = None,
+                 daemon_id: str | None = None):
         self.max_queued_runs = max_queued_runs
+        # With several daemons on one database: this one, which a run whose upload or
+        # secrets it holds must run on (None: one daemon, any run goes anywhere).
+        self.daemon_id = daemon_id
         # How far the config's tasks are registered as the daemon starts.
         self.registration = registration
         # Config tasks that could not be registered (name -> task, why): listed with the error.
@@ -402,8 +407,9 @@ class Services:
                                       "files ({{.Secrets.NAME}})")
         values = run_values(values, values_file)
         await self.check_queue_room()
-        (run_id,) = await self.triggers.enqueue([task_run(
-            name, task.platform_list, values, task.run_type, tuple(secrets), registry)])
+        (run_id,) = await self.triggers.enqueue([self._held_here(task_run(
+            name, task.platform_list, values, task.run_type, tuple(secrets), registry),
+            bool(secrets))])
         # Before anything else can run: the executor plans it only once this has returned.
         self.secrets.hold(run_id, secrets)
         return run_view(await self._run(run_id))
@@ -443,8 +449,8 @@ class Services:
         if spec.push and not spec.image:
             raise InvalidRequestError("give at least one image (-t) to push, or --no-push")
         await self.check_queue_room()
-        (run_id,) = await self.triggers.enqueue([quick_build(spec.platform,
-                                                             spec.model_dump_json())])
+        (run_id,) = await self.triggers.enqueue([self._held_here(
+            quick_build(spec.platform, spec.model_dump_json()), uploaded is not None)])
         return run_view(await self._run(run_id))
 
     async def _quick_run(self, spec: QuickBuildSpec, uploaded: Path | None,
@@ -461,11 +467,18 @@ class Services:
             raise InvalidRequestError("a task file names its images in its steps: -t is for "
                                       "quick builds")
         await self.check_queue_room()
-        (run_id,) = await self.triggers.enqueue([quick_build(
+        (run_id,) = await self.triggers.enqueue([self._held_here(quick_build(
             spec.platform, spec.model_dump_json(), task_file=True, values=values,
-            secret_names=tuple(secrets), registry=spec.registry)])
+            secret_names=tuple(secrets), registry=spec.registry),
+            uploaded is not None or bool(secrets))])
         self.secrets.hold(run_id, secrets)  # before the executor can plan it
         return run_view(await self._run(run_id))
+
+    def _held_here(self, request: RunRequest, needs_this_daemon: bool) -> RunRequest:
+        """A run whose uploaded context or secrets only this daemon holds runs here."""
+        if needs_this_daemon and self.daemon_id is not None:
+            return dataclasses.replace(request, daemon=self.daemon_id)
+        return request
 
     def _check_context_url(self, url: str) -> None:
         """Refused before anything is queued: a local path (the daemon's disk is not the
@@ -510,6 +523,11 @@ class Services:
 
     async def cancel_run(self, run_id: str) -> dict:
         run = await self._run(run_id)
+        if run.status is RunStatus.RUNNING and self.daemon_id is not None \
+                and run.daemon not in (None, self.daemon_id):
+            raise ConflictError(f"run {run_id} is running on daemon "
+                                f"{run.daemon.partition('/')[0]}: cancel it through that "
+                                "daemon")
         if run.status.finished or not await self.executor.cancel(run_id):
             raise ConflictError(f"run {run_id} has already finished ({run.status.value})")
         run = await self._run(run_id)

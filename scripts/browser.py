@@ -9,7 +9,10 @@ import tempfile
 from typing import Iterator
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -63,11 +66,23 @@ def sign_in(driver: webdriver.Chrome, url: str, token: str) -> None:
 
 
 def wait(driver: webdriver.Chrome, condition, timeout: float, what: str):
-    """`condition(driver)` once it is true (None counts as not yet); fails saying `what`."""
+    """`condition(driver)` once it is true (None counts as not yet); fails saying `what`.
+    An element not there yet, or redrawn away between being found and being used (the
+    dashboard redraws its tables on every event), counts as not yet too."""
     def check(d):
         try:
             return condition(d)
-        except NoSuchElementException:
+        except (NoSuchElementException, StaleElementReferenceException):
             return None
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
         check, f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def click_fresh(driver: webdriver.Chrome, locator: tuple[str, str], timeout: float,
+                what: str) -> None:
+    """Click the element `locator` finds, found again on each try: a row of a table that is
+    redrawn under the click (StaleElementReference) is looked up and clicked again."""
+    def click(d) -> bool:
+        d.find_element(*locator).click()
+        return True
+    wait(driver, click, timeout, f"a click on {what}")

@@ -558,6 +558,7 @@ class Registry:
     process: subprocess.Popen | None = None
     notify_url: str | None = None
     notify_headers: dict[str, list[str]] = field(default_factory=dict)
+    notify_also: list[str] = field(default_factory=list)  # more endpoints, same headers
     auth: dict | None = None
     env: dict[str, str] = field(default_factory=dict)  # e.g. GOGC for the registry process
 
@@ -577,12 +578,12 @@ class Registry:
         }
         if self.notify_url:
             config["notifications"] = {"endpoints": [{
-                "name": "basewatch", "url": self.notify_url, "headers": self.notify_headers,
+                "name": f"basewatch{n or ''}", "url": url, "headers": self.notify_headers,
                 "timeout": "2s", "threshold": 5, "backoff": "1s",
                 # Blob pushes and pulls are noise; 2.8 ignores `actions` without `mediatypes`.
                 "ignoredmediatypes": ["application/octet-stream"],
                 "ignore": {"mediatypes": ["application/octet-stream"], "actions": ["pull"]},
-            }]}
+            } for n, url in enumerate([self.notify_url, *self.notify_also])]}
         if self.auth:
             config["auth"] = self.auth
         return config

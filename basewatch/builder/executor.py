@@ -142,8 +142,9 @@ class RunExecutor:
                  metrics: Metrics | None = None, max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
                  on_started: StartedHook | None = None,
                  requeue: Callable[[str], None] | None = None,
-                 has_room: HasRoom | None = None):
+                 has_room: HasRoom | None = None, daemon_id: str | None = None):
         self.store = store
+        self.daemon_id = daemon_id  # recorded as the run's claimant
         self.has_room = has_room
         self.requeue = requeue  # hands a re-run the store queued to the run queue
         self.on_started = on_started
@@ -203,7 +204,8 @@ class RunExecutor:
 
     async def _execute(self, run: Run) -> None:
         # Raising here leaves the run Queued: the queue tries it again later.
-        await self.store.runs.mark_started(run.id)
+        if not await self.store.runs.mark_started(run.id, self.daemon_id):
+            return  # another daemon claimed it first, or it was canceled meanwhile
         await self._call(self.on_started, run, "what follows its start")
         run_log = None
         keep_upload = False

@@ -6,6 +6,7 @@ from typing import Awaitable, Callable
 from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from basewatch.errors import StoreBusyError
 from basewatch.http.api import ApiServices, add_api, api_auth
 from basewatch.http.common import json_error
 from basewatch.metrics import Metrics
@@ -44,7 +45,13 @@ def create_app(health: HealthProbe, services: ApiServices, api_token: str | None
         # and an orchestrator restarting the daemon would not bring either back. 503 while
         # the config's tasks are still being registered: a load balancer or readiness probe
         # sends nothing yet to a daemon that would answer "not registered yet" for them.
-        report = await health()
+        try:
+            report = await health()
+        except StoreBusyError as exc:
+            # The database refuses (PostgreSQL out of reach, SQLite locked): this daemon can
+            # neither queue nor record runs, so a load balancer should send elsewhere.
+            return web.json_response({"status": "unavailable", "database": str(exc)},
+                                      status=503, headers={hdrs.RETRY_AFTER: "5"})
         if report["status"] == "starting":
             return web.json_response(report, status=503,
                                      headers={hdrs.RETRY_AFTER: STARTING_RETRY_AFTER})

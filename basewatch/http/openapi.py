@@ -222,6 +222,9 @@ def openapi_document() -> dict:
                     "engine": {"type": ["string", "null"],
                                "description": "the build engine of the pool (engines:) it "
                                               "went to; null: the local engine"},
+                    "daemon": {"type": ["string", "null"],
+                               "description": "the daemon that ran it (its cluster name and "
+                                              "an id of that start); null: not started yet"},
                     "archived": {"type": "boolean"},
                     "steps": {
                         "description": "GET /api/runs/{run_id} only: a task file's steps, "

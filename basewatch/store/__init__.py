@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from basewatch.store.cluster import ClusterStore, DaemonRow, DaemonSession
 from basewatch.store.database import Database
+from basewatch.store.engine_slots import LocalEngineSlots, SharedEngineSlots
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
 from basewatch.store.notifications import SQLiteNotificationStore
-from basewatch.store.protocols import (GitHeadStore, GraphStore, NotificationStore, RunStore,
-                                       Store, TaskStore, TimerStore, WebhookStore)
+from basewatch.store.protocols import (EngineSlots, GitHeadStore, GraphStore,
+                                       NotificationStore, RunStore, Store, TaskStore,
+                                       TimerStore, WebhookStore)
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
 from basewatch.store.timers import SQLiteTimerStore
@@ -32,6 +35,11 @@ class SQLiteStore:
         self.git_heads = SQLiteGitHeadStore(database)
         self.webhooks = SQLiteWebhookStore(database)
         self.notifications = SQLiteNotificationStore(database)
+        self.cluster = ClusterStore(database)  # several daemons on one PostgreSQL
+        # Shared where several daemons can share the database; one daemon keeps its own.
+        self.engine_slots: EngineSlots = (SharedEngineSlots(database)
+                                          if database.dialect == "postgresql"
+                                          else LocalEngineSlots())
 
     @classmethod
     async def open(cls, path: Path) -> "SQLiteStore":
@@ -46,5 +54,7 @@ class SQLiteStore:
         await self.database.close()
 
 
-__all__ = ["Database", "GitHeadStore", "GraphStore", "NotificationStore", "RunStore",
-           "SQLiteStore", "Store", "TaskStore", "TimerStore", "WebhookStore"]
+__all__ = ["ClusterStore", "DaemonRow", "DaemonSession", "Database", "EngineSlots",
+           "GitHeadStore", "GraphStore", "LocalEngineSlots", "NotificationStore",
+           "RunStore", "SQLiteStore", "SharedEngineSlots", "Store", "TaskStore",
+           "TimerStore", "WebhookStore"]

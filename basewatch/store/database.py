@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator
 
-from sqlalchemy import Table, event, exc
+from sqlalchemy import Table, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -166,6 +166,13 @@ class Database:
     async def fetchone(self, statement: Executable, params=None) -> RowMapping | None:
         rows = await self.fetchall(statement, params)
         return rows[0] if rows else None
+
+    async def exclusive(self, connection: AsyncConnection, key: int) -> None:
+        """Inside a transaction: wait for any other daemon's transaction holding `key` to end
+        (PostgreSQL's transaction advisory lock; released at commit). One daemon on SQLite
+        writes one transaction at a time anyway."""
+        if self.dialect == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def insert(self, table: Table):
         """An INSERT that knows ON CONFLICT, in this database's dialect."""

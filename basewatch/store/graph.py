@@ -10,6 +10,8 @@ from basewatch.store.database import Database, from_text, now, to_text
 from basewatch.store.protocols import TaskEdges
 from basewatch.store.schema import dependencies, task_publishes, watched_digests
 
+GRAPH_LOCK = 0x62776772  # "bwgr": registrations writing the graph, one at a time
+
 
 def _watched(row) -> WatchedDigest:
     return WatchedDigest(
@@ -50,6 +52,9 @@ class SQLiteGraphStore:
                 for task, edges, _ in tasks for base, platform, kind in edges]
         bases = {(row["base"], row["platform"]): row["digest_at_build"] for row in rows}
         async with self.database.transaction() as db:
+            # Daemons starting together on one PostgreSQL register the same config: one
+            # batch at a time, or two would delete and insert the same rows at once.
+            await self.database.exclusive(db, GRAPH_LOCK)
             # Each statement executed for the whole batch at once (executemany); an empty
             # list would run a statement once with no values at all, so those are skipped.
             if names:

@@ -116,7 +116,9 @@ class RunStore(Protocol):
 
     async def queued(self) -> list[Run]: ...
 
-    async def mark_started(self, run_id: str) -> None: ...
+    async def mark_started(self, run_id: str, daemon: str | None = None) -> bool: ...
+
+    async def queued_since(self, seq: int) -> list[tuple[int, str]]: ...
 
     async def record_git_revision(self, run_id: str, revision: str) -> None: ...
 
@@ -207,6 +209,24 @@ class WebhookStore(Protocol):
     async def delete(self, task: str) -> None: ...
 
 
+class EngineSlots(Protocol):
+    """The slots of a pool's build engines that runs hold, whichever daemon runs them."""
+
+    async def claim(self, run_id: str, candidates: Sequence[tuple[str, int]],
+                    daemon: str) -> str | None:
+        """A slot for the run on one of `candidates` ((engine, its max_concurrent_runs), in
+        order of preference): the one with room whose share of slots held is least, the first
+        among equals; None when none has room. Atomic however many daemons claim at once; a
+        slot the run held already is given up first."""
+
+    async def release(self, run_id: str) -> None:
+        """The run's slot free again (nothing when it holds none)."""
+
+    async def loads(self, other_than: str | None = None) -> dict[str, int]:
+        """Slots held per engine (engines with none left out), leaving out those of the
+        daemon `other_than`."""
+
+
 class NotificationStore(Protocol):
     """Registry notifications received, by event id, across every daemon on the database."""
 
@@ -226,6 +246,7 @@ class Store(Protocol):
     timers: TimerStore
     git_heads: GitHeadStore
     webhooks: WebhookStore
+    engine_slots: EngineSlots
     notifications: NotificationStore
 
     async def close(self) -> None: ...

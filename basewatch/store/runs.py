@@ -14,6 +14,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    or_,
     select,
     text,
     update,
@@ -51,6 +52,7 @@ from basewatch.store.timers import mark_text
 
 log = logging.getLogger(__name__)
 
+RUNS_CHANNEL = "basewatch_runs"  # PostgreSQL NOTIFY channel: runs were queued
 _ID_BATCH = 500  # ids bound in one statement: well under SQLite's limit on parameters
 # What a run records as it goes, and its end, are written again while the database refuses
 # them (another process holding the write lock past busy_timeout, a full disk): for long enough
@@ -101,7 +103,7 @@ def _run(row) -> Run:
         values=json.loads(row["run_values"]), git_revision=row["git_revision"],
         archived=bool(row["archived"]), archive_ref=row["archive_ref"],
         base_change=base_change, source_commit=source_commit, secret_names=secret_names,
-        registry=row["registry"], engine=row["engine"],
+        registry=row["registry"], engine=row["engine"], daemon=row["daemon"],
     )
 
 
@@ -123,8 +125,12 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
           "not_before": to_text(r.not_before), "retry_of": r.retry_of, "spec": r.spec,
           "run_values": json.dumps(r.values or {}), "trigger_data": _trigger_data(r),
           "source_key": r.source_commit.key if r.source_commit is not None else None,
-          "registry": r.registry}
+          "registry": r.registry, "daemon": r.daemon}
          for n, r in enumerate(requests)])
+    if db.dialect.name == "postgresql":
+        # Every daemon's queue listens (store/cluster.py): it hears of the runs as this
+        # transaction commits, not at its next read.
+        await db.execute(text("SELECT pg_notify(:channel, '')"), {"channel": RUNS_CHANNEL})
     numbered = await db.execute(
         update(runs).where(runs.c.id.like(f"{batch}-%"))
         .values(id=literal(RUN_ID_PREFIX).concat(cast(runs.c.seq, Text)))
@@ -137,18 +143,29 @@ async def insert_run(db, request: RunRequest) -> str:
     return run_id
 
 
+def held_by(run: Run) -> str | None:
+    """The daemon a run needs (several on one database): the one that holds its uploaded
+    context or its secrets, which no other daemon has."""
+    if run.daemon is None or not (run.secret_names or run.spec is not None
+                                  and json.loads(run.spec).get("context_path")):
+        return None
+    return run.daemon
+
+
 async def _requeue_once(db, run: Run, cause: str) -> str | None:
     """Queue an interrupted run again, unless it was itself a re-run: nothing is lost, and
-    nothing loops."""
+    nothing loops. On PostgreSQL a run that needs its daemon's upload or secrets goes back to
+    that daemon (one that stopped for good fails it: store/cluster.py)."""
     if run.retry_of is not None:
         return None
+    daemon = held_by(run) if db.dialect.name == "postgresql" else None
     return await insert_run(db, RunRequest(run.task, run.trigger, run.run_type, run.platform,
                                            f"re-run of {run.id}, interrupted by {cause}",
                                            retry_of=run.id, spec=run.spec, values=run.values,
                                            base_change=run.base_change,
                                            source_commit=run.source_commit,
                                            secret_names=run.secret_names,
-                                           registry=run.registry))
+                                           registry=run.registry, daemon=daemon))
 
 
 __all__ = ["RUN_ID_PREFIX", "RunRequest", "SQLiteRunStore", "insert_run", "insert_runs"]
@@ -213,10 +230,32 @@ class SQLiteRunStore:
             select(runs).where(runs.c.status == RunStatus.QUEUED.value).order_by(runs.c.seq))
         return [_run(row) for row in rows]
 
-    async def mark_started(self, run_id: str) -> None:
+    async def mark_started(self, run_id: str, daemon: str | None = None) -> bool:
+        """Claim a queued run for `daemon` and mark it Running; False when it is not queued
+        any more (another daemon claimed it, or it was canceled). On PostgreSQL the row is
+        taken with FOR UPDATE SKIP LOCKED: of daemons claiming it at once, one gets it and
+        the others pass over it without waiting."""
+        claimable = select(runs.c.id).where(
+            runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value,
+            or_(runs.c.daemon.is_(None), runs.c.daemon == daemon))  # one held for a daemon
+        if self.database.dialect == "postgresql":
+            claimable = claimable.with_for_update(skip_locked=True)
         async with self.database.transaction() as db:
-            await db.execute(update(runs).where(runs.c.id == run_id).values(
-                status=RunStatus.RUNNING.value, started_at=to_text(now())))
+            result = await db.execute(
+                update(runs).where(runs.c.id.in_(claimable.scalar_subquery()),
+                                   runs.c.status == RunStatus.QUEUED.value)
+                .values(status=RunStatus.RUNNING.value, started_at=to_text(now()),
+                        daemon=daemon))
+            return result.rowcount > 0
+
+    async def queued_since(self, seq: int) -> list[tuple[int, str]]:
+        """(seq, id) of the runs queued after `seq`, oldest first: what another daemon queued
+        since this one last looked (runs are only ever added, so a run queued again is new)."""
+        rows = await self.database.fetchall(
+            select(runs.c.seq, runs.c.id)
+            .where(runs.c.seq > seq, runs.c.status == RunStatus.QUEUED.value)
+            .order_by(runs.c.seq))
+        return [(row["seq"], row["id"]) for row in rows]
 
     async def record_git_revision(self, run_id: str, revision: str) -> None:
         await self._write_retried(run_id, "the git revision",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 import browser  # scripts/, put on sys.path by tests/conftest.py
@@ -88,17 +87,9 @@ def test_dashboard_in_a_browser(scene):
         api = browser.wait(driver, lambda d: latest_runs(d).get("api"), 60,
                            "api's run on the page")
         timings["push to run on the page"] = time.monotonic() - started
-        row = f'#runs tr[data-run="{api["id"]}"]'
-
-        def click_row(d) -> bool:
-            # The table is redrawn on every event: a row found just before a redraw is gone.
-            try:
-                d.find_element(By.CSS_SELECTOR, row).click()
-            except StaleElementReferenceException:
-                return False
-            return True
-
-        browser.wait(driver, click_row, 10, "a click on api's run")
+        # The table is redrawn on every event: a row found just before a redraw is gone.
+        browser.click_fresh(driver, (By.CSS_SELECTOR, f'#runs tr[data-run="{api["id"]}"]'), 10,
+                            "api's run")
         browser.wait(driver, lambda d: "api: resolving dependencies" in log_text(d)
                      and latest_runs(d)["api"]["status"] == "Running", 60,
                      "api's first lines while it is still running")

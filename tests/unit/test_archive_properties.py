@@ -18,7 +18,7 @@ from basewatch.builder.contexts.archive import extract_context
 from basewatch.context_spec import ContextError
 
 LIMIT = 1 << 20
-SETTINGS = settings(max_examples=150, deadline=2000,
+SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Names built from the parts that matter: ".", "..", empty parts (a//b), a leading "/", long

@@ -98,6 +98,25 @@ def test_a_failure_leaves_no_bar_and_no_summary(clock):
     assert terminal.getvalue().rstrip(" ").endswith("\r")  # the line is blank again
 
 
+@pytest.mark.parametrize("error", [OSError("connection refused"), KeyboardInterrupt()])
+def test_as_a_context_manager_a_block_that_raises_abandons_and_the_error_goes_on(clock, error):
+    terminal = FakeTerminal()
+    with pytest.raises(type(error)):
+        with ContextProgress(shown=True, stream=terminal, clock=clock) as progress:
+            progress.packed(MIB, 8 * MIB)
+            raise error
+    assert "Uploaded" not in terminal.getvalue()
+    assert terminal.getvalue().rstrip(" ").endswith("\r")
+
+
+def test_as_a_context_manager_a_block_that_ends_finishes_with_the_summary(clock):
+    terminal = FakeTerminal()
+    with ContextProgress(shown=True, stream=terminal, clock=clock) as progress:
+        progress.packed(2 * MIB, 2 * MIB)
+        clock.now += 1.5
+    assert terminal.getvalue().endswith("\rUploaded 2.0 MiB in 1.5 s\n")
+
+
 def test_packing_reports_uncompressed_bytes_as_it_reads_even_within_one_file(tmp_path):
     context = tmp_path / "context"
     context.mkdir()

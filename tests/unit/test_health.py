@@ -58,3 +58,25 @@ def test_a_config_task_that_could_not_be_registered_makes_the_report_degraded():
     unregistered = {"app": "the context folder /srv/app does not exist (or is not a folder)"}
     report = health_report(HostState(None, None), [], 0, (), unregistered_tasks=unregistered)
     assert report["status"] == "degraded" and report["unregistered_tasks"] == unregistered
+
+
+async def test_healthz_answers_503_while_the_database_refuses():
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from basewatch.errors import StoreBusyError
+    from basewatch.http.app import create_app
+    from basewatch.metrics import Metrics
+
+    async def refused():
+        raise StoreBusyError("connection refused")
+
+    async def nothing(*args):
+        return {}
+
+    async with TestClient(TestServer(create_app(refused, object(), "token", Metrics(),
+                                                nothing))) as client:
+        response = await client.get("/healthz")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert await response.json() == {"status": "unavailable",
+                                         "database": "connection refused"}

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("watcher", ("watcher",)),
     ("builder", ("builder",)),
     ("services", ("services", "retention", "cascades", "config_sync", "config_check", "health",
+                  "membership", "queue_feed",
                   "task_webhooks", "commit_status")),
     ("http", ("http",)),
     ("edges", ("cli", "cli_runs", "cli_output", "cli_progress", "client", "daemon", "logs",

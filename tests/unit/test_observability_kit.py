@@ -19,7 +19,7 @@ def _ok(result) -> str:
 
 
 def test_promtool_accepts_the_rules_and_the_scrape_config():
-    assert "SUCCESS: 5 rules found" in _ok(promtool("check", "rules", "alerts.yml"))
+    assert "SUCCESS: 6 rules found" in _ok(promtool("check", "rules", "alerts.yml"))
     assert "is valid prometheus config" in _ok(promtool("check", "config", "prometheus.yml"))
 
 

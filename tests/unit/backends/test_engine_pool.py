@@ -1,6 +1,7 @@
 """The pool of build engines over fake backends and pings: least-loaded first within each
 engine's slots, platforms, a run that waits for a slot, an engine that stops answering (its runs
-fail naming it), back-off and return; and the executor queueing a lost run again once."""
+fail naming it), back-off and return; the executor queueing a lost run again once; and two
+daemons' pools sharing the engines' slots through one store."""
 from __future__ import annotations
 
 import asyncio
@@ -8,17 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from basewatch.builder.backends.pool import engine_pool
 from basewatch.builder.backends.pool.engine_pool import EnginePool, PoolMember, plan_platforms
 from basewatch.builder.executor import ENGINE_RECHECK_SECONDS, RunExecutor
 from basewatch.builder.contexts.checkout import Checkouts
 from basewatch.builder.planner import RunPlanner
 from basewatch.builder.quick_runs import QuickBuildSpec, QuickRuns
-from basewatch.errors import BasewatchError, EngineError, EngineLost
+from basewatch.errors import BasewatchError, EngineError, EngineLost, StoreBusyError
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
 from basewatch.run_plan import BuildStep, RunPlan
-from basewatch.store import SQLiteStore
+from basewatch.store import LocalEngineSlots, SharedEngineSlots, SQLiteStore
 from tests.support.fake_backend import FakeBackend
+from tests.support.stores import open_store
 from tests.support.waiting import wait_for
 
 
@@ -62,7 +65,22 @@ async def noop(outcome) -> None:
 
 
 @pytest.fixture
-async def pools():
+async def daemon_stores(tmp_path):
+    """open() gives a store on one database (each call another daemon's connection to it);
+    closed after the pools stop, so no read of theirs is cut by a closed store."""
+    opened = []
+
+    async def open_one():
+        opened.append(await open_store(tmp_path / "basewatch.db"))
+        return opened[-1]
+
+    yield open_one
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def pools(daemon_stores):
     made = []
 
     async def make(*members, **options) -> EnginePool:
@@ -249,3 +267,149 @@ async def test_a_run_no_engine_has_room_for_waits_outside_the_queue(tmp_path, po
         await store.close()
     amd.backend.release.set()
     await held
+
+
+class CountingBackend(FakeBackend):
+    """Counts the runs on its engine however many daemons' pools send them (`on`, shared),
+    and the most there were at once; each run takes `seconds`."""
+
+    def __init__(self, name: str, on: dict[str, int], most: dict[str, int], seconds: float):
+        super().__init__()
+        self.name, self.on, self.most, self.seconds = name, on, most, seconds
+
+    async def run(self, plan, log, report) -> None:
+        self.on[self.name] = self.on.get(self.name, 0) + 1
+        self.most[self.name] = max(self.most.get(self.name, 0), self.on[self.name])
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.on[self.name] -= 1
+
+
+@pytest.mark.parametrize("shared_by", ["store", "memory"])
+async def test_two_daemons_on_one_store_never_exceed_an_engines_slots(daemon_stores, pools,
+                                                                      shared_by):
+    """Two daemons' pools over the same two engines, 24 runs at once spread over both: each
+    engine's max holds across them, and every slot is free again at the end."""
+    stores = [await daemon_stores() for _ in range(2)]
+    memory = LocalEngineSlots()
+    on: dict[str, int] = {}
+    most: dict[str, int] = {}
+    daemons = []
+    for index, store in enumerate(stores):
+        slots = SharedEngineSlots(store.database) if shared_by == "store" else memory
+        daemons.append(await pools(
+            *(PoolMember(name, CountingBackend(name, on, most, 0.02), Ping(), slots_)
+              for name, slots_ in (("a", 1), ("b", 2))),
+            slots=slots, daemon_id=f"daemon-{index}"))
+    runs = [daemons[n % 2].run(plan(f"r{n}"), Log(), noop) for n in range(24)]
+    await asyncio.wait_for(asyncio.gather(*runs), 60)
+    assert most == {"a": 1, "b": 2}, "each engine full at times, never past its max"
+    assert on == {"a": 0, "b": 0}
+    assert await daemons[0].engine_slots.loads() == {}
+
+    async def all_free() -> bool:  # each asking reads the other daemon's loads when old
+        return all(state["runs"] == 0 for pool in daemons
+                   for state in pool.states().values())
+
+    await wait_for(all_free, 5, "both daemons seeing every slot free")
+
+
+async def test_another_daemons_runs_count_in_has_room_and_states(daemon_stores, pools):
+    store = await daemon_stores()
+    slots = SharedEngineSlots(store.database)
+    here = await pools(member("a", 2), slots=slots, daemon_id="here")
+    assert await slots.claim("elsewhere-1", [("a", 2)], "there") == "a"
+    assert await slots.claim("elsewhere-2", [("a", 2)], "there") == "a"
+    # Asked, it reads the loads again in the background once LOADS_SECONDS have passed.
+    await wait_for(lambda: _true(not here.has_room("linux/amd64")), 5, "a seen full")
+    assert here.states()["a"]["runs"] == 2
+
+    # A run here waits for the other daemon's slot, and gets it once freed there.
+    log = Log()
+    waiting = asyncio.create_task(here.run(plan("r1"), log, noop))
+    await wait_for(lambda: _true(log.lines), 5, "the wait")
+    assert log.lines == ["Waiting for a build engine (a) with a free slot"]
+    await slots.release("elsewhere-1")
+    await wait_for(lambda: _true("Engine: a" in log.lines), 5, "the slot freed there")
+    assert await slots.loads() == {"a": 2}
+    assert await slots.loads(other_than="here") == {"a": 1}
+    here.members[0].backend.release.set()
+    await waiting
+    assert await slots.loads() == {"a": 1}
+
+
+async def test_a_slot_is_freed_whatever_ends_the_run(daemon_stores, pools):
+    store = await daemon_stores()
+    slots = SharedEngineSlots(store.database)
+    ping = Ping()
+    lost = member("a", 1, backend=FakeBackend(fail_on=BuildStep,
+                                              failure=EngineError("EOF")), ping=ping)
+    pool = await pools(lost, slots=slots, check_seconds=3600, down_recheck_seconds=3600)
+    ping.down = "connection refused"
+    with pytest.raises(EngineLost):
+        await pool.run(plan("r1"), Log(), noop)
+    assert await slots.loads() == {}
+
+    held = member("b", 1)
+    pool = await pools(held, slots=slots)
+    run = asyncio.create_task(pool.run(plan("r2"), Log(), noop))
+    await held.backend.holding.wait()
+    assert await slots.loads() == {"b": 1}
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert await slots.loads() == {} and not held.runs
+
+    # Canceled while it waits for a slot: it held none, and holds none.
+    blocker = asyncio.create_task(pool.run(plan("r3"), Log(), noop))
+    await wait_for(lambda: _true(held.runs), 5, "r3 on b")
+    log = Log()
+    waiting = asyncio.create_task(pool.run(plan("r4"), log, noop))
+    await wait_for(lambda: _true(log.lines), 5, "r4's wait")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    held.backend.release.set()
+    await blocker
+    assert await slots.loads() == {}
+
+
+class RefusingSlots(LocalEngineSlots):
+    """Slots whose store refuses the first `claims` claims and `releases` releases."""
+
+    def __init__(self, claims: int = 0, releases: int = 0):
+        super().__init__()
+        self.refuse = {"claim": claims, "release": releases}
+
+    def _refused(self, what: str) -> None:
+        if self.refuse[what]:
+            self.refuse[what] -= 1
+            raise StoreBusyError("database is locked")
+
+    async def claim(self, run_id, candidates, daemon):
+        self._refused("claim")
+        return await super().claim(run_id, candidates, daemon)
+
+    async def release(self, run_id):
+        self._refused("release")
+        await super().release(run_id)
+
+
+async def test_a_store_that_refuses_for_now_delays_a_claim_or_a_release(pools, monkeypatch,
+                                                                         caplog):
+    monkeypatch.setattr(engine_pool, "RELEASE_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(engine_pool, "RELEASE_RETRY_SECONDS", 0.05)
+    slots = RefusingSlots(claims=1, releases=2)
+    engine = member("a", 1)
+    engine.backend.release.set()
+    pool = await pools(engine, slots=slots)
+    log = Log()
+    await asyncio.wait_for(pool.run(plan("r1"), log, noop), 5)
+    assert log.lines[:2] == [
+        "The store refuses the claim of a build engine's slot for now (database is locked); "
+        "trying again", "Engine: a"]
+    # The run has ended; its slot is freed once the store takes the release.
+    assert "cannot free run r1's build engine slot yet (database is locked)" in caplog.text
+    await wait_for(lambda: _true(not slots._held), 5, "the slot freed")
+    assert slots.refuse == {"claim": 0, "release": 0}
