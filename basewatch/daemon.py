@@ -155,7 +155,8 @@ class Daemon:
         self.membership = Membership(
             store, config.cluster, config.listen, on_rerun=lambda run_id: self._submit(run_id),
             on_runs_queued=lambda: self.feed.wake() if self.feed is not None else None,
-            on_reaped=self.metrics.dead_daemon_runs.inc)
+            on_reaped=self.metrics.dead_daemon_runs.inc,
+            on_leading=lambda leading: self._leadership_changed())
         if not self.membership.shared:
             # The one daemon on this database: whatever was in progress was its own.
             interrupted = await store.runs.fail_unfinished(
@@ -234,11 +235,13 @@ class Daemon:
         self.fanout = FanOut(store, self.triggers, config.settle_window)
         self.watcher = DigestWatcher(store.graph, self.registry_client, self.fanout.on_change,
                                      self._poll_interval, metrics=self.metrics,
-                                     on_shown_change=self.events.graph_changed)
+                                     on_shown_change=self.events.graph_changed,
+                                     is_leader=self.membership.is_leader)
         if config.git_poll_interval > 0:
             self.git_poller = GitPoller(store.tasks.all, store.git_heads, checkouts,
                                         self.commit_triggers, config.git_poll_interval,
-                                        metrics=self.metrics)
+                                        metrics=self.metrics,
+                                        is_leader=self.membership.is_leader)
         self.config_sync = ConfigSync(store, self.registrar, self._tasks_changed, self.webhooks)
         self.metrics.watch_queue(lambda: self.queue.depth, lambda: len(self.queue.running))
         self.metrics.watch_engines(self.pool.states if self.pool is not None
@@ -267,14 +270,16 @@ class Daemon:
                                  log_reader=log_reader)
         self.retention = RetentionSchedule(store.runs, config.state_dir / "logs",
                                            timedelta(seconds=config.retention),
-                                           timedelta(seconds=config.purge_interval))
+                                           timedelta(seconds=config.purge_interval),
+                                           is_leader=self.membership.is_leader)
         self.retention.start()
         app = create_app(self.health, self.services, api_token, self.metrics,
                          self.receive_context,
                          starting=lambda: not self.config_sync.progress.started)
         add_dashboard(app, self.services, api_token, self.events)
         add_registry_webhook(app, notification_token,
-                             PushMatcher(self.watcher).on_push_notifications, self.metrics)
+                             PushMatcher(self.watcher).on_push_notifications, self.metrics,
+                             seen=store.notifications)
         add_source_webhooks(app, store.tasks, self.metrics, sink=self.commit_triggers,
                             kept_secrets=self.webhooks.secrets)
         self._runner = web.AppRunner(app, access_log=None)
@@ -306,7 +311,11 @@ class Daemon:
         if self.feed is not None:
             self._feed_task = asyncio.create_task(self.feed.run(), name="queue feed")
         self._watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
-        self.timers = TimerScheduler(store.tasks, store.timers, self.triggers)
+        # With several daemons, a timer added through another daemon's API reaches the
+        # leader's timers at its next re-read of the tasks.
+        self.timers = TimerScheduler(
+            store.tasks, store.timers, self.triggers, is_leader=self.membership.is_leader,
+            reread_tasks=timedelta(seconds=30) if self.membership.shared else None)
         self._timers_task = asyncio.create_task(self.timers.run(), name="timers")
         if self.git_poller is not None:
             self._git_poll_task = asyncio.create_task(self.git_poller.run(), name="git poller")
@@ -444,6 +453,12 @@ class Daemon:
             log.error("%s; builds will fail until it is back", state.engine_error)
         if state.disk_problem is not None:
             log.error("%s", state.disk_problem)
+
+    def _leadership_changed(self) -> None:
+        """This daemon took or lost the lead: the watch's loops look again at once."""
+        for duty in (self.watcher, self.git_poller, self.timers):
+            if duty is not None:
+                duty.leadership_changed()
 
     def _tasks_changed(self) -> None:
         """A task was registered, changed or removed: its bases and its remote are watched

@@ -3,6 +3,9 @@
 Archived runs are kept, and so are runs still queued or in progress, whatever their age. Log
 files whose run is no longer in the database (a crash between the commit and the unlink, or a
 database restored from a backup) are removed once their mtime is older than the retention.
+
+With several daemons on one database, the leader purges the runs; every daemon removes the
+logs in its own state_dir whose runs are gone (`purge_stray_logs`), so none grows unbounded.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -54,6 +58,18 @@ async def purge(runs: RunStore, logs_dir: Path, older_than: timedelta,
     return PurgeResult(runs=len(deleted_ids), logs=removed)
 
 
+async def purge_stray_logs(runs: RunStore, logs_dir: Path, older_than: timedelta,
+                           now: datetime | None = None) -> PurgeResult:
+    """Remove the logs older than `older_than` whose run is no longer in the database; no
+    run is deleted (another daemon, the leader, purges them)."""
+    cutoff = (now or datetime.now(timezone.utc)) - older_than
+    old_logs = await asyncio.to_thread(_logs_older_than, logs_dir, cutoff)
+    known = await runs.existing([path.stem for path in old_logs])
+    removed = await asyncio.to_thread(
+        _remove_files, [path for path in old_logs if path.stem not in known])
+    return PurgeResult(runs=0, logs=removed)
+
+
 def _logs_older_than(logs_dir: Path, cutoff: datetime) -> list[Path]:
     limit = cutoff.timestamp()
     found = []
@@ -87,12 +103,15 @@ def _remove_files(paths: list[Path]) -> int:
 
 
 class RetentionSchedule:
-    """Runs purge() once a day (and once shortly after start) on APScheduler's AsyncIOScheduler."""
+    """Runs purge() once a day (and once shortly after start) on APScheduler's AsyncIOScheduler;
+    on a daemon that is not the leader (`is_leader()`), purge_stray_logs() instead."""
 
     def __init__(self, runs: RunStore, logs_dir: Path, retention: timedelta,
                  interval: timedelta = timedelta(days=1), *,
-                 first_purge_delay: timedelta = FIRST_PURGE_DELAY):
+                 first_purge_delay: timedelta = FIRST_PURGE_DELAY,
+                 is_leader: Callable[[], bool] = lambda: True):
         self.runs = runs
+        self.is_leader = is_leader
         self.logs_dir = logs_dir
         self.retention = retention
         self.interval = interval
@@ -139,7 +158,10 @@ class RetentionSchedule:
         task = asyncio.current_task()
         self._in_flight.add(task)
         try:
-            result = await purge(self.runs, self.logs_dir, self.retention)
+            if self.is_leader():
+                result = await purge(self.runs, self.logs_dir, self.retention)
+            else:
+                result = await purge_stray_logs(self.runs, self.logs_dir, self.retention)
         except Exception:  # logged; the next day's purge tries again
             log.exception("retention: purge failed")
         else:

@@ -2,6 +2,9 @@
 
 The edge only authenticates, bounds and parses the request, and drops redelivered events;
 what a push means (a re-check of the tag's digest, never a build by itself) is `on_push`'s.
+Redeliveries are dropped by the ids this daemon remembers, then by those the store recorded
+(`seen`, when given): an event sent to several daemons on one database, or sent again to any,
+is handled once.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from aiohttp import BasicAuth, hdrs, web
 from basewatch.errors import BasewatchError
 from basewatch.http.common import json_error, read_bounded, token_matches
 from basewatch.metrics import Metrics
+from basewatch.store.protocols import NotificationStore
 from basewatch.watcher.notifications import (NotificationError, PushNotification, RecentEvents,
                                              parse_notifications)
 
@@ -26,9 +30,41 @@ OnPush = Callable[[list[PushNotification]], Awaitable[int]]
 
 
 def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPush,
-                         metrics: Metrics | None = None) -> None:
-    """Register the endpoint; `on_push` gets the new pushes and returns how many it re-checks."""
+                         metrics: Metrics | None = None,
+                         seen: NotificationStore | None = None) -> None:
+    """Register the endpoint; `on_push` gets the new pushes and returns how many it re-checks.
+    With `seen`, an event another daemon (or this one before a restart) recorded is a
+    duplicate too."""
     app[RECENT_REGISTRY_EVENTS] = recent = RecentEvents()
+
+    async def first_time(pushes: list[PushNotification]) -> list[PushNotification]:
+        """The pushes neither this daemon's memory nor the store has seen, now recorded in
+        both; StoreBusyError (nothing remembered) when the store refuses."""
+        fresh = [push for push in pushes if recent.first_time(push.id)]
+        if not fresh or seen is None:
+            return fresh
+        try:
+            recorded = await seen.first_time([push.id for push in fresh])
+        except BaseException:
+            for push in fresh:
+                recent.forget(push.id)
+            raise
+        for push in fresh:
+            if push.id not in recorded:
+                # Another daemon has it: a redelivery that reaches it again is its to drop.
+                recent.forget(push.id)
+        return [push for push in fresh if push.id in recorded]
+
+    async def forget(pushes: list[PushNotification]) -> None:
+        for push in pushes:
+            recent.forget(push.id)
+        if seen is not None:
+            try:
+                await seen.forget([push.id for push in pushes])
+            except BasewatchError as error:
+                log.warning("registry notification: a retry of %d event(s) will be taken as "
+                            "a duplicate, the store refused to forget them: %s",
+                            len(pushes), error)
 
     def rejected(reason: str, response: web.Response) -> web.Response:
         if metrics is not None:
@@ -58,7 +94,11 @@ def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPus
             shown = ", ".join(repr(push.repository[:100]) for push in invalid[:5])
             log.warning("registry notification: %d push(es) dropped, not repository names: %s%s",
                         len(invalid), shown, ", ..." if len(invalid) > 5 else "")
-        new = [push for push in pushes if recent.first_time(push.id)]
+        try:
+            new = await first_time(pushes)
+        except BasewatchError as error:  # the store refused: the registry's retry comes back
+            log.warning("registry notification not handled: %s", error)
+            return json_error(503, str(error))
         if metrics is not None:
             for push in new:
                 metrics.notifications_received.labels(push.source).inc()
@@ -68,8 +108,7 @@ def add_registry_webhook(app: web.Application, token: str | None, on_push: OnPus
                 rechecked = await on_push(new)
             except Exception as error:
                 # Nothing was done, so let the registry's retry through the de-duplication.
-                for push in new:
-                    recent.forget(push.id)
+                await forget(new)
                 if isinstance(error, BasewatchError):
                     log.warning("registry notification not handled: %s", error)
                     return json_error(503, str(error))

@@ -12,8 +12,10 @@ from basewatch.store.database import Database
 from basewatch.store.engine_slots import LocalEngineSlots, SharedEngineSlots
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
-from basewatch.store.protocols import (EngineSlots, GitHeadStore, GraphStore, RunLogStore,
-                                       RunStore, Store, TaskStore, TimerStore, WebhookStore)
+from basewatch.store.notifications import SQLiteNotificationStore
+from basewatch.store.protocols import (EngineSlots, GitHeadStore, GraphStore,
+                                       NotificationStore, RunLogStore, RunStore, Store,
+                                       TaskStore, TimerStore, WebhookStore)
 from basewatch.store.run_logs import SQLiteRunLogStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
@@ -34,6 +36,7 @@ class SQLiteStore:
         self.git_heads = SQLiteGitHeadStore(database)
         self.webhooks = SQLiteWebhookStore(database)
         self.run_logs = SQLiteRunLogStore(database)
+        self.notifications = SQLiteNotificationStore(database)
         self.cluster = ClusterStore(database)  # several daemons on one PostgreSQL
         # Shared where several daemons can share the database; one daemon keeps its own.
         self.engine_slots: EngineSlots = (SharedEngineSlots(database)
@@ -54,6 +57,6 @@ class SQLiteStore:
 
 
 __all__ = ["ClusterStore", "DaemonRow", "DaemonSession", "Database", "EngineSlots",
-           "GitHeadStore", "GraphStore", "LocalEngineSlots", "RunLogStore", "RunStore",
-           "SQLiteStore", "SharedEngineSlots", "Store", "TaskStore", "TimerStore",
-           "WebhookStore"]
+           "GitHeadStore", "GraphStore", "LocalEngineSlots", "NotificationStore",
+           "RunLogStore", "RunStore", "SQLiteStore", "SharedEngineSlots", "Store",
+           "TaskStore", "TimerStore", "WebhookStore"]

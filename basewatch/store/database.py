@@ -20,12 +20,16 @@ from sqlalchemy import Table, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql import ColumnElement, Executable, cast, func
+from sqlalchemy.sql import ColumnElement, Executable, cast, func, select
 from sqlalchemy.types import TIMESTAMP
 
 from basewatch.errors import StoreBusyError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The transaction-scoped PostgreSQL advisory lock that serialises queueing across daemons (a
+# base change's runs, a timer's fire), so "a task with a queued run gets no second one" holds
+# for several daemons on one database as it does for one. A constant of our own ("bsw:queu").
+QUEUEING_LOCK = 0x6273773A71756575
 _WRITE = "basewatch_write"  # the execution option that makes a connection's BEGIN IMMEDIATE
 
 
@@ -89,6 +93,14 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> AsyncEngine:
 
 def _postgres_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+async def lock_queueing(connection: AsyncConnection) -> None:
+    """Inside a write transaction: wait until no other daemon is queueing runs, and keep them
+    waiting until this transaction ends. SQLite needs nothing: its BEGIN IMMEDIATE already
+    lets one writer in at a time, whichever process it is."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(select(func.pg_advisory_xact_lock(QUEUEING_LOCK)))
 
 
 class Database:

@@ -98,29 +98,39 @@ class SQLiteGraphStore:
             watched_digests.c.base == base, watched_digests.c.platform == platform))
         return _watched(row) if row else None
 
-    async def record_same(self, checks: Iterable[tuple[str, str, str | None]]) -> None:
-        """Record unchanged (base, platform, index digest) checks, many in one transaction."""
+    async def record_same(self, checks: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """Record unchanged (base, platform, digest, index digest) checks, many in one
+        transaction. A row whose digest is another by now (another daemon recorded a change
+        since this one read it) is left alone: an older check never writes over a newer one."""
         stamp = to_text(now())
-        checks = [{"b_base": base, "b_platform": platform, "index_digest": index_digest}
-                  for base, platform, index_digest in checks]
+        # In one order, so two daemons' batches over the same rows cannot deadlock.
+        checks = [{"b_base": base, "b_platform": platform, "b_digest": digest,
+                   "index_digest": index_digest}
+                  for base, platform, digest, index_digest in sorted(checks)]
         if not checks:
             return
         async with self.database.transaction() as db:
             await db.execute(
                 update(watched_digests)
                 .where(watched_digests.c.base == bindparam("b_base"),
-                       watched_digests.c.platform == bindparam("b_platform"))
+                       watched_digests.c.platform == bindparam("b_platform"),
+                       watched_digests.c.digest == bindparam("b_digest"))
                 .values(checked_at=stamp, last_error=None,
                         index_digest=bindparam("index_digest")), checks)
 
     async def record_first(self, base: str, platform: str, digest: str,
-                           index_digest: str | None) -> None:
+                           index_digest: str | None) -> bool:
+        """The first digest seen of a reference; False, and nothing written, when it has one
+        already (another daemon recorded it, or a change, first: a change is only ever recorded
+        with its runs)."""
         async with self.database.transaction() as db:
-            await db.execute(
+            result = await db.execute(
                 update(watched_digests)
-                .where(watched_digests.c.base == base, watched_digests.c.platform == platform)
+                .where(watched_digests.c.base == base, watched_digests.c.platform == platform,
+                       watched_digests.c.digest.is_(None))
                 .values(digest=digest, index_digest=index_digest, checked_at=to_text(now()),
                         last_error=None))
+            return result.rowcount > 0
 
     async def record_error(self, base: str, platform: str, error: str) -> None:
         async with self.database.transaction() as db:

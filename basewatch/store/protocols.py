@@ -79,10 +79,13 @@ class GraphStore(Protocol):
 
     async def get_watched(self, base: str, platform: str) -> WatchedDigest | None: ...
 
-    async def record_same(self, checks: Iterable[tuple[str, str, str | None]]) -> None: ...
+    async def record_same(self, checks: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """Unchanged (base, platform, digest, index digest) checks; a row holding another
+        digest by now is left alone."""
 
     async def record_first(self, base: str, platform: str, digest: str,
-                           index_digest: str | None) -> None: ...
+                           index_digest: str | None) -> bool:
+        """The first digest of a reference; False (nothing written) when it has one already."""
 
     async def record_error(self, base: str, platform: str, error: str) -> None: ...
 
@@ -161,6 +164,9 @@ class RunStore(Protocol):
                              ) -> tuple[set[str], set[str]]:
         """Delete old finished, unarchived runs; (ids deleted, `log_candidates` still runs)."""
 
+    async def existing(self, run_ids: list[str]) -> set[str]:
+        """Those of `run_ids` that are runs (any state)."""
+
 
 class TimerStore(Protocol):
     """Per (task, timer): the last scheduled fire handled, and the schedule it counts on."""
@@ -236,6 +242,16 @@ class RunLogStore(Protocol):
         """How many bytes of the run's log the database holds."""
 
 
+class NotificationStore(Protocol):
+    """Registry notifications received, by event id, across every daemon on the database."""
+
+    async def first_time(self, event_ids: Collection[str]) -> set[str]:
+        """Record the ids; those not recorded before (by any daemon, within a day)."""
+
+    async def forget(self, event_ids: Collection[str]) -> None:
+        """Let these events through again (handling them failed)."""
+
+
 class Store(Protocol):
     """One store, with a view per concept."""
 
@@ -247,5 +263,6 @@ class Store(Protocol):
     webhooks: WebhookStore
     engine_slots: EngineSlots
     run_logs: RunLogStore
+    notifications: NotificationStore
 
     async def close(self) -> None: ...

@@ -40,7 +40,7 @@ from basewatch.models import (
     StepRecord,
     Trigger,
 )
-from basewatch.store.database import Database, from_text, now, to_text
+from basewatch.store.database import Database, from_text, lock_queueing, now, to_text
 from basewatch.store.schema import (
     SOURCE_KEY_WHERE,
     run_steps,
@@ -375,14 +375,20 @@ class SQLiteRunStore:
 
         A task that already has a queued run for the same trigger gets no second one; that run
         now records this change as the one that fired it (the latest, which it will build on).
+        A digest the store has already (another daemon saw the change first, or this one saw it
+        twice) queues nothing: []. Both hold across daemons sharing the database.
         """
         stamp = to_text(now())
         async with self.database.transaction() as db:
-            await db.execute(
+            await lock_queueing(db)
+            recorded = await db.execute(
                 update(watched_digests)
-                .where(watched_digests.c.base == base, watched_digests.c.platform == platform)
+                .where(watched_digests.c.base == base, watched_digests.c.platform == platform,
+                       watched_digests.c.digest.is_distinct_from(digest))
                 .values(digest=digest, index_digest=index_digest, checked_at=stamp,
                         changed_at=stamp, last_error=None))
+            if recorded.rowcount == 0:
+                return []
             pending = {(row.task, row.trigger): row.id for row in await db.execute(
                 select(runs.c.task, runs.c.trigger, runs.c.id)
                 .where(runs.c.status == RunStatus.QUEUED.value))}
@@ -416,6 +422,7 @@ class SQLiteRunStore:
         instant = self.database.instant
         mark = mark_text(scheduled)
         async with self.database.transaction() as db:
+            await lock_queueing(db)
             result = await db.execute(
                 update(timer_marks)
                 .where(timer_marks.c.task == task, timer_marks.c.timer == timer,
@@ -452,9 +459,21 @@ class SQLiteRunStore:
                        instant(func.coalesce(runs.c.finished_at, runs.c.queued_at))
                        < instant(literal(to_text(before), Text)))
                 .returning(runs.c.id))).scalars().all()
-            known: set[str] = set()
-            for start in range(0, len(log_candidates), _ID_BATCH):
-                batch = log_candidates[start:start + _ID_BATCH]
-                known.update((await db.execute(
-                    select(runs.c.id).where(runs.c.id.in_(batch)))).scalars())
+            known = await _existing(db, log_candidates)
         return set(deleted), known
+
+    async def existing(self, run_ids: list[str]) -> set[str]:
+        """Those of `run_ids` that are runs (any state)."""
+        found: set[str] = set()
+        for start in range(0, len(run_ids), _ID_BATCH):
+            found.update(row["id"] for row in await self.database.fetchall(
+                select(runs.c.id).where(runs.c.id.in_(run_ids[start:start + _ID_BATCH]))))
+        return found
+
+
+async def _existing(db, run_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(run_ids), _ID_BATCH):
+        batch = run_ids[start:start + _ID_BATCH]
+        found.update((await db.execute(select(runs.c.id).where(runs.c.id.in_(batch)))).scalars())
+    return found

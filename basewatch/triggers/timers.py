@@ -6,6 +6,8 @@ recorded with its run in one transaction (a crash loses neither and repeats neit
 missed while the daemon was down give one catch-up run as it starts, not one per miss; and a
 timer that is new, enabled again or given a new schedule starts from now, not from the past.
 A fire while the task has a run queued adds none: the store decides, in that transaction.
+With several daemons on one database, the leader (`is_leader()`) fires timers and the others
+wait; the store records each fire once, so two daemons firing the same one queue one run.
 
 The clock and the sleep are injected, so tests move time instead of waiting for it.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 from basewatch.cron import CronSchedule
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 MAX_SLEEP_SECONDS = 60.0
 RETRY_SECONDS = 5.0  # after a store that refused (locked, full)
 MAX_COUNTED_MISSES = 1000  # a catch-up run's reason counts the fires it stands for up to here
+# A daemon that is not the leader asks this often whether it has become it, unless
+# leadership_changed() wakes it sooner.
+LEADERSHIP_CHECK_SECONDS = 1.0
 
 
 def utc_now() -> datetime:
@@ -101,8 +106,15 @@ def _fires_between(schedule: CronSchedule, after: datetime, until: datetime) -> 
 class TimerScheduler:
     def __init__(self, tasks: TaskStore, marks: TimerStore, triggers: Triggers, *,
                  clock: Callable[[], datetime] = utc_now,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                 is_leader: Callable[[], bool] = lambda: True,
+                 reread_tasks: timedelta | None = None):
         self.tasks = tasks
+        self.is_leader = is_leader
+        # With several daemons, a task changed through another daemon's API is never refresh()ed
+        # here: read the tasks again at least this often (checked at each tick, so within a
+        # minute more at most). None: on refresh() only, as one daemon needs.
+        self.reread_tasks = reread_tasks
         self.marks = marks
         self.triggers = triggers
         self.clock = clock
@@ -114,6 +126,7 @@ class TimerScheduler:
         self._tasks: list[Task] = []
         self._changes = 1  # refresh() counts up; the tasks were read at _read_at
         self._read_at = 0
+        self._read_when: datetime | None = None  # by the clock
         self._refused: set[tuple[str, str, str]] = set()  # said once, not every minute
 
     def refresh(self) -> None:
@@ -121,10 +134,23 @@ class TimerScheduler:
         self._changes += 1
         self._changed.set()
 
+    def leadership_changed(self) -> None:
+        """This daemon became the leader or stopped being it: asked now rather than within
+        LEADERSHIP_CHECK_SECONDS."""
+        self._changed.set()
+
     async def run(self) -> None:
-        """Fire timers as they fall due, until cancelled."""
+        """Fire timers as they fall due, while this daemon leads, until cancelled."""
+        leading = False
         while True:
             self._changed.clear()
+            was_leading, leading = leading, self.is_leader()
+            if not leading:
+                await self._wait(LEADERSHIP_CHECK_SECONDS)
+                continue
+            if not was_leading:
+                # Tasks changed through another daemon never said so here: read them afresh.
+                self._changes += 1
             try:
                 wake = await self.tick()
             except BasewatchError as exc:  # the store refused for now
@@ -154,8 +180,12 @@ class TimerScheduler:
         missed), count new timers from now, forget timers removed or disabled. When the next
         timer falls due; None when no timer is enabled."""
         now = self.clock()
+        if (self.reread_tasks is not None and self._read_when is not None
+                and now - self._read_when >= self.reread_tasks):
+            self._changes += 1
         if self._read_at != self._changes:
             changes = self._changes  # a change during the read is read at the next tick
+            self._read_when = now
             self._tasks = await self.tasks.all()
             self._read_at = changes
         timers = {(task.name, timer.name): (task, timer) for task in self._tasks

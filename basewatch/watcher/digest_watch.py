@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # Re-read the watched set this often even without refresh(), as a safety net.
 RELOAD_SECONDS = 30.0
+# A daemon that is not the leader asks this often whether it has become it (the election
+# itself checks every second or two), unless leadership_changed() wakes it sooner.
+LEADERSHIP_CHECK_SECONDS = 1.0
 
 Key = tuple[str, str]  # (base reference, platform)
 # A registry may notify a tagged push before the tag serves it (distribution 2.x stores the
@@ -63,17 +66,26 @@ class PollStats:
 class DigestWatcher:
     """Compares registry digests with the store's, through an in-memory view of the watched set.
 
-    The watcher is the only writer of watched digests after registration, so its view stays
-    true; unchanged checks are written in batches, because one transaction per check would cap
-    a poll cycle at a few hundred references a second.
+    Unchanged checks are written in batches, because one transaction per check would cap a poll
+    cycle at a few hundred references a second.
+
+    With several daemons on one database, only the leader (`is_leader()`) polls on schedule;
+    every daemon checks what push notifications and cascades ask it to. Another daemon may then
+    have recorded a digest this one's view does not hold yet: the store only writes a digest
+    over the one it still has (a first one over none, a change over any other, an unchanged
+    check over the same), so a stale view never writes an older digest back nor queues a change
+    twice; the view is read again every RELOAD_SECONDS and as the daemon becomes the leader.
     """
 
     def __init__(self, graph: GraphStore, source: DigestSource,
                  on_change: Callable[[DigestChange], Awaitable[None]],
                  interval_for: Callable[[str], float], concurrency: int = 64,
                  jitter: float = 0.1, metrics: Metrics | None = None,
-                 on_shown_change: Callable[[], None] | None = None):
+                 on_shown_change: Callable[[], None] | None = None,
+                 is_leader: Callable[[], bool] = lambda: True):
         self.graph = graph
+        # Whether this daemon polls on schedule (several daemons on one database: one does).
+        self.is_leader = is_leader
         # Told when what the graph shows of a reference changed (its first digest, a new one,
         # its check began or stopped failing): the dashboard redraws then, not on every poll.
         self.on_shown_change = on_shown_change
@@ -84,7 +96,7 @@ class DigestWatcher:
         self.metrics = metrics
         self._limit = asyncio.Semaphore(concurrency)
         self._watched: dict[Key, WatchedDigest] = {}
-        self._unchanged: dict[Key, str | None] = {}
+        self._unchanged: dict[Key, tuple[str, str | None]] = {}  # (digest, index digest)
         self._next_due: dict[Key, float] = {}
         self._failures: dict[Key, int] = {}
         self._in_flight: set[Key] = set()
@@ -101,15 +113,25 @@ class DigestWatcher:
         return len(self._watched)
 
     def reference_states(self) -> list[ReferenceState]:
-        """Each watched reference's last check, interval and whether it is failing."""
-        return [ReferenceState(base, platform, self._checked_at.get((base, platform), 0.0),
-                               self.interval_for(ImageReference.parse(base).registry),
-                               (base, platform) in self._failures)
-                for base, platform in self._watched]
+        """Each watched reference's last check, interval and whether it is failing: by this
+        daemon, or as the store said at the last read (the leader's checks, on a follower)."""
+        states = []
+        for key, watched in self._watched.items():
+            stored = watched.checked_at.timestamp() if watched.checked_at else 0.0
+            states.append(ReferenceState(
+                key[0], key[1], max(self._checked_at.get(key, 0.0), stored),
+                self.interval_for(ImageReference.parse(key[0]).registry),
+                key in self._failures or watched.last_error is not None))
+        return states
 
     def refresh(self) -> None:
         """The set of watched references changed: re-read it now."""
         self._reload.set()
+        self._wake.set()
+
+    def leadership_changed(self) -> None:
+        """This daemon became the leader or stopped being it: the schedule asks is_leader()
+        now rather than within LEADERSHIP_CHECK_SECONDS."""
         self._wake.set()
 
     async def _load(self) -> None:
@@ -122,7 +144,8 @@ class DigestWatcher:
         """Write the unchanged checks gathered since the last flush."""
         if self._unchanged:
             batch, self._unchanged = self._unchanged, {}
-            await self.graph.record_same([(b, p, index) for (b, p), index in batch.items()])
+            await self.graph.record_same([(b, p, digest, index)
+                                          for (b, p), (digest, index) in batch.items()])
 
     async def check(self, base: str, platform: str) -> DigestChange | None:
         """Compare one reference now. Asked while a check of it runs, it runs once more after,
@@ -213,12 +236,16 @@ class DigestWatcher:
         self._watched[key] = replace(current, digest=seen.digest, index_digest=seen.index_digest,
                                      last_error=None)
         if current.digest is None:
-            self._count(ref, "first")
-            await self.graph.record_first(base, platform, seen.digest, seen.index_digest)
-            return None
+            if await self.graph.record_first(base, platform, seen.digest, seen.index_digest):
+                self._count(ref, "first")
+                return None
+            # Another daemon recorded one first: compared with that, as a change or not.
+            current = await self.graph.get_watched(base, platform)
+            if current is None or current.digest is None:
+                return None
         if current.digest == seen.digest:
             self._count(ref, "same")
-            self._unchanged[key] = seen.index_digest
+            self._unchanged[key] = (seen.digest, seen.index_digest)
             return None
         self._count(ref, "changed")
         change = DigestChange(base, platform, current.digest, seen.digest, seen.index_digest)
@@ -258,9 +285,13 @@ class DigestWatcher:
 
     async def _schedule(self) -> None:
         loaded_at = float("-inf")
+        leading = False
         while True:
             self._wake.clear()
             now = time.monotonic()
+            was_leading, leading = leading, self.is_leader()
+            if leading and not was_leading:
+                self._reload.set()  # take over from the view the last leader left
             if self._reload.is_set() or now - loaded_at > RELOAD_SECONDS:
                 self._reload.clear()
                 await self._load()
@@ -268,6 +299,11 @@ class DigestWatcher:
                 self._reconcile(now)
             due = [key for key, when in self._next_due.items() if when <= now]
             for key in due:
+                if not leading:
+                    # The leader polls it; its place in the schedule is kept, so a daemon
+                    # that takes over polls each reference within one interval, spread out.
+                    self._next_due[key] = now + self._interval(*key)
+                    continue
                 self._next_due[key] = float("inf")  # in flight; rescheduled when done
                 check = asyncio.create_task(self._check_and_reschedule(*key))
                 self._checks.add(check)
@@ -275,6 +311,8 @@ class DigestWatcher:
             await self.flush()
             pending = [when for when in self._next_due.values() if when != float("inf")]
             delay = max(0.0, min(pending) - time.monotonic()) if pending else RELOAD_SECONDS
+            if not leading:
+                delay = min(delay, LEADERSHIP_CHECK_SECONDS)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=min(delay, RELOAD_SECONDS))
             except TimeoutError:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # Re-read the tasks this often even without refresh(), as a safety net.
 RELOAD_SECONDS = 30.0
+# A daemon that is not the leader asks this often whether it has become it, unless
+# leadership_changed() wakes it sooner.
+LEADERSHIP_CHECK_SECONDS = 1.0
 
 
 class HeadLister(Protocol):
@@ -134,13 +137,17 @@ class PollStats:
 
 class GitPoller:
     """Polls each remote of `plans(tasks)` every `interval` seconds (jittered, backing off
-    while it fails), at most `concurrency` at once."""
+    while it fails), at most `concurrency` at once; with several daemons on one database, on
+    the leader only (`is_leader()`), which reads the heads the last leader stored as it takes
+    over."""
 
     def __init__(self, tasks: Callable[[], Awaitable[list[Task]]], heads: GitHeadStore,
                  lister: HeadLister, sink: SourceEventSink, interval: float, *,
                  concurrency: int = 16, jitter: float = 0.1, metrics: Metrics | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 is_leader: Callable[[], bool] = lambda: True):
         self.tasks = tasks
+        self.is_leader = is_leader
         self.heads = heads
         self.lister = lister
         self.sink = sink
@@ -151,6 +158,7 @@ class GitPoller:
         self._limit = asyncio.Semaphore(concurrency)
         self._plans: dict[str, RemotePlan] = {}
         self._known: dict[str, dict[str, str]] | None = None  # read from the store once
+        self._heads_stale = False  # another daemon polled meanwhile: read them again
         self._next_due: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._problems: dict[str, str] = {}
@@ -162,6 +170,11 @@ class GitPoller:
     def refresh(self) -> None:
         """The tasks changed: re-read which remotes and branches to poll now."""
         self._reload.set()
+        self._wake.set()
+
+    def leadership_changed(self) -> None:
+        """This daemon became the leader or stopped being it: the schedule asks is_leader()
+        now rather than within LEADERSHIP_CHECK_SECONDS."""
         self._wake.set()
 
     @property
@@ -180,8 +193,11 @@ class GitPoller:
         before = set(self._plans)
         self._plans = remote_plans(await self.tasks())
         self._loaded_at = self.clock()
-        if self._known is None:  # the first load: what the store kept across the restart
+        if self._known is None or self._heads_stale:
+            # The first load, or taking over as the leader: what the store kept across the
+            # restart, or what the last leader saw.
             self._known = await self.heads.heads()
+            self._heads_stale = False
         elif set(self._plans) == before:
             return
         for remote in set(self._known) - set(self._plans):
@@ -315,14 +331,33 @@ class GitPoller:
                     self.interval, self._failures.get(remote, 0), self.jitter)
                 self._wake.set()
 
+    def _keep_places(self) -> None:
+        """Not the leader: a remote whose time came keeps its place in the schedule, unpolled,
+        so a daemon that takes over polls each within one interval, spread out."""
+        now = self.clock()
+        for remote, when in self._next_due.items():
+            if when <= now:
+                self._next_due[remote] = now + next_delay(
+                    self.interval, self._failures.get(remote, 0), self.jitter)
+
     async def run(self) -> None:
-        """Poll forever, each remote on its own jittered schedule."""
+        """Poll forever, each remote on its own jittered schedule, while this daemon leads."""
+        leading = False
         try:
             while True:
                 self._wake.clear()
-                await self._start_due()
+                was_leading, leading = leading, self.is_leader()
+                if leading and not was_leading and self._known is not None:
+                    self._heads_stale = True
+                    self._reload.set()
+                if leading:
+                    await self._start_due()
+                else:
+                    self._keep_places()
                 pending = [when for when in self._next_due.values() if when != float("inf")]
                 delay = max(0.0, min(pending) - self.clock()) if pending else RELOAD_SECONDS
+                if not leading:
+                    delay = min(delay, LEADERSHIP_CHECK_SECONDS)
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=min(delay, RELOAD_SECONDS))
                 except TimeoutError:

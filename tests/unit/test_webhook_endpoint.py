@@ -1,6 +1,7 @@
 """POST /webhooks/registry on an in-process server: auth, limits, de-duplication, errors."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -10,9 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from basewatch.errors import RegistryError
+from basewatch.errors import RegistryError, StoreBusyError
 from basewatch.http.webhooks import MAX_BODY_BYTES, PATH, add_registry_webhook
 from basewatch.watcher.notifications import DISTRIBUTION_EVENTS, PushNotification
+from tests.support.stores import open_store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"  # see its README
 TOKEN = "s3cret-token"
@@ -248,3 +250,78 @@ async def test_a_newline_in_a_repository_forges_no_log_line(client, receiver, ca
                       "rechecked": 1}
     assert [push.repository for push in receiver.calls[0]] == ["base"]
     assert caplog.messages and not any("\n" in message for message in caplog.messages)
+
+
+# --- several daemons on one database ----------------------------------------------------------
+
+@pytest.fixture
+async def two_daemons(tmp_path, receiver):
+    """Two daemons' endpoints, each with its own memory of events and its own store on one
+    database; the daemons' re-checks land in one receiver."""
+    stores = [await open_store(tmp_path / "shared.db") for _ in range(2)]
+    clients = []
+    for store in stores:
+        app = web.Application()
+        add_registry_webhook(app, TOKEN, receiver, seen=store.notifications)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+    yield clients, stores
+    for client in clients:
+        await client.close()
+    for store in stores:
+        await store.close()
+
+
+async def test_one_event_posted_to_two_daemons_is_handled_once(two_daemons, receiver):
+    (first, second), _ = two_daemons
+    answers = await asyncio.gather(post(first, headers=BEARER), post(second, headers=BEARER))
+    assert sorted((status, a["accepted"], a["duplicates"]) for status, a, _ in answers) == [
+        (202, 0, 1), (202, 1, 0)]
+    assert [[push.id for push in call] for call in receiver.calls] == [["e1"]]
+    # Sent again to either, it is a duplicate there too.
+    for client in (first, second):
+        status, answer, _ = await post(client, headers=BEARER)
+        assert (status, answer["accepted"], answer["duplicates"]) == (202, 0, 1)
+    assert len(receiver.calls) == 1
+
+
+async def test_a_failed_handling_lets_the_retry_through_on_any_daemon(two_daemons, receiver):
+    (first, second), _ = two_daemons
+    receiver.failure = RegistryError("cannot reach registry.local:5000")
+    status, _, _ = await post(first, headers=BEARER)
+    assert status == 503
+    receiver.failure = None
+    # The registry's retry gets through, whichever daemon it reaches...
+    status, answer, _ = await post(second, headers=BEARER)
+    assert (status, answer["accepted"]) == (202, 1)
+    # ...and the first, asked again, finds it handled.
+    status, answer, _ = await post(first, headers=BEARER)
+    assert (status, answer["accepted"], answer["duplicates"]) == (202, 0, 1)
+    assert len(receiver.calls) == 2
+
+
+async def test_a_store_that_refuses_is_a_503_and_the_retry_gets_through(two_daemons, receiver):
+    (first, _), stores = two_daemons
+
+    class Refusing:
+        async def first_time(self, event_ids):
+            raise StoreBusyError("database is locked")
+
+        async def forget(self, event_ids):
+            pass
+
+    app = web.Application()
+    refusing = Refusing()
+    add_registry_webhook(app, TOKEN, receiver, seen=refusing)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        status, answer, _ = await post(client, headers=BEARER)
+        assert (status, answer) == (503, {"error": "database is locked"})
+        assert receiver.calls == []
+        refusing.first_time = stores[0].notifications.first_time  # the store is back
+        status, answer, _ = await post(client, headers=BEARER)
+        assert (status, answer["accepted"]) == (202, 1)
+    finally:
+        await client.close()

@@ -14,6 +14,7 @@ from basewatch.models import RunRequest, RunType, Trigger
 from basewatch.store import Database, SQLiteStore, protocols
 from basewatch.store.git_heads import SQLiteGitHeadStore
 from basewatch.store.graph import SQLiteGraphStore
+from basewatch.store.notifications import SQLiteNotificationStore
 from basewatch.store.run_logs import SQLiteRunLogStore
 from basewatch.store.runs import SQLiteRunStore
 from basewatch.store.tasks import SQLiteTaskStore
@@ -32,7 +33,8 @@ def methods(cls) -> dict[str, inspect.Signature]:
 @pytest.mark.parametrize("protocol, implementation", [
     (protocols.TaskStore, SQLiteTaskStore), (protocols.GraphStore, SQLiteGraphStore),
     (protocols.RunStore, SQLiteRunStore), (protocols.TimerStore, SQLiteTimerStore),
-    (protocols.GitHeadStore, SQLiteGitHeadStore), (protocols.RunLogStore, SQLiteRunLogStore)])
+    (protocols.GitHeadStore, SQLiteGitHeadStore), (protocols.RunLogStore, SQLiteRunLogStore),
+    (protocols.NotificationStore, SQLiteNotificationStore)])
 def test_each_sqlite_view_has_every_method_of_its_protocol(protocol, implementation):
     wanted, found = methods(protocol), methods(implementation)
     for name, signature in wanted.items():
