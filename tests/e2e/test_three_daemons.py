@@ -148,6 +148,7 @@ def check_each_task_built_once(rows: list[dict], tasks: list[str]) -> None:
             assert by_id[row["retry_of"]]["status"] == "Failed"
 
 
+@pytest.mark.timeout(600)  # two cascades of fifty builds, and two engines to stop at the end
 async def test_three_daemons_on_one_postgres_and_two_engines(tmp_path, start_registry,
                                                              base_images, request):
     engines = request.getfixturevalue("tcp_engines")
