@@ -131,7 +131,7 @@ async def test_the_api_asks_to_come_back_for_a_config_task_not_registered_yet(st
     progress = RegistrationProgress()
     progress.begin(["later"])
     services = Services(store, TaskRegistrar(store, SeenDigests(), REGISTRY),
-                        executor=type("Executor", (), {"log_updates": None})(),
+                        executor=type("Executor", (), {"log_updates": None, "logs_dir": None})(),
                         triggers=None, registration=progress)
     with pytest.raises(StartingError) as raised:
         await services.get_task("later")
@@ -151,7 +151,7 @@ async def test_while_the_config_is_read_an_unknown_task_may_be_one_of_its(store,
     registrar = TaskRegistrar(store, SeenDigests(), REGISTRY)
     await registrar.register(settings(tmp_path, "api-task", f"FROM {REGISTRY}/b:1\n")
                              .to_task(), "api")
-    services = Services(store, registrar, executor=type("Executor", (), {"log_updates": None})(),
+    services = Services(store, registrar, executor=type("Executor", (), {"log_updates": None, "logs_dir": None})(),
                         triggers=None, registration=progress)
     assert (await services.get_task("api-task"))["name"] == "api-task"
     with pytest.raises(StartingError):

@@ -142,7 +142,7 @@ async def test_the_api_s_run_view_lists_the_steps(store):
     run = await queued(store)
     await store.runs.record_step(run.id, 0, StepRecord("a", "cmd", "cmd busybox", "Failed",
                                                        0.25, 1.5, 2, 3, "exited with code 3"))
-    services = Services(store, None, type("E", (), {"log_updates": None})(), None)
+    services = Services(store, None, type("E", (), {"log_updates": None, "logs_dir": None})(), None)
     view = await services.get_run(run.id)
     assert view["steps"] == [{
         "id": "a", "kind": "cmd", "action": "cmd busybox", "status": "Failed",

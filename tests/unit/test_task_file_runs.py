@@ -109,6 +109,7 @@ class Submitted(list):
 
 class NoExecutor:
     log_updates = None
+    logs_dir = None  # no run here reads a log
 
 
 def services(store, registrar, secrets: RunSecrets) -> Services:

@@ -62,7 +62,7 @@ class Digests:
 async def services(tmp_path: Path):
     store = await open_store(tmp_path / "state" / "basewatch.db")
     registrar = TaskRegistrar(store, Digests(), REG)
-    yield Services(store, registrar, SimpleNamespace(log_updates=None),
+    yield Services(store, registrar, SimpleNamespace(log_updates=None, logs_dir=tmp_path / "logs"),
                    Triggers(store.runs, lambda run_id, delay: None), local_contexts_root=tmp_path)
     await store.close()
 

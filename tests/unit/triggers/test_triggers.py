@@ -135,6 +135,7 @@ async def test_runs_from_before_the_trigger_data_column_read_back(tmp_path):
 
 class Executor:
     log_updates = None
+    logs_dir = None  # no run here reads a log
 
 
 async def test_manual_runs_and_quick_builds_go_through_the_seam(tmp_path, store, submitted):
