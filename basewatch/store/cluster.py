@@ -150,7 +150,9 @@ class ClusterStore:
             await db.execute(delete(daemons).where(daemons.c.id == daemon_id))
 
     async def daemons(self) -> list[DaemonRow]:
-        rows = await self.database.fetchall(select(daemons).order_by(daemons.c.started_at))
+        # By name: /healthz lists them in an order a person can compare across daemons.
+        rows = await self.database.fetchall(
+            select(daemons).order_by(daemons.c.name, daemons.c.started_at))
         return [DaemonRow(row["id"], row["name"], from_text(row["started_at"]),
                           from_text(row["heartbeat_at"]), row["listen"]) for row in rows]
 
