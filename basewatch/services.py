@@ -24,13 +24,13 @@ from basewatch.builder.run_secrets import RunSecrets
 from basewatch.builder.executor import RunExecutor
 from basewatch.config import (CREDENTIALS_IN_URL, MAX_TIMERS_PER_TASK, TaskSettings,
                               TimerSettings, format_validation_error, task_fields, timer_fields)
-from basewatch.config_sync import RegistrationProgress
 from basewatch.errors import (ConflictError, InvalidRequestError, NotFoundError, StartingError,
                               TaskFileError, TooManyRunsError)
 from basewatch.graph_view import build_graph_view
 from basewatch.models import Run, RunRequest, RunStatus, StepRecord
 from basewatch.netpolicy import AddressRefused, HostPolicy
 from basewatch.oci.reference import is_registry_host
+from basewatch.registration_progress import RegistrationProgress
 from basewatch.store import Store
 from basewatch.taskfile import load_values_file, merge_values
 from basewatch.task_webhooks import TaskWebhooks

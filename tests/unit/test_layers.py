@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scm", ("scm",)),
     ("dockerfile", ("dockerfile",)),
     ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue", "cron",
-              "run_plan", "run_events")),
+              "run_plan", "run_events", "registration_progress")),
     ("taskfile", ("taskfile",)),
     ("config", ("config",)),
     ("graph", ("graph", "graph_view", "graph_svg")),

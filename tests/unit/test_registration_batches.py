@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from basewatch.config import TaskSettings
-from basewatch.config_sync import ConfigSync, RegistrationProgress
+from basewatch.config_sync import ConfigSync
 from basewatch.errors import NotFoundError, RegistryAddressRefused, StartingError
 from basewatch.health import HostState, health_report
+from basewatch.registration_progress import RegistrationProgress
 from basewatch.services import Services
 from basewatch.watcher import registration
 from basewatch.watcher.registration import TaskRegistrar
