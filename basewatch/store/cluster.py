@@ -14,9 +14,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import asyncpg
 from sqlalchemy import delete, or_, select, update
 
 from basewatch.errors import StoreBusyError
@@ -24,6 +23,9 @@ from basewatch.models import RunStatus
 from basewatch.store.database import Database, from_text, now, to_text
 from basewatch.store.runs import RUNS_CHANNEL, _requeue_once, _run, held_by
 from basewatch.store.schema import daemons, engine_slots, runs
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ class DaemonRow:
 
 @contextlib.contextmanager
 def _unreachable_as_busy():
+    # The driver imported where it is used: a daemon on SQLite never loads it.
+    import asyncpg
+
     try:
         yield
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
@@ -67,6 +72,8 @@ class DaemonSession:
     @classmethod
     async def open(cls, database: Database, daemon_id: str,
                    on_runs_queued: Callable[[], None]) -> "DaemonSession":
+        import asyncpg
+
         url = database.engine.url
         # As the pool's connections are made: TLS when the URL asks for it (?ssl=require).
         ssl = url.query.get("ssl") or url.query.get("sslmode")

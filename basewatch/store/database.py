@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from sqlalchemy import Table, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -119,7 +119,7 @@ class Database:
     async def open(cls, path: Path, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> "Database":
         """The SQLite database at `path`, created and migrated as needed."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        return await cls._opened(_sqlite_engine(sqlite_url(path), busy_timeout_ms))
+        return await cls._opened(lambda: _sqlite_engine(sqlite_url(path), busy_timeout_ms))
 
     @classmethod
     async def open_url(cls, url: str) -> "Database":
@@ -127,20 +127,26 @@ class Database:
         if make_url(url).get_backend_name() == "sqlite":
             database = make_url(url).database
             return await cls.open(Path(database))
-        return await cls._opened(_postgres_engine(url))
+        return await cls._opened(lambda: _postgres_engine(url))
 
     @classmethod
-    async def _opened(cls, engine: AsyncEngine) -> "Database":
+    async def _opened(cls, new_engine: Callable[[], AsyncEngine]) -> "Database":
+        # Migrated through an engine and an event loop of their own, on a thread: Alembic's
+        # import and its run (a tenth of a second on a new database, more on a big one) hold
+        # up nothing this loop serves, such as /healthz while the daemon starts.
+        await asyncio.to_thread(lambda: asyncio.run(cls._migrate(new_engine)))
+        return cls(new_engine())
+
+    @classmethod
+    async def _migrate(cls, new_engine: Callable[[], AsyncEngine]) -> None:
         from basewatch.store.migrate import migrate  # migrate imports this module
 
-        database = cls(engine)
+        engine = new_engine()
         try:
             with _busy_as_domain_error():
-                await migrate(database)
-        except BaseException:
+                await migrate(cls(engine))
+        finally:
             await engine.dispose()
-            raise
-        return database
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

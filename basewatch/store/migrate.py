@@ -9,15 +9,24 @@ move) is the baseline plus that column: it is stamped as revision 0002.
 """
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from basewatch.errors import BasewatchError
 from basewatch.store.legacy_migrations import MIGRATIONS
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 BASELINE = "0001"  # the revision that is the legacy schema at MIGRATIONS' last number
+# The newest revision: they are numbered one after the other, each file named by its number
+# (tests/unit/store/test_upgrade.py checks this is Alembic's own head). A database already
+# there is left alone without importing Alembic at all, as on every restart.
+HEAD = max(path.name.partition("_")[0] for path in
+           (Path(__file__).parent / "alembic" / "versions").glob("[0-9]*_*.py"))
 # Numbered migrations written on main after the move to Alembic (user_version past
 # MIGRATIONS' last number): the revision that holds the same schema. 11: runs.engine.
 LATER_NUMBERS = {11: "0002"}
@@ -30,10 +39,18 @@ async def migrate(database) -> None:
         if database.dialect == "postgresql":
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                      {"key": _MIGRATION_LOCK})
-        await connection.run_sync(_upgrade)
+        if not await connection.run_sync(_at_head):
+            await connection.run_sync(_upgrade)
+
+
+def _at_head(connection: Connection) -> bool:
+    return inspect(connection).has_table("alembic_version") and connection.execute(
+        text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
 
 
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", "basewatch.store:alembic")
     config.attributes["connection"] = connection
@@ -41,6 +58,8 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     config = _alembic_config(connection)
     if connection.dialect.name == "sqlite" and (stamp := _legacy_sqlite(connection)):
         command.stamp(config, stamp)
