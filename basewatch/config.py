@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from basewatch import tasks
+from basewatch.config_listen import DEFAULT_LISTEN, split_listen
 from basewatch.context_spec import (
     ContextError,
     checked_branch,
@@ -556,7 +557,7 @@ class Config(_Strict):
     database: DatabaseSettings | None = None
     # With a PostgreSQL database: this daemon among the others sharing it.
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
-    listen: str = "127.0.0.1:8080"
+    listen: str = DEFAULT_LISTEN
     max_concurrent_runs: int = Field(2, ge=1, le=256)
     # Manual runs and quick builds beyond this many queued runs are refused (429).
     max_queued_runs: int = Field(1000, ge=1)
@@ -661,8 +662,7 @@ class Config(_Strict):
     @field_validator("listen")
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        if split_listen(value) is None:
             raise ValueError(f"{value!r} is not host:port")
         return value
 
@@ -690,11 +690,11 @@ class Config(_Strict):
 
     @property
     def listen_host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
+        return split_listen(self.listen)[0]
 
     @property
     def listen_port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return split_listen(self.listen)[1]
 
     @property
     def run_registry(self) -> str | None:

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("models", "tasks", "context_spec", "templating", "metrics", "runqueue", "cron",
               "run_plan", "run_events", "registration_progress")),
     ("taskfile", ("taskfile",)),
-    ("config", ("config",)),
+    ("config", ("config", "config_listen")),
     ("graph", ("graph", "graph_view", "graph_svg")),
     ("store", ("store",)),
     ("triggers", ("triggers",)),
