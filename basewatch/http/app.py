@@ -9,11 +9,10 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from basewatch.errors import StoreBusyError
 from basewatch.http.api import ApiServices, add_api, api_auth
 from basewatch.http.common import json_error
+from basewatch.http.starting import STARTING_RETRY_AFTER
 from basewatch.metrics import Metrics
 
 HealthProbe = Callable[[], Awaitable[dict]]
-# Seconds a client is told to wait while the daemon registers its config's tasks.
-STARTING_RETRY_AFTER = "1"
 
 
 def webhooks_after_start(starting: Callable[[], bool]) -> Callable:
