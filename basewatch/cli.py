@@ -97,16 +97,9 @@ LOG_LEVELS = ["debug:all", "debug", "info", "warning", "error"]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
+    from basewatch.serve import serve
 
-    from basewatch.config import load_settings
-    from basewatch.daemon import Daemon
-    from basewatch.logs import configure_logging
-
-    # The tasks are read once the daemon serves (a config of thousands takes seconds).
-    config = load_settings(args.config)
-    configure_logging(args.log_level, config.log_format)
-    asyncio.run(Daemon(config, config_path=args.config, tasks_from_file=True).serve_forever())
+    serve(args.config, args.log_level)
     return 0
 
 

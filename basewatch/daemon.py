@@ -1,5 +1,6 @@
 """The long-lived daemon: builds the parts (watcher, triggers, run queue, builder, HTTP edge),
-wires them together, and runs start, SIGHUP and shutdown; it holds no logic of its own.
+wires them together, and runs start, SIGHUP's reload and shutdown; it holds no logic of its own.
+The process around it (signals, the port answering before the daemon exists) is basewatch/serve.py.
 
 Shutdown order is written down: stop taking requests, stop watching, cancel runs in progress
 (they are marked Canceled), close the engine threads, the registry client and the database.
@@ -8,10 +9,8 @@ Queued runs stay queued in the database and resume on the next start.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
-import signal
 import urllib.parse
 import uuid
 from datetime import timedelta
@@ -51,8 +50,9 @@ from basewatch.errors import BasewatchError, ConfigError, EngineError
 from basewatch.health import HostProbe, health_report
 from basewatch.http.app import create_app
 from basewatch.http.dashboard import add_dashboard
-from basewatch.http.uploads import receive_upload
 from basewatch.http.source_webhooks import add_source_webhooks
+from basewatch.http.starting import StartingServer
+from basewatch.http.uploads import receive_upload
 from basewatch.http.webhooks import add_registry_webhook
 from basewatch.membership import Membership
 from basewatch.metrics import Metrics
@@ -87,8 +87,12 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 class Daemon:
     def __init__(self, config: Config, docker_host: str | None = None,
-                 config_path: Path | None = None, tasks_from_file: bool = False):
+                 config_path: Path | None = None, tasks_from_file: bool = False,
+                 listener: StartingServer | None = None):
         self.config = config
+        # Where `basewatch serve` has answered since the process started: its sockets are
+        # taken over as this daemon serves (None: the daemon binds config.listen itself).
+        self.listener = listener
         self.config_path = config_path
         # `config` is the file's settings only (load_settings): its tasks are read once the
         # daemon serves, so a config of thousands answers /healthz at once all the same.
@@ -284,9 +288,14 @@ class Daemon:
                             kept_secrets=self.webhooks.secrets)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, config.listen_host, config.listen_port)
+        # Taken over as they are, the sockets never stop listening: a connection made in
+        # between waits in the backlog.
+        sites = ([web.SockSite(self._runner, sock) for sock in self.listener.hand_over()]
+                 if self.listener is not None
+                 else [web.TCPSite(self._runner, config.listen_host, config.listen_port)])
         try:
-            await site.start()
+            for site in sites:
+                await site.start()
         except OSError as exc:
             raise BasewatchError(f"cannot listen on {config.listen}: {exc.strerror}") from None
         log.info("listening on %s; registering %d config tasks", config.listen,
@@ -533,50 +542,3 @@ class Daemon:
         (listen, registries, tokens) take a restart."""
         if self.config_path is not None and self.config_sync is not None:
             self.config = await self.config_sync.reload(self.config, self.config_path)
-
-    async def serve_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the config's tasks."""
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        reloads: set[asyncio.Task] = set()
-
-        def reload() -> None:
-            task = loop.create_task(self.reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, reload)
-        loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
-        await self.start_serving()
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            # A registration that fails unexpectedly stops the daemon, as a failed start did.
-            await asyncio.wait({stopping, self._registration},
-                               return_when=asyncio.FIRST_COMPLETED)
-            if self._registration.done() and not self._registration.cancelled() \
-                    and self._registration.exception() is not None:
-                raise self._registration.exception()
-            await stopping
-            log.info("shutting down")
-        finally:
-            stopping.cancel()
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(signum)
-            log.info("stopping: SIGUSR1 logs what each task is waiting on")
-            if self._registration is not None and not self._registration.done():
-                for task in reloads:  # waiting for the registration that stops now
-                    task.cancel()
-            await asyncio.gather(*reloads, return_exceptions=True)
-            await self.stop()
-
-
-def _log_task_stacks() -> None:
-    """SIGUSR1: what every asyncio task is waiting on, in the log; for a daemon that seems
-    stuck (a slow shutdown, a run that does not end)."""
-    out = io.StringIO()
-    for task in asyncio.all_tasks():
-        print(f"task {task.get_name()}:", file=out)
-        task.print_stack(limit=8, file=out)
-    log.warning("SIGUSR1: %d tasks\n%s", len(asyncio.all_tasks()), out.getvalue())
