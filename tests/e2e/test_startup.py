@@ -213,3 +213,36 @@ def test_a_task_the_config_refuses_still_stops_serve_with_its_message(tmp_path):
     assert result.stderr.splitlines()[-1] == (
         "basewatch: error: basewatch.yml: tasks[0].platforms: unknown key; did you mean "
         "`platform`?")
+
+
+def small_serve(tmp_path: Path) -> tuple[subprocess.Popen, str, int]:
+    """`basewatch serve` with no tasks and no engine, from the first moment of its process."""
+    port = stack.free_port()
+    (tmp_path / "basewatch.yml").write_text(
+        f"state_dir: state\nlisten: 127.0.0.1:{port}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "basewatch", "serve", "--config", "basewatch.yml"],
+        cwd=tmp_path, env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, f"http://127.0.0.1:{port}", port
+
+
+def test_a_sigterm_as_soon_as_the_port_answers_stops_serve_cleanly(tmp_path):
+    """The port answers before the daemon's modules are loaded: its signals are handled from
+    then on, whatever the daemon has got to."""
+    process, url, port = small_serve(tmp_path)
+    port_open(port, process)
+    status, _, report = healthz(url)
+    assert status in (200, 503) and "registration" in report, report
+    stop(process)
+
+
+def test_a_sighup_as_soon_as_the_port_answers_reloads_once_the_daemon_serves(tmp_path):
+    process, url, port = small_serve(tmp_path)
+    try:
+        port_open(port, process)
+        process.send_signal(signal.SIGHUP)
+        stack.daemon_health(url, process)  # 200: alive, and registered
+    finally:
+        output = stop(process)
+    assert "config reloaded" in output
