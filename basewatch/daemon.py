@@ -156,11 +156,13 @@ class Daemon:
         # Logs, contexts and uploads live in state_dir whichever database holds the state.
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = store = await self._open_store()
+        quick_runs = QuickRuns(config.state_dir / "contexts")
         self.membership = Membership(
             store, config.cluster, config.listen, on_rerun=lambda run_id: self._submit(run_id),
             on_runs_queued=lambda: self.feed.wake() if self.feed is not None else None,
             on_reaped=self.metrics.dead_daemon_runs.inc,
-            on_leading=lambda leading: self._leadership_changed())
+            on_leading=lambda leading: self._leadership_changed(),
+            held_uploads=quick_runs.uploads)
         if not self.membership.shared:
             # The one daemon on this database: whatever was in progress was its own.
             interrupted = await store.runs.fail_unfinished(
@@ -191,8 +193,7 @@ class Daemon:
                                        image_aliases=config.aliases)
         # The runs' --set-secret values: in this process's memory only, until each run ends.
         run_secrets = RunSecrets()
-        planner = RunPlanner(store, checkouts, QuickRuns(config.state_dir / "contexts"),
-                             run_registry,
+        planner = RunPlanner(store, checkouts, quick_runs, run_registry,
                              on_context_changed=Reregistration(store, self.registrar)
                              .on_context_changed,
                              on_revision=self.commit_statuses.on_revision,

@@ -38,20 +38,25 @@ class Membership:
                  on_leading: Callable[[bool], None] | None = None,
                  on_rerun: Callable[[str], None] | None = None,
                  on_runs_queued: Callable[[], None] | None = None,
-                 on_reaped: Callable[[], None] | None = None):
+                 on_reaped: Callable[[], None] | None = None,
+                 held_uploads: Callable[[], set[str]] | None = None):
         self.store = store
         self.cluster = store.cluster
         self.settings = settings
         self.shared = store.database.dialect == "postgresql"
         self.name = settings.name or default_name()
         # Unique to this start: a restarted daemon is a new member, and the runs its earlier
-        # life held are reaped like any dead daemon's.
+        # life held are reaped like any dead daemon's (but for the queued runs whose upload
+        # it still holds: _adopt).
         self.daemon_id = f"{self.name}/{uuid.uuid4().hex[:12]}"
         self.listen = listen
         self.on_leading = on_leading
         self.on_rerun = on_rerun
         self.on_runs_queued = on_runs_queued
         self.on_reaped = on_reaped  # counted: basewatch_dead_daemon_runs_total
+        # The uploaded contexts on this daemon's disk (its state_dir), which an earlier life
+        # of it may have left for runs queued again as it stopped.
+        self.held_uploads = held_uploads
         self._leading = not self.shared
         self._session: DaemonSession | None = None
         self._loop: asyncio.Task | None = None
@@ -66,8 +71,20 @@ class Membership:
             return
         await self._connect()
         await self.cluster.join(self.daemon_id, self.name, self.listen)
+        await self._adopt()  # before this daemon's first reaping fails them as stranded
         await self._tick()
         self._loop = asyncio.create_task(self._beat(), name="membership")
+
+    async def _adopt(self) -> None:
+        """Runs an earlier life of this daemon held for itself (its id is new at each start)
+        and whose upload is still on this disk run here; those that needed secrets do not."""
+        if self.held_uploads is None:
+            return
+        uploads = await asyncio.to_thread(self.held_uploads)
+        if uploads:
+            for run_id in await self.cluster.adopt(self.daemon_id, uploads):
+                log.info("run %s, queued for an earlier start of this daemon, runs here: its "
+                         "uploaded context is on this disk", run_id)
 
     async def _connect(self) -> None:
         self._session = await DaemonSession.open(self.store.database, self.daemon_id,

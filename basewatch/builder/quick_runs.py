@@ -107,6 +107,12 @@ class QuickRuns:
         if upload.parent == self.contexts_dir and upload.name.startswith(UPLOAD_PREFIX):
             shutil.rmtree(upload, ignore_errors=True)
 
+    def uploads(self) -> set[str]:
+        """The upload folders on this daemon's disk, as the runs that need them name them."""
+        if not self.contexts_dir.is_dir():
+            return set()
+        return {str(p) for p in self.contexts_dir.iterdir() if p.name.startswith(UPLOAD_PREFIX)}
+
     def discard_orphans(self, queued: list[Run]) -> int:
         """Remove the uploads no queued run needs (left by a stopped daemon); how many. Only
         as the daemon starts, before uploads come in."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 from sqlalchemy import delete, or_, select, update
 
 from basewatch.errors import StoreBusyError
-from basewatch.models import RunStatus
+from basewatch.models import Run, RunStatus
 from basewatch.store.database import Database, from_text, now, to_text
 from basewatch.store.runs import RUNS_CHANNEL, _requeue_once, _run, held_by
 from basewatch.store.schema import daemons, engine_slots, runs
@@ -167,6 +168,27 @@ class ClusterStore:
     def expired(row: DaemonRow, lease: timedelta) -> bool:
         return row.heartbeat_at < now() - lease
 
+    async def adopt(self, daemon_id: str, uploads: set[str]) -> list[str]:
+        """Take over the queued runs held for a daemon that no longer stands whose uploaded
+        context is one of `uploads` (this daemon's own state_dir: the same daemon restarted)
+        and which need no secrets (held in memory only, they died with it): their ids.
+
+        Called as a daemon joins, before it reaps: another daemon reaping first fails them
+        as stranded, with the message a person sees today. Rows another daemon is reaping
+        are skipped."""
+        async with self.database.transaction() as db:
+            rows = (await db.execute(
+                select(runs).where(runs.c.status == RunStatus.QUEUED.value,
+                                   runs.c.daemon.is_not(None), runs.c.daemon != daemon_id,
+                                   runs.c.daemon.not_in(select(daemons.c.id)))
+                .order_by(runs.c.seq).with_for_update(skip_locked=True))).mappings()
+            adopted = [run.id for run in map(_run, rows)
+                       if not run.secret_names and _upload_of(run) in uploads]
+            if adopted:
+                await db.execute(update(runs).where(runs.c.id.in_(adopted))
+                                 .values(daemon=daemon_id))
+        return adopted
+
     async def reap(self, dead: list[DaemonRow]) -> list[tuple[str, str | None]]:
         """Fail the runs in progress of the daemons `dead` (and of none: a run claimed by no
         daemon that still stands, which only an older version leaves), queue each again
@@ -192,7 +214,8 @@ class ClusterStore:
                        "again)" if needed else "")))
                 reaped.append((run.id, None if needed else await _requeue_once(
                     db, run, f"the daemon {name} stopping")))
-            # Queued for a daemon that is gone: what it needs went with that daemon.
+            # Queued for a daemon that is gone: what it needs went with that daemon (a
+            # daemon restarted on its state_dir adopts first what it still holds: adopt).
             stranded = (await db.execute(
                 select(runs.c.id, runs.c.daemon).where(
                     runs.c.status == RunStatus.QUEUED.value, runs.c.daemon.is_not(None),
@@ -211,3 +234,12 @@ class ClusterStore:
             await db.execute(delete(engine_slots).where(
                 engine_slots.c.daemon.not_in(select(daemons.c.id))))
         return reaped
+
+
+def _upload_of(run: Run) -> str | None:
+    """The uploaded context folder a quick run names, if any."""
+    try:
+        path = json.loads(run.spec or "{}").get("context_path")
+    except (ValueError, AttributeError):
+        return None
+    return path if isinstance(path, str) and path else None

@@ -6,10 +6,12 @@ would have. Only on PostgreSQL (`pytest --store=postgres`); SQLite has one daemo
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
 
+from basewatch.builder.quick_runs import QuickRuns
 from basewatch.config import ClusterSettings
 from basewatch.membership import Membership
 from basewatch.models import RunRequest, RunStatus, RunType, Trigger
@@ -171,6 +173,46 @@ async def test_a_run_held_for_a_daemon_is_claimed_by_it_alone_and_fails_when_it_
                                 "stopped before it ran")
     finally:
         await alive.stop()
+
+
+async def test_a_restarted_daemon_adopts_the_held_runs_whose_upload_is_on_its_disk(
+        two_stores, tmp_path):
+    store = two_stores[0]
+    contexts = tmp_path / "contexts"
+    for name in ("upload-kept", "upload-secret", "upload-standing"):
+        (contexts / name).mkdir(parents=True)
+    standing = Membership(store, FAST.model_copy(update={"name": "standing"}))
+    await standing.start()
+
+    def held(upload: str, daemon: str, secrets: tuple[str, ...] = ()) -> RunRequest:
+        return RunRequest("", Trigger.MANUAL, RunType.QUICK_BUILD, "linux/amd64",
+                          spec=json.dumps({"context_path": upload}), secret_names=secrets,
+                          daemon=daemon)
+
+    # Left by the daemon's earlier life ("restarted/old", stopped: no row), and one held by
+    # a daemon that still stands.
+    kept, secret, elsewhere, standing_run = await store.runs.queue([
+        held(str(contexts / "upload-kept"), "restarted/old"),
+        held(str(contexts / "upload-secret"), "restarted/old", ("TOKEN",)),
+        held("/another/state/contexts/upload-there", "restarted/old"),
+        held(str(contexts / "upload-standing"), standing.daemon_id)])
+    restarted = Membership(two_stores[1], FAST.model_copy(update={"name": "restarted"}),
+                           held_uploads=QuickRuns(contexts).uploads)
+    await restarted.start()  # adopts, then its first beat reaps
+    try:
+        adopted = await store.runs.get(kept)
+        assert adopted.status is RunStatus.QUEUED and adopted.daemon == restarted.daemon_id
+        for lost in (secret, elsewhere):  # its secrets died; its upload is not on this disk
+            failed = await store.runs.get(lost)
+            assert failed.status is RunStatus.FAILED, lost
+            assert failed.error == ("the daemon restarted that held its uploaded context or "
+                                    "secrets stopped before it ran")
+        still = await store.runs.get(standing_run)
+        assert still.status is RunStatus.QUEUED and still.daemon == standing.daemon_id
+        assert await store.runs.mark_started(kept, restarted.daemon_id)
+    finally:
+        await restarted.stop()
+        await standing.stop()
 
 
 async def test_a_held_run_interrupted_on_its_daemon_goes_back_to_it_and_not_elsewhere(
