@@ -112,7 +112,8 @@ async def test_a_daemon_whose_lease_expired_is_dead_though_its_lock_is_held(two_
     await alive.start()  # its first beat reaps
     try:
         assert len(reruns) == 1
-        assert (await store.runs.get(run.id)).error == "the daemon hung stopped while the run was in progress"
+        assert (await store.runs.get(run.id)).error == (
+            "the daemon hung stopped while the run was in progress")
     finally:
         await alive.stop()
 
