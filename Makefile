@@ -5,14 +5,15 @@ VENV := .venv
 .PHONY: setup test unit e2e test-postgres demo bench screenshot clean
 
 # The store's own tests and those closest to it (the durable queue, the fan-out, timers, the
-# batched registration at start, the SIGKILL restart), again with the store on PostgreSQL:
-# about a minute and a half on 2 cores. The whole suite on PostgreSQL is `make test-postgres`
+# batched registration at start, the SIGKILL restart, a SIGTERM mid quick build), again with
+# the store on PostgreSQL: about a minute and a half on 2 cores. The whole suite on PostgreSQL is `make test-postgres`
 # (README: --store=postgres).
 POSTGRES_TESTS := tests/unit/store tests/unit/triggers tests/unit/test_digest_watch.py \
 	tests/unit/test_retention.py tests/unit/test_run_steps_record.py tests/unit/test_tasks.py \
 	tests/unit/test_git_poll.py tests/unit/test_registration_batches.py \
 	tests/e2e/test_restart.py tests/e2e/test_postgres_store.py tests/e2e/test_shared_logs.py \
-	tests/unit/test_run_log_copy.py
+	tests/unit/test_run_log_copy.py \
+	tests/security/test_runs.py::test_sigterm_during_a_quick_build_keeps_its_upload_for_the_rerun
 
 setup:
 	@command -v $(PYTHON) >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
