@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from basewatch.oci.platforms import Platform
 from basewatch.store import Store
+from basewatch.store import tasks as task_rows
 from basewatch.store.tasks import task_from_json, task_json
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task
 from tests.support.stores import open_store
@@ -152,3 +153,15 @@ async def test_thousands_of_tasks_are_stored_at_once_and_read_back_in_order(stor
     assert len(await store.tasks.names(source="api")) == 600
     listed = await store.tasks.with_sources()
     assert len(listed) == 1200 and listed[0][0].name == "app-0000"
+
+
+async def test_named_reads_only_the_tasks_asked_for(store, monkeypatch):
+    monkeypatch.setattr(task_rows, "NAMES_PER_QUERY", 2)  # several queries: same answer
+    await store.tasks.upsert_many([(Task(name=f"app-{n}", context="/srv/app",
+                                         images=[f"reg/app-{n}"]), "config") for n in range(6)])
+    await insert_row(store, "refused", json.dumps({"name": "refused", "context": "/srv/app",
+                                                    "image": ["reg/x"], "file": "/etc/passwd"}))
+    named = await store.tasks.named(iter(["app-4", "app-1", "gone", "app-4", "refused", "app-0"]))
+    assert [task.name for task in named] == ["app-0", "app-1", "app-4"]
+    assert named[0] == await store.tasks.get("app-0")
+    assert await store.tasks.named([]) == []
