@@ -152,9 +152,45 @@ async def _read_rows(rows) -> list[Task | None]:
     return await asyncio.to_thread(lambda: [_task(row) for row in rows])
 
 
+class ParsedTasks:
+    """The tasks read so far, by name, with the definition each was read from: a definition
+    read again unchanged (nearly always) is not parsed again. A fan-out to 10,000 dependents,
+    and every re-read of the task list, would otherwise parse each one anew. Task is frozen,
+    so one object is handed out to every reader."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[str, Task]] = {}
+
+    async def read(self, rows, every_task: bool = False) -> list[Task | None]:
+        """The tasks `rows` hold (None for a definition refused today, said at each read);
+        `every_task`: the rows are all the tasks there are, and the others are forgotten."""
+        known = self._by_name
+        read: list[Task | None] = []
+        unknown = []
+        for position, row in enumerate(rows):
+            kept = known.get(row["name"])
+            if kept is not None and kept[0] == row["definition"]:
+                read.append(kept[1])
+            else:
+                read.append(None)
+                unknown.append(position)
+        for position, task in zip(unknown, await _read_rows([rows[p] for p in unknown])):
+            read[position] = task
+            if task is not None:
+                known[rows[position]["name"]] = (rows[position]["definition"], task)
+        if every_task:
+            names = {row["name"] for row in rows}
+            self._by_name = {name: kept for name, kept in known.items() if name in names}
+        return read
+
+    def forget(self, name: str) -> None:
+        self._by_name.pop(name, None)
+
+
 class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
+        self._parsed = ParsedTasks()
 
     async def upsert(self, task: Task, source: str) -> None:
         await self.upsert_many([(task, source)])
@@ -180,18 +216,18 @@ class SQLiteTaskStore:
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
             select(tasks.c.name, tasks.c.definition).where(tasks.c.name == name))
-        return _task(row) if row else None
+        return (await self._parsed.read([row]))[0] if row else None
 
     async def get_with_source(self, name: str) -> tuple[Task, str] | None:
         row = await self.database.fetchone(
             select(tasks.c.name, tasks.c.definition, tasks.c.source).where(tasks.c.name == name))
-        task = _task(row) if row else None
+        task = (await self._parsed.read([row]))[0] if row else None
         return (task, row["source"]) if task is not None else None
 
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
             select(tasks.c.name, tasks.c.definition, tasks.c.source).order_by(tasks.c.name))
-        read = await _read_rows(rows)
+        read = await self._parsed.read(rows, every_task=True)
         return [(task, row["source"]) for row, task in zip(rows, read) if task is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
@@ -199,7 +235,8 @@ class SQLiteTaskStore:
         if source is not None:
             query = query.where(tasks.c.source == source)
         rows = await self.database.fetchall(query)
-        return [task for task in await _read_rows(rows) if task is not None]
+        return [task for task in await self._parsed.read(rows, every_task=source is None)
+                if task is not None]
 
     async def named(self, names: Iterable[str]) -> list[Task]:
         """The stored tasks among `names`, by name; only those read (a base's dependents,
@@ -211,7 +248,7 @@ class SQLiteTaskStore:
                 select(tasks.c.name, tasks.c.definition)
                 .where(tasks.c.name.in_(wanted[start:start + NAMES_PER_QUERY]))
                 .order_by(tasks.c.name))
-        return [task for task in await _read_rows(rows) if task is not None]
+        return [task for task in await self._parsed.read(rows) if task is not None]
 
     async def names(self, source: str | None = None) -> set[str]:
         query = select(tasks.c.name)
@@ -222,4 +259,5 @@ class SQLiteTaskStore:
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:
             result = await db.execute(delete(tasks).where(tasks.c.name == name))
-            return result.rowcount > 0
+        self._parsed.forget(name)
+        return result.rowcount > 0

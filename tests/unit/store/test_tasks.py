@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,36 @@ async def test_named_reads_only_the_tasks_asked_for(store, monkeypatch):
     assert [task.name for task in named] == ["app-0", "app-1", "app-4"]
     assert named[0] == await store.tasks.get("app-0")
     assert await store.tasks.named([]) == []
+
+
+async def test_a_definition_read_again_unchanged_is_not_parsed_again(store, monkeypatch):
+    parsed, parse = [], task_rows.task_from_json
+
+    def counted(text: str) -> Task:
+        parsed.append(json.loads(text)["name"])
+        return parse(text)
+
+    monkeypatch.setattr(task_rows, "task_from_json", counted)
+    tasks = [Task(name=name, context="/srv/app", images=[f"reg/{name}"]) for name in "abc"]
+    await store.tasks.upsert_many([(task, "config") for task in tasks])
+    assert await store.tasks.all() == tasks and sorted(parsed) == ["a", "b", "c"]
+    assert await store.tasks.all() == tasks
+    assert await store.tasks.named(["a", "c"]) == [tasks[0], tasks[2]]
+    assert await store.tasks.get("b") == tasks[1]
+    assert sorted(parsed) == ["a", "b", "c"]  # each parsed once
+    changed = replace(tasks[0], images=["reg/a:2"])
+    await store.tasks.upsert(changed, "api")
+    assert await store.tasks.get_with_source("a") == (changed, "api")
+    assert await store.tasks.all() == [changed, *tasks[1:]]
+    assert sorted(parsed) == ["a", "a", "b", "c"]  # the changed one only
+    await store.tasks.delete("b")
+    assert await store.tasks.all() == [changed, tasks[2]]
+
+
+async def test_a_refused_definition_is_said_at_every_read(store, caplog):
+    await insert_row(store, "bad", json.dumps({"name": "bad", "context": "/srv/app",
+                                               "image": ["reg/x"], "file": "/etc/passwd"}))
+    for _ in range(2):
+        caplog.clear()
+        assert await store.tasks.all() == [] and await store.tasks.get("bad") is None
+        assert caplog.text.count("task bad is ignored") == 2
