@@ -160,27 +160,36 @@ class ParsedTasks:
 
     def __init__(self) -> None:
         self._by_name: dict[str, tuple[str, Task]] = {}
+        # Readers at once (the timers and the git poller, as the daemon starts) parse each
+        # definition once between them: the second waits for the first's.
+        self._parsing = asyncio.Lock()
 
     async def read(self, rows, every_task: bool = False) -> list[Task | None]:
         """The tasks `rows` hold (None for a definition refused today, said at each read);
         `every_task`: the rows are all the tasks there are, and the others are forgotten."""
-        known = self._by_name
-        read: list[Task | None] = []
-        unknown = []
-        for position, row in enumerate(rows):
-            kept = known.get(row["name"])
-            if kept is not None and kept[0] == row["definition"]:
-                read.append(kept[1])
-            else:
-                read.append(None)
-                unknown.append(position)
-        for position, task in zip(unknown, await _read_rows([rows[p] for p in unknown])):
-            read[position] = task
-            if task is not None:
-                known[rows[position]["name"]] = (rows[position]["definition"], task)
+        read = self._known(rows)
+        if None in read:
+            async with self._parsing:
+                read = self._known(rows)
+                unknown = [position for position, task in enumerate(read) if task is None]
+                parsed = await _read_rows([rows[position] for position in unknown])
+                for position, task in zip(unknown, parsed):
+                    read[position] = task
+                    if task is not None:
+                        self._by_name[rows[position]["name"]] = \
+                            (rows[position]["definition"], task)
         if every_task:
             names = {row["name"] for row in rows}
-            self._by_name = {name: kept for name, kept in known.items() if name in names}
+            self._by_name = {name: kept for name, kept in self._by_name.items()
+                             if name in names}
+        return read
+
+    def _known(self, rows) -> list[Task | None]:
+        """The tasks of `rows` read before from the same definition; None for the others."""
+        read: list[Task | None] = []
+        for row in rows:
+            kept = self._by_name.get(row["name"])
+            read.append(kept[1] if kept is not None and kept[0] == row["definition"] else None)
         return read
 
     def forget(self, name: str) -> None:

@@ -1,6 +1,7 @@
 """The task store keeps the domain's Task, and still reads the rows older versions wrote."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import replace
@@ -199,3 +200,21 @@ async def test_a_refused_definition_is_said_at_every_read(store, caplog):
         caplog.clear()
         assert await store.tasks.all() == [] and await store.tasks.get("bad") is None
         assert caplog.text.count("task bad is ignored") == 2
+
+
+async def test_readers_at_once_parse_each_definition_once(store, monkeypatch):
+    parsed, parse = [], task_rows.task_from_json
+
+    def counted(text: str) -> Task:
+        parsed.append(json.loads(text)["name"])
+        return parse(text)
+
+    monkeypatch.setattr(task_rows, "task_from_json", counted)
+    monkeypatch.setattr(task_rows, "ROWS_READ_ON_THE_LOOP", 1)  # parsed in a thread
+    tasks = [Task(name=f"app-{n}", context="/srv/app", images=[f"reg/app-{n}"])
+             for n in range(5)]
+    await store.tasks.upsert_many([(task, "config") for task in tasks])
+    first, second, named = await asyncio.gather(
+        store.tasks.all(), store.tasks.all(), store.tasks.named(["app-1", "app-3"]))
+    assert first == second == tasks and named == [tasks[1], tasks[3]]
+    assert sorted(parsed) == [task.name for task in tasks]
