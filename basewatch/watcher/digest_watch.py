@@ -6,6 +6,7 @@ observation, an error, and a re-push of the same digest trigger nothing.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -108,7 +109,11 @@ class DigestWatcher:
         # Each watched base and platform parsed once, as the watched set is read.
         self._references: dict[str, ImageReference] = {}
         self._platforms: dict[str, Platform] = {}
-        self._next_due: dict[Key, float] = {}
+        self._next_due: dict[Key, float] = {}  # inf while its check runs
+        # (when, key) for each finite _next_due, soonest first, so a loop of the schedule
+        # touches only the keys due (not all 10,000); an entry whose time is no longer the
+        # key's is skipped as it comes up.
+        self._due_order: list[tuple[float, Key]] = []
         self._failures: dict[Key, int] = {}
         self._in_flight: set[Key] = set()
         self._again: set[Key] = set()  # asked for while in flight: check once more after
@@ -337,21 +342,21 @@ class DigestWatcher:
                 await self._load()
                 loaded_at = now
                 self._reconcile(now)
-            due = [key for key, when in self._next_due.items() if when <= now]
-            for key in due:
+            for key in self._pop_due(now):
                 if not leading:
                     # The leader polls it; its place in the schedule is kept, so a daemon
                     # that takes over polls each reference within one interval, spread out.
-                    self._next_due[key] = now + self._interval(*key)
+                    self._due_at(key, now + self._interval(*key))
                     continue
-                self._next_due[key] = float("inf")  # in flight; rescheduled when done
+                self._due_at(key, float("inf"))  # in flight; rescheduled when done
                 check = asyncio.create_task(self._check_and_reschedule(*key))
                 self._checks.add(check)
                 check.add_done_callback(self._checks.discard)
             if self._flush_due(time.monotonic()):
                 await self.flush()
-            pending = [when for when in self._next_due.values() if when != float("inf")]
-            delay = max(0.0, min(pending) - time.monotonic()) if pending else RELOAD_SECONDS
+            soonest = self._soonest()
+            delay = max(0.0, soonest - time.monotonic()) if soonest is not None \
+                else RELOAD_SECONDS
             if not leading:
                 delay = min(delay, LEADERSHIP_CHECK_SECONDS)
             if self._unchanged_since is not None:
@@ -362,13 +367,34 @@ class DigestWatcher:
             except TimeoutError:
                 pass
 
+    def _due_at(self, key: Key, when: float) -> None:
+        self._next_due[key] = when
+        if when != float("inf"):
+            heapq.heappush(self._due_order, (when, key))
+
+    def _pop_due(self, now: float) -> list[Key]:
+        """The keys due by `now`, taken off the schedule's order."""
+        due: dict[Key, None] = {}
+        while self._due_order and self._due_order[0][0] <= now:
+            when, key = heapq.heappop(self._due_order)
+            if self._next_due.get(key) == when:
+                due[key] = None
+        return list(due)
+
+    def _soonest(self) -> float | None:
+        """When the next key falls due; None when none is scheduled (all in flight)."""
+        order = self._due_order
+        while order and self._next_due.get(order[0][1]) != order[0][0]:
+            heapq.heappop(order)  # rescheduled or unwatched since
+        return order[0][0] if order else None
+
     def _reconcile(self, now: float) -> None:
         for key in list(self._next_due):
             if key not in self._watched:
                 del self._next_due[key]
         for key in self._watched.keys() - self._next_due.keys():
             interval = self.interval_for(self._reference(key[0]).registry)
-            self._next_due[key] = now + first_delay(interval, self.jitter)
+            self._due_at(key, now + first_delay(interval, self.jitter))
 
     async def _check_and_reschedule(self, base: str, platform: str) -> None:
         try:
@@ -377,7 +403,7 @@ class DigestWatcher:
             log.exception("checking %s (%s) failed unexpectedly", base, platform)
         finally:
             if (base, platform) in self._next_due:
-                self._next_due[(base, platform)] = time.monotonic() + self._interval(base, platform)
+                self._due_at((base, platform), time.monotonic() + self._interval(base, platform))
                 self._wake.set()
 
 

@@ -450,3 +450,46 @@ async def test_a_base_that_does_not_parse_fails_its_check_as_before(store):
     with pytest.raises(ImageReferenceError):
         await watcher.check(bad, PLATFORM)
     assert registry.calls == 1
+
+
+async def test_the_schedule_follows_the_watched_set_as_it_changes(store):
+    other = "127.0.0.1:5000/other:1"
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    checked: list[str] = []
+
+    async def platform_digest(ref, platform):
+        checked.append(str(ref))
+        return Seen("sha256:old")
+
+    registry = FakeRegistry("sha256:old")
+    registry.platform_digest = platform_digest
+    watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
+                            lambda host: 0.05, jitter=0.0)
+
+    async def until(condition) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"not within 4 s: {checked[-5:]}")
+
+    loop = asyncio.create_task(watcher.run())
+    try:
+        await until(lambda: checked.count(BASE) >= 2)
+        await store.tasks.upsert(Task(name="other", context="/nowhere", images=["reg/other"]),
+                                 "config")
+        await store.graph.replace_dependencies("other", [(other, PLATFORM,
+                                                          DependencyKind.RUNTIME)],
+                                               {(other, PLATFORM): "sha256:old"})
+        watcher.refresh()
+        await until(lambda: checked.count(other) >= 2)  # a new reference joins the schedule
+        await store.graph.replace_dependencies("app", [], {})
+        await store.graph.prune()
+        watcher.refresh()
+        await until(lambda: checked.count(other) >= checked.count(BASE) + 3)
+        seen = checked.count(BASE)
+        await until(lambda: checked.count(other) >= checked.count(BASE) + 6)
+        assert checked.count(BASE) == seen  # one no longer watched leaves the schedule
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
