@@ -417,9 +417,14 @@ class SQLiteRunStore:
                         changed_at=stamp, last_error=None))
             if recorded.rowcount == 0:
                 return []
-            pending = {(row.task, row.trigger): row.id for row in await db.execute(
-                select(runs.c.task, runs.c.trigger, runs.c.id)
-                .where(runs.c.status == RunStatus.QUEUED.value))}
+            queued_runs = select(runs.c.task, runs.c.trigger, runs.c.id) \
+                .where(runs.c.status == RunStatus.QUEUED.value)
+            names = {r.task for r in requests}
+            if len(names) <= _ID_BATCH:
+                # A base with a few dependents, while thousands of runs wait: only theirs.
+                queued_runs = queued_runs.where(runs.c.task.in_(sorted(names)))
+            pending = {(row.task, row.trigger): row.id
+                       for row in await db.execute(queued_runs)}
             keyed = [((r.task, r.trigger.value), r) for r in requests]
             queued = await insert_runs(db, [r for key, r in keyed if key not in pending])
             waiting = [(pending[key], r) for key, r in keyed if key in pending]
