@@ -160,29 +160,33 @@ class ParsedTasks:
 
     def __init__(self) -> None:
         self._by_name: dict[str, tuple[str, Task]] = {}
-        # Readers at once (the timers and the git poller, as the daemon starts) parse each
-        # definition once between them: the second waits for the first's.
+        # Readers of thousands at once (the timers and the git poller, as the daemon starts)
+        # parse each definition once between them: the second waits for the first's.
         self._parsing = asyncio.Lock()
 
     async def read(self, rows, every_task: bool = False) -> list[Task | None]:
         """The tasks `rows` hold (None for a definition refused today, said at each read);
         `every_task`: the rows are all the tasks there are, and the others are forgotten."""
         read = self._known(rows)
-        if None in read:
+        if read.count(None) > ROWS_READ_ON_THE_LOOP:
             async with self._parsing:
                 read = self._known(rows)
-                unknown = [position for position, task in enumerate(read) if task is None]
-                parsed = await _read_rows([rows[position] for position in unknown])
-                for position, task in zip(unknown, parsed):
-                    read[position] = task
-                    if task is not None:
-                        self._by_name[rows[position]["name"]] = \
-                            (rows[position]["definition"], task)
+                await self._parse(rows, read)
+        elif None in read:  # a few: parsed at once, not behind another reader's thousands
+            await self._parse(rows, read)
         if every_task:
             names = {row["name"] for row in rows}
             self._by_name = {name: kept for name, kept in self._by_name.items()
                              if name in names}
         return read
+
+    async def _parse(self, rows, read: list[Task | None]) -> None:
+        """Fill in `read` where it has no task yet, parsing those rows' definitions."""
+        unknown = [position for position, task in enumerate(read) if task is None]
+        for position, task in zip(unknown, await _read_rows([rows[p] for p in unknown])):
+            read[position] = task
+            if task is not None:
+                self._by_name[rows[position]["name"]] = (rows[position]["definition"], task)
 
     def _known(self, rows) -> list[Task | None]:
         """The tasks of `rows` read before from the same definition; None for the others."""
