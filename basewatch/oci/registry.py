@@ -102,6 +102,7 @@ class RegistryClient:
         names, are contacted only at public addresses (the daemon's rule: a Dockerfile may name
         any registry, but must not make the daemon reach into its own network)."""
         self._settings = {r.host: r for r in registries}
+        self._endpoints: dict[str, str] = {}
         self._unlisted = HostPolicy(setting="registries") if guard_addresses else None
         self._pacers = {r.host: RequestPacer(r.max_requests_per_second) for r in registries
                         if r.max_requests_per_second}
@@ -133,7 +134,11 @@ class RegistryClient:
 
     def endpoint(self, registry: str) -> str:
         """The base URL for a registry host as written in image references."""
-        return endpoint_for(registry, self._settings.get(registry))
+        endpoint = self._endpoints.get(registry)
+        if endpoint is None:  # worked out once per host, not on each of 10,000 requests
+            endpoint = self._endpoints[registry] = endpoint_for(registry,
+                                                                self._settings.get(registry))
+        return endpoint
 
     async def check_registry(self, ref: ImageReference) -> None:
         """Refuse `ref`'s registry now when it is one the daemon may not contact, before the
