@@ -493,3 +493,4 @@ async def test_the_schedule_follows_the_watched_set_as_it_changes(store):
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
