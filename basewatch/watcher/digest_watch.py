@@ -313,7 +313,14 @@ class DigestWatcher:
         await self._load()
         keys = list(self._watched)
         errors_before = {key: self._failures.get(key, 0) for key in keys}
-        changes = await asyncio.gather(*(self.check(*key) for key in keys))
+
+        async def check(key: Key) -> DigestChange | None:
+            change = await self.check(*key)
+            if len(self._unchanged) >= SAME_BATCH:  # written while the others are checked
+                await self.flush()
+            return change
+
+        changes = await asyncio.gather(*(check(key) for key in keys))
         await self.flush()
         return PollStats(
             checked=len(keys), changed=sum(1 for change in changes if change),

@@ -494,3 +494,24 @@ async def test_the_schedule_follows_the_watched_set_as_it_changes(store):
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
 
+
+async def test_a_cycle_writes_full_batches_while_it_still_checks(store, monkeypatch):
+    monkeypatch.setattr(digest_watch, "SAME_BATCH", 2)
+    bases = await add_tasks(store, 6, "sha256:old")
+    events, record_same = [], store.graph.record_same
+
+    async def platform_digest(ref, platform):
+        await asyncio.sleep(0.05 * bases.index(str(ref)))  # answered one after the other
+        events.append("checked")
+        return Seen("sha256:old")
+
+    async def recorded(checks):
+        events.append("written")
+        await record_same(checks)
+
+    monkeypatch.setattr(store.graph, "record_same", recorded)
+    registry = FakeRegistry("sha256:old")
+    registry.platform_digest = platform_digest
+    assert (await make_watcher(store, registry, []).poll_once()).checked == 6
+    assert events.count("written") == 3
+    assert events.index("written") < len(events) - 1 - events[::-1].index("checked")
