@@ -1,16 +1,15 @@
 """Run history, and the queue of runs waiting for a builder (queued runs are persisted)."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import uuid
 from datetime import datetime
 
 from sqlalchemy import (
     Text,
     bindparam,
     case,
-    cast,
     delete,
     func,
     literal,
@@ -66,16 +65,24 @@ FINISH_RETRY_MAX_WAIT_SECONDS = 30.0
 def _trigger_data(request: RunRequest) -> str | None:
     """What fired a run, as the `trigger_data` column keeps it (JSON), and the names (never
     the values) of its secrets."""
+    return _fired_json(request.base_change, request.source_commit,
+                       tuple(request.secret_names))
+
+
+# A fan-out's 10,000 runs share what fired them: encoded once, not once each.
+@functools.lru_cache(maxsize=256)
+def _fired_json(change: BaseChange | None, source: SourceCommit | None,
+                secret_names: tuple[str, ...]) -> str | None:
     data: dict = {}
-    if (change := request.base_change) is not None:
+    if change is not None:
         data = {"reference": change.reference, "platform": change.platform,
                 "digest": change.digest}
-    elif (source := request.source_commit) is not None:
+    elif source is not None:
         data = {"commit": source.commit, "branch": source.branch,
                 "pull_request": source.pull_request, "target_branch": source.target_branch,
                 "fetch_ref": source.fetch_ref}
-    if request.secret_names:
-        data["secret_names"] = list(request.secret_names)
+    if secret_names:
+        data["secret_names"] = list(secret_names)
     return json.dumps(data) if data else None
 
 
@@ -113,29 +120,50 @@ async def insert_runs(db, requests: list[RunRequest]) -> list[str]:
     not inserted: the unique index decides, so concurrent events cannot both get in."""
     if not requests:
         return []
-    batch = uuid.uuid4().hex  # a placeholder id per row until the sequence numbers exist
+    # Numbered first, so each row is written once with its id (not inserted, then renumbered
+    # by an UPDATE of every row: the larger part of queueing 10,000 runs).
+    seqs = await _next_seqs(db, len(requests))
     stamp = to_text(now())
     dialect = sqlite if db.dialect.name == "sqlite" else postgresql
-    await db.execute(
-        dialect.insert(runs).on_conflict_do_nothing(
-            index_elements=[runs.c.task, runs.c.source_key], index_where=SOURCE_KEY_WHERE),
-        [{"id": f"{batch}-{n}", "task": r.task, "run_type": r.run_type.value,
-          "trigger": r.trigger.value, "status": RunStatus.QUEUED.value,
-          "platform": r.platform, "reason": r.reason, "queued_at": stamp,
-          "not_before": to_text(r.not_before), "retry_of": r.retry_of, "spec": r.spec,
-          "run_values": json.dumps(r.values or {}), "trigger_data": _trigger_data(r),
-          "source_key": r.source_commit.key if r.source_commit is not None else None,
-          "registry": r.registry, "daemon": r.daemon}
-         for n, r in enumerate(requests)])
+    insert = dialect.insert(runs).on_conflict_do_nothing(
+        index_elements=[runs.c.task, runs.c.source_key], index_where=SOURCE_KEY_WHERE)
+    rows = [{"seq": seq, "id": f"{RUN_ID_PREFIX}{seq}", "task": r.task,
+             "run_type": r.run_type.value, "trigger": r.trigger.value,
+             "status": RunStatus.QUEUED.value, "platform": r.platform, "reason": r.reason,
+             "queued_at": stamp, "not_before": to_text(r.not_before),
+             "retry_of": r.retry_of, "spec": r.spec,
+             "run_values": json.dumps(r.values) if r.values else "{}",
+             "trigger_data": _trigger_data(r),
+             "source_key": r.source_commit.key if r.source_commit is not None else None,
+             "registry": r.registry, "daemon": r.daemon}
+            for seq, r in zip(seqs, requests)]
+    if any(row["source_key"] is not None for row in rows):
+        # Only these can be left out; which were is what the insert returns.
+        inserted = set((await db.execute(insert.returning(runs.c.seq), rows)).scalars())
+    else:
+        await db.execute(insert, rows)
+        inserted = set(seqs)
     if db.dialect.name == "postgresql":
         # Every daemon's queue listens (store/cluster.py): it hears of the runs as this
         # transaction commits, not at its next read.
         await db.execute(text("SELECT pg_notify(:channel, '')"), {"channel": RUNS_CHANNEL})
-    numbered = await db.execute(
-        update(runs).where(runs.c.id.like(f"{batch}-%"))
-        .values(id=literal(RUN_ID_PREFIX).concat(cast(runs.c.seq, Text)))
-        .returning(runs.c.id, runs.c.seq))
-    return [row.id for row in sorted(numbered, key=lambda row: row.seq)]
+    return [row["id"] for row in rows if row["seq"] in inserted]
+
+
+async def _next_seqs(db, count: int) -> list[int]:
+    """`count` sequence numbers for new runs, in order, as inserting them would have taken:
+    PostgreSQL's sequence (taken before commit, as an insert takes them); on SQLite, past both
+    the largest ever given (AUTOINCREMENT's sqlite_sequence) and the largest present. The
+    transaction holds SQLite's write lock, so no one else takes numbers meanwhile."""
+    if db.dialect.name == "postgresql":
+        taken = await db.execute(
+            text("SELECT nextval(pg_get_serial_sequence('runs', 'seq'))"
+                 " FROM generate_series(1, :count)"), {"count": count})
+        return sorted(taken.scalars())
+    last = (await db.execute(text(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0),"
+        " coalesce((SELECT max(seq) FROM runs), 0))"))).scalar_one()
+    return list(range(last + 1, last + 1 + count))
 
 
 async def insert_run(db, request: RunRequest) -> str:
@@ -389,23 +417,27 @@ class SQLiteRunStore:
                         changed_at=stamp, last_error=None))
             if recorded.rowcount == 0:
                 return []
-            pending = {(row.task, row.trigger): row.id for row in await db.execute(
-                select(runs.c.task, runs.c.trigger, runs.c.id)
-                .where(runs.c.status == RunStatus.QUEUED.value))}
-            new = [r for r in requests if (r.task, r.trigger.value) not in pending]
-            queued = await insert_runs(db, new)
+            queued_runs = select(runs.c.task, runs.c.trigger, runs.c.id) \
+                .where(runs.c.status == RunStatus.QUEUED.value)
+            names = {r.task for r in requests}
+            if len(names) <= _ID_BATCH:
+                # A base with a few dependents, while thousands of runs wait: only theirs.
+                queued_runs = queued_runs.where(runs.c.task.in_(sorted(names)))
+            pending = {(row.task, row.trigger): row.id
+                       for row in await db.execute(queued_runs)}
+            keyed = [((r.task, r.trigger.value), r) for r in requests]
+            queued = await insert_runs(db, [r for key, r in keyed if key not in pending])
+            waiting = [(pending[key], r) for key, r in keyed if key in pending]
             # Still settling: a further push extends the window instead of adding a run.
-            extended = [{"b_id": pending[(r.task, r.trigger.value)],
-                         "b_not_before": to_text(r.not_before)} for r in requests
-                        if r.not_before is not None and (r.task, r.trigger.value) in pending]
+            extended = [{"b_id": run_id, "b_not_before": to_text(r.not_before)}
+                        for run_id, r in waiting if r.not_before is not None]
             if extended:
                 later = bindparam("b_not_before", type_=Text)
                 await db.execute(_set_by_id(not_before=case(
                     (func.coalesce(runs.c.not_before, "") < later, later),
                     else_=runs.c.not_before)), extended)
-            fired = [{"b_id": pending[(r.task, r.trigger.value)], "trigger_data": _trigger_data(r)}
-                     for r in requests
-                     if r.base_change is not None and (r.task, r.trigger.value) in pending]
+            fired = [{"b_id": run_id, "trigger_data": _trigger_data(r)}
+                     for run_id, r in waiting if r.base_change is not None]
             if fired:
                 await db.execute(_set_by_id(trigger_data=bindparam("trigger_data")), fired)
         return queued

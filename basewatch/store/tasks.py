@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from sqlalchemy import delete, select
@@ -142,15 +142,68 @@ def _task(row) -> Task | None:
 ROWS_READ_ON_THE_LOOP = 200
 
 
+# Names bound in one query of `named`: well under either database's limit on parameters.
+NAMES_PER_QUERY = 5000
+
+
 async def _read_rows(rows) -> list[Task | None]:
     if len(rows) <= ROWS_READ_ON_THE_LOOP:
         return [_task(row) for row in rows]
     return await asyncio.to_thread(lambda: [_task(row) for row in rows])
 
 
+class ParsedTasks:
+    """The tasks read so far, by name, with the definition each was read from: a definition
+    read again unchanged (nearly always) is not parsed again. A fan-out to 10,000 dependents,
+    and every re-read of the task list, would otherwise parse each one anew. Task is frozen,
+    so one object is handed out to every reader."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[str, Task]] = {}
+        # Readers of thousands at once (the timers and the git poller, as the daemon starts)
+        # parse each definition once between them: the second waits for the first's.
+        self._parsing = asyncio.Lock()
+
+    async def read(self, rows, every_task: bool = False) -> list[Task | None]:
+        """The tasks `rows` hold (None for a definition refused today, said at each read);
+        `every_task`: the rows are all the tasks there are, and the others are forgotten."""
+        read = self._known(rows)
+        if read.count(None) > ROWS_READ_ON_THE_LOOP:
+            async with self._parsing:
+                read = self._known(rows)
+                await self._parse(rows, read)
+        elif None in read:  # a few: parsed at once, not behind another reader's thousands
+            await self._parse(rows, read)
+        if every_task:
+            names = {row["name"] for row in rows}
+            self._by_name = {name: kept for name, kept in self._by_name.items()
+                             if name in names}
+        return read
+
+    async def _parse(self, rows, read: list[Task | None]) -> None:
+        """Fill in `read` where it has no task yet, parsing those rows' definitions."""
+        unknown = [position for position, task in enumerate(read) if task is None]
+        for position, task in zip(unknown, await _read_rows([rows[p] for p in unknown])):
+            read[position] = task
+            if task is not None:
+                self._by_name[rows[position]["name"]] = (rows[position]["definition"], task)
+
+    def _known(self, rows) -> list[Task | None]:
+        """The tasks of `rows` read before from the same definition; None for the others."""
+        read: list[Task | None] = []
+        for row in rows:
+            kept = self._by_name.get(row["name"])
+            read.append(kept[1] if kept is not None and kept[0] == row["definition"] else None)
+        return read
+
+    def forget(self, name: str) -> None:
+        self._by_name.pop(name, None)
+
+
 class SQLiteTaskStore:
     def __init__(self, database: Database):
         self.database = database
+        self._parsed = ParsedTasks()
 
     async def upsert(self, task: Task, source: str) -> None:
         await self.upsert_many([(task, source)])
@@ -176,18 +229,18 @@ class SQLiteTaskStore:
     async def get(self, name: str) -> Task | None:
         row = await self.database.fetchone(
             select(tasks.c.name, tasks.c.definition).where(tasks.c.name == name))
-        return _task(row) if row else None
+        return (await self._parsed.read([row]))[0] if row else None
 
     async def get_with_source(self, name: str) -> tuple[Task, str] | None:
         row = await self.database.fetchone(
             select(tasks.c.name, tasks.c.definition, tasks.c.source).where(tasks.c.name == name))
-        task = _task(row) if row else None
+        task = (await self._parsed.read([row]))[0] if row else None
         return (task, row["source"]) if task is not None else None
 
     async def with_sources(self) -> list[tuple[Task, str]]:
         rows = await self.database.fetchall(
             select(tasks.c.name, tasks.c.definition, tasks.c.source).order_by(tasks.c.name))
-        read = await _read_rows(rows)
+        read = await self._parsed.read(rows, every_task=True)
         return [(task, row["source"]) for row, task in zip(rows, read) if task is not None]
 
     async def all(self, source: str | None = None) -> list[Task]:
@@ -195,7 +248,20 @@ class SQLiteTaskStore:
         if source is not None:
             query = query.where(tasks.c.source == source)
         rows = await self.database.fetchall(query)
-        return [task for task in await _read_rows(rows) if task is not None]
+        return [task for task in await self._parsed.read(rows, every_task=source is None)
+                if task is not None]
+
+    async def named(self, names: Iterable[str]) -> list[Task]:
+        """The stored tasks among `names`, by name; only those read (a base's dependents,
+        not every task). A name with no task, or whose definition is refused, is left out."""
+        wanted = sorted(set(names))
+        rows = []
+        for start in range(0, len(wanted), NAMES_PER_QUERY):
+            rows += await self.database.fetchall(
+                select(tasks.c.name, tasks.c.definition)
+                .where(tasks.c.name.in_(wanted[start:start + NAMES_PER_QUERY]))
+                .order_by(tasks.c.name))
+        return [task for task in await self._parsed.read(rows) if task is not None]
 
     async def names(self, source: str | None = None) -> set[str]:
         query = select(tasks.c.name)
@@ -206,4 +272,5 @@ class SQLiteTaskStore:
     async def delete(self, name: str) -> bool:
         async with self.database.transaction() as db:
             result = await db.execute(delete(tasks).where(tasks.c.name == name))
-            return result.rowcount > 0
+        self._parsed.forget(name)
+        return result.rowcount > 0

@@ -54,7 +54,9 @@ class FanOut:
 
     async def _fan_out(self, change: DigestChange) -> list[str]:
         dependents = await self.store.graph.dependents(change.base, change.platform)
-        tasks = {task.name: task for task in await self.store.tasks.all()}
+        # Only the dependents' definitions: a daemon of 10,000 tasks reads a handful, not all.
+        tasks = {task.name: task
+                 for task in await self.store.tasks.named(dep.task for dep in dependents)}
         not_before = (datetime.now(timezone.utc) + timedelta(seconds=self.settle)
                       if self.settle else None)
         # One run per task, of every platform it is built for: a change to any one platform's

@@ -6,12 +6,14 @@ observation, an error, and a re-push of the same digest trigger nothing.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Awaitable, Callable, Protocol
 
-from structlog.contextvars import bound_contextvars
+from structlog.contextvars import bind_contextvars, bound_contextvars, reset_contextvars
 
 from basewatch.errors import BasewatchError
 from basewatch.metrics import Metrics, ReferenceState
@@ -35,6 +37,12 @@ Key = tuple[str, str]  # (base reference, platform)
 # old digest. Asked again after these pauses until the tag serves the digest the notification
 # named; past them, polling is the safety net.
 NOTIFIED_RECHECK_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+# Unchanged checks are written this many to a transaction: one per check would cap a cycle at
+# a few hundred references a second, and one for a whole cycle of 10,000 would hold the write
+# lock long enough to delay a fan-out or a run starting behind it.
+SAME_BATCH = 1000
+# ...and while polling on schedule, at the latest this long after the first of them was seen.
+SAME_FLUSH_SECONDS = 1.0
 
 
 class PlatformDigestLike(Protocol):
@@ -66,8 +74,8 @@ class PollStats:
 class DigestWatcher:
     """Compares registry digests with the store's, through an in-memory view of the watched set.
 
-    Unchanged checks are written in batches, because one transaction per check would cap a poll
-    cycle at a few hundred references a second.
+    Unchanged checks are written in batches of SAME_BATCH, because one transaction per check
+    would cap a poll cycle at a few hundred references a second.
 
     With several daemons on one database, only the leader (`is_leader()`) polls on schedule;
     every daemon checks what push notifications and cascades ask it to. Another daemon may then
@@ -97,7 +105,15 @@ class DigestWatcher:
         self._limit = asyncio.Semaphore(concurrency)
         self._watched: dict[Key, WatchedDigest] = {}
         self._unchanged: dict[Key, tuple[str, str | None]] = {}  # (digest, index digest)
-        self._next_due: dict[Key, float] = {}
+        self._unchanged_since: float | None = None  # when the oldest of them was gathered
+        # Each watched base and platform parsed once, as the watched set is read.
+        self._references: dict[str, ImageReference] = {}
+        self._platforms: dict[str, Platform] = {}
+        self._next_due: dict[Key, float] = {}  # inf while its check runs
+        # (when, key) for each finite _next_due, soonest first, so a loop of the schedule
+        # touches only the keys due (not all 10,000); an entry whose time is no longer the
+        # key's is skipped as it comes up.
+        self._due_order: list[tuple[float, Key]] = []
         self._failures: dict[Key, int] = {}
         self._in_flight: set[Key] = set()
         self._again: set[Key] = set()  # asked for while in flight: check once more after
@@ -120,7 +136,7 @@ class DigestWatcher:
             stored = watched.checked_at.timestamp() if watched.checked_at else 0.0
             states.append(ReferenceState(
                 key[0], key[1], max(self._checked_at.get(key, 0.0), stored),
-                self.interval_for(ImageReference.parse(key[0]).registry),
+                self.interval_for(self._reference(key[0]).registry),
                 key in self._failures or watched.last_error is not None))
         return states
 
@@ -139,13 +155,37 @@ class DigestWatcher:
         self._watched = {(w.base, w.platform): w for w in await self.graph.watched()}
         now = time.time()
         self._checked_at = {key: self._checked_at.get(key, now) for key in self._watched}
+        self._parse_watched()
+
+    def _parse_watched(self) -> None:
+        self._references = _parsed({base for base, _ in self._watched}, ImageReference.parse,
+                                   self._references)
+        self._platforms = _parsed({platform for _, platform in self._watched}, Platform.parse,
+                                  self._platforms)
+
+    def _reference(self, base: str) -> ImageReference:
+        reference = self._references.get(base)
+        return reference if reference is not None else ImageReference.parse(base)
+
+    def _platform(self, platform: str) -> Platform:
+        parsed = self._platforms.get(platform)
+        return parsed if parsed is not None else Platform.parse(platform)
 
     async def flush(self) -> None:
-        """Write the unchanged checks gathered since the last flush."""
-        if self._unchanged:
-            batch, self._unchanged = self._unchanged, {}
-            await self.graph.record_same([(b, p, digest, index)
-                                          for (b, p), (digest, index) in batch.items()])
+        """Write the unchanged checks gathered since the last flush, SAME_BATCH rows to a
+        transaction."""
+        while self._unchanged:
+            keys = list(islice(self._unchanged, SAME_BATCH))
+            await self.graph.record_same([(base, platform, *self._unchanged.pop((base, platform)))
+                                          for base, platform in keys])
+        self._unchanged_since = None
+
+    def _flush_due(self, now: float) -> bool:
+        """Whether the scheduler writes the unchanged checks now: a batch is full, or the
+        oldest has waited SAME_FLUSH_SECONDS."""
+        return len(self._unchanged) >= SAME_BATCH or (
+            self._unchanged_since is not None and now - self._unchanged_since
+            >= SAME_FLUSH_SECONDS)
 
     async def check(self, base: str, platform: str) -> DigestChange | None:
         """Compare one reference now. Asked while a check of it runs, it runs once more after,
@@ -209,14 +249,19 @@ class DigestWatcher:
     async def _compare(self, key: Key) -> DigestChange | None:
         base, platform = key
         # What is logged from here (the registry client's lines too) names the reference.
-        with bound_contextvars(base=base, platform=platform):
+        # Bound, then reset by token: bound_contextvars reads every context variable, twice, on
+        # each of a cycle's 10,000 checks.
+        tokens = bind_contextvars(base=base, platform=platform)
+        try:
             return await self._compare_bound(key)
+        finally:
+            reset_contextvars(**tokens)
 
     async def _compare_bound(self, key: Key) -> DigestChange | None:
         base, platform = key
-        ref = ImageReference.parse(base)
+        ref = self._reference(base)
         try:
-            seen = await self.source.platform_digest(ref, Platform.parse(platform))
+            seen = await self.source.platform_digest(ref, self._platform(platform))
         except BasewatchError as exc:
             self._checked_at[key] = time.time()
             self._failures[key] = self._failures.get(key, 0) + 1
@@ -233,8 +278,11 @@ class DigestWatcher:
             return None  # no task depends on it any more
         if recovered or current.last_error is not None or current.digest != seen.digest:
             self._shown_change()
-        self._watched[key] = replace(current, digest=seen.digest, index_digest=seen.index_digest,
-                                     last_error=None)
+        # A new view only when it differs: an unchanged check (nearly all) builds nothing.
+        unchanged = (current.digest, current.index_digest, current.last_error) == \
+            (seen.digest, seen.index_digest, None)
+        self._watched[key] = current if unchanged else replace(
+            current, digest=seen.digest, index_digest=seen.index_digest, last_error=None)
         if current.digest is None:
             if await self.graph.record_first(base, platform, seen.digest, seen.index_digest):
                 self._count(ref, "first")
@@ -245,6 +293,8 @@ class DigestWatcher:
                 return None
         if current.digest == seen.digest:
             self._count(ref, "same")
+            if not self._unchanged:
+                self._unchanged_since = time.monotonic()
             self._unchanged[key] = (seen.digest, seen.index_digest)
             return None
         self._count(ref, "changed")
@@ -263,14 +313,21 @@ class DigestWatcher:
         await self._load()
         keys = list(self._watched)
         errors_before = {key: self._failures.get(key, 0) for key in keys}
-        changes = await asyncio.gather(*(self.check(*key) for key in keys))
+
+        async def check(key: Key) -> DigestChange | None:
+            change = await self.check(*key)
+            if len(self._unchanged) >= SAME_BATCH:  # written while the others are checked
+                await self.flush()
+            return change
+
+        changes = await asyncio.gather(*(check(key) for key in keys))
         await self.flush()
         return PollStats(
             checked=len(keys), changed=sum(1 for change in changes if change),
             errors=sum(1 for key in keys if self._failures.get(key, 0) > errors_before[key]))
 
     def _interval(self, base: str, platform: str) -> float:
-        interval = self.interval_for(ImageReference.parse(base).registry)
+        interval = self.interval_for(self._reference(base).registry)
         # Back off a failing reference, so a dead registry is not hammered.
         return next_delay(interval, self._failures.get((base, platform), 0), self.jitter)
 
@@ -297,34 +354,59 @@ class DigestWatcher:
                 await self._load()
                 loaded_at = now
                 self._reconcile(now)
-            due = [key for key, when in self._next_due.items() if when <= now]
-            for key in due:
+            for key in self._pop_due(now):
                 if not leading:
                     # The leader polls it; its place in the schedule is kept, so a daemon
                     # that takes over polls each reference within one interval, spread out.
-                    self._next_due[key] = now + self._interval(*key)
+                    self._due_at(key, now + self._interval(*key))
                     continue
-                self._next_due[key] = float("inf")  # in flight; rescheduled when done
+                self._due_at(key, float("inf"))  # in flight; rescheduled when done
                 check = asyncio.create_task(self._check_and_reschedule(*key))
                 self._checks.add(check)
                 check.add_done_callback(self._checks.discard)
-            await self.flush()
-            pending = [when for when in self._next_due.values() if when != float("inf")]
-            delay = max(0.0, min(pending) - time.monotonic()) if pending else RELOAD_SECONDS
+            if self._flush_due(time.monotonic()):
+                await self.flush()
+            soonest = self._soonest()
+            delay = max(0.0, soonest - time.monotonic()) if soonest is not None \
+                else RELOAD_SECONDS
             if not leading:
                 delay = min(delay, LEADERSHIP_CHECK_SECONDS)
+            if self._unchanged_since is not None:
+                delay = max(0.0, min(delay, self._unchanged_since + SAME_FLUSH_SECONDS
+                                     - time.monotonic()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=min(delay, RELOAD_SECONDS))
             except TimeoutError:
                 pass
+
+    def _due_at(self, key: Key, when: float) -> None:
+        self._next_due[key] = when
+        if when != float("inf"):
+            heapq.heappush(self._due_order, (when, key))
+
+    def _pop_due(self, now: float) -> list[Key]:
+        """The keys due by `now`, taken off the schedule's order."""
+        due: dict[Key, None] = {}
+        while self._due_order and self._due_order[0][0] <= now:
+            when, key = heapq.heappop(self._due_order)
+            if self._next_due.get(key) == when:
+                due[key] = None
+        return list(due)
+
+    def _soonest(self) -> float | None:
+        """When the next key falls due; None when none is scheduled (all in flight)."""
+        order = self._due_order
+        while order and self._next_due.get(order[0][1]) != order[0][0]:
+            heapq.heappop(order)  # rescheduled or unwatched since
+        return order[0][0] if order else None
 
     def _reconcile(self, now: float) -> None:
         for key in list(self._next_due):
             if key not in self._watched:
                 del self._next_due[key]
         for key in self._watched.keys() - self._next_due.keys():
-            interval = self.interval_for(ImageReference.parse(key[0]).registry)
-            self._next_due[key] = now + first_delay(interval, self.jitter)
+            interval = self.interval_for(self._reference(key[0]).registry)
+            self._due_at(key, now + first_delay(interval, self.jitter))
 
     async def _check_and_reschedule(self, base: str, platform: str) -> None:
         try:
@@ -333,5 +415,20 @@ class DigestWatcher:
             log.exception("checking %s (%s) failed unexpectedly", base, platform)
         finally:
             if (base, platform) in self._next_due:
-                self._next_due[(base, platform)] = time.monotonic() + self._interval(base, platform)
+                self._due_at((base, platform), time.monotonic() + self._interval(base, platform))
                 self._wake.set()
+
+
+def _parsed(texts, parse, known: dict) -> dict:
+    """Each of `texts` parsed, those in `known` as they were. One that does not parse is left
+    out: it is parsed again, and fails as it always did, when it is checked."""
+    parsed = {}
+    for text in texts:
+        if text in known:
+            parsed[text] = known[text]
+            continue
+        try:
+            parsed[text] = parse(text)
+        except (BasewatchError, ValueError):
+            pass
+    return parsed

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from basewatch.errors import RegistryError
+from basewatch.errors import ImageReferenceError, RegistryError
 from basewatch.models import DependencyKind, RunRequest, RunStatus, RunType, Trigger
 from basewatch.oci.platforms import Platform
+from basewatch.oci.reference import ImageReference
 from basewatch.store import Store
 from basewatch.tasks import BaseImageTrigger, Task
 from basewatch.triggers import Triggers
-from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.triggers.base_image import FanOut
+from basewatch.watcher import digest_watch
+from basewatch.watcher.digest_watch import DigestWatcher
 from tests.support.stores import open_store
 
 BASE = "127.0.0.1:5000/base:1"
@@ -155,7 +157,8 @@ async def test_a_queued_run_is_not_queued_twice(store):
 
 async def test_already_built_on_the_new_digest_is_skipped(store):
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:a")
-    await store.graph.record_build("app", PLATFORM, {BASE: "sha256:b"})  # a manual run got there first
+    # A manual run got there first.
+    await store.graph.record_build("app", PLATFORM, {BASE: "sha256:b"})
     registry, submitted = FakeRegistry("sha256:b"), []
     await make_watcher(store, registry, submitted).check(BASE, PLATFORM)
     assert submitted == []
@@ -237,7 +240,6 @@ async def test_a_notified_digest_the_tag_does_not_serve_yet_is_checked_again(sto
                                                                             monkeypatch):
     # distribution 2.x notifies a tagged push before it moves the tag: the first check after
     # the notification can read the old digest.
-    from basewatch.watcher import digest_watch
     monkeypatch.setattr(digest_watch, "NOTIFIED_RECHECK_DELAYS", (0.01, 0.01, 0.01))
     await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
     registry, submitted = FakeRegistry("sha256:old"), []
@@ -338,3 +340,178 @@ async def test_a_push_heard_before_the_watch_runs_sees_bases_registered_since(st
     watcher.refresh()
     assert await watcher.check_references(lambda base: base == later) == 1
     assert len(submitted) == 1  # later's base moved: sha256:before -> sha256:old
+
+
+async def add_tasks(store: Store, count: int, digest: str) -> list[str]:
+    """`count` tasks, each on a base of its own; the bases."""
+    bases = [f"127.0.0.1:5000/base-{n}:1" for n in range(count)]
+    await store.tasks.upsert_many([(Task(name=f"app{n}", context="/nowhere",
+                                         images=[f"reg/app{n}"]), "config")
+                                   for n in range(count)])
+    await store.graph.replace_many(
+        [(f"app{n}", [(base, PLATFORM, DependencyKind.RUNTIME)], ())
+         for n, base in enumerate(bases)], {(base, PLATFORM): digest for base in bases})
+    return bases
+
+
+def record_same_calls(store: Store, monkeypatch) -> list[int]:
+    """The size of each batch of unchanged checks written, as the store is asked to."""
+    sizes, record_same = [], store.graph.record_same
+
+    async def recorded(checks):
+        checks = list(checks)
+        sizes.append(len(checks))
+        await record_same(checks)
+
+    monkeypatch.setattr(store.graph, "record_same", recorded)
+    return sizes
+
+
+async def test_unchanged_checks_are_written_a_batch_at_a_time(store, monkeypatch):
+    monkeypatch.setattr(digest_watch, "SAME_BATCH", 2)
+    bases = await add_tasks(store, 5, "sha256:old")
+    watcher = make_watcher(store, FakeRegistry("sha256:old"), [])
+    sizes = record_same_calls(store, monkeypatch)
+    stats = await watcher.poll_once()
+    assert (stats.checked, stats.changed) == (5, 0)
+    assert sizes == [2, 2, 1]  # one transaction per batch, not per check nor per cycle
+    for base in bases:
+        assert (await store.graph.get_watched(base, PLATFORM)).checked_at is not None
+
+
+async def test_the_scheduler_writes_unchanged_checks_together(store, monkeypatch):
+    # One reference checked every 50 ms: its checks are written at most every SAME_FLUSH_SECONDS,
+    # not one transaction each; and the last is written without waiting for another check.
+    monkeypatch.setattr(digest_watch, "SAME_FLUSH_SECONDS", 0.3)
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry = FakeRegistry("sha256:old")
+    sizes = record_same_calls(store, monkeypatch)
+    watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
+                            lambda host: 0.05, jitter=0.0)
+    loop = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(200):
+            if registry.calls >= 12:
+                break
+            await asyncio.sleep(0.05)
+        assert registry.calls >= 12
+        assert 1 <= len(sizes) <= registry.calls / 2, (sizes, registry.calls)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_lone_unchanged_check_is_written_within_the_flush_window(store, monkeypatch):
+    monkeypatch.setattr(digest_watch, "SAME_FLUSH_SECONDS", 0.2)
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    registry = FakeRegistry("sha256:old")
+    sizes = record_same_calls(store, monkeypatch)
+    # Checked at once (no jitter), then not for an hour.
+    watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
+                            lambda host: 3600.0, jitter=0.0)
+    loop = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(200):
+            if sizes:
+                break
+            await asyncio.sleep(0.05)
+        assert (sizes, registry.calls) == ([1], 1)
+        assert (await store.graph.get_watched(BASE, PLATFORM)).checked_at is not None
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_watched_references_are_parsed_once_not_on_every_check(store, monkeypatch):
+    bases = await add_tasks(store, 3, "sha256:old")
+    parsed, parse = [], ImageReference.parse
+
+    def counted(text: str) -> ImageReference:
+        parsed.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(ImageReference, "parse", staticmethod(counted))
+    watcher = make_watcher(store, FakeRegistry("sha256:old"), [])
+    for _ in range(3):
+        assert (await watcher.poll_once()).checked == 3  # each cycle reads the watched set
+    watcher.reference_states()
+    assert sorted(parsed) == sorted(bases)
+
+
+async def test_a_base_that_does_not_parse_fails_its_check_as_before(store):
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    bad = "Not/A:Ref:!"
+    await store.tasks.upsert(Task(name="bad", context="/nowhere", images=["reg/bad"]), "config")
+    await store.graph.replace_dependencies("bad", [(bad, PLATFORM, DependencyKind.RUNTIME)], {})
+    registry = FakeRegistry("sha256:old")
+    watcher = make_watcher(store, registry, [])
+    # Reading the watched set parses it: the bad one does not stop the others being checked.
+    assert await watcher.check_references(lambda base: base == BASE) == 1
+    with pytest.raises(ImageReferenceError):
+        await watcher.check(bad, PLATFORM)
+    assert registry.calls == 1
+
+
+async def test_the_schedule_follows_the_watched_set_as_it_changes(store):
+    other = "127.0.0.1:5000/other:1"
+    await add_task(store, "app", DependencyKind.RUNTIME, "sha256:old")
+    checked: list[str] = []
+
+    async def platform_digest(ref, platform):
+        checked.append(str(ref))
+        return Seen("sha256:old")
+
+    registry = FakeRegistry("sha256:old")
+    registry.platform_digest = platform_digest
+    watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
+                            lambda host: 0.05, jitter=0.0)
+
+    async def until(condition) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"not within 4 s: {checked[-5:]}")
+
+    loop = asyncio.create_task(watcher.run())
+    try:
+        await until(lambda: checked.count(BASE) >= 2)
+        await store.tasks.upsert(Task(name="other", context="/nowhere", images=["reg/other"]),
+                                 "config")
+        await store.graph.replace_dependencies("other", [(other, PLATFORM,
+                                                          DependencyKind.RUNTIME)],
+                                               {(other, PLATFORM): "sha256:old"})
+        watcher.refresh()
+        await until(lambda: checked.count(other) >= 2)  # a new reference joins the schedule
+        await store.graph.replace_dependencies("app", [], {})
+        await store.graph.prune()
+        watcher.refresh()
+        await until(lambda: checked.count(other) >= checked.count(BASE) + 3)
+        seen = checked.count(BASE)
+        await until(lambda: checked.count(other) >= checked.count(BASE) + 6)
+        assert checked.count(BASE) == seen  # one no longer watched leaves the schedule
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_cycle_writes_full_batches_while_it_still_checks(store, monkeypatch):
+    monkeypatch.setattr(digest_watch, "SAME_BATCH", 2)
+    bases = await add_tasks(store, 6, "sha256:old")
+    events, record_same = [], store.graph.record_same
+
+    async def platform_digest(ref, platform):
+        await asyncio.sleep(0.05 * bases.index(str(ref)))  # answered one after the other
+        events.append("checked")
+        return Seen("sha256:old")
+
+    async def recorded(checks):
+        events.append("written")
+        await record_same(checks)
+
+    monkeypatch.setattr(store.graph, "record_same", recorded)
+    registry = FakeRegistry("sha256:old")
+    registry.platform_digest = platform_digest
+    assert (await make_watcher(store, registry, []).poll_once()).checked == 6
+    assert events.count("written") == 3
+    assert events.index("written") < len(events) - 1 - events[::-1].index("checked")

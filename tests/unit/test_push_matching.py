@@ -1,6 +1,7 @@
 """Push matching: which watched references a batch of push notifications names."""
 from __future__ import annotations
 
+from basewatch.oci.reference import ImageReference
 from basewatch.watcher.notifications import PushNotification
 from basewatch.watcher.push_matching import PushMatch, PushMatcher
 
@@ -43,3 +44,19 @@ async def test_the_matcher_checks_only_the_named_references():
     checked = await PushMatcher(watcher).on_push_notifications([push("team/base", "2")])
     assert checked == 1
     assert watcher.notified == {"r.example/team/base:2": DIGEST}
+
+
+def test_each_watched_reference_is_parsed_once_across_notifications(monkeypatch):
+    parsed, parse = [], ImageReference.parse
+
+    def counted(text: str) -> ImageReference:
+        parsed.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(ImageReference, "parse", staticmethod(counted))
+    watched = [f"reg.example/team/base-once-{n}:1" for n in range(3)]
+    for repository in ("team/base-once-1", "team/base-once-2"):
+        match = PushMatch([push(repository, "1")])
+        assert [base for base in watched if match.named(base)] == \
+            [f"reg.example/{repository}:1"]
+    assert sorted(parsed) == watched

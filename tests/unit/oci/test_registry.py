@@ -15,11 +15,18 @@ from aiohttp.test_utils import TestServer
 
 from basewatch.config import RegistrySettings
 from basewatch.errors import RegistryAddressRefused, RegistryError
-from basewatch.oci.platforms import Platform
+from basewatch.oci import registry
 from basewatch.oci.credentials import Challenge, CredentialStore, TokenCache
+from basewatch.oci.platforms import Platform
 from basewatch.oci.reference import ImageReference
-from basewatch.oci.registry import (DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, ManifestHead,
-                                    PlatformDigest, RegistryClient)
+from basewatch.oci.registry import (
+    DOCKER_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ManifestHead,
+    PlatformDigest,
+    RegistryClient,
+)
 from tests.support.oci import canonical_json, sha256_digest
 
 AMD64, ARM64 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -257,6 +264,59 @@ async def test_503_twice_then_success(fake):
     assert head.media_type == OCI_MANIFEST
     assert fake.requests("HEAD") == 3
     assert 0.5 <= time.monotonic() - started < 2.0  # exponential back-off: 0.2 s, then 0.4 s
+
+
+@pytest.fixture
+def retry_loops(monkeypatch) -> list[list[float]]:
+    """The waits of each tenacity retry loop the client starts (each wait recorded, not slept)."""
+    loops: list[list[float]] = []
+
+    class Recorded(registry.AsyncRetrying):
+        def __init__(self, **options):
+            waits: list[float] = []
+            loops.append(waits)
+
+            async def sleep(seconds: float) -> None:
+                waits.append(seconds)
+
+            super().__init__(sleep=sleep, **options)
+
+    monkeypatch.setattr(registry, "AsyncRetrying", Recorded)
+    return loops
+
+
+async def test_a_first_success_is_one_attempt_outside_the_retry_loop(fake, retry_loops):
+    async with RegistryClient() as client:
+        await client.head_manifest(fake.ref("app:1"))
+    assert fake.requests("HEAD") == 1 and client.requests_sent == 1
+    assert retry_loops == []  # the common case pays nothing for retrying
+
+
+async def test_a_transient_failure_is_retried_with_the_same_back_off(fake, retry_loops):
+    fake.faults = [status(503), status(502), status(429, **{"Retry-After": "3"})]
+    async with RegistryClient(attempts=4, max_retry_after=2.5) as client:
+        head = await client.head_manifest(fake.ref("app:1"))
+    assert head.media_type == OCI_MANIFEST
+    assert fake.requests("HEAD") == 4 and client.requests_sent == 4
+    # The first failure counts as tenacity's first attempt: 0.2 s, 0.4 s, then Retry-After
+    # (capped), as when every attempt ran inside the loop.
+    assert retry_loops == [[0.2, 0.4, 2.5]]
+
+
+async def test_attempts_count_the_first_one(fake, retry_loops):
+    fake.faults = [status(500)] * 3
+    async with RegistryClient(attempts=3) as client:
+        with pytest.raises(RegistryError, match="tried 3 times"):
+            await client.head_manifest(fake.ref("app:1"))
+    assert fake.requests("HEAD") == 3 and retry_loops == [[0.2, 0.4]]
+
+
+async def test_one_attempt_is_never_retried(fake, retry_loops):
+    fake.faults = [status(503)]
+    async with RegistryClient(attempts=1) as client:
+        with pytest.raises(RegistryError, match=r"\(tried once\)"):
+            await client.head_manifest(fake.ref("app:1"))
+    assert fake.requests("HEAD") == 1 and retry_loops == [[]]
 
 
 async def test_persistent_500_is_an_error_naming_host_and_status(fake):

@@ -1,8 +1,10 @@
 """The task store keeps the domain's Task, and still reads the rows older versions wrote."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy import text
 
 from basewatch.oci.platforms import Platform
 from basewatch.store import Store
+from basewatch.store import tasks as task_rows
 from basewatch.store.tasks import task_from_json, task_json
 from basewatch.tasks import BaseImageTrigger, CommitTrigger, PullRequestTrigger, Task
 from tests.support.stores import open_store
@@ -152,3 +155,66 @@ async def test_thousands_of_tasks_are_stored_at_once_and_read_back_in_order(stor
     assert len(await store.tasks.names(source="api")) == 600
     listed = await store.tasks.with_sources()
     assert len(listed) == 1200 and listed[0][0].name == "app-0000"
+
+
+async def test_named_reads_only_the_tasks_asked_for(store, monkeypatch):
+    monkeypatch.setattr(task_rows, "NAMES_PER_QUERY", 2)  # several queries: same answer
+    await store.tasks.upsert_many([(Task(name=f"app-{n}", context="/srv/app",
+                                         images=[f"reg/app-{n}"]), "config") for n in range(6)])
+    await insert_row(store, "refused", json.dumps({"name": "refused", "context": "/srv/app",
+                                                    "image": ["reg/x"], "file": "/etc/passwd"}))
+    named = await store.tasks.named(iter(["app-4", "app-1", "gone", "app-4", "refused", "app-0"]))
+    assert [task.name for task in named] == ["app-0", "app-1", "app-4"]
+    assert named[0] == await store.tasks.get("app-0")
+    assert await store.tasks.named([]) == []
+
+
+async def test_a_definition_read_again_unchanged_is_not_parsed_again(store, monkeypatch):
+    parsed, parse = [], task_rows.task_from_json
+
+    def counted(text: str) -> Task:
+        parsed.append(json.loads(text)["name"])
+        return parse(text)
+
+    monkeypatch.setattr(task_rows, "task_from_json", counted)
+    tasks = [Task(name=name, context="/srv/app", images=[f"reg/{name}"]) for name in "abc"]
+    await store.tasks.upsert_many([(task, "config") for task in tasks])
+    assert await store.tasks.all() == tasks and sorted(parsed) == ["a", "b", "c"]
+    assert await store.tasks.all() == tasks
+    assert await store.tasks.named(["a", "c"]) == [tasks[0], tasks[2]]
+    assert await store.tasks.get("b") == tasks[1]
+    assert sorted(parsed) == ["a", "b", "c"]  # each parsed once
+    changed = replace(tasks[0], images=["reg/a:2"])
+    await store.tasks.upsert(changed, "api")
+    assert await store.tasks.get_with_source("a") == (changed, "api")
+    assert await store.tasks.all() == [changed, *tasks[1:]]
+    assert sorted(parsed) == ["a", "a", "b", "c"]  # the changed one only
+    await store.tasks.delete("b")
+    assert await store.tasks.all() == [changed, tasks[2]]
+
+
+async def test_a_refused_definition_is_said_at_every_read(store, caplog):
+    await insert_row(store, "bad", json.dumps({"name": "bad", "context": "/srv/app",
+                                               "image": ["reg/x"], "file": "/etc/passwd"}))
+    for _ in range(2):
+        caplog.clear()
+        assert await store.tasks.all() == [] and await store.tasks.get("bad") is None
+        assert caplog.text.count("task bad is ignored") == 2
+
+
+async def test_readers_at_once_parse_each_definition_once(store, monkeypatch):
+    parsed, parse = [], task_rows.task_from_json
+
+    def counted(text: str) -> Task:
+        parsed.append(json.loads(text)["name"])
+        return parse(text)
+
+    monkeypatch.setattr(task_rows, "task_from_json", counted)
+    monkeypatch.setattr(task_rows, "ROWS_READ_ON_THE_LOOP", 1)  # parsed in a thread
+    tasks = [Task(name=f"app-{n}", context="/srv/app", images=[f"reg/app-{n}"])
+             for n in range(5)]
+    await store.tasks.upsert_many([(task, "config") for task in tasks])
+    first, second, named = await asyncio.gather(
+        store.tasks.all(), store.tasks.all(), store.tasks.named(["app-1", "app-3"]))
+    assert first == second == tasks and named == [tasks[1], tasks[3]]
+    assert sorted(parsed) == [task.name for task in tasks]

@@ -95,6 +95,29 @@ async def test_a_base_change_records_the_digest_with_its_runs(store, triggers, s
     assert run.base_change == BaseChange(BASE, PLATFORM, NEW)
 
 
+async def test_a_base_change_reads_only_the_dependents_definitions(store, triggers,
+                                                                   monkeypatch):
+    await add_task(store, "app")
+    await store.tasks.upsert(TaskSettings(name="elsewhere", context=Path("/nowhere"),
+                                          image=["reg/elsewhere"]).to_task(), "config")
+    read = []
+    named = store.tasks.named
+
+    async def recorded(names):
+        names = list(names)
+        read.append(names)
+        return await named(names)
+
+    async def every_task(source=None):
+        raise AssertionError("a fan-out reads its dependents, not every task")
+
+    monkeypatch.setattr(store.tasks, "named", recorded)
+    monkeypatch.setattr(store.tasks, "all", every_task)
+    run_ids = await FanOut(store, triggers).on_change(DigestChange(BASE, PLATFORM, OLD, NEW, None))
+    assert read == [["app"]]
+    assert [(await store.runs.get(run_id)).task for run_id in run_ids] == ["app"]
+
+
 async def test_a_queued_run_records_the_latest_change_that_fired_it(store, triggers):
     await add_task(store, "app")
     fanout = FanOut(store, triggers)
