@@ -24,7 +24,7 @@ setup:
 # engine; the slowest tests are listed at the end.
 test: setup
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --durations=15
-	$(VENV)/bin/pytest --store=postgres $(POSTGRES_TESTS)
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --store=postgres $(POSTGRES_TESTS)
 
 test-postgres: setup
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --store=postgres
