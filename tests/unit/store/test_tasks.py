@@ -169,7 +169,8 @@ async def test_named_reads_only_the_tasks_asked_for(store, monkeypatch):
     assert await store.tasks.named([]) == []
 
 
-async def test_a_definition_read_again_unchanged_is_not_parsed_again(store, monkeypatch):
+def count_parses(monkeypatch) -> list[str]:
+    """The names of the definitions the task store parses from now on, in order."""
     parsed, parse = [], task_rows.task_from_json
 
     def counted(text: str) -> Task:
@@ -177,6 +178,11 @@ async def test_a_definition_read_again_unchanged_is_not_parsed_again(store, monk
         return parse(text)
 
     monkeypatch.setattr(task_rows, "task_from_json", counted)
+    return parsed
+
+
+async def test_a_definition_read_again_unchanged_is_not_parsed_again(store, monkeypatch):
+    parsed = count_parses(monkeypatch)
     tasks = [Task(name=name, context="/srv/app", images=[f"reg/{name}"]) for name in "abc"]
     await store.tasks.upsert_many([(task, "config") for task in tasks])
     assert await store.tasks.all() == tasks and sorted(parsed) == ["a", "b", "c"]
@@ -203,13 +209,7 @@ async def test_a_refused_definition_is_said_at_every_read(store, caplog):
 
 
 async def test_readers_at_once_parse_each_definition_once(store, monkeypatch):
-    parsed, parse = [], task_rows.task_from_json
-
-    def counted(text: str) -> Task:
-        parsed.append(json.loads(text)["name"])
-        return parse(text)
-
-    monkeypatch.setattr(task_rows, "task_from_json", counted)
+    parsed = count_parses(monkeypatch)
     monkeypatch.setattr(task_rows, "ROWS_READ_ON_THE_LOOP", 1)  # parsed in a thread
     tasks = [Task(name=f"app-{n}", context="/srv/app", images=[f"reg/app-{n}"])
              for n in range(5)]
