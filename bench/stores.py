@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "scripts")]
 
@@ -30,6 +27,7 @@ import stack  # noqa: E402
 
 from basewatch.store import SQLiteStore  # noqa: E402
 from basewatch.store.database import sqlite_url  # noqa: E402
+from tests.support.stores import postgres_rows  # noqa: E402
 
 STORES = ("sqlite", "postgres")
 URL_ENV = "BASEWATCH_DATABASE_URL"
@@ -74,13 +72,7 @@ class BenchStore:
         if self.kind == "sqlite":
             with contextlib.closing(sqlite3.connect(self.state_dir / "basewatch.db")) as db:
                 return db.execute(sql).fetchall()
-        url = make_url(self.url)
-        connection = await asyncpg.connect(host=url.host, port=url.port, user=url.username,
-                                           password=url.password, database=url.database)
-        try:
-            return [tuple(row) for row in await connection.fetch(sql)]
-        finally:
-            await connection.close()
+        return await postgres_rows(self.url, sql)
 
 
 @contextlib.contextmanager

@@ -8,25 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 from tests.e2e.test_daemon import health, start_daemon, stop, write_app
+from tests.support.stores import postgres_rows
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-
-
-async def rows(url: str, sql: str) -> list[tuple]:
-    parts = make_url(url)
-    connection = await asyncpg.connect(host=parts.host, port=parts.port, user=parts.username,
-                                       password=parts.password, database=parts.database)
-    try:
-        return [tuple(row) for row in await connection.fetch(sql)]
-    finally:
-        await connection.close()
 
 
 def stack_script(*args: str) -> subprocess.CompletedProcess:
@@ -53,14 +43,15 @@ def test_a_daemon_keeps_its_state_in_the_postgres_stack_py_started(tmp_path):
         process, address = start_daemon(config, tmp_path, f"unix://{tmp_path}/no-engine.sock",
                                          env={"BASEWATCH_DATABASE_URL": url})
         health(address, process)
-        wait_until(lambda: asyncio.run(rows(url, "SELECT name, source FROM tasks")), 30,
+        wait_until(lambda: asyncio.run(postgres_rows(url, "SELECT name, source FROM tasks")), 30,
                    "the config's task registered in PostgreSQL")
         output = stop(process)
         assert f"store: PostgreSQL at 127.0.0.1:{make_url(url).port}/basewatch" in output
         assert url.split("@")[0].split(":")[-1] not in output  # the password is never logged
         assert not (tmp_path / "state" / "basewatch.db").exists()
-        assert asyncio.run(rows(url, "SELECT name, source FROM tasks")) == [("app", "config")]
-        assert asyncio.run(rows(url, "SELECT count(*) FROM alembic_version")) == [(1,)]
+        assert asyncio.run(postgres_rows(url, "SELECT name, source FROM tasks")) == [
+            ("app", "config")]
+        assert asyncio.run(postgres_rows(url, "SELECT count(*) FROM alembic_version")) == [(1,)]
     finally:
         stopped = stack_script("down", "--dir", str(state))
         subprocess.run(["rm", "-rf", str(state)])

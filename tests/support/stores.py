@@ -28,18 +28,32 @@ def on_postgres() -> bool:
     return _server_url is not None
 
 
+async def connect_postgres(url: str, database: str | None = None) -> asyncpg.Connection:
+    """A plain asyncpg connection to the database a SQLAlchemy URL names (or to `database`
+    on the same server): reading the store from outside, as a person would with psql."""
+    parts = make_url(url)
+    return await asyncpg.connect(host=parts.host, port=parts.port, user=parts.username,
+                                 password=parts.password, database=database or parts.database)
+
+
+async def postgres_rows(url: str, sql: str) -> list[tuple]:
+    connection = await connect_postgres(url)
+    try:
+        return [tuple(row) for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
+
+
 async def database_for(path: Path) -> str:
     """A PostgreSQL database of this path's own (created on first use); its URL."""
     name = "t_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:24]
-    server = make_url(_server_url)
-    admin = await asyncpg.connect(host=server.host, port=server.port, user=server.username,
-                                  password=server.password, database="postgres")
+    admin = await connect_postgres(_server_url, "postgres")
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return server.set(database=name).render_as_string(hide_password=False)
+    return make_url(_server_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def open_store(path: Path) -> SQLiteStore:
@@ -71,13 +85,7 @@ def query(state_dir: Path, sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()
 
     async def rows() -> list[tuple]:
-        url = make_url(await database_for(state_dir / "basewatch.db"))
-        connection = await asyncpg.connect(host=url.host, port=url.port, user=url.username,
-                                           password=url.password, database=url.database)
-        try:
-            return [tuple(row) for row in await connection.fetch(sql)]
-        finally:
-            await connection.close()
+        return await postgres_rows(await database_for(state_dir / "basewatch.db"), sql)
     return _blocking(rows())
 
 
