@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 
@@ -25,3 +26,16 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def running(*loops):
+    """The coroutines `loops` (a watcher's run(), a daemon's loop) as tasks while the block
+    waits on what they do; cancelled and awaited when it ends, however it ends."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -19,6 +19,7 @@ from basewatch.triggers.base_image import FanOut
 from basewatch.watcher import digest_watch
 from basewatch.watcher.digest_watch import DigestWatcher
 from tests.support.stores import open_store
+from tests.support.waiting import running
 
 BASE = "127.0.0.1:5000/base:1"
 PLATFORM = "linux/amd64"
@@ -217,8 +218,7 @@ async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
     registry, submitted = FakeRegistry("sha256:old"), []
     fanout = FanOut(store, Triggers(store.runs, lambda run_id, delay: submitted.append(run_id)))
     watcher = DigestWatcher(store.graph, registry, fanout.on_change, lambda host: 0.2)
-    loop = asyncio.create_task(watcher.run())
-    try:
+    async with running(watcher.run()):
         for _ in range(100):
             if registry.calls >= 3:
                 break
@@ -231,9 +231,6 @@ async def test_the_scheduler_polls_on_its_own_and_spreads_checks(store):
             await asyncio.sleep(0.05)
         assert len(submitted) == 1
         assert (await store.graph.get_watched(BASE, PLATFORM)).checked_at is not None
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_notified_digest_the_tag_does_not_serve_yet_is_checked_again(store,
@@ -388,17 +385,13 @@ async def test_the_scheduler_writes_unchanged_checks_together(store, monkeypatch
     sizes = record_same_calls(store, monkeypatch)
     watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
                             lambda host: 0.05, jitter=0.0)
-    loop = asyncio.create_task(watcher.run())
-    try:
+    async with running(watcher.run()):
         for _ in range(200):
             if registry.calls >= 12:
                 break
             await asyncio.sleep(0.05)
         assert registry.calls >= 12
         assert 1 <= len(sizes) <= registry.calls / 2, (sizes, registry.calls)
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_lone_unchanged_check_is_written_within_the_flush_window(store, monkeypatch):
@@ -409,17 +402,13 @@ async def test_a_lone_unchanged_check_is_written_within_the_flush_window(store, 
     # Checked at once (no jitter), then not for an hour.
     watcher = DigestWatcher(store.graph, registry, lambda change: asyncio.sleep(0),
                             lambda host: 3600.0, jitter=0.0)
-    loop = asyncio.create_task(watcher.run())
-    try:
+    async with running(watcher.run()):
         for _ in range(200):
             if sizes:
                 break
             await asyncio.sleep(0.05)
         assert (sizes, registry.calls) == ([1], 1)
         assert (await store.graph.get_watched(BASE, PLATFORM)).checked_at is not None
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_watched_references_are_parsed_once_not_on_every_check(store, monkeypatch):
@@ -473,8 +462,7 @@ async def test_the_schedule_follows_the_watched_set_as_it_changes(store):
             await asyncio.sleep(0.02)
         raise AssertionError(f"not within 4 s: {checked[-5:]}")
 
-    loop = asyncio.create_task(watcher.run())
-    try:
+    async with running(watcher.run()):
         await until(lambda: checked.count(BASE) >= 2)
         await store.tasks.upsert(Task(name="other", context="/nowhere", images=["reg/other"]),
                                  "config")
@@ -490,9 +478,6 @@ async def test_the_schedule_follows_the_watched_set_as_it_changes(store):
         seen = checked.count(BASE)
         await until(lambda: checked.count(other) >= checked.count(BASE) + 6)
         assert checked.count(BASE) == seen  # one no longer watched leaves the schedule
-    finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
 
 
 async def test_a_cycle_writes_full_batches_while_it_still_checks(store, monkeypatch):

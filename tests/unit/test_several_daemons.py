@@ -7,7 +7,6 @@ database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from basewatch.watcher import digest_watch
 from basewatch.watcher.digest_watch import DigestWatcher
 from basewatch.watcher.git_poll import GitPoller
 from tests.support.stores import open_store
-from tests.support.waiting import wait_for
+from tests.support.waiting import running, wait_for
 
 BASE = "127.0.0.1:5000/base:1"
 OTHER_BASE = "127.0.0.1:5000/other:1"
@@ -100,17 +99,6 @@ def watcher(store: Store, client: Client, submitted: list[str],
     fanout = FanOut(store, Triggers(store.runs, lambda run_id, delay: submitted.append(run_id)))
     return DigestWatcher(store.graph, client, fanout.on_change, lambda host: INTERVAL,
                          jitter=JITTER, is_leader=is_leader)
-
-
-@contextlib.asynccontextmanager
-async def running(*loops):
-    tasks = [asyncio.create_task(loop) for loop in loops]
-    try:
-        yield tasks
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def queued_by_task(store: Store) -> dict[str, int]:
