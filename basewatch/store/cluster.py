@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +19,9 @@ from typing import TYPE_CHECKING, Callable
 from sqlalchemy import delete, or_, select, update
 
 from basewatch.errors import StoreBusyError
-from basewatch.models import Run, RunStatus
+from basewatch.models import RunStatus
 from basewatch.store.database import Database, from_text, now, to_text
-from basewatch.store.runs import RUNS_CHANNEL, _requeue_once, _run, held_by
+from basewatch.store.runs import RUNS_CHANNEL, _requeue_once, _run, held_by, uploaded_context
 from basewatch.store.schema import daemons, engine_slots, runs
 
 if TYPE_CHECKING:
@@ -183,7 +182,7 @@ class ClusterStore:
                                    runs.c.daemon.not_in(select(daemons.c.id)))
                 .order_by(runs.c.seq).with_for_update(skip_locked=True))).mappings()
             adopted = [run.id for run in map(_run, rows)
-                       if not run.secret_names and _upload_of(run) in uploads]
+                       if not run.secret_names and uploaded_context(run) in uploads]
             if adopted:
                 await db.execute(update(runs).where(runs.c.id.in_(adopted))
                                  .values(daemon=daemon_id))
@@ -235,11 +234,3 @@ class ClusterStore:
                 engine_slots.c.daemon.not_in(select(daemons.c.id))))
         return reaped
 
-
-def _upload_of(run: Run) -> str | None:
-    """The uploaded context folder a quick run names, if any."""
-    try:
-        path = json.loads(run.spec or "{}").get("context_path")
-    except (ValueError, AttributeError):
-        return None
-    return path if isinstance(path, str) and path else None

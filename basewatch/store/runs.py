@@ -174,10 +174,18 @@ async def insert_run(db, request: RunRequest) -> str:
 def held_by(run: Run) -> str | None:
     """The daemon a run needs (several on one database): the one that holds its uploaded
     context or its secrets, which no other daemon has."""
-    if run.daemon is None or not (run.secret_names or run.spec is not None
-                                  and json.loads(run.spec).get("context_path")):
+    if run.daemon is None or not (run.secret_names or uploaded_context(run)):
         return None
     return run.daemon
+
+
+def uploaded_context(run: Run) -> str | None:
+    """The folder of a quick run's uploaded context on the disk of the daemon that took it."""
+    try:
+        path = json.loads(run.spec or "{}").get("context_path")
+    except (ValueError, AttributeError):
+        return None
+    return path if isinstance(path, str) and path else None
 
 
 async def _requeue_once(db, run: Run, cause: str) -> str | None:
