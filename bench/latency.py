@@ -34,7 +34,6 @@ import asyncio
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ sys.path[:0] = [str(REPO), str(REPO / "scripts"), str(REPO / "bench")]
 
 import stack  # noqa: E402
 from poll import push_bases  # noqa: E402
-from stores import BenchStore, add_store_argument, bench_store, chosen, load_average  # noqa: E402
+from stores import BenchStore, add_store_argument, bench_store, chosen, load_average, stop_daemon  # noqa: E402
 
 from tests.support.oci import ImagePusher  # noqa: E402
 
@@ -158,12 +157,7 @@ def measure(kind: str, mode: str, workdir: Path, seed: Path, args) -> dict:
                       f"{time.monotonic() - started:.1f} s after the spawn", flush=True)
                 return asyncio.run(burst(store, registry.address, daemon, args))
             finally:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
+                stop_daemon(daemon)
     finally:
         registry.stop()
 

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "scripts"), str(REPO / "bench")]
 
 import stack  # noqa: E402
 from poll import push_bases  # noqa: E402
-from stores import BenchStore, add_store_argument, bench_store, chosen, load_average  # noqa: E402
+from stores import BenchStore, add_store_argument, bench_store, chosen, load_average, stop_daemon  # noqa: E402
 
 from tests.support.config_tasks import write_tasks  # noqa: E402
 
@@ -97,12 +96,7 @@ def measure(tree: Path, config: Path, store: BenchStore, url: str, workdir: Path
                 "progress": report.get("registration"), "watched": report["watched"],
                 "unregistered": len(report["unregistered_tasks"])}
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop_daemon(daemon)
 
 
 def write_config(workdir: Path, store: BenchStore, registry: str, tasks: int, bases: int,

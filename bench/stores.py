@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -42,6 +44,16 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 def chosen(store: str) -> list[str]:
     """The stores an argument names, in the order they run."""
     return list(STORES) if store == "both" else [store]
+
+
+def stop_daemon(daemon: subprocess.Popen) -> None:
+    """SIGTERM, as an operator stops it; killed if it has not stopped within a minute."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
 
 
 def load_average() -> str:
